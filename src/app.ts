@@ -1,0 +1,115 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { CachedStats } from './cache/cached-stats.js';
+import { MemoryStore } from './cache/memory-store.js';
+import type { AnswerStore, CacheOutcome } from './cache/store.js';
+import type { Config } from './config.js';
+import { ENDPOINTS } from './deskie/endpoints.js';
+import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
+import { CACHE_NAME, statsRoutes } from './routes/stats.js';
+import { DeskieClient } from './upstream/client.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** How the cache answered, for the access log. */
+    cacheOutcome?: CacheOutcome;
+  }
+}
+
+export interface AppOptions {
+  /** Epoch milliseconds; tests inject a clock they move by hand. */
+  readonly clock?: () => number;
+  readonly logger?: FastifyBaseLogger;
+  /** Defaults to an in-memory store bounded by config.cacheMaxBytes. */
+  readonly store?: AnswerStore;
+}
+
+/** Parameters that steer this proxy only: never sent upstream, never part of the key. */
+const PROXY_PARAMETERS: ReadonlySet<string> = new Set();
+
+const ROUTE_LIST = Object.values(ENDPOINTS)
+  .map((endpoint) => endpoint.path)
+  .join(', ');
+
+/** Builds the proxy without listening; server.ts owns the process. */
+export function buildApp(config: Config & { readonly deskieUrl: string }, options: AppOptions = {}): FastifyInstance {
+  const clock = options.clock ?? Date.now;
+  const app = Fastify({
+    loggerInstance: options.logger,
+    // One debug line per request from the onResponse hook below, with the cache outcome.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Keys are compared as Deskie's names are written.
+    routerOptions: { ignoreTrailingSlash: false, caseSensitive: true },
+  });
+
+  const client = new DeskieClient({
+    baseUrl: config.deskieUrl,
+    timeoutMs: config.upstreamTimeoutMs,
+    maxBodyBytes: config.upstreamMaxBodyBytes,
+    connections: config.upstreamConnections,
+  });
+  const store = options.store ?? new MemoryStore({ maxBytes: config.cacheMaxBytes, clock });
+  const stats = new CachedStats({
+    store,
+    client,
+    clock,
+    lifetimes: config.lifetimes,
+    cacheKeySecret: config.cacheKeySecret,
+    log: app.log,
+  });
+
+  statsRoutes(app, {
+    stats,
+    clock,
+    queryContext: {
+      zone: config.timezone,
+      weekStart: config.weekStart,
+      extraParameters: config.extraParameters,
+      proxyParameters: PROXY_PARAMETERS,
+    },
+  });
+
+  app.get('/healthz', async (_request, reply) =>
+    reply.header('cache-control', 'no-store').send({ status: 'ok', entries: store.entries, bytes: store.bytes }),
+  );
+
+  app.setNotFoundHandler((request, reply) => {
+    const error = notFound(`no route ${request.method} ${request.url.split('?')[0]}; this server answers GET and HEAD on ${ROUTE_LIST}`);
+    return reply.code(error.statusCode).type('application/json; charset=utf-8').send(errorBody(error.message));
+  });
+
+  app.setErrorHandler((error: FastifyError | ProxyError | UpstreamAnswer, request, reply) => {
+    reply.header('cache-control', 'no-store');
+    if (error instanceof UpstreamAnswer) {
+      // Deskie's own answer, passed through as it came and never stored.
+      if (error.retryAfterSeconds) reply.header('retry-after', error.retryAfterSeconds);
+      return reply
+        .code(error.statusCode)
+        .header('cache-status', `${CACHE_NAME}; fwd=miss; fwd-status=${error.statusCode}`)
+        .type(error.contentType ?? 'application/json; charset=utf-8')
+        .send(error.body);
+    }
+    if (error instanceof ProxyError) {
+      if (error.statusCode >= 500) request.log.warn({ code: error.code }, error.message);
+      return reply.code(error.statusCode).headers(error.headers).type('application/json; charset=utf-8').send(errorBody(error.message));
+    }
+    const status = error.statusCode ?? 500;
+    if (status < 500) {
+      return reply.code(status).type('application/json; charset=utf-8').send(errorBody(error.message));
+    }
+    request.log.error({ err: error }, 'unexpected error');
+    return reply.code(500).type('application/json; charset=utf-8').send(errorBody('internal error'));
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug(
+      { method: request.method, url: request.url, status: reply.statusCode, cache: request.cacheOutcome, ms: reply.elapsedTime },
+      'answered',
+    );
+  });
+
+  app.addHook('onClose', async () => {
+    await Promise.all([client.close(), store.close()]);
+  });
+
+  return app;
+}

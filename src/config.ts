@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { IANAZone, type DurationLike } from 'luxon';
+import Type, { type Static, type TSchema } from 'typebox';
+import Value from 'typebox/value';
+import { CUSTOM_RANGE_CLASSES, DESKIE_CACHE_LIFETIME, type FreshnessClass, PERIODS, type Weekday } from './deskie/periods.js';
+
+export const DEFAULT_PORT = 3000;
+export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000;
+export const DEFAULT_UPSTREAM_MAX_BODY_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_UPSTREAM_CONNECTIONS = 8;
+export const DEFAULT_CONFIG_FILE = 'config/proxy.json';
+
+const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** The environment this server reads; every variable is listed in the README. */
+const EnvSchema = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: DEFAULT_PORT }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  NODE_ENV: Type.String({ default: 'development' }),
+  DESKIE_URL: Type.Optional(Type.String({ minLength: 1 })),
+  DESKIE_TIMEZONE: Type.String({ minLength: 1, default: 'UTC' }),
+  DESKIE_WEEK_START: Type.Enum(WEEKDAYS, { default: 'monday' }),
+  CACHE_MAX_BYTES: Type.Integer({ minimum: 1024 * 1024, default: DEFAULT_CACHE_MAX_BYTES }),
+  CACHE_KEY_SECRET: Type.Optional(Type.String({ minLength: 16 })),
+  UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_UPSTREAM_TIMEOUT_MS }),
+  UPSTREAM_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, default: DEFAULT_UPSTREAM_MAX_BODY_BYTES }),
+  UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 256, default: DEFAULT_UPSTREAM_CONNECTIONS }),
+  LOG_LEVEL: Type.Enum(LOG_LEVELS, { default: 'info' }),
+  CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
+});
+type Env = Static<typeof EnvSchema>;
+
+const FRESHNESS_CLASSES: readonly FreshnessClass[] = [...PERIODS, ...CUSTOM_RANGE_CLASSES];
+
+/** The optional file under config/: TTL overrides and extra allowed parameters. */
+const FileSchema = Type.Object(
+  {
+    ttlSeconds: Type.Optional(
+      Type.Object(
+        Object.fromEntries(FRESHNESS_CLASSES.map((name) => [name, Type.Optional(Type.Integer({ minimum: 1 }))])),
+        { additionalProperties: false },
+      ),
+    ),
+    extraParameters: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  },
+  { additionalProperties: false },
+);
+type ConfigFile = Static<typeof FileSchema>;
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly production: boolean;
+  /** Null means no Deskie configured: the server embeds the simulator (never in production). */
+  readonly deskieUrl: string | null;
+  readonly timezone: string;
+  readonly weekStart: Weekday;
+  readonly cacheMaxBytes: number;
+  readonly cacheKeySecret: Buffer;
+  readonly upstreamTimeoutMs: number;
+  readonly upstreamMaxBodyBytes: number;
+  readonly upstreamConnections: number;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  /** Freshness per period and custom-range class: Deskie's table with the operator's overrides. */
+  readonly lifetimes: Readonly<Record<FreshnessClass, DurationLike>>;
+  /** Query names the operator allows besides the documented ones. */
+  readonly extraParameters: ReadonlySet<string>;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Turns the environment (and the config file it names) into a frozen, validated Config. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Config {
+  const vars = parse(EnvSchema, pickKnown(env), (path) => `environment variable ${path}`);
+
+  if (!IANAZone.isValidZone(vars.DESKIE_TIMEZONE)) {
+    throw new ConfigError(
+      `DESKIE_TIMEZONE must be an IANA time zone name such as UTC or Europe/Berlin; got ${JSON.stringify(vars.DESKIE_TIMEZONE)}`,
+    );
+  }
+  const deskieUrl = vars.DESKIE_URL === undefined ? null : checkUrl(vars.DESKIE_URL);
+  const production = vars.NODE_ENV === 'production';
+  if (production && deskieUrl === null) {
+    throw new ConfigError(
+      'DESKIE_URL is required when NODE_ENV=production: set it to your account, such as https://acme.deskie.io',
+    );
+  }
+  const file = readConfigFile(vars, cwd);
+
+  return Object.freeze({
+    port: vars.PORT,
+    host: vars.HOST,
+    production,
+    deskieUrl,
+    timezone: vars.DESKIE_TIMEZONE,
+    weekStart: (WEEKDAYS.indexOf(vars.DESKIE_WEEK_START) + 1) as Weekday,
+    cacheMaxBytes: vars.CACHE_MAX_BYTES,
+    cacheKeySecret: vars.CACHE_KEY_SECRET ? Buffer.from(vars.CACHE_KEY_SECRET) : randomBytes(32),
+    upstreamTimeoutMs: vars.UPSTREAM_TIMEOUT_MS,
+    upstreamMaxBodyBytes: vars.UPSTREAM_MAX_BODY_BYTES,
+    upstreamConnections: vars.UPSTREAM_CONNECTIONS,
+    logLevel: vars.LOG_LEVEL,
+    lifetimes: Object.freeze(lifetimesWith(file.ttlSeconds ?? {})),
+    extraParameters: new Set(file.extraParameters ?? []),
+  });
+}
+
+function pickKnown(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const known: Record<string, string> = {};
+  for (const name of Object.keys(EnvSchema.properties)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') known[name] = value;
+  }
+  return known;
+}
+
+function parse<S extends TSchema>(schema: S, input: unknown, where: (path: string) => string): Static<S> {
+  const value = Value.Default(schema, Value.Convert(schema, Value.Clone(input)));
+  if (Value.Check(schema, value)) return value as Static<S>;
+  const [first] = Value.Errors(schema, value);
+  const path = first?.instancePath.replace(/^\//, '').replaceAll('/', '.') || 'value';
+  const got = path === 'value' ? undefined : path.split('.').reduce<unknown>((at, part) => (at as Record<string, unknown>)?.[part], input);
+  const allowed = (first?.params as { allowedValues?: unknown[] } | undefined)?.allowedValues;
+  const detail = allowed ? `must be one of ${allowed.join(', ')}` : (first?.message ?? 'is invalid');
+  throw new ConfigError(`${where(path)} ${detail}${got === undefined ? '' : `; got ${JSON.stringify(got)}`}`);
+}
+
+function checkUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`DESKIE_URL must be an http(s) URL such as https://acme.deskie.io; got ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError(`DESKIE_URL must use http or https; got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function readConfigFile(vars: Env, cwd: string): ConfigFile {
+  const path = isAbsolute(vars.CONFIG_FILE) ? vars.CONFIG_FILE : resolve(cwd, vars.CONFIG_FILE);
+  if (!existsSync(path)) {
+    if (vars.CONFIG_FILE === DEFAULT_CONFIG_FILE) return {};
+    throw new ConfigError(`CONFIG_FILE names ${path}, which does not exist`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(`CONFIG_FILE ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  return parse(FileSchema, json, (at) => `${path}: ${at}`);
+}
+
+function lifetimesWith(overrides: Readonly<Partial<Record<FreshnessClass, number>>>): Record<FreshnessClass, DurationLike> {
+  const lifetimes = { ...DESKIE_CACHE_LIFETIME };
+  for (const [name, seconds] of Object.entries(overrides)) {
+    if (seconds !== undefined) lifetimes[name as FreshnessClass] = { seconds };
+  }
+  return lifetimes;
+}

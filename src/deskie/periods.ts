@@ -1,0 +1,146 @@
+import { DateTime, type DurationLike } from 'luxon';
+
+/** The 19 values of Deskie's `period` parameter (deskie-api-notes.md). */
+export const PERIODS = [
+  'last_24_hours',
+  'last_7_days',
+  'last_14_days',
+  'last_30_days',
+  'today',
+  'yesterday',
+  'this_week',
+  'last_week',
+  'this_month',
+  'last_month',
+  'month_2',
+  'month_3',
+  'month_4',
+  'month_5',
+  'month_6',
+  '3_previous_months',
+  '6_previous_months',
+  'this_year',
+  'last_year',
+] as const;
+export type Period = (typeof PERIODS)[number];
+
+const PERIOD_SET: ReadonlySet<string> = new Set(PERIODS);
+export const isPeriod = (value: string): value is Period => PERIOD_SET.has(value);
+
+/** Custom ranges have two rows in Deskie's table: up to one day long, and longer. */
+export const CUSTOM_RANGE_CLASSES = ['custom_up_to_1_day', 'custom_longer'] as const;
+export type CustomRangeClass = (typeof CUSTOM_RANGE_CLASSES)[number];
+export type FreshnessClass = Period | CustomRangeClass;
+
+/** Deskie's own cache lifetime for each period (deskie-api-stats.txt, "Caching"). */
+export const DESKIE_CACHE_LIFETIME: Readonly<Record<FreshnessClass, DurationLike>> = {
+  last_24_hours: { minutes: 5 },
+  last_7_days: { hours: 1 },
+  last_14_days: { hours: 1 },
+  last_30_days: { days: 1 },
+  today: { minutes: 5 },
+  yesterday: { days: 1 },
+  this_week: { days: 1 },
+  last_week: { weeks: 1 },
+  this_month: { days: 1 },
+  last_month: { months: 1 },
+  month_2: { months: 1 },
+  month_3: { months: 1 },
+  month_4: { months: 1 },
+  month_5: { months: 1 },
+  month_6: { months: 1 },
+  '3_previous_months': { months: 1 },
+  '6_previous_months': { months: 1 },
+  this_year: { days: 1 },
+  last_year: { years: 1 },
+  custom_up_to_1_day: { hours: 1 },
+  custom_longer: { days: 1 },
+};
+
+/** ISO weekday numbers, Monday = 1 ... Sunday = 7, as luxon counts them. */
+export type Weekday = 1 | 2 | 3 | 4 | 5 | 6 | 7;
+
+export interface PeriodWindow {
+  /** First instant of the window, in the account time zone. */
+  readonly from: DateTime;
+  /** End of the window (exclusive), in the account time zone. */
+  readonly to: DateTime;
+  /**
+   * When this period starts to mean another window, or null for the rolling
+   * `last_24_hours`, which moves with the clock and is never keyed by window.
+   */
+  readonly changesAt: DateTime | null;
+}
+
+/**
+ * Resolves a period to the absolute window it means at `now` in the account
+ * time zone. Calendar arithmetic is luxon's, so a DST day is 23 or 25 hours
+ * long and months have their real lengths.
+ *
+ * Deskie does not say whether `last_N_days` includes today; this server reads
+ * it as the N calendar days ending with today. Either reading changes window at
+ * midnight, which is all the cache needs to know.
+ */
+export function periodWindow(period: Period, nowMs: number, zone: string, weekStart: Weekday): PeriodWindow {
+  const now = DateTime.fromMillis(nowMs, { zone });
+  const day = now.startOf('day');
+  const nextDay = day.plus({ days: 1 });
+  const week = day.minus({ days: (day.weekday - weekStart + 7) % 7 });
+  const nextWeek = week.plus({ weeks: 1 });
+  const month = now.startOf('month');
+  const nextMonth = month.plus({ months: 1 });
+  const year = now.startOf('year');
+  const nextYear = year.plus({ years: 1 });
+
+  const monthsBack = (count: number): PeriodWindow => ({
+    from: month.minus({ months: count }),
+    to: month.minus({ months: count - 1 }),
+    changesAt: nextMonth,
+  });
+  const lastDays = (count: number): PeriodWindow => ({
+    from: day.minus({ days: count - 1 }),
+    to: nextDay,
+    changesAt: nextDay,
+  });
+
+  switch (period) {
+    case 'last_24_hours':
+      return { from: now.minus({ hours: 24 }), to: now, changesAt: null };
+    case 'last_7_days':
+      return lastDays(7);
+    case 'last_14_days':
+      return lastDays(14);
+    case 'last_30_days':
+      return lastDays(30);
+    case 'today':
+      return { from: day, to: nextDay, changesAt: nextDay };
+    case 'yesterday':
+      return { from: day.minus({ days: 1 }), to: day, changesAt: nextDay };
+    case 'this_week':
+      return { from: week, to: nextWeek, changesAt: nextWeek };
+    case 'last_week':
+      return { from: week.minus({ weeks: 1 }), to: week, changesAt: nextWeek };
+    case 'this_month':
+      return { from: month, to: nextMonth, changesAt: nextMonth };
+    case 'last_month':
+      return monthsBack(1);
+    case 'month_2':
+      return monthsBack(2);
+    case 'month_3':
+      return monthsBack(3);
+    case 'month_4':
+      return monthsBack(4);
+    case 'month_5':
+      return monthsBack(5);
+    case 'month_6':
+      return monthsBack(6);
+    case '3_previous_months':
+      return { from: month.minus({ months: 3 }), to: month, changesAt: nextMonth };
+    case '6_previous_months':
+      return { from: month.minus({ months: 6 }), to: month, changesAt: nextMonth };
+    case 'this_year':
+      return { from: year, to: nextYear, changesAt: nextYear };
+    case 'last_year':
+      return { from: year.minus({ years: 1 }), to: year, changesAt: nextYear };
+  }
+}

@@ -1,0 +1,172 @@
+import { DateTime } from 'luxon';
+import { badRequest } from '../errors.js';
+import { CUSTOM_FIELD, type EndpointSpec } from './endpoints.js';
+import { type FreshnessClass, isPeriod, PERIODS, periodWindow, type PeriodWindow, type Weekday } from './periods.js';
+import { ACCEPTED_TIME_FORMS, formatDeskieTime, parseDeskieTime } from './time.js';
+
+/** Deskie's shortest custom range. */
+const MIN_RANGE_MS = 60 * 60 * 1000;
+
+/** A parsed query string as Fastify gives it: a repeated name arrives as an array. */
+export type RawQuery = Readonly<Record<string, string | readonly string[] | undefined>>;
+
+export interface QueryContext {
+  /** The account time zone (IANA name) that periods and offset-less times are read in. */
+  readonly zone: string;
+  readonly weekStart: Weekday;
+  readonly nowMs: number;
+  /** Names the operator allows besides the documented ones; forwarded upstream as given. */
+  readonly extraParameters: ReadonlySet<string>;
+  /** Names that steer this proxy only: accepted, never forwarded, never part of the key. */
+  readonly proxyParameters: ReadonlySet<string>;
+}
+
+export interface StatsQuery {
+  readonly endpoint: EndpointSpec;
+  /** The canonical query sent upstream: names sorted, repeated values sorted, custom times absolute. */
+  readonly upstreamQuery: string;
+  /** The row of Deskie's cache table that applies. */
+  readonly freshness: FreshnessClass;
+  /** The absolute window the answer covers. */
+  readonly window: PeriodWindow;
+  /** The proxy-only parameters, by name. */
+  readonly proxy: Readonly<Record<string, string>>;
+}
+
+const TIME_PARAMETERS = new Set(['period', 'from_time', 'to_time']);
+
+/**
+ * Checks a client's query against what the endpoint accepts and turns it into
+ * the canonical form used both upstream and as the cache key. Anything not
+ * accepted is a 400 that names it, so nothing unknown reaches Deskie and a
+ * cache-busting `?_=123` cannot make a new entry.
+ *
+ * The rules cross fields (a period or a range; a range's length in calendar
+ * months in the account zone), so they live here in one pure function rather
+ * than half in a JSON schema.
+ */
+export function parseStatsQuery(endpoint: EndpointSpec, query: RawQuery, context: QueryContext): StatsQuery {
+  const forwarded: Array<[string, string]> = [];
+  const proxy: Record<string, string> = {};
+  const unknown: string[] = [];
+  let period: string | undefined;
+  let fromTime: string | undefined;
+  let toTime: string | undefined;
+
+  for (const [name, raw] of Object.entries(query)) {
+    if (raw === undefined) continue;
+    const values = typeof raw === 'string' ? [raw] : raw;
+    const single = (): string => {
+      if (values.length > 1) {
+        const hint = endpoint.filters.includes(name) ? `; to filter by several values use ${name}[]=a&${name}[]=b` : '';
+        throw badRequest(`parameter ${name} is given ${values.length} times; give it once${hint}`);
+      }
+      return values[0] as string;
+    };
+
+    if (context.proxyParameters.has(name)) {
+      proxy[name] = single();
+    } else if (TIME_PARAMETERS.has(name)) {
+      const value = single();
+      if (name === 'period') period = value;
+      else if (name === 'from_time') fromTime = value;
+      else toTime = value;
+    } else if (name.endsWith('[]') && endpoint.filters.includes(name.slice(0, -2))) {
+      for (const value of [...new Set(values)].sort()) forwarded.push([name, value]);
+    } else if (endpoint.filters.includes(name) || (endpoint.customFields && CUSTOM_FIELD.test(name))) {
+      forwarded.push([name, single()]);
+    } else if (Object.hasOwn(endpoint.scalars, name)) {
+      const value = single();
+      const rule = endpoint.scalars[name];
+      if (rule && !rule.test(value)) throw badRequest(`${name} must be ${rule.accepted}; got ${JSON.stringify(value)}`);
+      forwarded.push([name, value]);
+    } else if (context.extraParameters.has(name)) {
+      for (const value of [...values].sort()) forwarded.push([name, value]);
+    } else {
+      unknown.push(name);
+    }
+  }
+
+  if (unknown.length > 0) {
+    throw badRequest(
+      `unknown parameter${unknown.length > 1 ? 's' : ''} ${unknown.sort().join(', ')}; ` +
+        `${endpoint.path} accepts ${acceptedNames(endpoint, context).join(', ')}`,
+    );
+  }
+
+  const resolved = resolveWindow(endpoint, { period, fromTime, toTime }, context);
+  forwarded.push(...resolved.parameters);
+  forwarded.sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
+  const upstreamQuery = forwarded.map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`).join('&');
+
+  return { endpoint, upstreamQuery, freshness: resolved.freshness, window: resolved.window, proxy };
+}
+
+interface TimeParameters {
+  readonly period: string | undefined;
+  readonly fromTime: string | undefined;
+  readonly toTime: string | undefined;
+}
+
+interface ResolvedWindow {
+  readonly parameters: Array<[string, string]>;
+  readonly freshness: FreshnessClass;
+  readonly window: PeriodWindow;
+}
+
+function resolveWindow(endpoint: EndpointSpec, time: TimeParameters, context: QueryContext): ResolvedWindow {
+  const { period, fromTime, toTime } = time;
+  if (period !== undefined) {
+    if (fromTime !== undefined || toTime !== undefined) {
+      throw badRequest('give either period or from_time and to_time, not both');
+    }
+    if (!isPeriod(period)) {
+      throw badRequest(`period must be one of ${PERIODS.join(', ')}; got ${JSON.stringify(period)}`);
+    }
+    return {
+      parameters: [['period', period]],
+      freshness: period,
+      window: periodWindow(period, context.nowMs, context.zone, context.weekStart),
+    };
+  }
+
+  if (fromTime === undefined || toTime === undefined) {
+    throw badRequest(`give period (one of ${PERIODS.join(', ')}) or both from_time and to_time`);
+  }
+  const from = parseTime('from_time', fromTime, context.zone);
+  const to = parseTime('to_time', toTime, context.zone);
+  if (to <= from) throw badRequest('to_time must be after from_time');
+  if (to.toMillis() - from.toMillis() < MIN_RANGE_MS) {
+    throw badRequest('the range from from_time to to_time must be at least 1 hour long');
+  }
+  if (to > from.plus(endpoint.maxRange)) {
+    throw badRequest(`the range from from_time to to_time must be at most ${endpoint.maxRangeText} long on ${endpoint.path}`);
+  }
+  return {
+    parameters: [
+      ['from_time', formatDeskieTime(from)],
+      ['to_time', formatDeskieTime(to)],
+    ],
+    freshness: to <= from.plus({ days: 1 }) ? 'custom_up_to_1_day' : 'custom_longer',
+    window: { from, to, changesAt: null },
+  };
+}
+
+function parseTime(name: string, value: string, zone: string): DateTime {
+  const parsed = parseDeskieTime(value, zone);
+  if (!parsed) throw badRequest(`${name} must be ${ACCEPTED_TIME_FORMS}; got ${JSON.stringify(value)}`);
+  return parsed;
+}
+
+function acceptedNames(endpoint: EndpointSpec, context: QueryContext): string[] {
+  return [
+    'period',
+    'from_time',
+    'to_time',
+    ...endpoint.filters.map((name) => `${name} (or ${name}[])`),
+    ...Object.keys(endpoint.scalars),
+    ...(endpoint.customFields ? ['custom_fields[cf_N]'] : []),
+    ...context.extraParameters,
+    ...context.proxyParameters,
+  ];
+}

@@ -1,0 +1,42 @@
+import { DateTime } from 'luxon';
+
+/**
+ * The forms Deskie accepts for `from_time` and `to_time` (deskie-api-notes.md).
+ * A value without an offset is read in the account time zone; a date alone
+ * means the start of that day.
+ */
+export const ACCEPTED_TIME_FORMS =
+  "'YYYY-MM-DD HH:MM:SS' (optionally followed by ' +HHMM'), 'YYYY-MM-DD HH:MM', 'YYYY-MM-DD', " +
+  "'DD.MM.YYYY' (optionally with ' HH:MM' or ' HH:MM:SS'), or a unix timestamp in seconds";
+
+/** luxon formats tried in order; `ZZZ` is an offset written as +HHMM. */
+const FORMATS: readonly string[] = [
+  'yyyy-MM-dd HH:mm:ss ZZZ',
+  'yyyy-MM-dd HH:mm:ss',
+  'yyyy-MM-dd HH:mm',
+  'yyyy-MM-dd',
+  'dd.MM.yyyy HH:mm:ss ZZZ',
+  'dd.MM.yyyy HH:mm:ss',
+  'dd.MM.yyyy HH:mm',
+  'dd.MM.yyyy',
+];
+
+const UNIX_SECONDS = /^\d{1,11}$/;
+/** A cheap shape check so that only plausible strings reach luxon's parser. */
+const DATE_SHAPE = /^(\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4})( \d{2}:\d{2}(:\d{2}( [+-]\d{4})?)?)?$/;
+
+/** Parses a Deskie time value, or returns null when it is not one of the accepted forms. */
+export function parseDeskieTime(value: string, zone: string): DateTime | null {
+  if (UNIX_SECONDS.test(value)) return DateTime.fromSeconds(Number(value), { zone });
+  if (!DATE_SHAPE.test(value)) return null;
+  for (const format of FORMATS) {
+    const parsed = DateTime.fromFormat(value, format, { zone, setZone: false });
+    if (parsed.isValid) return parsed.setZone(zone);
+  }
+  return null;
+}
+
+/** The form this server sends upstream: absolute, with the offset, so Deskie reads the same instant we keyed. */
+export function formatDeskieTime(time: DateTime): string {
+  return time.toFormat('yyyy-MM-dd HH:mm:ss ZZZ');
+}

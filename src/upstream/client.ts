@@ -1,0 +1,79 @@
+import { Pool } from 'undici';
+import { upstreamInvalid } from '../errors.js';
+
+export interface DeskieClientOptions {
+  /** Base URL of the Deskie account, such as https://acme.deskie.io (a path prefix is kept). */
+  readonly baseUrl: string;
+  /** Bound on connecting, on waiting for headers and on each pause in the body. */
+  readonly timeoutMs: number;
+  /** Largest body read from Deskie; past it the answer is a 502. */
+  readonly maxBodyBytes: number;
+  /** Most connections open to Deskie at once. */
+  readonly connections: number;
+}
+
+export interface UpstreamResponse {
+  readonly statusCode: number;
+  readonly body: Buffer;
+  readonly contentType: string | undefined;
+  /** Deskie's `retry_after` (seconds), sent with a 429. */
+  readonly retryAfter: string | undefined;
+  /** Deskie's `api_calls_left`, when it sends one. */
+  readonly callsLeft: string | undefined;
+}
+
+const firstHeader = (value: string | string[] | undefined): string | undefined =>
+  Array.isArray(value) ? value[0] : value;
+
+/**
+ * The only way out of the proxy: GET requests to the one configured Deskie
+ * account carrying the client's Authorization, an Accept header and the
+ * canonical query. Nothing else from the client (Host, cookies,
+ * X-Forwarded-*) is ever sent.
+ */
+export class DeskieClient {
+  readonly #pool: Pool;
+  readonly #pathPrefix: string;
+  readonly #options: DeskieClientOptions;
+
+  constructor(options: DeskieClientOptions) {
+    const url = new URL(options.baseUrl);
+    this.#options = options;
+    this.#pathPrefix = url.pathname.replace(/\/+$/, '');
+    this.#pool = new Pool(url.origin, {
+      connections: options.connections,
+      connectTimeout: options.timeoutMs,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+  }
+
+  async get(path: string, query: string, authorization: string): Promise<UpstreamResponse> {
+    const response = await this.#pool.request({
+      method: 'GET',
+      path: `${this.#pathPrefix}${path}${query ? `?${query}` : ''}`,
+      headers: { authorization, accept: 'application/json' },
+    });
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for await (const chunk of response.body) {
+      length += (chunk as Buffer).length;
+      if (length > this.#options.maxBodyBytes) {
+        response.body.destroy();
+        throw upstreamInvalid(`Deskie's answer is larger than ${this.#options.maxBodyBytes} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return {
+      statusCode: response.statusCode,
+      body: Buffer.concat(chunks, length),
+      contentType: firstHeader(response.headers['content-type']),
+      retryAfter: firstHeader(response.headers['retry_after'] ?? response.headers['retry-after']),
+      callsLeft: firstHeader(response.headers['api_calls_left']),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+}

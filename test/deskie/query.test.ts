@@ -1,0 +1,114 @@
+import t, { type Test } from 'tap';
+import { DateTime } from 'luxon';
+import { ENDPOINTS } from '../../src/deskie/endpoints.js';
+import { parseStatsQuery, type QueryContext, type RawQuery } from '../../src/deskie/query.js';
+import { ProxyError } from '../../src/errors.js';
+
+const context: QueryContext = {
+  zone: 'Europe/Berlin',
+  weekStart: 1,
+  nowMs: Date.parse('2026-11-28T12:00:00Z'),
+  extraParameters: new Set(),
+  proxyParameters: new Set(['format']),
+};
+const leaderboard = (query: RawQuery, ctx: Partial<QueryContext> = {}) =>
+  parseStatsQuery(ENDPOINTS.leaderboard, query, { ...context, ...ctx });
+
+/** Asserts a 400 whose message contains every given fragment. */
+function rejects(t: Test, run: () => unknown, ...fragments: string[]): void {
+  try {
+    run();
+    t.fail(`expected a 400 mentioning ${fragments.join(', ')}`);
+  } catch (error) {
+    t.ok(error instanceof ProxyError && error.statusCode === 400, 'is a 400');
+    for (const fragment of fragments) t.match((error as Error).message, fragment, `message names ${fragment}`);
+  }
+}
+
+t.test('the canonical query sorts names and the values of repeated filters', async (t) => {
+  const a = leaderboard({ period: 'today', 'user_id[]': ['2414389', '2414276'], channel: 'telegram', 'custom_fields[cf_7589]': '0' });
+  const b = leaderboard({ 'custom_fields[cf_7589]': '0', channel: 'telegram', 'user_id[]': ['2414276', '2414389'], period: 'today' });
+  t.equal(a.upstreamQuery, b.upstreamQuery, 'order does not matter');
+  t.equal(
+    a.upstreamQuery,
+    'channel=telegram&custom_fields%5Bcf_7589%5D=0&period=today&user_id%5B%5D=2414276&user_id%5B%5D=2414389',
+  );
+});
+
+t.test('proxy-only parameters are kept apart from the upstream query', async (t) => {
+  const query = leaderboard({ period: 'today', format: 'raw' });
+  t.equal(query.upstreamQuery, 'period=today');
+  t.same(query.proxy, { format: 'raw' });
+});
+
+t.test('period must be one of the 19 documented values', async (t) => {
+  rejects(t, () => leaderboard({ period: 'last_2_days' }), 'period must be one of', 'last_24_hours', 'last_year');
+});
+
+t.test('without a period both from_time and to_time are required', async (t) => {
+  rejects(t, () => leaderboard({}), 'give period', 'from_time and to_time');
+  rejects(t, () => leaderboard({ from_time: '2026-11-01' }), 'from_time and to_time');
+});
+
+t.test('a period and a range together are refused', async (t) => {
+  rejects(t, () => leaderboard({ period: 'today', from_time: '2026-11-01', to_time: '2026-11-02' }), 'not both');
+});
+
+t.test('every accepted time form resolves to the same instant', async (t) => {
+  const instant = DateTime.fromISO('2026-09-01T00:00:00', { zone: 'Europe/Berlin' });
+  const forms = ['2026-09-01 00:00:00', '2026-09-01 00:00:00 +0200', '2026-08-31 22:00:00 +0000', '2026-09-01 00:00', '2026-09-01', '01.09.2026', '01.09.2026 00:00', String(instant.toSeconds())];
+  const queries = new Set(forms.map((from) => leaderboard({ from_time: from, to_time: '2026-10-01' }).upstreamQuery));
+  t.same([...queries], ['from_time=2026-09-01%2000%3A00%3A00%20%2B0200&to_time=2026-10-01%2000%3A00%3A00%20%2B0200']);
+});
+
+t.test('an unknown time form is refused with the accepted forms', async (t) => {
+  rejects(t, () => leaderboard({ from_time: '2026-09-01T00:00:00Z', to_time: '2026-10-01' }), 'from_time must be', 'DD.MM.YYYY', 'unix timestamp');
+  rejects(t, () => leaderboard({ from_time: '2021-01-01', to_time: '2021-31-01' }), 'to_time must be');
+});
+
+t.test('a custom range is at least one hour and ends after it starts', async (t) => {
+  rejects(t, () => leaderboard({ from_time: '2026-11-01 10:00', to_time: '2026-11-01 10:30' }), 'at least 1 hour');
+  rejects(t, () => leaderboard({ from_time: '2026-11-02', to_time: '2026-11-01' }), 'to_time must be after from_time');
+  t.equal(leaderboard({ from_time: '2026-11-01 10:00', to_time: '2026-11-01 11:00' }).freshness, 'custom_up_to_1_day', 'exactly an hour is fine');
+});
+
+t.test('a custom range is at most 3 calendar months, or 1 for staff statuses', async (t) => {
+  t.equal(leaderboard({ from_time: '2026-01-31', to_time: '2026-04-30' }).freshness, 'custom_longer', '3 months from 31 January end on 30 April');
+  rejects(t, () => leaderboard({ from_time: '2026-01-31', to_time: '2026-05-01' }), 'at most 3 months');
+  const staff = (from: string, to: string) => parseStatsQuery(ENDPOINTS.staff_statuses, { from_time: from, to_time: to }, context);
+  t.ok(staff('2026-02-01', '2026-03-01'), 'February is one month');
+  rejects(t, () => staff('2026-02-01', '2026-03-01 00:00:01'), 'at most 1 month', 'stats_staff_statuses');
+});
+
+t.test('a custom range up to a day long is in the one-hour row of the table', async (t) => {
+  t.equal(leaderboard({ from_time: '2026-11-01', to_time: '2026-11-02' }).freshness, 'custom_up_to_1_day');
+  t.equal(leaderboard({ from_time: '2026-11-01', to_time: '2026-11-02 00:00:01' }).freshness, 'custom_longer');
+});
+
+t.test('page, limit and sort take their documented values', async (t) => {
+  const satisfaction = (query: RawQuery) => parseStatsQuery(ENDPOINTS.satisfaction, { period: 'today', ...query }, context);
+  t.equal(satisfaction({ page: '2', limit: '100', sort: 'added_at_asc' }).upstreamQuery, 'limit=100&page=2&period=today&sort=added_at_asc');
+  rejects(t, () => satisfaction({ page: '0' }), 'page must be a positive integer');
+  rejects(t, () => satisfaction({ page: '1.5' }), 'page must be a positive integer');
+  rejects(t, () => satisfaction({ limit: '101' }), 'limit must be an integer from 1 to 100');
+  rejects(t, () => satisfaction({ limit: '0' }), 'limit must be an integer from 1 to 100');
+  rejects(t, () => satisfaction({ sort: 'newest' }), 'sort must be added_at_desc or added_at_asc');
+});
+
+t.test('unknown parameters are refused by name, with what is accepted', async (t) => {
+  rejects(t, () => leaderboard({ period: 'today', _: '123' }), 'unknown parameter _', 'accepts period');
+  rejects(t, () => leaderboard({ period: 'today', zz: '1', aa: '2' }), 'unknown parameters aa, zz');
+  rejects(t, () => leaderboard({ period: 'today', 'nope[]': ['1'] }), 'unknown parameter nope[]');
+  rejects(t, () => leaderboard({ period: 'today', 'custom_fields[x]': '1' }), 'unknown parameter custom_fields[x]');
+  rejects(t, () => parseStatsQuery(ENDPOINTS.staff_statuses, { period: 'today', channel: 'email' }, context), 'unknown parameter channel');
+});
+
+t.test('the operator can allow more names', async (t) => {
+  const query = leaderboard({ period: 'today', lang: 'en' }, { extraParameters: new Set(['lang']) });
+  t.equal(query.upstreamQuery, 'lang=en&period=today');
+});
+
+t.test('a single-valued parameter given twice is refused', async (t) => {
+  rejects(t, () => leaderboard({ period: ['today', 'yesterday'] }), 'period is given 2 times');
+  rejects(t, () => leaderboard({ period: 'today', staff_id: ['1', '2'] }), 'staff_id[]=a');
+});

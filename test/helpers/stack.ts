@@ -1,0 +1,78 @@
+import type { Test } from 'tap';
+import { request } from 'undici';
+import { buildApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js';
+
+export const DEMO = 'Basic ' + Buffer.from('demo@example.com:demo').toString('base64');
+export const OTHER = 'Basic ' + Buffer.from('other@example.com:secret').toString('base64');
+export const WRONG = 'Basic ' + Buffer.from('demo@example.com:wrong').toString('base64');
+
+/** A clock the test moves by hand; the proxy reads it instead of Date.now. */
+export class ManualClock {
+  constructor(public nowMs: number) {}
+  readonly now = (): number => this.nowMs;
+  set(iso: string): void {
+    this.nowMs = Date.parse(iso);
+  }
+  advance(ms: number): void {
+    this.nowMs += ms;
+  }
+}
+
+export interface StackOptions {
+  /** Environment for loadConfig; DESKIE_URL points at the simulator. */
+  readonly env?: Record<string, string>;
+  /** The proxy's clock starts here (ISO instant). */
+  readonly now?: string;
+  readonly simulator?: SimulatorOptions;
+}
+
+export interface Answer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly text: string;
+}
+
+export interface Stack {
+  readonly proxyUrl: string;
+  readonly simulator: Simulator;
+  readonly clock: ManualClock;
+  get(path: string, options?: { authorization?: string | null; headers?: Record<string, string>; method?: 'GET' | 'HEAD' }): Promise<Answer>;
+}
+
+/** The proxy and a Deskie simulator, both listening on loopback ports, closed when the test ends. */
+export async function startStack(t: Test, options: StackOptions = {}): Promise<Stack> {
+  const simulator = await startSimulator({
+    users: { 'demo@example.com': 'demo', 'other@example.com': 'secret' },
+    ...options.simulator,
+  });
+  t.teardown(() => simulator.close());
+  const clock = new ManualClock(Date.parse(options.now ?? '2026-11-28T12:00:00Z'));
+  const config = loadConfig({ CACHE_KEY_SECRET: 'test-secret-of-16-bytes', ...options.env, DESKIE_URL: simulator.url });
+  const app = buildApp({ ...config, deskieUrl: simulator.url }, { clock: clock.now });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => app.close());
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('proxy did not listen on a port');
+  const proxyUrl = `http://127.0.0.1:${address.port}`;
+
+  return {
+    proxyUrl,
+    simulator,
+    clock,
+    async get(path, { authorization = DEMO, headers = {}, method = 'GET' } = {}) {
+      const response = await request(`${proxyUrl}${path}`, {
+        method,
+        headers: { ...(authorization === null ? {} : { authorization }), ...headers },
+      });
+      return { status: response.statusCode, headers: response.headers, text: await response.body.text() };
+    },
+  };
+}
+
+/** The `ttl` parameter of a Cache-Status header, or NaN. */
+export function ttlOf(answer: Answer): number {
+  const match = /ttl=(\d+)/.exec(String(answer.headers['cache-status']));
+  return match ? Number(match[1]) : Number.NaN;
+}

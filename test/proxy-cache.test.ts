@@ -1,0 +1,181 @@
+import t from 'tap';
+import { DEMO, OTHER, startStack, ttlOf, WRONG } from './helpers/stack.js';
+
+const LEADERBOARD = '/api/stats_leaderboard.json';
+
+t.test('a miss is fetched once and stored; the next request is a hit with the same bytes', async (t) => {
+  const stack = await startStack(t, { now: '2026-11-28T12:00:00Z' });
+  const first = await stack.get(`${LEADERBOARD}?period=this_month`);
+  t.equal(first.status, 200);
+  t.equal(first.headers['cache-status'], 'deskie-stats-proxy; fwd=miss; stored; ttl=86400');
+  t.equal(first.headers['cache-control'], 'private, max-age=86400');
+  t.equal(first.headers['age'], '0');
+  t.match(first.headers['content-type'], /^application\/json/);
+
+  stack.clock.advance(90_500);
+  const second = await stack.get(`${LEADERBOARD}?period=this_month`);
+  t.equal(second.headers['cache-status'], 'deskie-stats-proxy; hit; ttl=86309', 'ttl counts down with the clock');
+  t.equal(second.headers['age'], '90');
+  t.equal(second.headers['cache-control'], 'private, max-age=86399', 'max-age is the lifetime; minus Age it leaves ttl');
+  t.equal(second.text, first.text, 'same body');
+  t.equal(stack.simulator.calls, 1, 'one upstream call');
+});
+
+t.test('50 concurrent identical requests make one upstream call', async (t) => {
+  const stack = await startStack(t, { simulator: { knobs: { latencyMs: 100 } } });
+  const answers = await Promise.all(Array.from({ length: 50 }, () => stack.get(`${LEADERBOARD}?period=today`)));
+  t.equal(stack.simulator.calls, 1, 'one call reached Deskie');
+  t.ok(answers.every((a) => a.status === 200 && a.text === answers[0]?.text), 'all got the same 200');
+  const statuses = answers.map((a) => String(a.headers['cache-status']));
+  t.equal(statuses.filter((s) => s.includes('fwd=miss; stored')).length, 1, 'one request stored the answer');
+  const collapsed = statuses.filter((s) => s.includes('collapsed')).length;
+  const hits = statuses.filter((s) => s.includes('; hit;')).length;
+  t.ok(collapsed > 0, 'requests waited for the one fetch');
+  t.equal(collapsed + hits, 49, 'the rest waited for it, or arrived after it was stored');
+});
+
+t.test('equivalent queries share one entry whatever their order or time form', async (t) => {
+  const stack = await startStack(t);
+  await stack.get(`${LEADERBOARD}?period=today&user_id[]=2&user_id[]=1&channel=email`);
+  const reordered = await stack.get(`${LEADERBOARD}?channel=email&user_id[]=1&period=today&user_id[]=2`);
+  t.match(reordered.headers['cache-status'], /; hit;/);
+  await stack.get(`${LEADERBOARD}?from_time=2026-11-01&to_time=2026-11-02`);
+  const sameRange = await stack.get(`${LEADERBOARD}?from_time=01.11.2026&to_time=2026-11-02%2000:00:00%20%2B0000`);
+  t.match(sameRange.headers['cache-status'], /; hit;/, 'another spelling of the same instants is a hit');
+  t.equal(stack.simulator.calls, 2);
+});
+
+t.test('a second credential makes its own call and never gets the first one\'s entry', async (t) => {
+  const stack = await startStack(t);
+  await stack.get(`${LEADERBOARD}?period=today`, { authorization: DEMO });
+  const other = await stack.get(`${LEADERBOARD}?period=today`, { authorization: OTHER });
+  t.equal(other.status, 200);
+  t.match(other.headers['cache-status'], /fwd=miss; stored/);
+  t.equal(stack.simulator.calls, 2, 'each credential made its own call');
+  const sent = stack.simulator.requests.map((r) => r.headers['authorization']);
+  t.same(sent, [DEMO, OTHER], 'each call carried its own credential');
+});
+
+t.test('a wrong password gets Deskie\'s 401 even while a good fetch of the same query is in flight', async (t) => {
+  const stack = await startStack(t, { simulator: { knobs: { latencyMs: 100 } } });
+  const [good, wrong] = await Promise.all([
+    stack.get(`${LEADERBOARD}?period=today`, { authorization: DEMO }),
+    stack.get(`${LEADERBOARD}?period=today`, { authorization: WRONG }),
+  ]);
+  t.equal(good.status, 200);
+  t.equal(wrong.status, 401, 'Deskie said no');
+  t.notMatch(wrong.text, /staff_name/, 'no cached statistics in the body');
+  const after = await stack.get(`${LEADERBOARD}?period=today`, { authorization: WRONG });
+  t.equal(after.status, 401, 'still no after the good answer is cached');
+  t.equal(stack.simulator.calls, 3, 'the 401s were never stored');
+});
+
+t.test('an entry expires with its TTL and the next request fetches again', async (t) => {
+  const stack = await startStack(t, { now: '2026-11-28T12:00:00Z' });
+  await stack.get(`${LEADERBOARD}?period=today`);
+  stack.clock.advance(299_000);
+  t.match((await stack.get(`${LEADERBOARD}?period=today`)).headers['cache-status'], /hit; ttl=1$/);
+  stack.clock.advance(1_000);
+  const refetched = await stack.get(`${LEADERBOARD}?period=today`);
+  t.equal(refetched.headers['cache-status'], 'deskie-stats-proxy; fwd=stale; stored; ttl=300');
+  t.equal(stack.simulator.calls, 2);
+});
+
+t.test('yesterday before and after midnight are different entries', async (t) => {
+  const stack = await startStack(t, { now: '2026-11-28T23:59:50Z' });
+  const before = await stack.get(`${LEADERBOARD}?period=yesterday`);
+  t.equal(ttlOf(before), 10, 'fresh only until midnight');
+  stack.clock.set('2026-11-29T00:00:30Z');
+  const after = await stack.get(`${LEADERBOARD}?period=yesterday`);
+  t.match(after.headers['cache-status'], /fwd=miss; stored; ttl=86370/, 'a new window, a new entry');
+  t.equal(stack.simulator.calls, 2);
+});
+
+t.test('the ttl follows the table and window changes in UTC', async (t) => {
+  const stack = await startStack(t, { now: '2026-11-28T23:58:00Z' });
+  const cases: Array<[string, number]> = [
+    ['today', 120], // 5 minutes, cut at midnight
+    ['last_24_hours', 300], // rolling: the table alone
+    ['last_7_days', 120], // days end at midnight
+    ['yesterday', 120],
+    ['this_week', 120 + 86_400], // 2026-11-28 is a Saturday; the week turns over on Monday, capped at 1 day
+    ['this_month', 86_400],
+    ['last_month', 2 * 86_400 + 120], // until 1 December
+    ['this_year', 86_400],
+    ['last_year', 33 * 86_400 + 120], // until 1 January
+  ];
+  for (const [period, ttl] of cases) {
+    t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=${period}`)), Math.min(ttl, period === 'this_week' ? 86_400 : ttl), period);
+  }
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?from_time=2026-11-01%2010:00&to_time=2026-11-01%2012:00`)), 3600, 'short custom range: 1 hour');
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?from_time=2026-11-01&to_time=2026-11-10`)), 86_400, 'long custom range: 1 day');
+});
+
+t.test('the ttl follows midnight in Pacific/Kiritimati, 14 hours ahead of UTC', async (t) => {
+  // 09:58:00 UTC is 23:58:00 in Kiritimati.
+  const kiritimati = await startStack(t, { now: '2026-11-28T09:58:00Z', env: { DESKIE_TIMEZONE: 'Pacific/Kiritimati' } });
+  const utc = await startStack(t, { now: '2026-11-28T09:58:00Z' });
+  t.equal(ttlOf(await kiritimati.get(`${LEADERBOARD}?period=today`)), 120, 'Kiritimati: two minutes to midnight');
+  t.equal(ttlOf(await utc.get(`${LEADERBOARD}?period=today`)), 300, 'UTC: the table value');
+  t.equal(ttlOf(await kiritimati.get(`${LEADERBOARD}?period=this_month`)), 86_400);
+  t.equal(ttlOf(await kiritimati.get('/api/stats_satisfaction.json?period=yesterday')), 120);
+  kiritimati.clock.set('2026-11-28T10:00:30Z');
+  const tomorrow = await kiritimati.get(`${LEADERBOARD}?period=today`);
+  t.match(tomorrow.headers['cache-status'], /fwd=miss; stored; ttl=300/, 'a new day there is a new entry');
+});
+
+t.test('the week turns over at the configured week start', async (t) => {
+  // Saturday 2026-11-28 23:58 UTC.
+  const sunday = await startStack(t, { now: '2026-11-28T23:58:00Z', env: { DESKIE_WEEK_START: 'sunday' } });
+  t.equal(ttlOf(await sunday.get(`${LEADERBOARD}?period=this_week`)), 120, 'a Sunday start is two minutes away');
+  t.equal(ttlOf(await sunday.get(`${LEADERBOARD}?period=last_week`)), 120);
+});
+
+t.test('a day on the October DST change is 25 hours; a "1 day" lifetime stays 24 hours', async (t) => {
+  // 2026-10-25 is the last Sunday of October; Berlin goes from +02:00 to +01:00 at 03:00.
+  const stack = await startStack(t, { now: '2026-10-24T22:00:00Z', env: { DESKIE_TIMEZONE: 'Europe/Berlin' } });
+  // 00:00 in Berlin: yesterday's window changes 25 hours later, the table says 1 day.
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=yesterday`)), 86_400);
+  stack.clock.set('2026-10-25T22:58:00Z'); // 23:58 in Berlin, after the change
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=today`)), 120, 'midnight is two minutes away in winter time');
+});
+
+t.test('month end and year end cut freshness at the turn', async (t) => {
+  const stack = await startStack(t, { now: '2026-12-31T23:59:30Z' });
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=this_year`)), 30);
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=this_month`)), 30);
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=month_3`)), 30);
+  stack.clock.set('2027-01-01T00:00:10Z');
+  const lastYear = await stack.get(`${LEADERBOARD}?period=last_year`);
+  t.match(lastYear.headers['cache-status'], /fwd=miss; stored; ttl=31535990/, 'last year is 2026 now, fresh until 2028');
+});
+
+t.test('the operator can override a period\'s TTL in the config file', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const file = join(mkdtempSync(join(tmpdir(), 'proxy-config-')), 'proxy.json');
+  writeFileSync(file, JSON.stringify({ ttlSeconds: { today: 60, this_month: 7 * 86_400 } }));
+  const stack = await startStack(t, { now: '2026-11-28T12:00:00Z', env: { CONFIG_FILE: file } });
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=today`)), 60);
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=this_month`)), 2 * 86_400 + 12 * 3600, 'still cut at the month\'s end');
+});
+
+t.test('staff statuses and satisfaction are cached by the same rules', async (t) => {
+  const stack = await startStack(t);
+  for (const path of ['/api/stats_staff_statuses.json?period=today&page=2', '/api/stats_satisfaction.json?period=today&limit=50']) {
+    t.match((await stack.get(path)).headers['cache-status'], /fwd=miss; stored; ttl=300/);
+    t.match((await stack.get(path)).headers['cache-status'], /hit; ttl=300/);
+  }
+  t.equal(stack.simulator.calls, 2);
+});
+
+t.test('HEAD is answered from the same entry without a body', async (t) => {
+  const stack = await startStack(t);
+  await stack.get(`${LEADERBOARD}?period=today`);
+  const head = await stack.get(`${LEADERBOARD}?period=today`, { method: 'HEAD' });
+  t.equal(head.status, 200);
+  t.equal(head.text, '');
+  t.match(head.headers['cache-status'], /hit/);
+  t.equal(stack.simulator.calls, 1);
+});
