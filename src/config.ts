@@ -127,7 +127,11 @@ function parse<S extends TSchema>(schema: S, input: unknown, where: (path: strin
   const path = first?.instancePath.replace(/^\//, '').replaceAll('/', '.') || 'value';
   const got = path === 'value' ? undefined : path.split('.').reduce<unknown>((at, part) => (at as Record<string, unknown>)?.[part], input);
   const allowed = (first?.params as { allowedValues?: unknown[] } | undefined)?.allowedValues;
-  const detail = allowed ? `must be one of ${allowed.join(', ')}` : (first?.message ?? 'is invalid');
+  const detail = allowed
+    ? `must be one of ${allowed.join(', ')}`
+    : first?.keyword === 'boolean' || first?.message === 'schema is false'
+      ? `is not a known setting (ttlSeconds takes ${FRESHNESS_CLASSES.join(', ')})`
+      : (first?.message ?? 'is invalid');
   throw new ConfigError(`${where(path)} ${detail}${got === undefined ? '' : `; got ${JSON.stringify(got)}`}`);
 }
 

@@ -1,0 +1,84 @@
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, DEFAULT_CACHE_MAX_BYTES, loadConfig } from '../src/config.js';
+
+const fileWith = (content: string): string => {
+  const path = join(mkdtempSync(join(tmpdir(), 'proxy-config-')), 'proxy.json');
+  writeFileSync(path, content);
+  return path;
+};
+
+t.test('defaults apply when nothing is set', async (t) => {
+  const config = loadConfig({});
+  t.match(config, {
+    port: 3000,
+    host: '0.0.0.0',
+    deskieUrl: null,
+    timezone: 'UTC',
+    weekStart: 1,
+    cacheMaxBytes: DEFAULT_CACHE_MAX_BYTES,
+    upstreamTimeoutMs: 30_000,
+    logLevel: 'info',
+    production: false,
+  });
+  t.equal(config.cacheKeySecret.length, 32, 'a random secret per process');
+  t.ok(Object.isFrozen(config));
+});
+
+t.test('variables are read and converted', async (t) => {
+  const config = loadConfig({
+    PORT: '8080',
+    DESKIE_URL: 'https://acme.deskie.io',
+    DESKIE_TIMEZONE: 'Europe/Berlin',
+    DESKIE_WEEK_START: 'sunday',
+    CACHE_MAX_BYTES: '67108864',
+    CACHE_KEY_SECRET: 'a-long-enough-secret',
+    LOG_LEVEL: 'debug',
+  });
+  t.match(config, { port: 8080, deskieUrl: 'https://acme.deskie.io', timezone: 'Europe/Berlin', weekStart: 7, cacheMaxBytes: 67_108_864 });
+  t.equal(config.cacheKeySecret.toString(), 'a-long-enough-secret');
+});
+
+t.test('a bad variable is named in the error', async (t) => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ DESKIE_TIMEZONE: 'Mars/Olympus' }, /DESKIE_TIMEZONE must be an IANA time zone name.*Mars\/Olympus/],
+    [{ PORT: 'eighty' }, /PORT .*eighty/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of fatal, error/],
+    [{ DESKIE_WEEK_START: 'funday' }, /DESKIE_WEEK_START must be one of monday/],
+    [{ DESKIE_URL: 'acme.deskie.io' }, /DESKIE_URL must be an http\(s\) URL/],
+    [{ DESKIE_URL: 'ftp://acme.deskie.io' }, /DESKIE_URL must use http or https/],
+    [{ CACHE_MAX_BYTES: '10' }, /CACHE_MAX_BYTES/],
+    [{ CACHE_KEY_SECRET: 'short' }, /CACHE_KEY_SECRET/],
+  ];
+  for (const [env, message] of cases) {
+    t.throws(() => loadConfig(env), message, JSON.stringify(env));
+  }
+});
+
+t.test('production without DESKIE_URL says what to set', async (t) => {
+  t.throws(() => loadConfig({ NODE_ENV: 'production' }), /DESKIE_URL is required when NODE_ENV=production/);
+  t.equal(loadConfig({ NODE_ENV: 'production', DESKIE_URL: 'https://acme.deskie.io' }).production, true);
+});
+
+t.test('the config file overrides TTLs and allows more parameters', async (t) => {
+  const path = fileWith(JSON.stringify({ ttlSeconds: { today: 60, custom_longer: 600 }, extraParameters: ['lang'] }));
+  const config = loadConfig({ CONFIG_FILE: path });
+  t.same(config.lifetimes.today, { seconds: 60 });
+  t.same(config.lifetimes.custom_longer, { seconds: 600 });
+  t.same(config.lifetimes.yesterday, { days: 1 }, 'the rest keep Deskie\'s table');
+  t.same([...config.extraParameters], ['lang']);
+});
+
+t.test('a bad config file is refused with its path and the problem', async (t) => {
+  t.throws(() => loadConfig({ CONFIG_FILE: fileWith('{nope') }), /is not valid JSON/);
+  t.throws(() => loadConfig({ CONFIG_FILE: fileWith('{"ttlSeconds":{"someday":5}}') }), /ttlSeconds\.someday is not a known setting/);
+  t.throws(() => loadConfig({ CONFIG_FILE: fileWith('{"ttlSeconds":{"today":0}}') }), /ttlSeconds\.today/);
+  t.throws(() => loadConfig({ CONFIG_FILE: '/nonexistent/proxy.json' }), /does not exist/);
+});
+
+t.test('the committed config file is valid', async (t) => {
+  const config = loadConfig({ CONFIG_FILE: 'config/proxy.json' });
+  t.same(config.lifetimes.today, { minutes: 5 });
+});
