@@ -1,0 +1,91 @@
+// The three statistics endpoints: which window each accepts and how each
+// turns a validated query into a body.
+import type { DateTime } from 'luxon';
+import {
+  SATISFACTION_MAX_LIMIT,
+  SATISFACTION_SORTS,
+  createRng,
+  leaderboardBody,
+  satisfactionBody,
+  satisfactionRatings,
+  seedFor,
+  staffStatusChanges,
+  staffStatusesBody,
+  type Rng,
+  type SatisfactionSort,
+} from './data.js';
+import { BadRequestError, positiveIntegerParam, resolveWindow, type TimeWindow } from './params.js';
+
+/** What the simulator answers; the server adds content type and rate-limit headers. */
+export interface SimulatorReply {
+  readonly statusCode: number;
+  readonly body: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface Endpoint {
+  readonly path: string;
+  /** Longest custom period Deskie accepts here (deskie-api-stats.txt, "Time period"). */
+  readonly maxRangeMonths: number;
+  render(query: URLSearchParams, rng: Rng, window: TimeWindow): string;
+}
+
+const STATS_ENDPOINTS: readonly Endpoint[] = [
+  {
+    path: '/api/stats_leaderboard.json',
+    maxRangeMonths: 3,
+    render: (_query, rng) => leaderboardBody(rng),
+  },
+  {
+    path: '/api/stats_staff_statuses.json',
+    maxRangeMonths: 1,
+    render: (query, rng, window) => staffStatusesBody(staffStatusChanges(rng, window), positiveIntegerParam(query, 'page', 1)),
+  },
+  {
+    path: '/api/stats_satisfaction.json',
+    maxRangeMonths: 3,
+    render: (query, rng, window) =>
+      satisfactionBody(satisfactionRatings(rng, window), {
+        page: positiveIntegerParam(query, 'page', 1),
+        limit: positiveIntegerParam(query, 'limit', SATISFACTION_MAX_LIMIT, SATISFACTION_MAX_LIMIT),
+        sort: sortParam(query),
+      }),
+  },
+];
+
+const ENDPOINTS: ReadonlyMap<string, Endpoint> = new Map(STATS_ENDPOINTS.map((endpoint) => [endpoint.path, endpoint]));
+
+/**
+ * The simulator's single error shape. Deskie's own error body is unknown
+ * (deskie-api-notes.md, "Errors"), so every simulated error uses this one.
+ */
+export function errorReply(statusCode: number, message: string, headers?: Record<string, string>): SimulatorReply {
+  return { statusCode, body: JSON.stringify({ status: 'error', error: message }), ...(headers && { headers }) };
+}
+
+/** The endpoint served at `path`, if any. */
+export function findEndpoint(path: string): Endpoint | undefined {
+  return ENDPOINTS.get(path);
+}
+
+/** The answer for an authenticated GET on one of the stats endpoints. */
+export function answerStats(endpoint: Endpoint, query: URLSearchParams, now: DateTime): SimulatorReply {
+  try {
+    const window = resolveWindow(query, endpoint.maxRangeMonths, now);
+    const rng = createRng(seedFor(endpoint.path, query));
+    return { statusCode: 200, body: endpoint.render(query, rng, window) };
+  } catch (error) {
+    if (error instanceof BadRequestError) {
+      return errorReply(400, error.message);
+    }
+    throw error;
+  }
+}
+
+function sortParam(query: URLSearchParams): SatisfactionSort {
+  const sort = query.get('sort') ?? 'added_at_desc';
+  if (!(SATISFACTION_SORTS as readonly string[]).includes(sort)) {
+    throw new BadRequestError(`sort must be one of ${SATISFACTION_SORTS.join(', ')}`);
+  }
+  return sort as SatisfactionSort;
+}
