@@ -1,28 +1,31 @@
-import { pino } from 'pino';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { pino, type DestinationStream } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
-import { startSimulator, type Simulator } from './simulator/index.js';
+import { startSimulator } from './simulator/index.js';
 
 /** Longest wait for in-flight requests on shutdown before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
-async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`deskie-stats-proxy: ${error.message}\n`);
-    process.exit(1);
-  }
-  const logger = pino({ level: config.logLevel, name: 'deskie-stats-proxy' });
+/**
+ * Reads the configuration, starts the embedded simulator when no Deskie is
+ * configured, and listens. Throws ConfigError for a bad environment.
+ */
+export async function startServer(
+  env: Readonly<Record<string, string | undefined>>,
+  logDestination?: DestinationStream,
+): Promise<FastifyInstance> {
+  const config = loadConfig(env);
+  const logger = pino({ level: config.logLevel, name: 'deskie-stats-proxy' }, logDestination);
 
-  // With no Deskie account configured (and not in production), serve a
-  // simulated one so that `npm ci && npm start` works on a fresh machine.
-  let simulator: Simulator | null = null;
+  // With no Deskie account configured (and not in production: loadConfig
+  // refuses that), serve a simulated one so that `npm ci && npm start` works
+  // on a fresh machine.
   let deskieUrl = config.deskieUrl;
-  if (deskieUrl === null) {
-    simulator = await startSimulator({ host: '127.0.0.1', port: 0 });
+  const simulator = deskieUrl === null ? await startSimulator({ host: '127.0.0.1', port: 0 }) : null;
+  if (simulator) {
     deskieUrl = simulator.url;
     logger.warn(
       { simulator: deskieUrl, user: 'demo@example.com', password: 'demo' },
@@ -30,31 +33,47 @@ async function main(): Promise<void> {
     );
   }
 
-  const app = buildApp({ ...config, deskieUrl }, { logger });
+  const app = buildApp({ ...config, deskieUrl: deskieUrl as string }, { logger });
   if (simulator) app.addHook('onClose', () => simulator.close());
+  await app.listen({ port: config.port, host: config.host });
+  logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone }, 'deskie-stats-proxy ready');
+  return app;
+}
+
+/* c8 ignore start: the process entry, exercised by npm start and the container */
+async function main(): Promise<void> {
+  let app: FastifyInstance;
+  try {
+    app = await startServer(process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`deskie-stats-proxy: ${error.message}\n`);
+    process.exit(1);
+  }
 
   let closing = false;
   const shutdown = (signal: string): void => {
     if (closing) return;
     closing = true;
-    logger.info({ signal }, 'shutting down');
+    app.log.info({ signal }, 'shutting down');
     setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
     app.close().then(
       () => process.exit(0),
       (error: unknown) => {
-        logger.error({ err: error }, 'error while closing');
+        app.log.error({ err: error }, 'error while closing');
         process.exit(1);
       },
     );
   };
   process.once('SIGINT', () => shutdown('SIGINT'));
   process.once('SIGTERM', () => shutdown('SIGTERM'));
-
-  await app.listen({ port: config.port, host: config.host });
-  logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone }, 'deskie-stats-proxy ready');
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`deskie-stats-proxy failed to start: ${(error as Error).stack ?? String(error)}\n`);
-  process.exit(1);
-});
+const entry = process.argv[1];
+if (entry !== undefined && realpathSync(entry) === fileURLToPath(import.meta.url)) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`deskie-stats-proxy failed to start: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  });
+}
+/* c8 ignore stop */
