@@ -4,6 +4,7 @@ import { MemoryStore } from './cache/memory-store.js';
 import type { AnswerStore, CacheOutcome } from './cache/store.js';
 import type { Config } from './config.js';
 import { ENDPOINTS } from './deskie/endpoints.js';
+import { FORMAT_PARAMETER } from './formats/representations.js';
 import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
 import { CACHE_NAME, statsRoutes } from './routes/stats.js';
 import { DeskieClient } from './upstream/client.js';
@@ -24,7 +25,7 @@ export interface AppOptions {
 }
 
 /** Parameters that steer this proxy only: never sent upstream, never part of the key. */
-const PROXY_PARAMETERS: ReadonlySet<string> = new Set();
+const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER]);
 
 const ROUTE_LIST = Object.values(ENDPOINTS)
   .map((endpoint) => endpoint.path)
@@ -54,6 +55,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     clock,
     lifetimes: config.lifetimes,
     cacheKeySecret: config.cacheKeySecret,
+    maxPages: config.pageAllMaxPages,
     log: app.log,
   });
 

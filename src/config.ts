@@ -12,6 +12,7 @@ export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000;
 export const DEFAULT_UPSTREAM_MAX_BODY_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_UPSTREAM_CONNECTIONS = 8;
 export const DEFAULT_CONFIG_FILE = 'config/proxy.json';
+export const DEFAULT_PAGE_ALL_MAX_PAGES = 50;
 
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -29,6 +30,7 @@ const EnvSchema = Type.Object({
   UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_UPSTREAM_TIMEOUT_MS }),
   UPSTREAM_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, default: DEFAULT_UPSTREAM_MAX_BODY_BYTES }),
   UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 256, default: DEFAULT_UPSTREAM_CONNECTIONS }),
+  PAGE_ALL_MAX_PAGES: Type.Integer({ minimum: 1, maximum: 1000, default: DEFAULT_PAGE_ALL_MAX_PAGES }),
   LOG_LEVEL: Type.Enum(LOG_LEVELS, { default: 'info' }),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
 });
@@ -64,6 +66,8 @@ export interface Config {
   readonly upstreamTimeoutMs: number;
   readonly upstreamMaxBodyBytes: number;
   readonly upstreamConnections: number;
+  /** Most upstream pages one `page=all` request may fetch. */
+  readonly pageAllMaxPages: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   /** Freshness per period and custom-range class: Deskie's table with the operator's overrides. */
   readonly lifetimes: Readonly<Record<FreshnessClass, DurationLike>>;
@@ -105,6 +109,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     upstreamTimeoutMs: vars.UPSTREAM_TIMEOUT_MS,
     upstreamMaxBodyBytes: vars.UPSTREAM_MAX_BODY_BYTES,
     upstreamConnections: vars.UPSTREAM_CONNECTIONS,
+    pageAllMaxPages: vars.PAGE_ALL_MAX_PAGES,
     logLevel: vars.LOG_LEVEL,
     lifetimes: Object.freeze(lifetimesWith(file.ttlSeconds ?? {})),
     extraParameters: new Set(file.extraParameters ?? []),

@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'BAD_REQUEST'
   | 'UNAUTHORIZED'
   | 'NOT_FOUND'
+  | 'TOO_MANY_PAGES'
   | 'UPSTREAM_UNREACHABLE'
   | 'UPSTREAM_INVALID'
   | 'UPSTREAM_TIMEOUT'
@@ -30,6 +31,15 @@ export const unauthorized = (message: string): ProxyError =>
   new ProxyError('UNAUTHORIZED', message, 401, { 'www-authenticate': 'Basic realm="deskie-stats-proxy"' });
 
 export const notFound = (message: string): ProxyError => new ProxyError('NOT_FOUND', message, 404);
+
+/** `page=all` would need more upstream pages than the operator allows; nothing is stored. */
+export const tooManyPages = (maxPages: number): ProxyError =>
+  new ProxyError(
+    'TOO_MANY_PAGES',
+    `page=all needs more than ${maxPages} pages from Deskie for this query; ask for a shorter period, ` +
+      'page through it with page=1, 2, ..., or raise PAGE_ALL_MAX_PAGES',
+    422,
+  );
 
 /**
  * A complete answer from Deskie that is not a cacheable 200 (401, 429, 5xx, a

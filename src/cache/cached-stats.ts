@@ -3,6 +3,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { FreshnessClass } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
 import { mapUpstreamFailure, UpstreamAnswer, upstreamInvalid } from '../errors.js';
+import { renderRepresentations } from '../formats/representations.js';
+import { type DeskiePage, fetchAllPages } from '../upstream/all-pages.js';
 import type { DeskieClient } from '../upstream/client.js';
 import { cacheKey, credentialPartition, freshUntil } from './policy.js';
 import type { AnswerStore, CachedAnswer, StoreResult } from './store.js';
@@ -13,6 +15,8 @@ export interface CachedStatsOptions {
   readonly clock: () => number;
   readonly lifetimes: Readonly<Record<FreshnessClass, DurationLike>>;
   readonly cacheKeySecret: Buffer;
+  /** Bound on the upstream pages one `page=all` request may fetch. */
+  readonly maxPages: number;
   readonly log: FastifyBaseLogger;
 }
 
@@ -30,34 +34,54 @@ export class CachedStats {
 
   answer(query: StatsQuery, authorization: string, nowMs: number): Promise<StoreResult> {
     const key = cacheKey(query, credentialPartition(authorization, this.#options.cacheKeySecret));
-    return this.#options.store.fetch(key, () => this.#load(query, authorization, nowMs));
+    return this.#options.store.fetch(key, () => this.#load(key, query, authorization, nowMs));
   }
 
-  async #load(query: StatsQuery, authorization: string, nowMs: number): Promise<CachedAnswer> {
-    const { client, clock, lifetimes, log } = this.#options;
-    const { path } = query.endpoint;
+  async #load(key: string, query: StatsQuery, authorization: string, nowMs: number): Promise<CachedAnswer> {
+    const { clock, lifetimes, maxPages } = this.#options;
+    const fetchPage = (upstreamQuery: string) => this.#fetchPage(query.endpoint.path, upstreamQuery, authorization);
+    const page = query.allPages
+      ? await fetchAllPages(query.endpoint, query.pageBaseQuery, maxPages, fetchPage)
+      : await fetchPage(query.upstreamQuery);
+    const fetchedAtMs = clock();
+    const { window } = query;
+    return {
+      representations: renderRepresentations(
+        query.endpoint.name,
+        page.body,
+        page.contentType,
+        page.parsed,
+        { from: window.from.toISO() ?? '', to: window.to.toISO() ?? '', timezone: window.from.zoneName ?? 'UTC' },
+        `${key}\0${fetchedAtMs}`,
+      ),
+      lastModified: new Date(fetchedAtMs).toUTCString(),
+      fetchedAtMs,
+      expiresAtMs: freshUntil(query, nowMs, lifetimes),
+    };
+  }
+
+  /** One GET to Deskie; anything but a 200 with a JSON body is thrown. */
+  async #fetchPage(path: string, upstreamQuery: string, authorization: string): Promise<DeskiePage> {
+    const { client, clock, log } = this.#options;
     const startedMs = clock();
     let response;
     try {
-      response = await client.get(path, query.upstreamQuery, authorization);
+      response = await client.get(path, upstreamQuery, authorization);
     } catch (error) {
-      const failure = mapUpstreamFailure(error);
-      log.warn({ path, query: query.upstreamQuery, err: error }, 'Deskie request failed');
-      throw failure;
+      log.warn({ path, query: upstreamQuery, err: error }, 'Deskie request failed');
+      throw mapUpstreamFailure(error);
     }
-    const upstreamMs = clock() - startedMs;
     log.info(
-      { path, query: query.upstreamQuery, status: response.statusCode, upstreamMs, callsLeft: response.callsLeft },
+      { path, query: upstreamQuery, status: response.statusCode, upstreamMs: clock() - startedMs, callsLeft: response.callsLeft },
       'fetched from Deskie',
     );
     if (response.statusCode !== 200) {
       throw new UpstreamAnswer(response.statusCode, response.body, response.contentType, response.retryAfter);
     }
     try {
-      JSON.parse(response.body.toString('utf8'));
+      return { body: response.body, contentType: response.contentType, parsed: JSON.parse(response.body.toString('utf8')) };
     } catch {
       throw upstreamInvalid('Deskie answered 200 with a body that is not JSON');
     }
-    return { body: response.body, fetchedAtMs: clock(), expiresAtMs: freshUntil(query, nowMs, lifetimes) };
   }
 }

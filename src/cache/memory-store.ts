@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { AnswerLoader, AnswerStore, CacheOutcome, CachedAnswer, StoreResult } from './store.js';
+import { type AnswerLoader, type AnswerStore, answerBytes, type CacheOutcome, type CachedAnswer, type StoreResult } from './store.js';
 
 /** Bookkeeping bytes counted per entry besides its body and key (object headers, maps, timers). */
 const ENTRY_OVERHEAD_BYTES = 512;
@@ -29,7 +29,7 @@ export class MemoryStore implements AnswerStore {
   constructor({ maxBytes, clock }: MemoryStoreOptions) {
     this.#lru = new LRUCache<string, CachedAnswer, AnswerLoader>({
       maxSize: maxBytes,
-      sizeCalculation: (answer, key) => answer.body.length + key.length * 2 + ENTRY_OVERHEAD_BYTES,
+      sizeCalculation: (answer, key) => answerBytes(answer) + key.length * 2 + ENTRY_OVERHEAD_BYTES,
       perf: { now: clock },
       // lru-cache otherwise reuses one clock reading for 1 ms, which would hide
       // a jump of the injected clock; reading the clock per check is cheap.

@@ -1,9 +1,13 @@
+import type { Format, Representation } from '../formats/representations.js';
+
 /**
- * One cached answer from Deskie. The body is kept as the bytes Deskie sent,
- * so a hit writes them out without parsing or re-serialising anything.
+ * One cached answer from Deskie, with every format already rendered, so a hit
+ * writes bytes out without parsing or re-serialising anything.
  */
 export interface CachedAnswer {
-  readonly body: Buffer;
+  readonly representations: Readonly<Record<Format, Representation>>;
+  /** `fetchedAtMs` as an HTTP date, for Last-Modified. */
+  readonly lastModified: string;
   /** When the body was fetched from Deskie (epoch ms). */
   readonly fetchedAtMs: number;
   /** When it stops being fresh (epoch ms): Deskie's lifetime, cut at the next window change. */
@@ -24,6 +28,15 @@ export interface StoreResult {
   readonly outcome: CacheOutcome;
   /** False when a fetched answer could not be kept (larger than the store allows). */
   readonly stored: boolean;
+}
+
+/** Bytes an answer holds, as stores count them against their bound. */
+export function answerBytes(answer: CachedAnswer): number {
+  let bytes = 0;
+  for (const representation of Object.values(answer.representations)) {
+    bytes += representation.body.length + representation.etag.length + representation.contentType.length;
+  }
+  return bytes + answer.lastModified.length;
 }
 
 /** Fetches an answer from Deskie; throws for anything that must not be stored. */

@@ -27,15 +27,27 @@ export interface EndpointSpec {
   readonly scalars: Readonly<Record<string, ValueRule | null>>;
   /** Whether `custom_fields[cf_N]` filters are accepted. */
   readonly customFields: boolean;
+  /**
+   * How Deskie pages this endpoint, for `page=all`: `last_page` (follow pages
+   * until the body says `last_page: true`), `total_count` (pages of `limit`
+   * records up to `total_count`), or null when it does not page.
+   */
+  readonly pagination: 'last_page' | 'total_count' | null;
 }
 
-const positiveInteger: ValueRule = {
-  test: (value) => /^[1-9]\d{0,8}$/.test(value),
-  accepted: 'a positive integer',
+/** Largest page Deskie serves for satisfaction; `page=all` asks for it to need the fewest calls. */
+export const SATISFACTION_MAX_LIMIT = 100;
+
+/** `all` asks this server for every page of the period, merged into one answer. */
+export const ALL_PAGES = 'all';
+
+const pageNumber: ValueRule = {
+  test: (value) => /^[1-9]\d{0,8}$/.test(value) || value === ALL_PAGES,
+  accepted: `a positive integer, or ${ALL_PAGES} for every page merged into one answer`,
 };
 
 const satisfactionLimit: ValueRule = {
-  test: (value) => /^[1-9]\d{0,2}$/.test(value) && Number(value) <= 100,
+  test: (value) => /^[1-9]\d{0,2}$/.test(value) && Number(value) <= SATISFACTION_MAX_LIMIT,
   accepted: 'an integer from 1 to 100',
 };
 
@@ -69,6 +81,7 @@ export const ENDPOINTS: Readonly<Record<EndpointName, EndpointSpec>> = {
     filters: CASE_FILTERS,
     scalars: {},
     customFields: true,
+    pagination: null,
   },
   staff_statuses: {
     name: 'staff_statuses',
@@ -76,8 +89,9 @@ export const ENDPOINTS: Readonly<Record<EndpointName, EndpointSpec>> = {
     maxRange: { months: 1 },
     maxRangeText: '1 month',
     filters: ['staff_id'],
-    scalars: { staff_access: null, page: positiveInteger },
+    scalars: { staff_access: null, page: pageNumber },
     customFields: false,
+    pagination: 'last_page',
   },
   satisfaction: {
     name: 'satisfaction',
@@ -89,11 +103,12 @@ export const ENDPOINTS: Readonly<Record<EndpointName, EndpointSpec>> = {
       rating_comment: null,
       user_email: null,
       user_phone: null,
-      page: positiveInteger,
+      page: pageNumber,
       limit: satisfactionLimit,
       sort: satisfactionSort,
     },
     customFields: true,
+    pagination: 'total_count',
   },
 };
 

@@ -1,6 +1,6 @@
 import { DateTime } from 'luxon';
 import { badRequest } from '../errors.js';
-import { CUSTOM_FIELD, type EndpointSpec } from './endpoints.js';
+import { ALL_PAGES, CUSTOM_FIELD, type EndpointSpec } from './endpoints.js';
 import { type FreshnessClass, isPeriod, PERIODS, periodWindow, type PeriodWindow, type Weekday } from './periods.js';
 import { ACCEPTED_TIME_FORMS, formatDeskieTime, parseDeskieTime } from './time.js';
 
@@ -23,8 +23,15 @@ export interface QueryContext {
 
 export interface StatsQuery {
   readonly endpoint: EndpointSpec;
-  /** The canonical query sent upstream: names sorted, repeated values sorted, custom times absolute. */
+  /**
+   * The canonical query: names sorted, repeated values sorted, custom times
+   * absolute. Sent upstream as it is, except with `page=all`.
+   */
   readonly upstreamQuery: string;
+  /** `page=all`: fetch every page and merge them into one answer. */
+  readonly allPages: boolean;
+  /** The canonical query without `page` and `limit`, to which each page's numbers are added with `page=all`. */
+  readonly pageBaseQuery: string;
   /** The row of Deskie's cache table that applies. */
   readonly freshness: FreshnessClass;
   /** The absolute window the answer covers. */
@@ -97,10 +104,23 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: RawQuery, context
   const resolved = resolveWindow(endpoint, { period, fromTime, toTime }, context);
   forwarded.push(...resolved.parameters);
   forwarded.sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
-  const upstreamQuery = forwarded.map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`).join('&');
 
-  return { endpoint, upstreamQuery, freshness: resolved.freshness, window: resolved.window, proxy };
+  const allPages = forwarded.some(([name, value]) => name === 'page' && value === ALL_PAGES);
+  // Every page merged is the same answer whatever the page size: one entry.
+  const keyed = allPages ? forwarded.filter(([name]) => name !== 'limit') : forwarded;
+  return {
+    endpoint,
+    upstreamQuery: encodeQuery(keyed),
+    allPages,
+    pageBaseQuery: encodeQuery(forwarded.filter(([name]) => name !== 'page' && name !== 'limit')),
+    freshness: resolved.freshness,
+    window: resolved.window,
+    proxy,
+  };
 }
+
+const encodeQuery = (pairs: ReadonlyArray<readonly [string, string]>): string =>
+  pairs.map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`).join('&');
 
 interface TimeParameters {
   readonly period: string | undefined;

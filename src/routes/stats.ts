@@ -1,9 +1,10 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CachedStats } from '../cache/cached-stats.js';
 import type { CacheOutcome, StoreResult } from '../cache/store.js';
 import { ENDPOINTS } from '../deskie/endpoints.js';
 import { parseStatsQuery, type QueryContext, type RawQuery } from '../deskie/query.js';
 import { unauthorized } from '../errors.js';
+import { chooseFormat, FORMAT_PARAMETER, type Format } from '../formats/representations.js';
 
 export const CACHE_NAME = 'deskie-stats-proxy';
 
@@ -33,27 +34,55 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
       }
       const nowMs = clock();
       const query = parseStatsQuery(endpoint, request.query as RawQuery, { ...queryContext, nowMs });
+      const format = chooseFormat(query.proxy[FORMAT_PARAMETER], request.headers.accept);
       const result = await stats.answer(query, authorization, nowMs);
       request.cacheOutcome = result.outcome;
-      return sendAnswer(reply, result, nowMs);
+      return sendAnswer(request, reply, result, format, nowMs);
     });
   }
 }
 
 /**
- * Writes a cached answer. `ttl` in Cache-Status is the remaining freshness;
- * Cache-Control's max-age is the whole lifetime and Age the time since the
- * fetch, so a client cache computes the same remaining freshness (RFC 9111
- * §4.2.3) rather than subtracting the age twice.
+ * Writes a cached answer in the format asked for. `ttl` in Cache-Status is the
+ * remaining freshness; Cache-Control's max-age is the whole lifetime and Age
+ * the time since the fetch, so a client cache computes the same remaining
+ * freshness (RFC 9111 §4.2.3) rather than subtracting the age twice.
  */
-function sendAnswer(reply: FastifyReply, { answer, outcome, stored }: StoreResult, nowMs: number): FastifyReply {
+function sendAnswer(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  { answer, outcome, stored }: StoreResult,
+  format: Format,
+  nowMs: number,
+): FastifyReply {
+  const representation = answer.representations[format];
   const ttl = Math.max(0, Math.floor((answer.expiresAtMs - nowMs) / 1000));
   const age = Math.max(0, Math.floor((nowMs - answer.fetchedAtMs) / 1000));
   const storedParam = (outcome === 'miss' || outcome === 'stale') && stored ? '; stored' : '';
-  return reply
+  reply
     .header('cache-status', `${CACHE_STATUS[outcome]}${storedParam}; ttl=${ttl}`)
     .header('cache-control', `private, max-age=${ttl + age}`)
     .header('age', String(age))
-    .type('application/json; charset=utf-8')
-    .send(answer.body);
+    .header('etag', representation.etag)
+    .header('last-modified', answer.lastModified)
+    .header('vary', 'Accept');
+  if (notModified(request, representation.etag, answer.fetchedAtMs)) return reply.code(304).send();
+  return reply.type(representation.contentType).send(representation.body);
+}
+
+/**
+ * RFC 9110 §13.1.2 and §13.1.3: If-None-Match (weak comparison) decides when
+ * present; otherwise If-Modified-Since at one-second resolution. ETags carry
+ * the entry's key, so a tag from another URL or credential never matches.
+ */
+function notModified(request: FastifyRequest, etag: string, fetchedAtMs: number): boolean {
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() === '*') return true;
+    return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
+  }
+  const ifModifiedSince = request.headers['if-modified-since'];
+  if (ifModifiedSince === undefined) return false;
+  const since = Date.parse(ifModifiedSince);
+  return !Number.isNaN(since) && Math.floor(fetchedAtMs / 1000) * 1000 <= since;
 }

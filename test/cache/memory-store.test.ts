@@ -1,6 +1,6 @@
 import t from 'tap';
 import { MemoryStore } from '../../src/cache/memory-store.js';
-import { storeContract } from './store-contract.js';
+import { answerOf, storeContract } from './store-contract.js';
 
 const MIB = 1024 * 1024;
 
@@ -12,20 +12,20 @@ t.test('MemoryStore stays within its byte bound, dropping the least recently use
   const now = 0;
   const store = new MemoryStore({ maxBytes: MIB, clock: () => now });
   t.teardown(() => store.close());
-  const body = Buffer.alloc(100 * 1024, 'x');
+  const body = Buffer.alloc(25 * 1024, 'x'); // 100 KiB with its four formats
   for (let i = 0; i < 20; i++) {
-    await store.fetch(`k${i}`, async () => ({ body, fetchedAtMs: now, expiresAtMs: now + 60_000 }));
+    await store.fetch(`k${i}`, async () => answerOf(body, now, 60_000));
   }
   t.ok(store.bytes <= MIB, `${store.bytes} bytes held`);
   t.ok(store.entries < 20 && store.entries >= 9, `${store.entries} entries kept`);
-  t.equal((await store.fetch('k19', async () => ({ body, fetchedAtMs: now, expiresAtMs: now + 60_000 }))).outcome, 'hit', 'the newest is kept');
-  t.equal((await store.fetch('k0', async () => ({ body, fetchedAtMs: now, expiresAtMs: now + 60_000 }))).outcome, 'miss', 'the oldest went');
+  t.equal((await store.fetch('k19', async () => answerOf(body, now, 60_000))).outcome, 'hit', 'the newest is kept');
+  t.equal((await store.fetch('k0', async () => answerOf(body, now, 60_000))).outcome, 'miss', 'the oldest went');
 });
 
 t.test('an answer larger than the whole store is served but not stored', async (t) => {
   const store = new MemoryStore({ maxBytes: MIB, clock: () => 0 });
   t.teardown(() => store.close());
-  const result = await store.fetch('big', async () => ({ body: Buffer.alloc(2 * MIB), fetchedAtMs: 0, expiresAtMs: 60_000 }));
+  const result = await store.fetch('big', async () => answerOf(Buffer.alloc(MIB / 2), 0, 60_000));
   t.equal(result.outcome, 'miss');
   t.equal(result.stored, false);
   t.equal(store.entries, 0);

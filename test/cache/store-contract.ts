@@ -4,11 +4,20 @@ import type { AnswerStore, CachedAnswer } from '../../src/cache/store.js';
 /** Builds a store reading the given clock; the contract closes it. */
 export type StoreFactory = (clock: () => number) => AnswerStore | Promise<AnswerStore>;
 
-const answer = (text: string, fetchedAtMs: number, ttlMs: number): CachedAnswer => ({
-  body: Buffer.from(JSON.stringify({ text })),
-  fetchedAtMs,
-  expiresAtMs: fetchedAtMs + ttlMs,
-});
+/** A stored answer whose every format is the given body. */
+export function answerOf(body: Buffer, fetchedAtMs: number, ttlMs: number): CachedAnswer {
+  const representation = { body, contentType: 'application/json', etag: '"test"' };
+  return {
+    representations: { normalized: representation, raw: representation, rows: representation, csv: representation },
+    lastModified: new Date(fetchedAtMs).toUTCString(),
+    fetchedAtMs,
+    expiresAtMs: fetchedAtMs + ttlMs,
+  };
+}
+
+const answer = (text: string, fetchedAtMs: number, ttlMs: number): CachedAnswer =>
+  answerOf(Buffer.from(JSON.stringify({ text })), fetchedAtMs, ttlMs);
+const bodyOf = (result: { answer: CachedAnswer }): string => result.answer.representations.raw.body.toString();
 
 /** What every AnswerStore must do; run against each implementation. */
 export function storeContract(t: Test, makeStore: StoreFactory): void {
@@ -26,10 +35,10 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     t.match(await store.fetch('k', load), { outcome: 'miss', stored: true });
     const hit = await store.fetch('k', load);
     t.equal(hit.outcome, 'hit');
-    t.equal(hit.answer.body.toString(), '{"text":"a"}');
+    t.equal(bodyOf(hit), '{"text":"a"}');
     t.equal(loads, 1);
     t.equal(store.entries, 1);
-    t.ok(store.bytes >= hit.answer.body.length, 'bytes count the body');
+    t.ok(store.bytes >= 4 * bodyOf(hit).length, 'bytes count every format');
   });
 
   t.test('concurrent fetches of one key share a single load', async (t) => {
@@ -72,7 +81,7 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     advance(1);
     const refreshed = await store.fetch('k', async () => answer('second', now(), 10_000));
     t.equal(refreshed.outcome, 'stale', 'expired exactly at expiresAtMs');
-    t.equal(refreshed.answer.body.toString(), '{"text":"second"}');
+    t.equal(bodyOf(refreshed), '{"text":"second"}');
   });
 
   t.test('keys are independent', async (t) => {
@@ -80,6 +89,6 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     await store.fetch('a', async () => answer('a', now(), 60_000));
     const b = await store.fetch('b', async () => answer('b', now(), 60_000));
     t.equal(b.outcome, 'miss');
-    t.equal(b.answer.body.toString(), '{"text":"b"}');
+    t.equal(bodyOf(b), '{"text":"b"}');
   });
 }

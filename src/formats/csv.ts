@@ -1,0 +1,34 @@
+import type { JsonObject } from '../deskie/fields.js';
+
+/** Cells that a spreadsheet would run as a formula (OWASP "CSV injection"). */
+const FORMULA_START = /^[=+@\t\r]|^-[^\d.]/;
+const NEEDS_QUOTES = /[",\r\n]|^\s|\s$/;
+
+/**
+ * RFC 4180 CSV with a header row: the union of the rows' fields in the order
+ * they first appear, CRLF line ends, null as an empty cell. A text cell that a
+ * spreadsheet would read as a formula is prefixed with a single quote; "-" and
+ * negative numbers are left alone.
+ */
+export function toCsv(rows: readonly JsonObject[]): string {
+  const columns: string[] = [];
+  const seen = new Set<string>();
+  for (const row of rows) {
+    for (const name of Object.keys(row)) {
+      if (!seen.has(name)) {
+        seen.add(name);
+        columns.push(name);
+      }
+    }
+  }
+  const lines = [columns.map(cell).join(',')];
+  for (const row of rows) lines.push(columns.map((name) => cell(row[name])).join(','));
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+function cell(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  let text = typeof value === 'string' ? value : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  if (typeof value === 'string' && FORMULA_START.test(text)) text = `'${text}`;
+  return NEEDS_QUOTES.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}

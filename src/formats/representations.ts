@@ -1,0 +1,71 @@
+import { createHash } from 'node:crypto';
+import type { EndpointName } from '../deskie/endpoints.js';
+import { type JsonObject, normalizeBody } from '../deskie/fields.js';
+import { badRequest } from '../errors.js';
+import { toCsv } from './csv.js';
+import { type RowsWindow, toRows } from './rows.js';
+
+/** The answers one cached entry can give, chosen with `format=`. */
+export const FORMATS = ['normalized', 'raw', 'rows', 'csv'] as const;
+export type Format = (typeof FORMATS)[number];
+export const DEFAULT_FORMAT: Format = 'normalized';
+
+const FORMAT_SET: ReadonlySet<string> = new Set(FORMATS);
+export const isFormat = (value: string): value is Format => FORMAT_SET.has(value);
+
+/** The proxy-only query parameter that picks a format. */
+export const FORMAT_PARAMETER = 'format';
+
+/**
+ * The format asked for: `format=` when given, else `text/csv` when the client
+ * accepts CSV and not JSON (a spreadsheet's import), else normalized JSON.
+ */
+export function chooseFormat(parameter: string | undefined, accept: string | undefined): Format {
+  if (parameter !== undefined) {
+    if (isFormat(parameter)) return parameter;
+    throw badRequest(`format must be one of ${FORMATS.join(', ')}; got ${JSON.stringify(parameter)}`);
+  }
+  if (accept !== undefined && accept.includes('text/csv') && !accept.includes('json')) return 'csv';
+  return DEFAULT_FORMAT;
+}
+
+export interface Representation {
+  readonly body: Buffer;
+  readonly contentType: string;
+  /** Strong validator, distinct per entry (URL and credential), fetch and format. */
+  readonly etag: string;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const CSV_TYPE = 'text/csv; charset=utf-8; header=present';
+
+/**
+ * Renders every format of one Deskie answer once, when it is fetched, so that
+ * a hit only picks bytes: no parsing or serialising per request. `entryTag`
+ * identifies the entry (cache key and fetch time), so an ETag from one URL or
+ * credential never matches another's.
+ */
+export function renderRepresentations(
+  endpoint: EndpointName,
+  rawBody: Buffer,
+  rawContentType: string | undefined,
+  parsed: unknown,
+  window: RowsWindow,
+  entryTag: string,
+): Readonly<Record<Format, Representation>> {
+  const normalized = normalizeBody(endpoint, parsed);
+  const rows = toRows(endpoint, (normalized ?? {}) as JsonObject, window);
+  const bodies: Record<Format, [Buffer, string]> = {
+    raw: [rawBody, rawContentType ?? JSON_TYPE],
+    normalized: [Buffer.from(JSON.stringify(normalized)), JSON_TYPE],
+    rows: [Buffer.from(JSON.stringify(rows)), JSON_TYPE],
+    csv: [Buffer.from(toCsv(rows.rows)), CSV_TYPE],
+  };
+  const representations = {} as Record<Format, Representation>;
+  for (const format of FORMATS) {
+    const [body, contentType] = bodies[format];
+    const digest = createHash('sha256').update(entryTag).update('\0').update(format).update('\0').update(body).digest('base64url');
+    representations[format] = { body, contentType, etag: `"${digest.slice(0, 27)}"` };
+  }
+  return representations;
+}

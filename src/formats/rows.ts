@@ -1,0 +1,46 @@
+import type { EndpointName } from '../deskie/endpoints.js';
+import { isRecordKey, type JsonObject, RECORD_SCHEMAS, recordFields } from '../deskie/fields.js';
+
+export interface RowsWindow {
+  readonly from: string;
+  readonly to: string;
+  readonly timezone: string;
+}
+
+export interface RowsDocument {
+  readonly rows: JsonObject[];
+  readonly last_page: unknown;
+  readonly total_count: unknown;
+  readonly window: RowsWindow;
+}
+
+/** A staff status as Deskie writes it: a name and its numeric id, "Online (1)". */
+const STATUS = /^(.*) \((\d+)\)$/;
+
+/**
+ * One flat object per record, in Deskie's order: the `staff` object of a
+ * leaderboard record, a status change with each status also split into its
+ * name and id, a satisfaction rating as it is. `last_page` and `total_count`
+ * are Deskie's when it sent them, null otherwise.
+ */
+export function toRows(endpoint: EndpointName, normalized: JsonObject, window: RowsWindow): RowsDocument {
+  const schema = RECORD_SCHEMAS[endpoint];
+  const rows: JsonObject[] = [];
+  for (const [key, record] of Object.entries(normalized)) {
+    if (!isRecordKey(key)) continue;
+    const fields = recordFields(schema, record);
+    if (fields === null) continue;
+    rows.push(endpoint === 'staff_statuses' ? withStatusParts(fields) : fields);
+  }
+  return { rows, last_page: normalized['last_page'] ?? null, total_count: normalized['total_count'] ?? null, window };
+}
+
+function withStatusParts(change: JsonObject): JsonObject {
+  const row: JsonObject = { ...change };
+  for (const side of ['from', 'to'] as const) {
+    const match = typeof change[side] === 'string' ? STATUS.exec(change[side]) : null;
+    row[`${side}_name`] = match ? match[1] : (change[side] ?? null);
+    row[`${side}_id`] = match ? Number(match[2]) : null;
+  }
+  return row;
+}

@@ -1,0 +1,176 @@
+import t from 'tap';
+import { request } from 'undici';
+import { DEMO, OTHER, startStack } from './helpers/stack.js';
+
+const LEADERBOARD = '/api/stats_leaderboard.json';
+const SATISFACTION = '/api/stats_satisfaction.json';
+const STAFF = '/api/stats_staff_statuses.json';
+
+/** What Deskie itself answers for a query, asked directly. */
+async function direct(url: string, path: string): Promise<string> {
+  const response = await request(`${url}${path}`, { headers: { authorization: DEMO } });
+  return response.body.text();
+}
+
+t.test('the default answer has numbers and nulls where Deskie sends percent strings and dashes', async (t) => {
+  const stack = await startStack(t);
+  const body = JSON.parse((await stack.get(`${LEADERBOARD}?period=this_month`)).text) as Record<string, { staff: Record<string, unknown> }>;
+  const staff = Object.values(body).map((record) => record.staff);
+  t.ok(staff.length > 0);
+  for (const agent of staff) {
+    for (const field of ['first_response_sla_violated', 'response_sla_violated', 'resolution_sla_violated', 'ratings_of_responses']) {
+      t.ok(agent[field] === null || typeof agent[field] === 'number', `${field} is a number or null`);
+    }
+    t.equal(typeof agent['staff_name'], 'string');
+  }
+  t.ok(staff.some((agent) => agent['ratings_of_responses'] === null), '"-" became null');
+});
+
+t.test('free text that looks like a number, a percent or a dash arrives as sent', async (t) => {
+  const stack = await startStack(t);
+  const path = `${SATISFACTION}?period=this_month`;
+  const raw = JSON.parse(await direct(stack.simulator.url, path)) as Record<string, Record<string, unknown>>;
+  const normalized = JSON.parse((await stack.get(path)).text) as Record<string, Record<string, unknown>>;
+  const comments = Object.keys(raw).filter((key) => /^\d+$/.test(key)).map((key) => [raw[key]?.['rating_comment'], normalized[key]?.['rating_comment']]);
+  t.ok(comments.some(([sent]) => sent === '42') && comments.some(([sent]) => sent === '100%') && comments.some(([sent]) => sent === '-'), 'the tricky comments are there');
+  for (const [sent, got] of comments) t.equal(got, sent, `comment ${JSON.stringify(sent)} untouched`);
+  t.equal(typeof normalized['0']?.['rating'], 'number', 'rating is a number');
+  t.match(normalized['0']?.['created_at'], /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$/, 'created_at is ISO 8601 with offset');
+  t.equal(normalized['total_count'], raw['total_count'], 'the envelope is kept');
+});
+
+t.test('format=raw is byte-identical to Deskie and switching format makes no upstream call', async (t) => {
+  const stack = await startStack(t);
+  const normalized = await stack.get(`${LEADERBOARD}?period=this_month`);
+  const raw = await stack.get(`${LEADERBOARD}?period=this_month&format=raw`);
+  t.match(raw.headers['cache-status'], /; hit;/, 'the same entry');
+  t.equal(raw.text, await direct(stack.simulator.url, `${LEADERBOARD}?period=this_month`), 'byte for byte');
+  t.not(raw.text, normalized.text);
+  const rows = await stack.get(`${LEADERBOARD}?format=rows&period=this_month`);
+  const csv = await stack.get(`${LEADERBOARD}?period=this_month&format=csv`);
+  t.equal(stack.simulator.calls - 1, 1, 'only the direct comparison call besides the one fetch');
+  t.match(rows.headers['content-type'], /^application\/json/);
+  t.match(csv.headers['content-type'], /^text\/csv/);
+});
+
+t.test('format=rows gives flat rows, the envelope and the window', async (t) => {
+  const stack = await startStack(t, { now: '2026-11-28T12:00:00Z', env: { DESKIE_TIMEZONE: 'Europe/Berlin' } });
+  const doc = JSON.parse((await stack.get(`${STAFF}?period=yesterday&format=rows`)).text) as {
+    rows: Array<Record<string, unknown>>;
+    last_page: unknown;
+    total_count: unknown;
+    window: unknown;
+  };
+  t.same(doc.window, { from: '2026-11-27T00:00:00.000+01:00', to: '2026-11-28T00:00:00.000+01:00', timezone: 'Europe/Berlin' });
+  t.equal(typeof doc.last_page, 'boolean');
+  t.equal(doc.total_count, null);
+  t.ok(doc.rows.length > 0);
+  for (const row of doc.rows) {
+    t.match(row, { staff_id: Number, timestamp: Number, from: String, from_name: String, from_id: Number, to_name: String, to_id: Number });
+  }
+});
+
+t.test('format=csv has a header row and one line per record', async (t) => {
+  const stack = await startStack(t);
+  const json = JSON.parse((await stack.get(`${LEADERBOARD}?period=today&format=rows`)).text) as { rows: unknown[] };
+  const csv = (await stack.get(`${LEADERBOARD}?period=today&format=csv`)).text;
+  const lines = csv.trimEnd().split('\r\n');
+  t.match(lines[0], /^staff_id,staff_name,new_cases_in_total,/);
+  t.equal(lines.length, json.rows.length + 1);
+  const viaAccept = await stack.get(`${LEADERBOARD}?period=today`, { headers: { accept: 'text/csv' } });
+  t.equal(viaAccept.text, csv, 'Accept: text/csv picks CSV');
+  t.equal(viaAccept.headers['vary'], 'Accept');
+});
+
+t.test('an unknown format is a 400 that never reaches Deskie', async (t) => {
+  const stack = await startStack(t);
+  const answer = await stack.get(`${LEADERBOARD}?period=today&format=xml`);
+  t.equal(answer.status, 400);
+  t.match(answer.text, /format must be one of normalized, raw, rows, csv/);
+  t.equal(stack.simulator.calls, 0);
+});
+
+t.test('a matching If-None-Match gets 304 with no body; another format, URL or credential does not', async (t) => {
+  const stack = await startStack(t);
+  const first = await stack.get(`${LEADERBOARD}?period=today`);
+  const etag = String(first.headers['etag']);
+  t.match(etag, /^"[\w-]+"$/, 'a strong ETag');
+  t.equal(first.headers['last-modified'], new Date(stack.clock.nowMs).toUTCString());
+
+  const again = await stack.get(`${LEADERBOARD}?period=today`, { headers: { 'if-none-match': etag } });
+  t.equal(again.status, 304);
+  t.equal(again.text, '');
+  t.equal(again.headers['etag'], etag);
+  t.match(again.headers['cache-status'], /hit/);
+  t.equal((await stack.get(`${LEADERBOARD}?period=today`, { headers: { 'if-none-match': `"other", W/${etag}` } })).status, 304, 'weak comparison in a list');
+
+  t.equal((await stack.get(`${LEADERBOARD}?period=today&format=raw`, { headers: { 'if-none-match': etag } })).status, 200, 'another format');
+  t.equal((await stack.get(`${LEADERBOARD}?period=yesterday`, { headers: { 'if-none-match': etag } })).status, 200, 'another URL');
+  t.equal((await stack.get(`${LEADERBOARD}?period=today`, { authorization: OTHER, headers: { 'if-none-match': etag } })).status, 200, 'another credential');
+});
+
+t.test('If-Modified-Since at or after the fetch gets 304', async (t) => {
+  const stack = await startStack(t);
+  const first = await stack.get(`${LEADERBOARD}?period=today`);
+  const lastModified = String(first.headers['last-modified']);
+  t.equal((await stack.get(`${LEADERBOARD}?period=today`, { headers: { 'if-modified-since': lastModified } })).status, 304);
+  const earlier = new Date(Date.parse(lastModified) - 1000).toUTCString();
+  t.equal((await stack.get(`${LEADERBOARD}?period=today`, { headers: { 'if-modified-since': earlier } })).status, 200);
+  t.equal((await stack.get(`${LEADERBOARD}?period=today`, { headers: { 'if-modified-since': 'not a date' } })).status, 200);
+});
+
+t.test('page=all on staff statuses follows last_page into one cached answer', async (t) => {
+  const stack = await startStack(t);
+  const base = `${STAFF}?period=this_month`;
+  const pages: string[] = [];
+  for (let page = 1; ; page++) {
+    const text = await direct(stack.simulator.url, `${base}&page=${page}`);
+    pages.push(text);
+    if ((JSON.parse(text) as { last_page: boolean }).last_page) break;
+  }
+  t.ok(pages.length > 1, `the period has ${pages.length} pages`);
+  stack.simulator.resetCounters();
+
+  const all = JSON.parse((await stack.get(`${base}&page=all&format=raw`)).text) as Record<string, unknown>;
+  t.equal(stack.simulator.calls, pages.length, 'one upstream call per page');
+  const expected = pages.flatMap((text) => {
+    const page = JSON.parse(text) as Record<string, unknown>;
+    return Object.keys(page).filter((key) => /^\d+$/.test(key)).map((key) => page[key]);
+  });
+  t.same(Object.keys(all).filter((key) => /^\d+$/.test(key)).map((key) => all[key]), expected, 'every record, in order');
+  t.equal(all['last_page'], true);
+
+  const rows = await stack.get(`${base}&page=all&format=rows`);
+  t.match(rows.headers['cache-status'], /; hit;/, 'one entry serves every format');
+  t.equal((JSON.parse(rows.text) as { rows: unknown[] }).rows.length, expected.length);
+  t.equal(stack.simulator.calls, pages.length);
+});
+
+t.test('page=all on satisfaction uses total_count, whatever limit the client gave', async (t) => {
+  const stack = await startStack(t);
+  const all = JSON.parse((await stack.get(`${SATISFACTION}?period=this_month&page=all&limit=10`)).text) as Record<string, unknown>;
+  const total = all['total_count'] as number;
+  t.ok(total > 100, `${total} ratings span several pages`);
+  t.equal(Object.keys(all).filter((key) => /^\d+$/.test(key)).length, total, 'every rating');
+  t.equal(stack.simulator.calls, Math.ceil(total / 100), 'pages of 100');
+  t.ok(stack.simulator.requests.every((r) => r.query.includes('limit=100')));
+  const again = await stack.get(`${SATISFACTION}?period=this_month&page=all`);
+  t.match(again.headers['cache-status'], /; hit;/, 'the limit is not part of the entry');
+});
+
+t.test('page=all past the page limit is a clear error and stores nothing', async (t) => {
+  const stack = await startStack(t, { env: { PAGE_ALL_MAX_PAGES: '2' } });
+  const answer = await stack.get(`${STAFF}?period=this_month&page=all`);
+  t.equal(answer.status, 422);
+  t.match(answer.text, /page=all needs more than 2 pages/);
+  const calls = stack.simulator.calls;
+  t.equal((await stack.get(`${STAFF}?period=this_month&page=all`)).status, 422, 'still refused');
+  t.ok(stack.simulator.calls > calls, 'nothing partial was stored');
+});
+
+t.test('single pages keep working beside page=all', async (t) => {
+  const stack = await startStack(t);
+  const second = await stack.get(`${STAFF}?period=this_month&page=2&format=raw`);
+  t.equal(second.text, await direct(stack.simulator.url, `${STAFF}?period=this_month&page=2`));
+  t.equal((await stack.get(`${LEADERBOARD}?period=today&page=all`)).status, 400, 'the leaderboard has no pages');
+});
