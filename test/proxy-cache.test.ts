@@ -179,3 +179,11 @@ t.test('HEAD is answered from the same entry without a body', async (t) => {
   t.match(head.headers['cache-status'], /hit/);
   t.equal(stack.simulator.calls, 1);
 });
+
+t.test('a month-long lifetime is a calendar month in the account zone', async (t) => {
+  // 15:00 UTC on 28 February 2027 is already 05:00 on 1 March in Kiritimati:
+  // last_month (February there) stays fresh until April begins there.
+  const stack = await startStack(t, { now: '2027-02-28T15:00:00Z', env: { DESKIE_TIMEZONE: 'Pacific/Kiritimati' } });
+  const expected = (Date.parse('2027-03-31T10:00:00Z') - Date.parse('2027-02-28T15:00:00Z')) / 1000;
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=last_month`)), expected);
+});

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { DateTime, type DurationLike } from 'luxon';
+import { DateTime, type DurationLike, type Zone } from 'luxon';
 import type { StatsQuery } from '../deskie/query.js';
 import type { FreshnessClass } from '../deskie/periods.js';
 
@@ -33,10 +33,18 @@ export function freshUntil(
   nowMs: number,
   lifetimes: Readonly<Record<FreshnessClass, DurationLike>>,
 ): number {
-  // Lifetimes are lengths of time ("1 day" is 24 hours even across a DST
-  // change), so they are added in UTC; windows are calendar things and were
-  // computed in the account zone.
-  const byLifetime = DateTime.fromMillis(nowMs, { zone: 'utc' }).plus(lifetimes[query.freshness]).toMillis();
+  const byLifetime = addLifetime(nowMs, lifetimes[query.freshness], query.window.from.zone).toMillis();
   const changesAt = query.window.changesAt?.toMillis() ?? Number.POSITIVE_INFINITY;
   return Math.min(byLifetime, changesAt);
+}
+
+/**
+ * Minutes, hours, days and weeks are lengths of time ("1 day" is 24 hours even
+ * across a DST change), so they are added in UTC. Months and years are
+ * calendar amounts and are added in the account zone, where "1 month" from
+ * 1 March ends on 1 April whatever UTC's date is.
+ */
+function addLifetime(nowMs: number, lifetime: DurationLike, zone: Zone): DateTime {
+  const calendar = typeof lifetime === 'object' && ('months' in lifetime || 'years' in lifetime);
+  return DateTime.fromMillis(nowMs, { zone: calendar ? zone : 'utc' }).plus(lifetime);
 }
