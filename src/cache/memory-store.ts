@@ -35,6 +35,9 @@ export class MemoryStore implements AnswerStore {
       // a jump of the injected clock; reading the clock per check is cheap.
       ttlResolution: 0,
       allowStale: false,
+      // A fetch whose placeholder is evicted (a full cache) or cleared keeps
+      // going: its callers still get Deskie's answer, which was paid for.
+      ignoreFetchAbort: true,
       fetchMethod: async (_key, _stale, { context: load, options }) => {
         const answer = await load();
         // lru-cache counts an entry stale once more than `ttl` ms have passed,

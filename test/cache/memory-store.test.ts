@@ -30,3 +30,16 @@ t.test('an answer larger than the whole store is served but not stored', async (
   t.equal(result.stored, false);
   t.equal(store.entries, 0);
 });
+
+t.test('a fetch whose placeholder is evicted still answers its callers', async (t) => {
+  const store = new MemoryStore({ maxBytes: MIB, clock: () => 0 });
+  t.teardown(() => store.close());
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const slow = store.fetch('slow', async () => (await gate, answerOf(Buffer.from('{}'), 0, 60_000)));
+  // Fill the cache past its bound while the slow fetch is in flight.
+  for (let i = 0; i < 12; i++) await store.fetch(`k${i}`, async () => answerOf(Buffer.alloc(25 * 1024), 0, 60_000));
+  release();
+  const result = await slow;
+  t.equal(result.answer.representations.raw.body.toString(), '{}');
+});
