@@ -2,9 +2,9 @@ import type { DurationLike } from 'luxon';
 
 /**
  * What Deskie's three statistics endpoints accept (deskie-api-stats.txt and
- * deskie-api-notes.md). Filters are forwarded as they are; the few parameters
- * with documented values are checked here so that a typo is a 400 from us
- * rather than a request that spends the account's rate limit.
+ * deskie-api-notes.md). Every value is checked here, so that a typo is a 400
+ * from us rather than a request that spends the account's rate limit, and an
+ * id written two ways (`01`, `1`) cannot make two cache entries.
  */
 export type EndpointName = 'leaderboard' | 'staff_statuses' | 'satisfaction';
 
@@ -21,10 +21,10 @@ export interface EndpointSpec {
   /** Longest custom range Deskie accepts (calendar arithmetic in the account time zone). */
   readonly maxRange: DurationLike;
   readonly maxRangeText: string;
-  /** Filters that may be repeated as `name[]=a&name[]=b`, as well as given once as `name=a`. */
-  readonly filters: readonly string[];
-  /** Single-valued parameters, some with a rule for their value. */
-  readonly scalars: Readonly<Record<string, ValueRule | null>>;
+  /** Filters that may be repeated as `name[]=a&name[]=b`, as well as given once as `name=a`; the rule applies to each value. */
+  readonly filters: Readonly<Record<string, ValueRule>>;
+  /** Single-valued parameters. */
+  readonly scalars: Readonly<Record<string, ValueRule>>;
   /** Whether `custom_fields[cf_N]` filters are accepted. */
   readonly customFields: boolean;
   /**
@@ -51,26 +51,50 @@ const satisfactionLimit: ValueRule = {
   accepted: 'an integer from 1 to 100',
 };
 
-const satisfactionSort: ValueRule = {
-  test: (value) => value === 'added_at_desc' || value === 'added_at_asc',
-  accepted: 'added_at_desc or added_at_asc',
+
+const oneOf = (...values: string[]): ValueRule => ({
+  test: (value) => values.includes(value),
+  accepted: values.length === 2 ? `${values[0]} or ${values[1]}` : `one of ${values.join(', ')}`,
+});
+
+const id: ValueRule = {
+  test: (value) => /^(0|[1-9]\d{0,17})$/.test(value),
+  accepted: 'a numeric id without leading zeros',
+};
+
+const staffId: ValueRule = {
+  test: (value) => value === 'all' || id.test(value),
+  accepted: 'a numeric id or all',
+};
+
+/** Named channels and groups are open-ended in Deskie; custom channels are cch<id>. */
+const channel: ValueRule = {
+  test: (value) => /^([a-z][a-z_]{1,31}|cch[1-9]\d{0,17})$/.test(value),
+  accepted: 'a channel such as email, web, call, live_chat or telegram, a group (sync, async, social, messengers), or cch<id>',
+};
+
+export const nonEmptyText: ValueRule = {
+  test: (value) => value.length > 0 && value.length <= 500,
+  accepted: 'non-empty text of at most 500 characters',
 };
 
 /** Case filters shared by the leaderboard and satisfaction (public clients of the API). */
-const CASE_FILTERS = [
-  'group_id',
-  'staff_id',
-  'participant_id',
-  'assignee_role_id',
-  'participant_role_id',
-  'status',
-  'priority',
-  'labels',
-  'initiator',
-  'user_id',
-  'company_id',
-  'channel',
-] as const;
+const CASE_FILTERS: Readonly<Record<string, ValueRule>> = {
+  group_id: id,
+  staff_id: staffId,
+  participant_id: id,
+  assignee_role_id: id,
+  participant_role_id: id,
+  status: oneOf('open', 'waiting', 'closed'),
+  priority: oneOf('low', 'normal', 'high', 'critical'),
+  labels: id,
+  initiator: oneOf('user', 'agent'),
+  user_id: id,
+  company_id: id,
+  channel,
+};
+
+const satisfactionSort = oneOf('added_at_desc', 'added_at_asc');
 
 export const ENDPOINTS: Readonly<Record<EndpointName, EndpointSpec>> = {
   leaderboard: {
@@ -88,8 +112,8 @@ export const ENDPOINTS: Readonly<Record<EndpointName, EndpointSpec>> = {
     path: '/api/stats_staff_statuses.json',
     maxRange: { months: 1 },
     maxRangeText: '1 month',
-    filters: ['staff_id'],
-    scalars: { staff_access: null, page: pageNumber },
+    filters: { staff_id: staffId },
+    scalars: { staff_access: nonEmptyText, page: pageNumber },
     customFields: false,
     pagination: 'last_page',
   },
@@ -98,11 +122,11 @@ export const ENDPOINTS: Readonly<Record<EndpointName, EndpointSpec>> = {
     path: '/api/stats_satisfaction.json',
     maxRange: { months: 3 },
     maxRangeText: '3 months',
-    filters: [...CASE_FILTERS, 'rating_id', 'rating', 'rated_staff_id', 'rated_assignee_role_id'],
+    filters: { ...CASE_FILTERS, rating_id: id, rating: oneOf('low', 'middle', 'high'), rated_staff_id: id, rated_assignee_role_id: id },
     scalars: {
-      rating_comment: null,
-      user_email: null,
-      user_phone: null,
+      rating_comment: nonEmptyText,
+      user_email: nonEmptyText,
+      user_phone: nonEmptyText,
       page: pageNumber,
       limit: satisfactionLimit,
       sort: satisfactionSort,
@@ -112,4 +136,4 @@ export const ENDPOINTS: Readonly<Record<EndpointName, EndpointSpec>> = {
   },
 };
 
-export const CUSTOM_FIELD = /^custom_fields\[cf_\d+\]$/;
+export const CUSTOM_FIELD = /^custom_fields\[cf_[1-9]\d{0,17}\]$/;

@@ -1,6 +1,6 @@
 import { DateTime } from 'luxon';
 import { badRequest } from '../errors.js';
-import { ALL_PAGES, CUSTOM_FIELD, type EndpointSpec } from './endpoints.js';
+import { ALL_PAGES, CUSTOM_FIELD, type EndpointSpec, nonEmptyText, type ValueRule } from './endpoints.js';
 import { type FreshnessClass, isPeriod, PERIODS, periodWindow, type PeriodWindow, type Weekday } from './periods.js';
 import { ACCEPTED_TIME_FORMS, formatDeskieTime, parseDeskieTime } from './time.js';
 
@@ -65,11 +65,16 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: RawQuery, context
     const values = typeof raw === 'string' ? [raw] : raw;
     const single = (): string => {
       if (values.length > 1) {
-        const hint = endpoint.filters.includes(name) ? `; to filter by several values use ${name}[]=a&${name}[]=b` : '';
+        const hint = Object.hasOwn(endpoint.filters, name) ? `; to filter by several values use ${name}[]=a&${name}[]=b` : '';
         throw badRequest(`parameter ${name} is given ${values.length} times; give it once${hint}`);
       }
       return values[0] as string;
     };
+    const checked = (rule: ValueRule, value: string): string => {
+      if (!rule.test(value)) throw badRequest(`${name} must be ${rule.accepted}; got ${JSON.stringify(value)}`);
+      return value;
+    };
+    const filterRule = name.endsWith('[]') ? endpoint.filters[name.slice(0, -2)] : undefined;
 
     if (context.proxyParameters.has(name)) {
       proxy[name] = single();
@@ -78,15 +83,14 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: RawQuery, context
       if (name === 'period') period = value;
       else if (name === 'from_time') fromTime = value;
       else toTime = value;
-    } else if (name.endsWith('[]') && endpoint.filters.includes(name.slice(0, -2))) {
-      for (const value of [...new Set(values)].sort()) forwarded.push([name, value]);
-    } else if (endpoint.filters.includes(name) || (endpoint.customFields && CUSTOM_FIELD.test(name))) {
-      forwarded.push([name, single()]);
+    } else if (filterRule !== undefined && Object.hasOwn(endpoint.filters, name.slice(0, -2))) {
+      for (const value of [...new Set(values)].sort()) forwarded.push([name, checked(filterRule, value)]);
+    } else if (Object.hasOwn(endpoint.filters, name)) {
+      forwarded.push([name, checked(endpoint.filters[name] as ValueRule, single())]);
     } else if (Object.hasOwn(endpoint.scalars, name)) {
-      const value = single();
-      const rule = endpoint.scalars[name];
-      if (rule && !rule.test(value)) throw badRequest(`${name} must be ${rule.accepted}; got ${JSON.stringify(value)}`);
-      forwarded.push([name, value]);
+      forwarded.push([name, checked(endpoint.scalars[name] as ValueRule, single())]);
+    } else if (endpoint.customFields && CUSTOM_FIELD.test(name)) {
+      forwarded.push([name, checked(nonEmptyText, single())]);
     } else if (context.extraParameters.has(name)) {
       for (const value of [...values].sort()) forwarded.push([name, value]);
     } else {
@@ -183,7 +187,7 @@ function acceptedNames(endpoint: EndpointSpec, context: QueryContext): string[] 
     'period',
     'from_time',
     'to_time',
-    ...endpoint.filters.map((name) => `${name} (or ${name}[])`),
+    ...Object.keys(endpoint.filters).map((name) => `${name} (or ${name}[])`),
     ...Object.keys(endpoint.scalars),
     ...(endpoint.customFields ? ['custom_fields[cf_N]'] : []),
     ...context.extraParameters,

@@ -22,8 +22,8 @@ const FORMATS: readonly string[] = [
 ];
 
 const UNIX_SECONDS = /^\d{1,11}$/;
-/** A cheap shape check so that only plausible strings reach luxon's parser. */
-const DATE_SHAPE = /^(\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4})( \d{2}:\d{2}(:\d{2}( [+-]\d{4})?)?)?$/;
+/** A cheap shape check so that only plausible strings reach luxon's parser; offsets run from -14:00 to +14:00. */
+const DATE_SHAPE = /^(\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4})( \d{2}:\d{2}(:\d{2}( [+-](0\d|1[0-4])[0-5]\d)?)?)?$/;
 
 /** Parses a Deskie time value, or returns null when it is not one of the accepted forms. */
 export function parseDeskieTime(value: string, zone: string): DateTime | null {

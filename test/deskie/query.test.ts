@@ -66,6 +66,28 @@ t.test('an unknown time form is refused with the accepted forms', async (t) => {
   rejects(t, () => leaderboard({ from_time: '2021-01-01', to_time: '2021-31-01' }), 'to_time must be');
 });
 
+t.test('an offset outside -1400..+1400 is refused', async (t) => {
+  rejects(t, () => leaderboard({ from_time: '2026-11-01 10:00:00 +9999', to_time: '2026-11-02' }), 'from_time must be');
+  rejects(t, () => leaderboard({ from_time: '2026-11-01 10:00:00 +0060', to_time: '2026-11-02' }), 'from_time must be');
+  t.ok(leaderboard({ from_time: '2026-11-01 10:00:00 +1400', to_time: '2026-11-02 10:00:00 -1200' }), 'the extremes are fine');
+});
+
+t.test('filter values follow their documented forms', async (t) => {
+  const ok = leaderboard({ period: 'today', status: 'open', priority: 'critical', initiator: 'agent', staff_id: 'all', channel: 'cch12', labels: '7152', 'group_id[]': ['2', '10'] });
+  t.equal(ok.upstreamQuery, 'channel=cch12&group_id%5B%5D=10&group_id%5B%5D=2&initiator=agent&labels=7152&period=today&priority=critical&staff_id=all&status=open');
+  rejects(t, () => leaderboard({ period: 'today', status: 'bogus' }), 'status must be one of open, waiting, closed');
+  rejects(t, () => leaderboard({ period: 'today', group_id: '01' }), 'group_id must be a numeric id');
+  rejects(t, () => leaderboard({ period: 'today', group_id: '' }), 'group_id must be a numeric id');
+  rejects(t, () => leaderboard({ period: 'today', 'labels[]': ['1', ''] }), 'labels[] must be a numeric id');
+  rejects(t, () => leaderboard({ period: 'today', staff_id: 'none' }), 'staff_id must be a numeric id or all');
+  rejects(t, () => leaderboard({ period: 'today', channel: 'E-Mail' }), 'channel must be a channel such as');
+  rejects(t, () => leaderboard({ period: 'today', 'custom_fields[cf_7589]': '' }), 'custom_fields[cf_7589] must be non-empty text');
+  rejects(t, () => leaderboard({ period: 'today', 'custom_fields[cf_01]': '1' }), 'unknown parameter custom_fields[cf_01]');
+  const satisfaction = (query: RawQuery) => parseStatsQuery(ENDPOINTS.satisfaction, { period: 'today', ...query }, context);
+  t.ok(satisfaction({ rating: 'middle', rated_staff_id: '0', user_email: 'a@b.c' }), 'rated_staff_id 0 means the case as a whole');
+  rejects(t, () => satisfaction({ rating: '5' }), 'rating must be one of low, middle, high');
+});
+
 t.test('a custom range is at least one hour and ends after it starts', async (t) => {
   rejects(t, () => leaderboard({ from_time: '2026-11-01 10:00', to_time: '2026-11-01 10:30' }), 'at least 1 hour');
   rejects(t, () => leaderboard({ from_time: '2026-11-02', to_time: '2026-11-01' }), 'to_time must be after from_time');
