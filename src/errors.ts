@@ -65,8 +65,8 @@ const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEO
 /** Maps a failure to reach or read Deskie to the answer the client gets: 504 for a timeout, 502 otherwise. */
 export function mapUpstreamFailure(error: unknown): ProxyError | UpstreamAnswer {
   if (error instanceof ProxyError || error instanceof UpstreamAnswer) return error;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && TIMEOUT_CODES.has(code)) {
+  const { code, name } = (error ?? {}) as { code?: unknown; name?: unknown };
+  if ((typeof code === 'string' && TIMEOUT_CODES.has(code)) || name === 'TimeoutError') {
     return new ProxyError('UPSTREAM_TIMEOUT', 'Deskie did not answer in time', 504);
   }
   const reason = typeof code === 'string' ? code : 'connection failed';

@@ -187,3 +187,12 @@ t.test('a month-long lifetime is a calendar month in the account zone', async (t
   const expected = (Date.parse('2027-03-31T10:00:00Z') - Date.parse('2027-02-28T15:00:00Z')) / 1000;
   t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=last_month`)), expected);
 });
+
+t.test('a miss tells its freshness as of when Deskie answered', async (t) => {
+  const stack = await startStack(t, { now: '2026-11-28T12:00:00Z', simulator: { knobs: { latencyMs: 50 } } });
+  // The clock jumps while the request waits for Deskie, as seconds would pass.
+  const pending = stack.get(`${LEADERBOARD}?period=today`);
+  setTimeout(() => stack.clock.advance(3_000), 10);
+  const answer = await pending;
+  t.equal(ttlOf(answer), 297, 'three seconds of the five minutes went by');
+});

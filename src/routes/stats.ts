@@ -37,7 +37,8 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
       const format = chooseFormat(query.proxy[FORMAT_PARAMETER], request.headers.accept);
       const result = await stats.answer(query, authorization, nowMs);
       request.cacheOutcome = result.outcome;
-      return sendAnswer(request, reply, result, format, nowMs);
+      // Freshness is told as of now: a miss may have waited seconds for Deskie.
+      return sendAnswer(request, reply, result, format, result.outcome === 'hit' ? nowMs : clock());
     });
   }
 }

@@ -4,7 +4,7 @@ import { upstreamInvalid } from '../errors.js';
 export interface DeskieClientOptions {
   /** Base URL of the Deskie account, such as https://acme.deskie.io (a path prefix is kept). */
   readonly baseUrl: string;
-  /** Bound on connecting, on waiting for headers and on each pause in the body. */
+  /** Bound on the whole exchange with Deskie: waiting for a connection, connecting, headers and body. */
   readonly timeoutMs: number;
   /** Largest body read from Deskie; past it the answer is a 502. */
   readonly maxBodyBytes: number;
@@ -53,6 +53,9 @@ export class DeskieClient {
       method: 'GET',
       path: `${this.#pathPrefix}${path}${query ? `?${query}` : ''}`,
       headers: { authorization, accept: 'application/json' },
+      // One deadline for the whole exchange, including the wait for a free
+      // connection, which the pool's own timeouts do not cover.
+      signal: AbortSignal.timeout(this.#options.timeoutMs),
     });
     const chunks: Buffer[] = [];
     let length = 0;
