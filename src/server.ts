@@ -3,11 +3,13 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { pino, type DestinationStream } from 'pino';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
 import { startSimulator } from './simulator/index.js';
 
-/** Longest wait for in-flight requests on shutdown before the process exits anyway. */
-const SHUTDOWN_GRACE_MS = 10_000;
+/** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
+const SHUTDOWN_GRACE_MS = 5_000;
+/** How often, while closing, connections that have gone idle are closed (keep-alive clients would hold them). */
+const IDLE_SWEEP_MS = 100;
 
 /**
  * Reads the configuration, starts the embedded simulator when no Deskie is
@@ -16,7 +18,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 export async function startServer(
   env: Readonly<Record<string, string | undefined>>,
   logDestination?: DestinationStream,
-): Promise<FastifyInstance> {
+): Promise<{ app: FastifyInstance; config: Config }> {
   const config = loadConfig(env);
   const logger = pino({ level: config.logLevel, name: 'deskie-stats-proxy' }, logDestination);
 
@@ -37,26 +39,30 @@ export async function startServer(
   if (simulator) app.addHook('onClose', () => simulator.close());
   await app.listen({ port: config.port, host: config.host });
   logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone }, 'deskie-stats-proxy ready');
-  return app;
+  return { app, config };
 }
 
 /* c8 ignore start: the process entry, exercised by npm start and the container */
 async function main(): Promise<void> {
-  let app: FastifyInstance;
+  let started: { app: FastifyInstance; config: Config };
   try {
-    app = await startServer(process.env);
+    started = await startServer(process.env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`deskie-stats-proxy: ${error.message}\n`);
     process.exit(1);
   }
+  const { app, config } = started;
 
   let closing = false;
   const shutdown = (signal: string): void => {
     if (closing) return;
     closing = true;
     app.log.info({ signal }, 'shutting down');
-    setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
+    // Requests in flight may wait for Deskie up to its timeout; a keep-alive
+    // connection that goes idle after its answer is closed at once.
+    setTimeout(() => process.exit(1), config.upstreamTimeoutMs + SHUTDOWN_GRACE_MS).unref();
+    setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS).unref();
     app.close().then(
       () => process.exit(0),
       (error: unknown) => {

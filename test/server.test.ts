@@ -23,7 +23,7 @@ t.test('production without DESKIE_URL refuses to start and says what to set', as
 
 t.test('without DESKIE_URL it serves simulated data and warns that it does', async (t) => {
   const log = logSink();
-  const app = await startServer({ PORT: '0', HOST: '127.0.0.1' }, log.stream);
+  const { app } = await startServer({ PORT: '0', HOST: '127.0.0.1' }, log.stream);
   t.teardown(() => app.close());
   t.match(log.text(), /SIMULATED data/, 'the log warns that the data is simulated');
   t.match(log.text(), /deskie-stats-proxy ready/);
