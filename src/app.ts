@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { CachedStats } from './cache/cached-stats.js';
 import { MemoryStore } from './cache/memory-store.js';
 import type { AnswerStore, CacheOutcome } from './cache/store.js';
@@ -27,6 +27,8 @@ export interface AppOptions {
 /** Parameters that steer this proxy only: never sent upstream, never part of the key. */
 const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER]);
 
+const JSON_TYPE = 'application/json; charset=utf-8';
+
 const ROUTE_LIST = Object.values(ENDPOINTS)
   .map((endpoint) => endpoint.path)
   .join(', ');
@@ -40,7 +42,14 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     logController: new LogController({ disableRequestLogging: true }),
     // Keys are compared as Deskie's names are written.
     routerOptions: { ignoreTrailingSlash: false, caseSensitive: true },
+    // A URL Fastify cannot even route (bad percent-encoding) gets our error shape too.
+    frameworkErrors: (error, _request, reply) =>
+      (reply as FastifyReply).code(400).type(JSON_TYPE).send(errorBody(`the request could not be read: ${error.message}`)),
   });
+  // No route takes a body: never parse one, so any other method is a plain 404
+  // rather than a 400 or 413 about its body.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
 
   const client = new DeskieClient({
     baseUrl: config.deskieUrl,
@@ -76,7 +85,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
 
   app.setNotFoundHandler((request, reply) => {
     const error = notFound(`no route ${request.method} ${request.url.split('?')[0]}; this server answers GET and HEAD on ${ROUTE_LIST}`);
-    return reply.code(error.statusCode).type('application/json; charset=utf-8').send(errorBody(error.message));
+    return reply.code(error.statusCode).type(JSON_TYPE).send(errorBody(error.message));
   });
 
   app.setErrorHandler((error: FastifyError | ProxyError | UpstreamAnswer, request, reply) => {
@@ -87,19 +96,19 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
       return reply
         .code(error.statusCode)
         .header('cache-status', `${CACHE_NAME}; fwd=miss; fwd-status=${error.statusCode}`)
-        .type(error.contentType ?? 'application/json; charset=utf-8')
+        .type(error.contentType ?? JSON_TYPE)
         .send(error.body);
     }
     if (error instanceof ProxyError) {
       if (error.statusCode >= 500) request.log.warn({ code: error.code }, error.message);
-      return reply.code(error.statusCode).headers(error.headers).type('application/json; charset=utf-8').send(errorBody(error.message));
+      return reply.code(error.statusCode).headers(error.headers).type(JSON_TYPE).send(errorBody(error.message));
     }
     const status = error.statusCode ?? 500;
     if (status < 500) {
-      return reply.code(status).type('application/json; charset=utf-8').send(errorBody(error.message));
+      return reply.code(status).type(JSON_TYPE).send(errorBody(error.message));
     }
     request.log.error({ err: error }, 'unexpected error');
-    return reply.code(500).type('application/json; charset=utf-8').send(errorBody('internal error'));
+    return reply.code(500).type(JSON_TYPE).send(errorBody('internal error'));
   });
 
   app.addHook('onResponse', async (request, reply) => {

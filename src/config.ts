@@ -118,9 +118,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
 
 function pickKnown(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
   const known: Record<string, string> = {};
-  for (const name of Object.keys(EnvSchema.properties)) {
+  for (const [name, schema] of Object.entries(EnvSchema.properties)) {
     const value = env[name];
-    if (value !== undefined && value !== '') known[name] = value;
+    if (value === undefined || value === '') continue;
+    // TypeBox's conversion would truncate "1.5" to 1: whole numbers are written as such.
+    if ((schema as { type?: unknown }).type === 'integer' && !/^\d+$/.test(value)) {
+      throw new ConfigError(`environment variable ${name} must be a whole number; got ${JSON.stringify(value)}`);
+    }
+    known[name] = value;
   }
   return known;
 }
@@ -149,6 +154,10 @@ function checkUrl(value: string): string {
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new ConfigError(`DESKIE_URL must use http or https; got ${JSON.stringify(value)}`);
+  }
+  // Credentials come from each client; a query or fragment would be dropped silently.
+  if (url.username || url.password || url.search || url.hash) {
+    throw new ConfigError('DESKIE_URL must be a plain base URL such as https://acme.deskie.io, without credentials, query or fragment');
   }
   return value;
 }

@@ -44,7 +44,11 @@ t.test('variables are read and converted', async (t) => {
 t.test('a bad variable is named in the error', async (t) => {
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ DESKIE_TIMEZONE: 'Mars/Olympus' }, /DESKIE_TIMEZONE must be an IANA time zone name.*Mars\/Olympus/],
-    [{ PORT: 'eighty' }, /PORT .*eighty/],
+    [{ PORT: 'eighty' }, /PORT must be a whole number; got "eighty"/],
+    [{ UPSTREAM_TIMEOUT_MS: '1.5' }, /UPSTREAM_TIMEOUT_MS must be a whole number; got "1.5"/],
+    [{ PORT: '70000' }, /PORT must be <= 65535/],
+    [{ DESKIE_URL: 'https://user:pass@acme.deskie.io' }, /without credentials, query or fragment/],
+    [{ DESKIE_URL: 'https://acme.deskie.io/?x=1' }, /without credentials, query or fragment/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of fatal, error/],
     [{ DESKIE_WEEK_START: 'funday' }, /DESKIE_WEEK_START must be one of monday/],
     [{ DESKIE_URL: 'acme.deskie.io' }, /DESKIE_URL must be an http\(s\) URL/],

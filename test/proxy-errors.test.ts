@@ -52,9 +52,14 @@ t.test('other paths and methods are a 404 JSON and reach nothing', async (t) => 
     t.match(errorOf(answer.text), /this server answers GET and HEAD on \/api\/stats_leaderboard\.json/);
   }
   const { request } = await import('undici');
-  const post = await request(`${stack.proxyUrl}${LEADERBOARD}?period=today`, { method: 'POST', body: '{}' });
-  t.equal(post.statusCode, 404, 'POST is not a route');
-  await post.body.text();
+  for (const [method, body, type] of [['POST', '{}', 'application/json'], ['POST', '{nope', 'application/json'], ['PUT', 'x'.repeat(2_000_000), 'text/plain']] as const) {
+    const answer = await request(`${stack.proxyUrl}${LEADERBOARD}?period=today`, { method, body, headers: { 'content-type': type } });
+    t.equal(answer.statusCode, 404, `${method} with ${body.length} bytes of ${type} is not a route`);
+    t.match(errorOf(await answer.body.text()), /this server answers GET and HEAD/);
+  }
+  const badUrl = await stack.get('/api/%zz');
+  t.equal(badUrl.status, 400, 'a URL that cannot be decoded');
+  t.match(errorOf(badUrl.text), /could not be read/);
   t.equal(stack.simulator.calls, 0);
 });
 
@@ -148,4 +153,13 @@ t.test('the upstream timeout bounds the whole exchange, including the wait for a
   t.same(answers.map((a) => a.status), [504, 504, 504, 504, 504]);
   // One after another would take five timeouts; together they take about one.
   t.ok(elapsed < 3 * timeoutMs, `all answered in ${elapsed} ms, not one timeout after another`);
+});
+
+t.test('a redirect from Deskie is a 502 that says where it pointed, not a hop for the client', async (t) => {
+  const stack = await startStack(t);
+  stack.simulator.set({ fault: 'redirect' });
+  const answer = await stack.get(`${LEADERBOARD}?period=today`);
+  t.equal(answer.status, 502);
+  t.match(errorOf(answer.text), /redirecting to https:\/\/elsewhere\.example\/api\/; set DESKIE_URL/);
+  t.notOk(answer.headers['location']);
 });

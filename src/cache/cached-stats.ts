@@ -75,6 +75,12 @@ export class CachedStats {
       { path, query: upstreamQuery, status: response.statusCode, upstreamMs: clock() - startedMs, callsLeft: response.callsLeft },
       'fetched from Deskie',
     );
+    if (response.statusCode >= 300 && response.statusCode < 400) {
+      // Passed through, a redirect would send the client to Deskie itself.
+      throw upstreamInvalid(
+        `Deskie answered ${response.statusCode} redirecting to ${response.location ?? 'nowhere'}; set DESKIE_URL to the account's address`,
+      );
+    }
     if (response.statusCode !== 200) {
       throw new UpstreamAnswer(response.statusCode, response.body, response.contentType, response.retryAfter);
     }

@@ -8,7 +8,8 @@ import { DateTime } from 'luxon';
 import { answerStats, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
 import { RateLimitWindow, type RateLimitQuota } from './rate-limit.js';
 
-export type SimulatorFault = 'none' | 'error500' | 'rateLimited' | 'hang' | 'malformed';
+export const SIMULATOR_FAULTS = ['none', 'error500', 'rateLimited', 'hang', 'malformed', 'redirect'] as const;
+export type SimulatorFault = (typeof SIMULATOR_FAULTS)[number];
 
 export interface SimulatorKnobs {
   latencyMs: number; // delay before answering, default 0
@@ -165,6 +166,8 @@ function faultReply(fault: SimulatorFault): SimulatorReply | undefined {
       });
     case 'malformed':
       return { statusCode: 200, body: MALFORMED_BODY };
+    case 'redirect':
+      return errorReply(301, 'moved (simulated)', { location: 'https://elsewhere.example/api/' });
     case 'none':
     case 'hang':
       return undefined;

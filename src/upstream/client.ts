@@ -20,6 +20,8 @@ export interface UpstreamResponse {
   readonly retryAfter: string | undefined;
   /** Deskie's `api_calls_left`, when it sends one. */
   readonly callsLeft: string | undefined;
+  /** Where a redirect points. */
+  readonly location: string | undefined;
 }
 
 const firstHeader = (value: string | string[] | undefined): string | undefined =>
@@ -73,6 +75,7 @@ export class DeskieClient {
       contentType: firstHeader(response.headers['content-type']),
       retryAfter: firstHeader(response.headers['retry_after'] ?? response.headers['retry-after']),
       callsLeft: firstHeader(response.headers['api_calls_left']),
+      location: firstHeader(response.headers['location']),
     };
   }
 
