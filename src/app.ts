@@ -4,6 +4,7 @@ import { MemoryStore } from './cache/memory-store.js';
 import type { AnswerStore, CacheOutcome } from './cache/store.js';
 import type { Config } from './config.js';
 import { ENDPOINTS } from './deskie/endpoints.js';
+import { PeriodWindows } from './deskie/periods.js';
 import { FORMAT_PARAMETER } from './formats/representations.js';
 import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
 import { CACHE_NAME, statsRoutes } from './routes/stats.js';
@@ -72,8 +73,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     stats,
     clock,
     queryContext: {
-      zone: config.timezone,
-      weekStart: config.weekStart,
+      windows: new PeriodWindows(config.timezone, config.weekStart),
       extraParameters: config.extraParameters,
       proxyParameters: PROXY_PARAMETERS,
     },
@@ -111,12 +111,15 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     return reply.code(500).type(JSON_TYPE).send(errorBody('internal error'));
   });
 
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.debug(
-      { method: request.method, url: request.url, status: reply.statusCode, cache: request.cacheOutcome, ms: reply.elapsedTime },
-      'answered',
-    );
-  });
+  // One line per answered request, only when asked for: a hit should not pay for it.
+  if (app.log.level === 'debug' || app.log.level === 'trace') {
+    app.addHook('onResponse', async (request, reply) => {
+      request.log.debug(
+        { method: request.method, url: request.url, status: reply.statusCode, cache: request.cacheOutcome, ms: reply.elapsedTime },
+        'answered',
+      );
+    });
+  }
 
   app.addHook('onClose', async () => {
     await Promise.all([client.close(), store.close()]);

@@ -83,25 +83,22 @@ export interface PeriodWindow {
  */
 export function periodWindow(period: Period, nowMs: number, zone: string, weekStart: Weekday): PeriodWindow {
   const now = DateTime.fromMillis(nowMs, { zone });
-  const day = now.startOf('day');
-  const nextDay = day.plus({ days: 1 });
-  const week = day.minus({ days: (day.weekday - weekStart + 7) % 7 });
-  const nextWeek = week.plus({ weeks: 1 });
-  const month = now.startOf('month');
-  const nextMonth = month.plus({ months: 1 });
-  const year = now.startOf('year');
-  const nextYear = year.plus({ years: 1 });
+  // Only the boundaries a period needs are computed: this runs on every
+  // request whose window is not remembered yet.
+  const day = () => now.startOf('day');
+  const week = () => day().minus({ days: (now.weekday - weekStart + 7) % 7 });
+  const month = () => now.startOf('month');
+  const year = () => now.startOf('year');
 
-  const monthsBack = (count: number): PeriodWindow => ({
-    from: month.minus({ months: count }),
-    to: month.minus({ months: count - 1 }),
-    changesAt: nextMonth,
-  });
-  const lastDays = (count: number): PeriodWindow => ({
-    from: day.minus({ days: count - 1 }),
-    to: nextDay,
-    changesAt: nextDay,
-  });
+  const lastDays = (count: number): PeriodWindow => {
+    const start = day();
+    const next = start.plus({ days: 1 });
+    return { from: start.minus({ days: count - 1 }), to: next, changesAt: next };
+  };
+  const monthsBack = (from: number, to: number): PeriodWindow => {
+    const start = month();
+    return { from: start.minus({ months: from }), to: start.minus({ months: to }), changesAt: start.plus({ months: 1 }) };
+  };
 
   switch (period) {
     case 'last_24_hours':
@@ -113,34 +110,70 @@ export function periodWindow(period: Period, nowMs: number, zone: string, weekSt
     case 'last_30_days':
       return lastDays(30);
     case 'today':
-      return { from: day, to: nextDay, changesAt: nextDay };
-    case 'yesterday':
-      return { from: day.minus({ days: 1 }), to: day, changesAt: nextDay };
-    case 'this_week':
-      return { from: week, to: nextWeek, changesAt: nextWeek };
-    case 'last_week':
-      return { from: week.minus({ weeks: 1 }), to: week, changesAt: nextWeek };
+      return lastDays(1);
+    case 'yesterday': {
+      const start = day();
+      return { from: start.minus({ days: 1 }), to: start, changesAt: start.plus({ days: 1 }) };
+    }
+    case 'this_week': {
+      const start = week();
+      const next = start.plus({ weeks: 1 });
+      return { from: start, to: next, changesAt: next };
+    }
+    case 'last_week': {
+      const start = week();
+      return { from: start.minus({ weeks: 1 }), to: start, changesAt: start.plus({ weeks: 1 }) };
+    }
     case 'this_month':
-      return { from: month, to: nextMonth, changesAt: nextMonth };
+      return monthsBack(0, -1);
     case 'last_month':
-      return monthsBack(1);
+      return monthsBack(1, 0);
     case 'month_2':
-      return monthsBack(2);
+      return monthsBack(2, 1);
     case 'month_3':
-      return monthsBack(3);
+      return monthsBack(3, 2);
     case 'month_4':
-      return monthsBack(4);
+      return monthsBack(4, 3);
     case 'month_5':
-      return monthsBack(5);
+      return monthsBack(5, 4);
     case 'month_6':
-      return monthsBack(6);
+      return monthsBack(6, 5);
     case '3_previous_months':
-      return { from: month.minus({ months: 3 }), to: month, changesAt: nextMonth };
+      return monthsBack(3, 0);
     case '6_previous_months':
-      return { from: month.minus({ months: 6 }), to: month, changesAt: nextMonth };
-    case 'this_year':
-      return { from: year, to: nextYear, changesAt: nextYear };
-    case 'last_year':
-      return { from: year.minus({ years: 1 }), to: year, changesAt: nextYear };
+      return monthsBack(6, 0);
+    case 'this_year': {
+      const start = year();
+      const next = start.plus({ years: 1 });
+      return { from: start, to: next, changesAt: next };
+    }
+    case 'last_year': {
+      const start = year();
+      return { from: start.minus({ years: 1 }), to: start, changesAt: start.plus({ years: 1 }) };
+    }
+  }
+}
+
+/**
+ * Remembers each calendar period's window until the moment it changes, so a
+ * cache hit does not redo calendar arithmetic. The rolling `last_24_hours` is
+ * computed every time.
+ */
+export class PeriodWindows {
+  readonly #remembered = new Map<Period, { readonly window: PeriodWindow; readonly sinceMs: number; readonly untilMs: number }>();
+
+  constructor(
+    readonly zone: string,
+    readonly weekStart: Weekday,
+  ) {}
+
+  at(period: Period, nowMs: number): PeriodWindow {
+    const remembered = this.#remembered.get(period);
+    if (remembered && nowMs >= remembered.sinceMs && nowMs < remembered.untilMs) return remembered.window;
+    const window = periodWindow(period, nowMs, this.zone, this.weekStart);
+    if (window.changesAt !== null) {
+      this.#remembered.set(period, { window, sinceMs: nowMs, untilMs: window.changesAt.toMillis() });
+    }
+    return window;
   }
 }

@@ -1,7 +1,7 @@
 import { DateTime } from 'luxon';
 import { badRequest } from '../errors.js';
 import { ALL_PAGES, CUSTOM_FIELD, type EndpointSpec, nonEmptyText, type ValueRule } from './endpoints.js';
-import { type FreshnessClass, isPeriod, PERIODS, periodWindow, type PeriodWindow, type Weekday } from './periods.js';
+import { type FreshnessClass, isPeriod, PERIODS, type PeriodWindow, type PeriodWindows } from './periods.js';
 import { ACCEPTED_TIME_FORMS, formatDeskieTime, parseDeskieTime } from './time.js';
 
 /** Deskie's shortest custom range. */
@@ -11,9 +11,8 @@ const MIN_RANGE_MS = 60 * 60 * 1000;
 export type RawQuery = Readonly<Record<string, string | readonly string[] | undefined>>;
 
 export interface QueryContext {
-  /** The account time zone (IANA name) that periods and offset-less times are read in. */
-  readonly zone: string;
-  readonly weekStart: Weekday;
+  /** Periods' windows in the account time zone, where offset-less times are read too. */
+  readonly windows: PeriodWindows;
   readonly nowMs: number;
   /** Names the operator allows besides the documented ones; forwarded upstream as given. */
   readonly extraParameters: ReadonlySet<string>;
@@ -150,15 +149,15 @@ function resolveWindow(endpoint: EndpointSpec, time: TimeParameters, context: Qu
     return {
       parameters: [['period', period]],
       freshness: period,
-      window: periodWindow(period, context.nowMs, context.zone, context.weekStart),
+      window: context.windows.at(period, context.nowMs),
     };
   }
 
   if (fromTime === undefined || toTime === undefined) {
     throw badRequest(`give period (one of ${PERIODS.join(', ')}) or both from_time and to_time`);
   }
-  const from = parseTime('from_time', fromTime, context.zone);
-  const to = parseTime('to_time', toTime, context.zone);
+  const from = parseTime('from_time', fromTime, context.windows.zone);
+  const to = parseTime('to_time', toTime, context.windows.zone);
   if (to <= from) throw badRequest('to_time must be after from_time');
   if (to.toMillis() - from.toMillis() < MIN_RANGE_MS) {
     throw badRequest('the range from from_time to to_time must be at least 1 hour long');

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { DateTime } from 'luxon';
-import { periodWindow, PERIODS, type Period, type Weekday } from '../../src/deskie/periods.js';
+import { periodWindow, PeriodWindows, PERIODS, type Period, type Weekday } from '../../src/deskie/periods.js';
 
 const at = (iso: string, zone: string): number => DateTime.fromISO(iso, { zone }).toMillis();
 const window = (period: Period, iso: string, zone = 'UTC', weekStart: Weekday = 1) => {
@@ -89,4 +89,16 @@ t.test('Pacific/Kiritimati (UTC+14) has its own midnight', async (t) => {
   t.equal(after.from.toISO(), '2026-11-29T00:00:00.000+14:00');
   const utc = periodWindow('today', Date.parse('2026-11-28T10:00:30Z'), 'UTC', 1);
   t.equal(utc.from.toISO(), '2026-11-28T00:00:00.000Z', 'the same instant is still 28 November in UTC');
+});
+
+t.test('PeriodWindows remembers a window until it changes, and never across a change', async (t) => {
+  const windows = new PeriodWindows('Europe/Berlin', 1);
+  const before = windows.at('today', at('2026-11-28T23:59:59', 'Europe/Berlin'));
+  t.equal(windows.at('today', at('2026-11-28T08:00:00', 'Europe/Berlin')).from.toISO(), '2026-11-28T00:00:00.000+01:00', 'an earlier instant the same day');
+  t.equal(windows.at('today', at('2026-11-28T23:59:59.999', 'Europe/Berlin')), windows.at('today', at('2026-11-28T23:59:59.999', 'Europe/Berlin')), 'the same object while it holds');
+  t.equal(before.from.toISO(), '2026-11-28T00:00:00.000+01:00');
+  t.equal(windows.at('today', at('2026-11-29T00:00:00', 'Europe/Berlin')).from.toISO(), '2026-11-29T00:00:00.000+01:00', 'midnight starts a new one');
+  t.equal(windows.at('today', at('2026-11-27T12:00:00', 'Europe/Berlin')).from.toISO(), '2026-11-27T00:00:00.000+01:00', 'a clock set back gets its own day');
+  const rolling = windows.at('last_24_hours', at('2026-11-28T12:00:00', 'Europe/Berlin'));
+  t.equal(rolling.to.toISO(), '2026-11-28T12:00:00.000+01:00', 'the rolling window follows the clock');
 });

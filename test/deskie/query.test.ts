@@ -1,12 +1,12 @@
 import t, { type Test } from 'tap';
 import { DateTime } from 'luxon';
 import { ENDPOINTS } from '../../src/deskie/endpoints.js';
+import { PeriodWindows } from '../../src/deskie/periods.js';
 import { parseStatsQuery, type QueryContext, type RawQuery } from '../../src/deskie/query.js';
 import { ProxyError } from '../../src/errors.js';
 
 const context: QueryContext = {
-  zone: 'Europe/Berlin',
-  weekStart: 1,
+  windows: new PeriodWindows('Europe/Berlin', 1),
   nowMs: Date.parse('2026-11-28T12:00:00Z'),
   extraParameters: new Set(),
   proxyParameters: new Set(['format']),
