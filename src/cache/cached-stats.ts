@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { DurationLike } from 'luxon';
 import type { FastifyBaseLogger } from 'fastify';
 import type { FreshnessClass } from '../deskie/periods.js';
@@ -8,6 +9,9 @@ import { type DeskiePage, fetchAllPages } from '../upstream/all-pages.js';
 import type { DeskieClient } from '../upstream/client.js';
 import { cacheKey, credentialPartition, freshUntil } from './policy.js';
 import type { AnswerStore, CachedAnswer, StoreResult } from './store.js';
+
+/** Credentials whose partition is remembered; a dashboard fleet uses a handful. */
+const REMEMBERED_CREDENTIALS = 1024;
 
 export interface CachedStatsOptions {
   readonly store: AnswerStore;
@@ -27,13 +31,19 @@ export interface CachedStatsOptions {
  */
 export class CachedStats {
   readonly #options: CachedStatsOptions;
+  /** Authorization value -> its HMAC partition: the HMAC was the costliest step of a hit. */
+  readonly #partitions: LRUCache<string, string>;
 
   constructor(options: CachedStatsOptions) {
     this.#options = options;
+    this.#partitions = new LRUCache({
+      max: REMEMBERED_CREDENTIALS,
+      memoMethod: (authorization) => credentialPartition(authorization, options.cacheKeySecret),
+    });
   }
 
   answer(query: StatsQuery, authorization: string, nowMs: number): Promise<StoreResult> {
-    const key = cacheKey(query, credentialPartition(authorization, this.#options.cacheKeySecret));
+    const key = cacheKey(query, this.#partitions.memo(authorization));
     return this.#options.store.fetch(key, () => this.#load(key, query, authorization, nowMs));
   }
 
