@@ -8,6 +8,12 @@ import { startSimulator } from './simulator/index.js';
 
 /** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
 const SHUTDOWN_GRACE_MS = 5_000;
+/**
+ * Connections the kernel may queue before they are accepted. Node's default
+ * (511) makes the rest of a dashboard stampede retry their SYN a second later;
+ * the kernel still caps it at net.core.somaxconn.
+ */
+const LISTEN_BACKLOG = 4096;
 /** How often, while closing, connections that have gone idle are closed (keep-alive clients would hold them). */
 const IDLE_SWEEP_MS = 100;
 
@@ -37,7 +43,7 @@ export async function startServer(
 
   const app = buildApp({ ...config, deskieUrl: deskieUrl as string }, { logger });
   if (simulator) app.addHook('onClose', () => simulator.close());
-  await app.listen({ port: config.port, host: config.host });
+  await app.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG });
   logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone }, 'deskie-stats-proxy ready');
   return { app, config };
 }

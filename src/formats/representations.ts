@@ -61,9 +61,16 @@ export function renderRepresentations(
     rows: [Buffer.from(JSON.stringify(rows)), JSON_TYPE],
     csv: [Buffer.from(toCsv(rows.rows)), CSV_TYPE],
   };
+  // All formats share one unpooled allocation sized to fit. Small Buffers come
+  // from Node's shared 8 KiB pool, and a cached slice would keep its whole slab
+  // alive: the cache would hold several times the bytes it counts.
+  const packed = Buffer.allocUnsafeSlow(FORMATS.reduce((total, format) => total + bodies[format][0].length, 0));
+  let offset = 0;
   const representations = {} as Record<Format, Representation>;
   for (const format of FORMATS) {
-    const [body, contentType] = bodies[format];
+    const [source, contentType] = bodies[format];
+    const body = packed.subarray(offset, offset + source.length);
+    offset += source.copy(packed, offset);
     const digest = createHash('sha256').update(entryTag).update('\0').update(format).update('\0').update(body).digest('base64url');
     representations[format] = { body, contentType, etag: `"${digest.slice(0, 27)}"` };
   }
