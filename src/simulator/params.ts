@@ -2,50 +2,15 @@
 // (`period` or `from_time` + `to_time`) and the paging numbers.
 // The simulator's account time zone is UTC: a time without an offset is read
 // as UTC and the standard periods are computed on UTC calendar days.
-import { DateTime } from 'luxon';
+import type { DateTime } from 'luxon';
+import { isPeriod, type Period, periodWindow } from '../deskie/periods.js';
+import { parseDeskieTime } from '../deskie/time.js';
 
-/** The 19 values Deskie documents for `period` (deskie-api-notes.md). */
-export const PERIODS = [
-  'last_24_hours',
-  'last_7_days',
-  'last_14_days',
-  'last_30_days',
-  'today',
-  'yesterday',
-  'this_week',
-  'last_week',
-  'this_month',
-  'last_month',
-  'month_2',
-  'month_3',
-  'month_4',
-  'month_5',
-  'month_6',
-  '3_previous_months',
-  '6_previous_months',
-  'this_year',
-  'last_year',
-] as const;
-export type Period = (typeof PERIODS)[number];
+export { PERIODS, type Period } from '../deskie/periods.js';
 
 /** Deskie's shortest custom period is 1 hour (deskie-api-stats.txt). */
 const MIN_CUSTOM_RANGE_SECONDS = 3_600;
 
-/**
- * Custom `from_time` / `to_time` forms, tried in order. Deskie documents
- * `YYYY-MM-DD HH:MM:SS` with an optional ` +0400`; its examples and public
- * clients also use the shorter forms. A `+` sent unencoded in a query string
- * arrives as a space and fails here, as it would on a real server.
- */
-const TIME_FORMATS = [
-  'yyyy-MM-dd HH:mm:ss ZZZ',
-  'yyyy-MM-dd HH:mm:ss',
-  'yyyy-MM-dd HH:mm',
-  'yyyy-MM-dd',
-  'dd.MM.yyyy',
-] as const;
-
-const UNIX_SECONDS = /^\d+$/;
 const POSITIVE_INTEGER = /^[1-9]\d*$/;
 
 /** A request the simulator refuses with HTTP 400; the message goes into the error body. */
@@ -64,10 +29,6 @@ export interface TimeWindow {
    * pages even on the first day of the month.
    */
   readonly spanSeconds: number;
-}
-
-export function isPeriod(value: string): value is Period {
-  return (PERIODS as readonly string[]).includes(value);
 }
 
 /**
@@ -90,18 +51,11 @@ export function resolveWindow(query: URLSearchParams, maxRangeMonths: number, no
   return customWindow(parseTimeParam('from_time', fromRaw), parseTimeParam('to_time', toRaw), maxRangeMonths);
 }
 
-/** The instant a `from_time` / `to_time` value names, in any of the accepted forms. */
+/** The instant a `from_time` / `to_time` value names, in any of the forms Deskie accepts (read in UTC without an offset). */
 export function parseTimeParam(name: string, raw: string): DateTime {
-  if (UNIX_SECONDS.test(raw)) {
-    return DateTime.fromSeconds(Number(raw), { zone: 'utc' });
-  }
-  for (const format of TIME_FORMATS) {
-    const parsed = DateTime.fromFormat(raw, format, { zone: 'utc' });
-    if (parsed.isValid) {
-      return parsed;
-    }
-  }
-  throw new BadRequestError(`${name} "${raw}" is not a date`);
+  const parsed = parseDeskieTime(raw, 'utc');
+  if (parsed === null) throw new BadRequestError(`${name} "${raw}" is not a date`);
+  return parsed;
 }
 
 function customWindow(from: DateTime, to: DateTime, maxRangeMonths: number): TimeWindow {
@@ -132,57 +86,14 @@ function standardWindow(period: Period, now: DateTime): TimeWindow {
 }
 
 function periodBounds(period: Period, now: DateTime): { from: DateTime; to: DateTime } {
-  const today = now.startOf('day');
-  const tomorrow = today.plus({ days: 1 });
-  // Luxon weeks are ISO weeks, which start on Monday: the likely Deskie default.
-  const thisWeek = now.startOf('week');
-  const thisMonth = now.startOf('month');
-  const thisYear = now.startOf('year');
-  const lastDays = (days: number) => ({ from: tomorrow.minus({ days }), to: tomorrow });
-  const monthsBack = (months: number) => ({ from: thisMonth.minus({ months }), to: thisMonth.minus({ months: months - 1 }) });
-
-  switch (period) {
-    case 'last_24_hours': {
-      const end = now.startOf('hour').plus({ hours: 1 });
-      return { from: end.minus({ hours: 24 }), to: end };
-    }
-    case 'last_7_days':
-      return lastDays(7);
-    case 'last_14_days':
-      return lastDays(14);
-    case 'last_30_days':
-      return lastDays(30);
-    case 'today':
-      return { from: today, to: tomorrow };
-    case 'yesterday':
-      return { from: today.minus({ days: 1 }), to: today };
-    case 'this_week':
-      return { from: thisWeek, to: thisWeek.plus({ weeks: 1 }) };
-    case 'last_week':
-      return { from: thisWeek.minus({ weeks: 1 }), to: thisWeek };
-    case 'this_month':
-      return { from: thisMonth, to: thisMonth.plus({ months: 1 }) };
-    case 'last_month':
-      return monthsBack(1);
-    case 'month_2':
-      return monthsBack(2);
-    case 'month_3':
-      return monthsBack(3);
-    case 'month_4':
-      return monthsBack(4);
-    case 'month_5':
-      return monthsBack(5);
-    case 'month_6':
-      return monthsBack(6);
-    case '3_previous_months':
-      return { from: thisMonth.minus({ months: 3 }), to: thisMonth };
-    case '6_previous_months':
-      return { from: thisMonth.minus({ months: 6 }), to: thisMonth };
-    case 'this_year':
-      return { from: thisYear, to: thisYear.plus({ years: 1 }) };
-    case 'last_year':
-      return { from: thisYear.minus({ years: 1 }), to: thisYear };
+  if (period === 'last_24_hours') {
+    // Aligned to the hour, so the same query gives the same bytes within it.
+    const end = now.startOf('hour').plus({ hours: 1 });
+    return { from: end.minus({ hours: 24 }), to: end };
   }
+  // The proxy's own calendar rules, in UTC with weeks starting on Monday.
+  const { from, to } = periodWindow(period, now.toMillis(), 'utc', 1);
+  return { from, to };
 }
 
 /** A positive integer parameter such as `page` or `limit`, or its default when absent. */
