@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { CachedStats } from './cache/cached-stats.js';
 import { MemoryStore } from './cache/memory-store.js';
@@ -5,6 +6,7 @@ import type { AnswerStore, CacheOutcome } from './cache/store.js';
 import type { Config } from './config.js';
 import { ENDPOINTS } from './deskie/endpoints.js';
 import { PeriodWindows } from './deskie/periods.js';
+import type { ResolvedWindow } from './deskie/query.js';
 import { FORMAT_PARAMETER } from './formats/representations.js';
 import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
 import { CACHE_NAME, statsRoutes } from './routes/stats.js';
@@ -29,6 +31,8 @@ export interface AppOptions {
 const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER]);
 
 const JSON_TYPE = 'application/json; charset=utf-8';
+/** Distinct custom ranges whose parsing is remembered (a few hundred bytes each). */
+const REMEMBERED_RANGES = 4096;
 
 const ROUTE_LIST = Object.values(ENDPOINTS)
   .map((endpoint) => endpoint.path)
@@ -80,6 +84,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     clock,
     queryContext: {
       windows: new PeriodWindows(config.timezone, config.weekStart),
+      ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
       extraParameters: config.extraParameters,
       proxyParameters: PROXY_PARAMETERS,
     },

@@ -82,6 +82,7 @@ export interface PeriodWindow {
  * midnight, which is all the cache needs to know.
  */
 export function periodWindow(period: Period, nowMs: number, zone: string, weekStart: Weekday): PeriodWindow {
+  if (period === 'last_24_hours') return rollingDay(nowMs, zone);
   const now = DateTime.fromMillis(nowMs, { zone });
   // Only the boundaries a period needs are computed: this runs on every
   // request whose window is not remembered yet.
@@ -101,8 +102,6 @@ export function periodWindow(period: Period, nowMs: number, zone: string, weekSt
   };
 
   switch (period) {
-    case 'last_24_hours':
-      return { from: now.minus({ hours: 24 }), to: now, changesAt: null };
     case 'last_7_days':
       return lastDays(7);
     case 'last_14_days':
@@ -152,6 +151,26 @@ export function periodWindow(period: Period, nowMs: number, zone: string, weekSt
       return { from: start.minus({ years: 1 }), to: start, changesAt: start.plus({ years: 1 }) };
     }
   }
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The rolling last 24 hours. Its key does not depend on the window, so the
+ * dates are only made when something reads them (a miss), not on every hit.
+ */
+function rollingDay(nowMs: number, zone: string): PeriodWindow {
+  let from: DateTime | undefined;
+  let to: DateTime | undefined;
+  return {
+    get from() {
+      return (from ??= DateTime.fromMillis(nowMs - DAY_MS, { zone }));
+    },
+    get to() {
+      return (to ??= DateTime.fromMillis(nowMs, { zone }));
+    },
+    changesAt: null,
+  };
 }
 
 /**

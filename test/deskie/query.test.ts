@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { DateTime } from 'luxon';
 import { ENDPOINTS } from '../../src/deskie/endpoints.js';
 import { PeriodWindows } from '../../src/deskie/periods.js';
-import { parseStatsQuery, type QueryContext, type RawQuery } from '../../src/deskie/query.js';
+import { parseStatsQuery, type QueryContext, type RawQuery, type ResolvedWindow } from '../../src/deskie/query.js';
 import { ProxyError } from '../../src/errors.js';
 
 const context: QueryContext = {
@@ -133,4 +133,16 @@ t.test('the operator can allow more names', async (t) => {
 t.test('a single-valued parameter given twice is refused', async (t) => {
   rejects(t, () => leaderboard({ period: ['today', 'yesterday'] }), 'period is given 2 times');
   rejects(t, () => leaderboard({ period: 'today', staff_id: ['1', '2'] }), 'staff_id[]=a');
+});
+
+t.test('a resolved custom range is remembered and gives the same canonical query', async (t) => {
+  const { LRUCache } = await import('lru-cache');
+  const ranges = new LRUCache<string, ResolvedWindow>({ max: 10 });
+  const first = leaderboard({ from_time: '01.11.2026', to_time: '2026-11-02' }, { ranges });
+  t.equal(ranges.size, 1);
+  const again = leaderboard({ from_time: '01.11.2026', to_time: '2026-11-02' }, { ranges });
+  t.equal(again.upstreamQuery, first.upstreamQuery);
+  t.equal(again.window, first.window, 'the same resolved window');
+  rejects(t, () => leaderboard({ from_time: '01.11.2026', to_time: '01.11.2026' }, { ranges }), 'to_time must be after');
+  t.equal(ranges.size, 1, 'a refused range is not remembered');
 });
