@@ -31,8 +31,8 @@ t.test('csv has a header row, quotes what needs quoting and leaves numbers alone
 });
 
 t.test('csv defuses cells a spreadsheet would run as formulas, but keeps "-"', async (t) => {
-  const csv = toCsv([{ a: '=SUM(A1)', b: '+1', c: '@cmd', d: '-', e: '-2', f: '-cmd' }]);
-  t.equal(csv, "a,b,c,d,e,f\r\n'=SUM(A1),'+1,'@cmd,-,-2,'-cmd\r\n");
+  const csv = toCsv([{ a: '=SUM(A1)', b: '+1', c: '@cmd', d: '-', e: '-2.5', f: '-cmd', g: "-2+3+cmd|' /C calc'!A0" }]);
+  t.equal(csv, "a,b,c,d,e,f,g\r\n'=SUM(A1),'+1,'@cmd,-,-2.5,'-cmd,'-2+3+cmd|' /C calc'!A0\r\n");
 });
 
 t.test('the format comes from format=, else from Accept, else normalized', async (t) => {
