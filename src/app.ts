@@ -52,6 +52,8 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     logController: new LogController({ disableRequestLogging: true }),
     // Keys are compared as Deskie's names are written.
     routerOptions: { ignoreTrailingSlash: false, caseSensitive: true },
+    // The routes declare HEAD themselves (see routes/stats.ts).
+    exposeHeadRoutes: false,
     // A URL Fastify cannot even route (bad percent-encoding) gets our error shape too.
     frameworkErrors: (error, _request, reply) =>
       (reply as FastifyReply).code(400).type(JSON_TYPE).send(errorBody(`the request could not be read: ${error.message}`)),
@@ -90,9 +92,12 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     },
   });
 
-  app.get('/healthz', async (_request, reply) =>
-    reply.header('cache-control', 'no-store').send({ status: 'ok', entries: store.entries, bytes: store.bytes }),
-  );
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/healthz',
+    handler: async (_request, reply) =>
+      reply.header('cache-control', 'no-store').send({ status: 'ok', entries: store.entries, bytes: store.bytes }),
+  });
 
   app.setNotFoundHandler((request, reply) => {
     const error = notFound(`no route ${request.method} ${request.url.split('?')[0]}; this server answers GET and HEAD on ${ROUTE_LIST}`);

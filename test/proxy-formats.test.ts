@@ -79,7 +79,7 @@ t.test('format=csv has a header row and one line per record', async (t) => {
   t.equal(lines.length, json.rows.length + 1);
   const viaAccept = await stack.get(`${LEADERBOARD}?period=today`, { headers: { accept: 'text/csv' } });
   t.equal(viaAccept.text, csv, 'Accept: text/csv picks CSV');
-  t.equal(viaAccept.headers['vary'], 'Accept');
+  t.equal(viaAccept.headers['vary'], 'Accept, Authorization');
 });
 
 t.test('an unknown format is a 400 that never reaches Deskie', async (t) => {
@@ -117,6 +117,28 @@ t.test('If-Modified-Since at or after the fetch gets 304', async (t) => {
   const earlier = new Date(Date.parse(lastModified) - 1000).toUTCString();
   t.equal((await stack.get(`${LEADERBOARD}?period=today`, { headers: { 'if-modified-since': earlier } })).status, 200);
   t.equal((await stack.get(`${LEADERBOARD}?period=today`, { headers: { 'if-modified-since': 'not a date' } })).status, 200);
+  t.equal((await stack.get(`${LEADERBOARD}?period=today`, { headers: { 'if-modified-since': '3000' } })).status, 200, 'only an HTTP-date counts');
+});
+
+t.test('a 304 to HEAD carries no Content-Length; a 200 to HEAD carries the body\'s', async (t) => {
+  const stack = await startStack(t);
+  const first = await stack.get(`${LEADERBOARD}?period=today`);
+  const head = await stack.get(`${LEADERBOARD}?period=today`, { method: 'HEAD' });
+  t.equal(head.headers['content-length'], String(Buffer.byteLength(first.text)));
+  const notModified = await stack.get(`${LEADERBOARD}?period=today`, { method: 'HEAD', headers: { 'if-none-match': String(first.headers['etag']) } });
+  t.equal(notModified.status, 304);
+  t.notOk(notModified.headers['content-length'], 'no Content-Length on the 304');
+});
+
+t.test('a refetch that brings the same bytes keeps its ETag, so the client still gets 304', async (t) => {
+  const stack = await startStack(t, { now: '2026-11-28T12:00:00Z' });
+  const path = `${LEADERBOARD}?from_time=2026-11-01&to_time=2026-11-02`;
+  const first = await stack.get(path);
+  stack.clock.advance(3_600_000); // the 1-hour lifetime of a short custom range
+  const refetched = await stack.get(path, { headers: { 'if-none-match': String(first.headers['etag']) } });
+  t.match(refetched.headers['cache-status'], /fwd=stale; stored/, 'fetched again');
+  t.equal(refetched.status, 304, 'same bytes, same tag');
+  t.equal(stack.simulator.calls, 2);
 });
 
 t.test('page=all on staff statuses follows last_page into one cached answer', async (t) => {

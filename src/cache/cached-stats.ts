@@ -62,7 +62,7 @@ export class CachedStats {
         page.contentType,
         page.parsed,
         { from: window.from.toISO() ?? '', to: window.to.toISO() ?? '', timezone: window.from.zoneName ?? 'UTC' },
-        `${key}\0${fetchedAtMs}`,
+        key,
       ),
       lastModified: new Date(fetchedAtMs).toUTCString(),
       fetchedAtMs,

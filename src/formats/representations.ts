@@ -41,9 +41,10 @@ const CSV_TYPE = 'text/csv; charset=utf-8; header=present';
 
 /**
  * Renders every format of one Deskie answer once, when it is fetched, so that
- * a hit only picks bytes: no parsing or serialising per request. `entryTag`
- * identifies the entry (cache key and fetch time), so an ETag from one URL or
- * credential never matches another's.
+ * a hit only picks bytes: no parsing or serialising per request. ETags hash
+ * the entry's key (URL and credential), the format and the bytes: a tag from
+ * one URL or credential never matches another's, and a refetch that brings
+ * the same bytes keeps its tag, so a dashboard still gets its 304.
  */
 export function renderRepresentations(
   endpoint: EndpointName,

@@ -24,10 +24,12 @@ export interface StatsRouteOptions {
 
 const BASIC = /^basic\s+\S/i;
 
-/** GET (and Fastify's automatic HEAD) for Deskie's three statistics endpoints. */
+/** GET and HEAD for Deskie's three statistics endpoints. */
 export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }: StatsRouteOptions): void {
   for (const endpoint of Object.values(ENDPOINTS)) {
-    app.get(endpoint.path, async (request, reply) => {
+    // HEAD is declared with GET rather than left to Fastify's automatic HEAD
+    // routes, which would label a 304 with "Content-Length: 0" (RFC 9110 §8.6).
+    app.route({ method: ['GET', 'HEAD'], url: endpoint.path, handler: async (request, reply) => {
       const authorization = request.headers.authorization;
       if (!authorization || !BASIC.test(authorization)) {
         throw unauthorized('HTTP Basic credentials are required: your Deskie e-mail as user and API key as password');
@@ -39,7 +41,7 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
       request.cacheOutcome = result.outcome;
       // Freshness is told as of now: a miss may have waited seconds for Deskie.
       return sendAnswer(request, reply, result, format, result.outcome === 'hit' ? nowMs : clock());
-    });
+    } });
   }
 }
 
@@ -66,7 +68,9 @@ function sendAnswer(
     .header('age', String(age))
     .header('etag', representation.etag)
     .header('last-modified', answer.lastModified)
-    .header('vary', 'Accept');
+    // Accept can pick CSV; Authorization picks the partition, so a client
+    // cache must not reuse one credential's answer (or validator) for another.
+    .header('vary', 'Accept, Authorization');
   if (notModified(request, representation.etag, answer.fetchedAtMs)) return reply.code(304).send();
   return reply.type(representation.contentType).send(representation.body);
 }
@@ -83,7 +87,10 @@ function notModified(request: FastifyRequest, etag: string, fetchedAtMs: number)
     return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
   }
   const ifModifiedSince = request.headers['if-modified-since'];
-  if (ifModifiedSince === undefined) return false;
-  const since = Date.parse(ifModifiedSince);
-  return !Number.isNaN(since) && Math.floor(fetchedAtMs / 1000) * 1000 <= since;
+  // Only an HTTP-date counts (RFC 9110 §13.1.3); Date.parse alone takes "3000" as a year.
+  if (ifModifiedSince === undefined || !HTTP_DATE.test(ifModifiedSince)) return false;
+  return Math.floor(fetchedAtMs / 1000) * 1000 <= Date.parse(ifModifiedSince);
 }
+
+/** IMF-fixdate, the form this server writes in Last-Modified (RFC 9110 §5.6.7). */
+const HTTP_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
