@@ -196,3 +196,19 @@ t.test('single pages keep working beside page=all', async (t) => {
   t.equal(second.text, await direct(stack.simulator.url, `${STAFF}?period=this_month&page=2`));
   t.equal((await stack.get(`${LEADERBOARD}?period=today&page=all`)).status, 400, 'the leaderboard has no pages');
 });
+
+t.test('page=all answers like Deskie\'s own order and a failure on a later page stores nothing', async (t) => {
+  const stack = await startStack(t);
+  const base = `${SATISFACTION}?period=this_month`;
+  const direct1 = JSON.parse(await direct(stack.simulator.url, `${base}&page=1&limit=100`)) as Record<string, { rating_id: number }>;
+  const all = JSON.parse((await stack.get(`${base}&page=all&format=raw`)).text) as Record<string, { rating_id: number }>;
+  t.same([all['0']?.rating_id, all['1']?.rating_id], [direct1['0']?.rating_id, direct1['1']?.rating_id], 'newest first, as Deskie sorts by default');
+
+  const failing = await startStack(t);
+  failing.simulator.set({ fault: 'rateLimited', faultAfterCalls: 1 });
+  const answer = await failing.get(`${base}&page=all`);
+  t.equal(answer.status, 429, "Deskie's refusal of page 2 reaches the client");
+  failing.simulator.set({ fault: 'none' });
+  const retried = await failing.get(`${base}&page=all`);
+  t.match(retried.headers['cache-status'], /fwd=miss; stored/, 'nothing partial had been stored');
+});

@@ -14,6 +14,8 @@ export type SimulatorFault = (typeof SIMULATOR_FAULTS)[number];
 export interface SimulatorKnobs {
   latencyMs: number; // delay before answering, default 0
   fault: SimulatorFault; // default 'none'
+  /** The fault starts only after this many calls have been answered normally (a failure on page 3, say); default 0. */
+  faultAfterCalls: number;
 }
 
 export interface SimulatorOptions {
@@ -48,7 +50,7 @@ const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_PORT = 0;
 /** Deskie's highest account-wide limit (deskie-api-notes.md, "Rate limits"). */
 const DEFAULT_RATE_LIMIT_PER_MINUTE = 1_500;
-const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = { latencyMs: 0, fault: 'none' };
+const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = { latencyMs: 0, fault: 'none', faultAfterCalls: 0 };
 /** `retry_after` sent by the `rateLimited` fault, in seconds. */
 const FAULT_RETRY_AFTER_SECONDS = 30;
 
@@ -71,7 +73,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     calls += 1;
     requests.push(recordRequest(req));
     const quota = rateLimit.take(Date.now());
-    const { latencyMs, fault } = knobs;
+    const { latencyMs, faultAfterCalls } = knobs;
+    const fault = calls > faultAfterCalls ? knobs.fault : 'none';
     if (fault === 'hang') {
       return; // never answered; close() ends the socket
     }

@@ -11,12 +11,15 @@ export interface DeskiePage {
 
 export type PageFetcher = (query: string) => Promise<DeskiePage>;
 
+/** Records per staff-status page (deskie-api-stats.txt): a full page may have a next one. */
+const STAFF_STATUS_PAGE_SIZE = 100;
+
 /**
  * Fetches every page of a period and merges them into one body shaped like a
- * single Deskie page: records renumbered "0", "1", ... in Deskie's order, then
- * `last_page: true` (staff statuses) or Deskie's `total_count` (satisfaction).
- * Pages are fetched one after another, so `page=all` never bursts against the
- * account's rate limit. Past `maxPages` it throws before storing anything.
+ * single Deskie page: records renumbered "0", "1", ... then `last_page: true`
+ * (staff statuses) or `total_count` (satisfaction). Pages are fetched one
+ * after another, so `page=all` never bursts against the account's rate limit.
+ * Past `maxPages` it throws, and nothing is stored.
  */
 export async function fetchAllPages(
   endpoint: EndpointSpec,
@@ -24,44 +27,80 @@ export async function fetchAllPages(
   maxPages: number,
   fetchPage: PageFetcher,
 ): Promise<DeskiePage> {
-  const records: unknown[] = [];
-  const envelope: JsonObject = {};
-
-  if (endpoint.pagination === 'total_count') {
-    const pageQuery = (page: number) => `${baseQuery}&limit=${SATISFACTION_MAX_LIMIT}&page=${page}`;
-    const first = await fetchPage(pageQuery(1));
-    collectRecords(first.parsed, records);
-    const total = Number(asObject(first.parsed)['total_count']);
-    const pages = Number.isFinite(total) ? Math.max(1, Math.ceil(total / SATISFACTION_MAX_LIMIT)) : 1;
-    if (pages > maxPages) throw tooManyPages(maxPages);
-    for (let page = 2; page <= pages; page++) collectRecords((await fetchPage(pageQuery(page))).parsed, records);
-    envelope['total_count'] = asObject(first.parsed)['total_count'];
-  } else {
-    for (let page = 1; ; page++) {
-      if (page > maxPages) throw tooManyPages(maxPages);
-      const { parsed } = await fetchPage(`${baseQuery}&page=${page}`);
-      const added = collectRecords(parsed, records);
-      // Only an explicit last_page: false with records on it promises another page.
-      if (asObject(parsed)['last_page'] !== false || added === 0) break;
-    }
-    envelope['last_page'] = true;
-  }
-
+  const { records, envelope } =
+    endpoint.pagination === 'total_count'
+      ? await allRatings(baseQuery, maxPages, fetchPage)
+      : await allStatusChanges(baseQuery, maxPages, fetchPage);
   const merged: JsonObject = {};
   records.forEach((record, index) => (merged[String(index)] = record));
   Object.assign(merged, envelope);
   return { body: Buffer.from(JSON.stringify(merged)), contentType: undefined, parsed: merged };
 }
 
+interface Merged {
+  readonly records: unknown[];
+  readonly envelope: JsonObject;
+}
+
+/**
+ * Satisfaction pages are read oldest first, whatever order the client asked
+ * for: a rating added while paging then lands at the end instead of shifting
+ * every later page by one (which would repeat one record and lose another).
+ * Pages are read until one comes back short; `total_count` only lets an
+ * oversized period fail before it spends calls. Ratings seen twice are kept once.
+ */
+async function allRatings(baseQuery: string, maxPages: number, fetchPage: PageFetcher): Promise<Merged> {
+  const params = new URLSearchParams(baseQuery);
+  const newestFirst = params.get('sort') !== 'added_at_asc';
+  params.set('sort', 'added_at_asc');
+  params.set('limit', String(SATISFACTION_MAX_LIMIT));
+  const records: unknown[] = [];
+  const seen = new Set<unknown>();
+  let totalCount: unknown;
+  for (let page = 1; ; page++) {
+    if (page > maxPages) throw tooManyPages(maxPages);
+    params.set('page', String(page));
+    const body = asObject((await fetchPage(params.toString())).parsed);
+    totalCount = body['total_count'] ?? totalCount;
+    if (page === 1 && Math.ceil(Number(totalCount) / SATISFACTION_MAX_LIMIT) > maxPages) throw tooManyPages(maxPages);
+    const onPage = pageRecords(body);
+    for (const record of onPage) {
+      const id = asObject(record)['rating_id'];
+      if (id !== undefined && seen.has(id)) continue;
+      if (id !== undefined) seen.add(id);
+      records.push(record);
+    }
+    if (onPage.length < SATISFACTION_MAX_LIMIT) break;
+  }
+  if (newestFirst) records.reverse();
+  return { records, envelope: { total_count: typeof totalCount === 'number' ? Math.max(totalCount, records.length) : records.length } };
+}
+
+/**
+ * Staff-status pages are followed until Deskie says `last_page: true`. A body
+ * without a usable `last_page` is followed while its pages are full.
+ */
+async function allStatusChanges(baseQuery: string, maxPages: number, fetchPage: PageFetcher): Promise<Merged> {
+  const records: unknown[] = [];
+  for (let page = 1; ; page++) {
+    if (page > maxPages) throw tooManyPages(maxPages);
+    const body = asObject((await fetchPage(`${baseQuery}&page=${page}`)).parsed);
+    const onPage = pageRecords(body);
+    records.push(...onPage);
+    const lastPage = body['last_page'];
+    if (lastPage === true || onPage.length === 0) break;
+    if (lastPage !== false && onPage.length < STAFF_STATUS_PAGE_SIZE) break;
+  }
+  return { records, envelope: { last_page: true } };
+}
+
 const asObject = (value: unknown): JsonObject =>
   typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as JsonObject) : {};
 
-/** Appends a page's records in key order and returns how many there were. */
-function collectRecords(parsed: unknown, into: unknown[]): number {
-  const page = asObject(parsed);
-  const keys = Object.keys(page).filter(isRecordKey);
-  // Integer-like keys already iterate in ascending order; sorting states the intent.
-  keys.sort((a, b) => Number(a) - Number(b));
-  for (const key of keys) into.push(page[key]);
-  return keys.length;
+/** A page's records in key order ("0", "1", ...). */
+function pageRecords(body: JsonObject): unknown[] {
+  return Object.keys(body)
+    .filter(isRecordKey)
+    .sort((a, b) => Number(a) - Number(b))
+    .map((key) => body[key]);
 }
