@@ -5,6 +5,11 @@ import { toRows } from '../src/formats/rows.js';
 
 const window = { from: '2026-11-01T00:00:00.000Z', to: '2026-12-01T00:00:00.000Z', timezone: 'UTC' };
 
+t.test('fields beside the wrapper are kept in the row', async (t) => {
+  const doc = toRows('leaderboard', { '0': { staff: { staff_id: 1 }, team: 'A' } }, window);
+  t.same(doc.rows, [{ team: 'A', staff_id: 1 }]);
+});
+
 t.test('leaderboard rows are the staff objects', async (t) => {
   const doc = toRows('leaderboard', { '0': { staff: { staff_id: 1, closed_cases: 3 } }, '1': { staff: { staff_id: 2 } } }, window);
   t.same(doc, { rows: [{ staff_id: 1, closed_cases: 3 }, { staff_id: 2 }], last_page: null, total_count: null, window });
@@ -40,5 +45,9 @@ t.test('the format comes from format=, else from Accept, else normalized', async
   t.equal(chooseFormat(undefined, 'text/csv'), 'csv');
   t.equal(chooseFormat(undefined, 'application/json, text/csv;q=0.5'), 'normalized');
   t.equal(chooseFormat(undefined, undefined), 'normalized');
+  t.equal(chooseFormat(undefined, 'text/csv;q=0, application/json;q=0.1'), 'normalized', 'q=0 refuses CSV');
+  t.equal(chooseFormat(undefined, 'text/csv;q=0'), 'normalized');
+  t.equal(chooseFormat(undefined, 'text/csv, */*;q=0.1'), 'csv', 'CSV preferred over anything');
+  t.equal(chooseFormat(undefined, 'application/json;q=0.5, text/csv;q=0.9'), 'csv');
   t.throws(() => chooseFormat('xml', undefined), /format must be one of normalized, raw, rows, csv/);
 });

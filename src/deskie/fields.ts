@@ -111,19 +111,19 @@ export function recordFields(schema: RecordSchema, record: unknown): JsonObject 
 export function normalizeBody(endpoint: EndpointName, body: unknown): unknown {
   if (!isObject(body)) return body;
   const schema = RECORD_SCHEMAS[endpoint];
-  const normalized: JsonObject = {};
-  for (const [key, record] of Object.entries(body)) {
-    const fields = isRecordKey(key) ? recordFields(schema, record) : null;
-    if (fields === null) {
-      normalized[key] = record;
-      continue;
-    }
-    const cleaned: JsonObject = {};
-    for (const [name, value] of Object.entries(fields)) {
-      const kind = schema.fields[name];
-      cleaned[name] = kind === undefined ? value : normalizeValue(kind, value);
-    }
-    normalized[key] = schema.wrapper === null ? cleaned : { ...(record as JsonObject), [schema.wrapper]: cleaned };
-  }
-  return normalized;
+  // Object.fromEntries defines own properties, so even a field named
+  // "__proto__" passes through as data instead of becoming a prototype.
+  return Object.fromEntries(
+    Object.entries(body).map(([key, record]) => {
+      const fields = isRecordKey(key) ? recordFields(schema, record) : null;
+      if (fields === null) return [key, record];
+      const cleaned = Object.fromEntries(
+        Object.entries(fields).map(([name, value]) => {
+          const kind = schema.fields[name];
+          return [name, kind === undefined ? value : normalizeValue(kind, value)];
+        }),
+      );
+      return [key, schema.wrapper === null ? cleaned : { ...(record as JsonObject), [schema.wrapper]: cleaned }];
+    }),
+  );
 }

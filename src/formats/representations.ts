@@ -25,8 +25,24 @@ export function chooseFormat(parameter: string | undefined, accept: string | und
     if (isFormat(parameter)) return parameter;
     throw badRequest(`format must be one of ${FORMATS.join(', ')}; got ${JSON.stringify(parameter)}`);
   }
-  if (accept !== undefined && accept.includes('text/csv') && !accept.includes('json')) return 'csv';
+  if (accept !== undefined && accept.includes('text/csv') && quality(accept, 'text/csv') > quality(accept, 'application/json')) return 'csv';
   return DEFAULT_FORMAT;
+}
+
+/** The q-value an Accept header gives a media type (RFC 9110 §12.5.1): exact type, then type/*, then *\/*, else 0. */
+function quality(accept: string, mediaType: string): number {
+  const [type] = mediaType.split('/');
+  let best = -1;
+  let result = 0;
+  for (const range of accept.split(',')) {
+    const [name = '', ...params] = range.trim().toLowerCase().split(';');
+    const specificity = name === mediaType ? 3 : name === `${type}/*` ? 2 : name === '*/*' ? 1 : 0;
+    if (specificity <= best || specificity === 0) continue;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    best = specificity;
+    result = q === undefined ? 1 : Number(q.slice(2)) || 0;
+  }
+  return result;
 }
 
 export interface Representation {

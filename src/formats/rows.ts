@@ -30,7 +30,10 @@ export function toRows(endpoint: EndpointName, normalized: JsonObject, window: R
     if (!isRecordKey(key)) continue;
     const fields = recordFields(schema, record);
     if (fields === null) continue;
-    rows.push(endpoint === 'staff_statuses' ? withStatusParts(fields) : fields);
+    // Fields beside the wrapper (none in Deskie's reference) are kept in the row too.
+    const outer = schema.wrapper === null ? {} : Object.fromEntries(Object.entries(record as JsonObject).filter(([name]) => name !== schema.wrapper));
+    const row = { ...outer, ...fields };
+    rows.push(endpoint === 'staff_statuses' ? withStatusParts(row) : row);
   }
   return { rows, last_page: normalized['last_page'] ?? null, total_count: normalized['total_count'] ?? null, window };
 }

@@ -55,6 +55,12 @@ t.test('satisfaction ratings become numbers, comments stay text, total_count sta
   });
 });
 
+t.test('a field named __proto__ passes through as data', async (t) => {
+  const body = JSON.parse('{"0":{"rating":"4","__proto__":{"x":1}},"total_count":1}') as unknown;
+  const normalized = normalizeBody('satisfaction', body) as Record<string, Record<string, unknown>>;
+  t.equal(JSON.stringify(normalized), '{"0":{"rating":4,"__proto__":{"x":1}},"total_count":1}');
+});
+
 t.test('bodies that are not records pass through', async (t) => {
   t.same(normalizeBody('leaderboard', []), [], 'an empty list');
   t.same(normalizeBody('staff_statuses', { '0': 'odd', last_page: true }), { '0': 'odd', last_page: true });
