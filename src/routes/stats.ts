@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import type { CachedStats } from '../cache/cached-stats.js';
 import type { CacheOutcome, StoreResult } from '../cache/store.js';
 import { ENDPOINTS } from '../deskie/endpoints.js';
@@ -27,9 +27,7 @@ const BASIC = /^basic\s+\S/i;
 /** GET and HEAD for Deskie's three statistics endpoints. */
 export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }: StatsRouteOptions): void {
   for (const endpoint of Object.values(ENDPOINTS)) {
-    // HEAD is declared with GET rather than left to Fastify's automatic HEAD
-    // routes, which would label a 304 with "Content-Length: 0" (RFC 9110 §8.6).
-    app.route({ method: ['GET', 'HEAD'], url: endpoint.path, handler: async (request, reply) => {
+    const handler: RouteHandlerMethod = async (request, reply) => {
       const authorization = request.headers.authorization;
       if (!authorization || !BASIC.test(authorization)) {
         throw unauthorized('HTTP Basic credentials are required: your Deskie e-mail as user and API key as password');
@@ -41,7 +39,10 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
       request.cacheOutcome = result.outcome;
       // Freshness is told as of now: a miss may have waited seconds for Deskie.
       return sendAnswer(request, reply, result, format, result.outcome === 'hit' ? nowMs : clock());
-    } });
+    };
+    // HEAD is declared with GET rather than left to Fastify's automatic HEAD
+    // routes, which would label a 304 with "Content-Length: 0" (RFC 9110 §8.6).
+    app.route({ method: ['GET', 'HEAD'], url: endpoint.path, handler });
   }
 }
 
