@@ -77,6 +77,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     lifetimes: config.lifetimes,
     cacheKeySecret: config.cacheKeySecret,
     maxPages: config.pageAllMaxPages,
+    pagesTimeoutMs: config.pageAllTimeoutMs,
     log: app.log,
   });
 

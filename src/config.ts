@@ -13,6 +13,7 @@ export const DEFAULT_UPSTREAM_MAX_BODY_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_UPSTREAM_CONNECTIONS = 8;
 export const DEFAULT_CONFIG_FILE = 'config/proxy.json';
 export const DEFAULT_PAGE_ALL_MAX_PAGES = 50;
+export const DEFAULT_PAGE_ALL_TIMEOUT_MS = 120_000;
 
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -31,6 +32,7 @@ const EnvSchema = Type.Object({
   UPSTREAM_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, default: DEFAULT_UPSTREAM_MAX_BODY_BYTES }),
   UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 256, default: DEFAULT_UPSTREAM_CONNECTIONS }),
   PAGE_ALL_MAX_PAGES: Type.Integer({ minimum: 1, maximum: 1000, default: DEFAULT_PAGE_ALL_MAX_PAGES }),
+  PAGE_ALL_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_PAGE_ALL_TIMEOUT_MS }),
   LOG_LEVEL: Type.Enum(LOG_LEVELS, { default: 'info' }),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
 });
@@ -68,6 +70,8 @@ export interface Config {
   readonly upstreamConnections: number;
   /** Most upstream pages one `page=all` request may fetch. */
   readonly pageAllMaxPages: number;
+  /** Bound on one whole `page=all` merge; no page starts after it. */
+  readonly pageAllTimeoutMs: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   /** Freshness per period and custom-range class: Deskie's table with the operator's overrides. */
   readonly lifetimes: Readonly<Record<FreshnessClass, DurationLike>>;
@@ -110,6 +114,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     upstreamMaxBodyBytes: vars.UPSTREAM_MAX_BODY_BYTES,
     upstreamConnections: vars.UPSTREAM_CONNECTIONS,
     pageAllMaxPages: vars.PAGE_ALL_MAX_PAGES,
+    pageAllTimeoutMs: vars.PAGE_ALL_TIMEOUT_MS,
     logLevel: vars.LOG_LEVEL,
     lifetimes: Object.freeze(lifetimesWith(file.ttlSeconds ?? {})),
     extraParameters: new Set(file.extraParameters ?? []),

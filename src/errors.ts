@@ -41,6 +41,14 @@ export const tooManyPages = (maxPages: number): ProxyError =>
     422,
   );
 
+/** `page=all` ran past its deadline; nothing is stored. */
+export const pagesTimedOut = (timeoutMs: number): ProxyError =>
+  new ProxyError(
+    'UPSTREAM_TIMEOUT',
+    `page=all did not finish within ${timeoutMs} ms (PAGE_ALL_TIMEOUT_MS); ask for a shorter period or page through it`,
+    504,
+  );
+
 /**
  * A complete answer from Deskie that is not a cacheable 200 (401, 429, 5xx, a
  * range Deskie refuses...). It is passed to the client as it came, status and

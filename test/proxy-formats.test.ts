@@ -212,3 +212,14 @@ t.test('page=all answers like Deskie\'s own order and a failure on a later page 
   const retried = await failing.get(`${base}&page=all`);
   t.match(retried.headers['cache-status'], /fwd=miss; stored/, 'nothing partial had been stored');
 });
+
+t.test('page=all past its deadline is a 504 and stores nothing', async (t) => {
+  // Several pages at 100 ms each cannot all start within 150 ms.
+  const stack = await startStack(t, { env: { PAGE_ALL_TIMEOUT_MS: '150' }, simulator: { knobs: { latencyMs: 100 } } });
+  const answer = await stack.get(`${STAFF}?period=this_month&page=all`);
+  t.equal(answer.status, 504);
+  t.match(answer.text, /page=all did not finish within 150 ms/);
+  const calls = stack.simulator.calls;
+  t.ok(calls >= 1 && calls < 4, `stopped after ${calls} pages`);
+  t.equal((await stack.get(`${STAFF}?period=this_month&page=all`)).status, 504, 'nothing was stored');
+});

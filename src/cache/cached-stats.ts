@@ -3,7 +3,7 @@ import type { DurationLike } from 'luxon';
 import type { FastifyBaseLogger } from 'fastify';
 import type { FreshnessClass } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
-import { mapUpstreamFailure, UpstreamAnswer, upstreamInvalid } from '../errors.js';
+import { mapUpstreamFailure, pagesTimedOut, UpstreamAnswer, upstreamInvalid } from '../errors.js';
 import { renderRepresentations } from '../formats/representations.js';
 import { type DeskiePage, fetchAllPages } from '../upstream/all-pages.js';
 import type { DeskieClient } from '../upstream/client.js';
@@ -21,6 +21,8 @@ export interface CachedStatsOptions {
   readonly cacheKeySecret: Buffer;
   /** Bound on the upstream pages one `page=all` request may fetch. */
   readonly maxPages: number;
+  /** Bound on one whole `page=all` merge, in real milliseconds: no page starts after it. */
+  readonly pagesTimeoutMs: number;
   readonly log: FastifyBaseLogger;
 }
 
@@ -48,11 +50,21 @@ export class CachedStats {
   }
 
   async #load(key: string, query: StatsQuery, authorization: string, nowMs: number): Promise<CachedAnswer> {
-    const { clock, lifetimes, maxPages } = this.#options;
+    const { clock, lifetimes, maxPages, pagesTimeoutMs } = this.#options;
     const fetchPage = (upstreamQuery: string) => this.#fetchPage(query.endpoint.path, upstreamQuery, authorization);
-    const page = query.allPages
-      ? await fetchAllPages(query.endpoint, query.pageBaseQuery, maxPages, fetchPage)
-      : await fetchPage(query.upstreamQuery);
+    let page: DeskiePage;
+    if (query.allPages) {
+      // Each page has the upstream timeout; the merge as a whole has its own,
+      // measured in real time (the injected clock is for freshness).
+      const deadline = performance.now() + pagesTimeoutMs;
+      const fetchBeforeDeadline = (upstreamQuery: string) => {
+        if (performance.now() > deadline) throw pagesTimedOut(pagesTimeoutMs);
+        return fetchPage(upstreamQuery);
+      };
+      page = await fetchAllPages(query.endpoint, query.pageBaseQuery, maxPages, fetchBeforeDeadline);
+    } else {
+      page = await fetchPage(query.upstreamQuery);
+    }
     const fetchedAtMs = clock();
     const { window } = query;
     return {
