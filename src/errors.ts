@@ -10,8 +10,7 @@ export type ErrorCode =
   | 'TOO_MANY_PAGES'
   | 'UPSTREAM_UNREACHABLE'
   | 'UPSTREAM_INVALID'
-  | 'UPSTREAM_TIMEOUT'
-  | 'INTERNAL';
+  | 'UPSTREAM_TIMEOUT';
 
 export class ProxyError extends Error {
   constructor(

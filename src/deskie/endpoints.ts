@@ -35,8 +35,10 @@ export interface EndpointSpec {
   readonly pagination: 'last_page' | 'total_count' | null;
 }
 
-/** Largest page Deskie serves for satisfaction; `page=all` asks for it to need the fewest calls. */
+/** Largest page Deskie serves for satisfaction, and its default; `page=all` asks for it to need the fewest calls. */
 export const SATISFACTION_MAX_LIMIT = 100;
+/** Deskie sends 100 status changes a page (deskie-api-stats.txt, "Pagination"). */
+export const STAFF_STATUS_PAGE_SIZE = 100;
 
 /** `all` asks this server for every page of the period, merged into one answer. */
 export const ALL_PAGES = 'all';

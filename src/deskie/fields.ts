@@ -96,6 +96,9 @@ export type JsonObject = Record<string, unknown>;
 
 const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
 
+/** A JSON value as an object, or an empty one when it is anything else. */
+export const asObject = (value: unknown): JsonObject => (isObject(value) ? value : {});
+
 /** Deskie's records sit under "0", "1", ... beside envelope keys such as last_page and total_count. */
 export const isRecordKey = (key: string): boolean => /^\d+$/.test(key);
 

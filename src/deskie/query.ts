@@ -80,7 +80,8 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: RawQuery, context
       if (!rule.test(value)) throw badRequest(`${name} must be ${rule.accepted}; got ${JSON.stringify(value)}`);
       return value;
     };
-    const filterRule = name.endsWith('[]') ? endpoint.filters[name.slice(0, -2)] : undefined;
+    const arrayOf = name.endsWith('[]') ? name.slice(0, -2) : undefined;
+    const arrayRule = arrayOf !== undefined && Object.hasOwn(endpoint.filters, arrayOf) ? endpoint.filters[arrayOf] : undefined;
 
     if (context.proxyParameters.has(name)) {
       proxy[name] = single();
@@ -89,8 +90,8 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: RawQuery, context
       if (name === 'period') period = value;
       else if (name === 'from_time') fromTime = value;
       else toTime = value;
-    } else if (filterRule !== undefined && Object.hasOwn(endpoint.filters, name.slice(0, -2))) {
-      for (const value of [...new Set(values)].sort()) forwarded.push([name, checked(filterRule, value)]);
+    } else if (arrayRule !== undefined) {
+      for (const value of [...new Set(values)].sort()) forwarded.push([name, checked(arrayRule, value)]);
     } else if (Object.hasOwn(endpoint.filters, name)) {
       forwarded.push([name, checked(endpoint.filters[name] as ValueRule, single())]);
     } else if (Object.hasOwn(endpoint.scalars, name)) {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { EndpointName } from '../deskie/endpoints.js';
-import { type JsonObject, normalizeBody } from '../deskie/fields.js';
+import { asObject, normalizeBody } from '../deskie/fields.js';
 import { badRequest } from '../errors.js';
 import { toCsv } from './csv.js';
 import { type RowsWindow, toRows } from './rows.js';
@@ -48,7 +48,7 @@ function quality(accept: string, mediaType: string): number {
 export interface Representation {
   readonly body: Buffer;
   readonly contentType: string;
-  /** Strong validator, distinct per entry (URL and credential), fetch and format. */
+  /** Strong validator, distinct per entry (URL and credential), format and bytes. */
   readonly etag: string;
 }
 
@@ -71,7 +71,7 @@ export function renderRepresentations(
   entryTag: string,
 ): Readonly<Record<Format, Representation>> {
   const normalized = normalizeBody(endpoint, parsed);
-  const rows = toRows(endpoint, (normalized ?? {}) as JsonObject, window);
+  const rows = toRows(endpoint, asObject(normalized), window);
   const bodies: Record<Format, [Buffer, string]> = {
     raw: [rawBody, rawContentType ?? JSON_TYPE],
     normalized: [Buffer.from(JSON.stringify(normalized)), JSON_TYPE],

@@ -3,6 +3,7 @@
 // the same records: the random generator is seeded from the query itself.
 import { createHash } from 'node:crypto';
 import { DateTime } from 'luxon';
+import { SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE } from '../deskie/endpoints.js';
 import type { TimeWindow } from './params.js';
 
 /** A source of numbers in [0, 1), like Math.random but reproducible. */
@@ -24,16 +25,12 @@ const WEEK_SPAN_SECONDS = 7 * SECONDS_PER_DAY;
 /** Month-long windows (the shortest month and up) hold several pages of ratings. */
 const MONTH_SPAN_SECONDS = 28 * SECONDS_PER_DAY;
 
-/** Deskie sends 100 status changes a page (deskie-api-stats.txt, "Pagination"). */
-export const STAFF_STATUSES_PAGE_SIZE = 100;
-/** `limit` for satisfaction ratings is 1–100, 100 when absent (deskie-api-notes.md). */
-export const SATISFACTION_MAX_LIMIT = 100;
 export const SATISFACTION_SORTS = ['added_at_desc', 'added_at_asc'] as const;
 export type SatisfactionSort = (typeof SATISFACTION_SORTS)[number];
 
 const LEADERBOARD_AGENTS: CountRange = { min: 3, max: 6 };
-const STATUS_CHANGES_UNDER_A_WEEK: CountRange = { min: 5, max: STAFF_STATUSES_PAGE_SIZE - 1 };
-const STATUS_CHANGES_WEEK_OR_MORE: CountRange = { min: 2 * STAFF_STATUSES_PAGE_SIZE + 1, max: 350 };
+const STATUS_CHANGES_UNDER_A_WEEK: CountRange = { min: 5, max: STAFF_STATUS_PAGE_SIZE - 1 };
+const STATUS_CHANGES_WEEK_OR_MORE: CountRange = { min: 2 * STAFF_STATUS_PAGE_SIZE + 1, max: 350 };
 const STATUS_AGENTS: CountRange = { min: 2, max: 5 };
 const RATINGS_UNDER_A_WEEK: CountRange = { min: 10, max: 40 };
 const RATINGS_UNDER_A_MONTH: CountRange = { min: 40, max: SATISFACTION_MAX_LIMIT };
@@ -206,8 +203,8 @@ export function staffStatusChanges(rng: Rng, window: TimeWindow): StatusChange[]
 
 /** One page of status changes; a page past the end has no records and `last_page: true`. */
 export function staffStatusesBody(changes: readonly StatusChange[], page: number): string {
-  const start = (page - 1) * STAFF_STATUSES_PAGE_SIZE;
-  const end = start + STAFF_STATUSES_PAGE_SIZE;
+  const start = (page - 1) * STAFF_STATUS_PAGE_SIZE;
+  const end = start + STAFF_STATUS_PAGE_SIZE;
   const records = changes.slice(start, end).map((change) => ({ status_change: change }));
   return recordsBody(records, { last_page: end >= changes.length });
 }

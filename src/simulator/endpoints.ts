@@ -1,8 +1,8 @@
 // The three statistics endpoints: which window each accepts and how each
 // turns a validated query into a body.
 import type { DateTime } from 'luxon';
+import { SATISFACTION_MAX_LIMIT } from '../deskie/endpoints.js';
 import {
-  SATISFACTION_MAX_LIMIT,
   SATISFACTION_SORTS,
   createRng,
   leaderboardBody,

@@ -52,7 +52,7 @@ export function resolveWindow(query: URLSearchParams, maxRangeMonths: number, no
 }
 
 /** The instant a `from_time` / `to_time` value names, in any of the forms Deskie accepts (read in UTC without an offset). */
-export function parseTimeParam(name: string, raw: string): DateTime {
+function parseTimeParam(name: string, raw: string): DateTime {
   const parsed = parseDeskieTime(raw, 'utc');
   if (parsed === null) throw new BadRequestError(`${name} "${raw}" is not a date`);
   return parsed;

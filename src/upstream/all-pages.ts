@@ -1,5 +1,5 @@
-import { type EndpointSpec, SATISFACTION_MAX_LIMIT } from '../deskie/endpoints.js';
-import { isRecordKey, type JsonObject } from '../deskie/fields.js';
+import { type EndpointSpec, SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE } from '../deskie/endpoints.js';
+import { asObject, isRecordKey, type JsonObject } from '../deskie/fields.js';
 import { tooManyPages } from '../errors.js';
 
 /** One page of a Deskie answer: a 200 whose body parsed as JSON. */
@@ -10,9 +10,6 @@ export interface DeskiePage {
 }
 
 export type PageFetcher = (query: string) => Promise<DeskiePage>;
-
-/** Records per staff-status page (deskie-api-stats.txt): a full page may have a next one. */
-const STAFF_STATUS_PAGE_SIZE = 100;
 
 /**
  * Fetches every page of a period and merges them into one body shaped like a
@@ -93,9 +90,6 @@ async function allStatusChanges(baseQuery: string, maxPages: number, fetchPage: 
   }
   return { records, envelope: { last_page: true } };
 }
-
-const asObject = (value: unknown): JsonObject =>
-  typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as JsonObject) : {};
 
 /** A page's records in key order ("0", "1", ...). */
 function pageRecords(body: JsonObject): unknown[] {
