@@ -26,6 +26,8 @@ export interface StackOptions {
   /** The proxy's clock starts here (ISO instant). */
   readonly now?: string;
   readonly simulator?: SimulatorOptions;
+  /** Replaces the manual clock for a test that ties time to events. */
+  readonly clock?: () => number;
 }
 
 export interface Answer {
@@ -50,7 +52,7 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
   t.teardown(() => simulator.close());
   const clock = new ManualClock(Date.parse(options.now ?? '2026-11-28T12:00:00Z'));
   const config = loadConfig({ CACHE_KEY_SECRET: 'test-secret-of-16-bytes', ...options.env, DESKIE_URL: simulator.url });
-  const app = buildApp({ ...config, deskieUrl: simulator.url }, { clock: clock.now });
+  const app = buildApp({ ...config, deskieUrl: simulator.url }, { clock: options.clock ?? clock.now });
   await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => app.close());
   const address = app.server.address();
