@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import { errorCacheStatus } from './cache/cache-status.js';
 import { CachedStats } from './cache/cached-stats.js';
 import { MemoryStore } from './cache/memory-store.js';
 import type { AnswerStore, CacheOutcome } from './cache/store.js';
@@ -7,10 +8,12 @@ import type { Config } from './config.js';
 import { ENDPOINTS } from './deskie/endpoints.js';
 import { PeriodWindows } from './deskie/periods.js';
 import type { ResolvedWindow } from './deskie/query.js';
-import { FORMAT_PARAMETER } from './formats/representations.js';
+import { FORMAT_PARAMETER, JSON_TYPE } from './formats/representations.js';
 import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
-import { CACHE_NAME, statsRoutes } from './routes/stats.js';
+import { statsRoutes } from './routes/stats.js';
+import { UpstreamBudget } from './upstream/budget.js';
 import { DeskieClient } from './upstream/client.js';
+import { DeskieUpstream } from './upstream/deskie.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -30,7 +33,6 @@ export interface AppOptions {
 /** Parameters that steer this proxy only: never sent upstream, never part of the key. */
 const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER]);
 
-const JSON_TYPE = 'application/json; charset=utf-8';
 /** Distinct custom ranges whose parsing is remembered (a few hundred bytes each). */
 const REMEMBERED_RANGES = 4096;
 
@@ -70,14 +72,32 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     connections: config.upstreamConnections,
   });
   const store = options.store ?? new MemoryStore({ maxBytes: config.cacheMaxBytes, clock });
-  const stats = new CachedStats({
-    store,
-    client,
+  const budget = new UpstreamBudget({
+    ratePerMinute: config.upstreamRatePerMin,
+    reserve: config.upstreamReserve,
+    concurrency: config.upstreamConcurrency,
+    newCredentialShare: config.upstreamNewCredentialShare,
+    queueLength: config.upstreamQueueLength,
     clock,
-    lifetimes: config.lifetimes,
-    cacheKeySecret: config.cacheKeySecret,
+    log: app.log,
+  });
+  const upstream = new DeskieUpstream({
+    client,
+    budget,
+    queueMs: config.upstreamQueueMs,
     maxPages: config.pageAllMaxPages,
     pagesTimeoutMs: config.pageAllTimeoutMs,
+    clock,
+    log: app.log,
+  });
+  const stats = new CachedStats({
+    store,
+    upstream,
+    clock,
+    lifetimes: config.lifetimes,
+    keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshAhead: config.refreshAhead },
+    authFailureTtlMs: config.authFailureTtlSeconds * 1000,
+    cacheKeySecret: config.cacheKeySecret,
     log: app.log,
   });
 
@@ -97,7 +117,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     method: ['GET', 'HEAD'],
     url: '/healthz',
     handler: async (_request, reply) =>
-      reply.header('cache-control', 'no-store').send({ status: 'ok', entries: store.entries, bytes: store.bytes }),
+      reply.header('cache-control', 'no-store').send({ status: 'ok', entries: store.entries, bytes: store.bytes, upstream: budget.snapshot() }),
   });
 
   app.setNotFoundHandler((request, reply) => {
@@ -107,17 +127,17 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
 
   app.setErrorHandler((error: FastifyError | ProxyError | UpstreamAnswer, request, reply) => {
     reply.header('cache-control', 'no-store');
+    if (error instanceof UpstreamAnswer || error instanceof ProxyError) {
+      const cacheStatus = errorCacheStatus(error);
+      if (cacheStatus !== undefined) reply.header('cache-status', cacheStatus);
+    }
     if (error instanceof UpstreamAnswer) {
       // Deskie's own answer, passed through as it came and never stored.
-      if (error.retryAfterSeconds) reply.header('retry-after', error.retryAfterSeconds);
-      return reply
-        .code(error.statusCode)
-        .header('cache-status', `${CACHE_NAME}; fwd=miss; fwd-status=${error.statusCode}`)
-        .type(error.contentType ?? JSON_TYPE)
-        .send(error.body);
+      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+      return reply.code(error.statusCode).type(error.contentType ?? JSON_TYPE).send(error.body);
     }
     if (error instanceof ProxyError) {
-      if (error.statusCode >= 500) request.log.warn({ code: error.code }, error.message);
+      if (error.statusCode >= 500 && !error.remembered) request.log.warn({ code: error.code }, error.message);
       return reply.code(error.statusCode).headers(error.headers).type(JSON_TYPE).send(errorBody(error.message));
     }
     const status = error.statusCode ?? 500;
@@ -138,7 +158,11 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     });
   }
 
+  // Waiting calls are refused and no refresh starts; refreshes under way
+  // finish (bounded by the upstream timeout) before the pool closes.
   app.addHook('onClose', async () => {
+    budget.close();
+    await stats.close();
     await Promise.all([client.close(), store.close()]);
   });
 

@@ -14,6 +14,14 @@ export const DEFAULT_UPSTREAM_CONNECTIONS = 8;
 export const DEFAULT_CONFIG_FILE = 'config/proxy.json';
 export const DEFAULT_PAGE_ALL_MAX_PAGES = 50;
 export const DEFAULT_PAGE_ALL_TIMEOUT_MS = 120_000;
+export const DEFAULT_STALE_IF_ERROR_SECONDS = 86_400;
+export const DEFAULT_REFRESH_AHEAD = 0.1;
+export const DEFAULT_UPSTREAM_RESERVE = 0.2;
+export const DEFAULT_UPSTREAM_CONCURRENCY = 4;
+export const DEFAULT_UPSTREAM_QUEUE_MS = 10_000;
+export const DEFAULT_UPSTREAM_QUEUE_LENGTH = 1_000;
+export const DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE = 0.1;
+export const DEFAULT_AUTH_FAILURE_TTL_SECONDS = 30;
 
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -33,6 +41,15 @@ const EnvSchema = Type.Object({
   UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 256, default: DEFAULT_UPSTREAM_CONNECTIONS }),
   PAGE_ALL_MAX_PAGES: Type.Integer({ minimum: 1, maximum: 1000, default: DEFAULT_PAGE_ALL_MAX_PAGES }),
   PAGE_ALL_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_PAGE_ALL_TIMEOUT_MS }),
+  STALE_IF_ERROR_SECONDS: Type.Integer({ minimum: 0, default: DEFAULT_STALE_IF_ERROR_SECONDS }),
+  REFRESH_AHEAD: Type.Number({ minimum: 0, maximum: 0.9, default: DEFAULT_REFRESH_AHEAD }),
+  UPSTREAM_RATE_PER_MIN: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  UPSTREAM_RESERVE: Type.Number({ minimum: 0, maximum: 0.9, default: DEFAULT_UPSTREAM_RESERVE }),
+  UPSTREAM_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: DEFAULT_UPSTREAM_CONCURRENCY }),
+  UPSTREAM_QUEUE_MS: Type.Integer({ minimum: 1, default: DEFAULT_UPSTREAM_QUEUE_MS }),
+  UPSTREAM_QUEUE_LENGTH: Type.Integer({ minimum: 1, maximum: 100_000, default: DEFAULT_UPSTREAM_QUEUE_LENGTH }),
+  UPSTREAM_NEW_CREDENTIAL_SHARE: Type.Number({ minimum: 0.01, maximum: 1, default: DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE }),
+  AUTH_FAILURE_TTL_SECONDS: Type.Integer({ minimum: 0, default: DEFAULT_AUTH_FAILURE_TTL_SECONDS }),
   LOG_LEVEL: Type.Enum(LOG_LEVELS, { default: 'info' }),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
 });
@@ -72,6 +89,24 @@ export interface Config {
   readonly pageAllMaxPages: number;
   /** Bound on one whole `page=all` merge; no page starts after it. */
   readonly pageAllTimeoutMs: number;
+  /** How long past its freshness an entry still answers when Deskie fails; 0 turns it off. */
+  readonly staleIfErrorSeconds: number;
+  /** The last fraction of an entry's lifetime in which a hit starts a background refresh; 0 turns it off. */
+  readonly refreshAhead: number;
+  /** The operator's cap on calls to Deskie a minute, if set. */
+  readonly upstreamRatePerMin: number | undefined;
+  /** Fraction of the account's limit left to its other integrations. */
+  readonly upstreamReserve: number;
+  /** Most calls to Deskie in flight at once. */
+  readonly upstreamConcurrency: number;
+  /** How long a client's call may wait for its turn. */
+  readonly upstreamQueueMs: number;
+  /** Most calls waiting for their turn. */
+  readonly upstreamQueueLength: number;
+  /** Share of the budget for credentials Deskie has never accepted. */
+  readonly upstreamNewCredentialShare: number;
+  /** How long Deskie's 401/403 for a credential is answered from memory; 0 turns it off. */
+  readonly authFailureTtlSeconds: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   /** Freshness per period and custom-range class: Deskie's table with the operator's overrides. */
   readonly lifetimes: Readonly<Record<FreshnessClass, DurationLike>>;
@@ -99,6 +134,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
       'DESKIE_URL is required when NODE_ENV=production: set it to your account, such as https://acme.deskie.io',
     );
   }
+  if (vars.UPSTREAM_CONCURRENCY > vars.UPSTREAM_CONNECTIONS) {
+    throw new ConfigError(
+      `UPSTREAM_CONCURRENCY (${vars.UPSTREAM_CONCURRENCY}) must not exceed UPSTREAM_CONNECTIONS (${vars.UPSTREAM_CONNECTIONS}): ` +
+        'a call must never wait for a connection after its turn came',
+    );
+  }
   const file = readConfigFile(vars, cwd);
 
   return Object.freeze({
@@ -115,6 +156,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     upstreamConnections: vars.UPSTREAM_CONNECTIONS,
     pageAllMaxPages: vars.PAGE_ALL_MAX_PAGES,
     pageAllTimeoutMs: vars.PAGE_ALL_TIMEOUT_MS,
+    staleIfErrorSeconds: vars.STALE_IF_ERROR_SECONDS,
+    refreshAhead: vars.REFRESH_AHEAD,
+    upstreamRatePerMin: vars.UPSTREAM_RATE_PER_MIN,
+    upstreamReserve: vars.UPSTREAM_RESERVE,
+    upstreamConcurrency: vars.UPSTREAM_CONCURRENCY,
+    upstreamQueueMs: vars.UPSTREAM_QUEUE_MS,
+    upstreamQueueLength: vars.UPSTREAM_QUEUE_LENGTH,
+    upstreamNewCredentialShare: vars.UPSTREAM_NEW_CREDENTIAL_SHARE,
+    authFailureTtlSeconds: vars.AUTH_FAILURE_TTL_SECONDS,
     logLevel: vars.LOG_LEVEL,
     lifetimes: Object.freeze(lifetimesWith(file.ttlSeconds ?? {})),
     extraParameters: new Set(file.extraParameters ?? []),
@@ -127,8 +177,12 @@ function pickKnown(env: Readonly<Record<string, string | undefined>>): Record<st
     const value = env[name];
     if (value === undefined || value === '') continue;
     // TypeBox's conversion would truncate "1.5" to 1: whole numbers are written as such.
-    if ((schema as { type?: unknown }).type === 'integer' && !/^\d+$/.test(value)) {
+    const type = (schema as { type?: unknown }).type;
+    if (type === 'integer' && !/^\d+$/.test(value)) {
       throw new ConfigError(`environment variable ${name} must be a whole number; got ${JSON.stringify(value)}`);
+    }
+    if (type === 'number' && !/^\d+(\.\d+)?$/.test(value)) {
+      throw new ConfigError(`environment variable ${name} must be a number such as 0.1; got ${JSON.stringify(value)}`);
     }
     known[name] = value;
   }

@@ -5,12 +5,30 @@
  */
 export type ErrorCode =
   | 'BAD_REQUEST'
+  | 'URI_TOO_LONG'
   | 'UNAUTHORIZED'
   | 'NOT_FOUND'
   | 'TOO_MANY_PAGES'
+  | 'OVER_BUDGET'
   | 'UPSTREAM_UNREACHABLE'
   | 'UPSTREAM_INVALID'
-  | 'UPSTREAM_TIMEOUT';
+  | 'UPSTREAM_TIMEOUT'
+  | 'UPSTREAM_BUSY'
+  | 'SHUTTING_DOWN';
+
+/**
+ * Why a failed call to Deskie may be answered with a stale entry instead, as
+ * the `detail` of RFC 9211 Cache-Status. Errors without one (a bad query, a
+ * page=all that is too large) are answers in their own right.
+ */
+export type UpstreamFailure =
+  | 'connection-failed'
+  | 'timeout'
+  | 'invalid-answer'
+  | 'deskie-error'
+  | 'rate-limited'
+  | 'circuit-open'
+  | 'budget-exhausted';
 
 export class ProxyError extends Error {
   constructor(
@@ -18,13 +36,24 @@ export class ProxyError extends Error {
     message: string,
     readonly statusCode: number,
     readonly headers: Readonly<Record<string, string>> = {},
+    /** Set when Deskie failed (or could not be asked): a stale entry may answer instead. */
+    readonly failure?: UpstreamFailure,
+    /** Answered from this proxy's memory of an earlier answer, without a call. */
+    readonly remembered = false,
   ) {
     super(message);
     this.name = 'ProxyError';
   }
+
+  /** The same error, marked as answered from memory. */
+  asRemembered(): ProxyError {
+    return new ProxyError(this.code, this.message, this.statusCode, this.headers, this.failure, true);
+  }
 }
 
 export const badRequest = (message: string): ProxyError => new ProxyError('BAD_REQUEST', message, 400);
+
+export const uriTooLong = (message: string): ProxyError => new ProxyError('URI_TOO_LONG', message, 414);
 
 export const unauthorized = (message: string): ProxyError =>
   new ProxyError('UNAUTHORIZED', message, 401, { 'www-authenticate': 'Basic realm="deskie-stats-proxy"' });
@@ -40,13 +69,34 @@ export const tooManyPages = (maxPages: number): ProxyError =>
     422,
   );
 
+/** `page=all` needs more calls than the upstream budget allows in a whole minute. */
+export const overBudget = (calls: number, perMinute: number): ProxyError =>
+  new ProxyError(
+    'OVER_BUDGET',
+    `page=all needs ${calls} calls to Deskie, more than the ${perMinute} a minute this proxy may spend; ` +
+      'ask for a shorter period, page through it, or raise UPSTREAM_RATE_PER_MIN',
+    422,
+  );
+
 /** `page=all` ran past its deadline; nothing is stored. */
 export const pagesTimedOut = (timeoutMs: number): ProxyError =>
   new ProxyError(
     'UPSTREAM_TIMEOUT',
     `page=all did not finish within ${timeoutMs} ms (PAGE_ALL_TIMEOUT_MS); ask for a shorter period or page through it`,
     504,
+    {},
+    'timeout',
   );
+
+/**
+ * No call could go to Deskie in time: the upstream budget is spent, paused,
+ * or Deskie's 429 circuit is open. Retry-After says when one can go out.
+ */
+export const upstreamBusy = (message: string, retryAfterSeconds: number, failure: UpstreamFailure): ProxyError =>
+  new ProxyError('UPSTREAM_BUSY', message, 503, { 'retry-after': String(retryAfterSeconds) }, failure);
+
+export const shuttingDown = (): ProxyError =>
+  new ProxyError('SHUTTING_DOWN', 'the proxy is shutting down; retry against another instance', 503, { 'retry-after': '1' });
 
 /**
  * A complete answer from Deskie that is not a cacheable 200 (401, 429, 5xx, a
@@ -59,10 +109,28 @@ export class UpstreamAnswer extends Error {
     readonly statusCode: number,
     readonly body: Buffer,
     readonly contentType: string | undefined,
-    readonly retryAfterSeconds: string | undefined,
+    /** Deskie's retry_after or Retry-After, when it was a usable number of seconds. */
+    readonly retryAfterSeconds: number | undefined,
+    /** Answered from this proxy's memory of Deskie's earlier answer, without a call. */
+    readonly remembered = false,
   ) {
     super(`Deskie answered ${statusCode}`);
     this.name = 'UpstreamAnswer';
+  }
+
+  /** A 429 or 5xx: Deskie failed, so a stale entry may answer instead. Never a 401 or 403. */
+  get failure(): UpstreamFailure | undefined {
+    if (this.statusCode === 429) return 'rate-limited';
+    return this.statusCode >= 500 ? 'deskie-error' : undefined;
+  }
+
+  /** Deskie refused the credential. */
+  get refusesCredential(): boolean {
+    return this.statusCode === 401 || this.statusCode === 403;
+  }
+
+  asRemembered(): UpstreamAnswer {
+    return new UpstreamAnswer(this.statusCode, this.body, this.contentType, this.retryAfterSeconds, true);
   }
 }
 
@@ -74,13 +142,19 @@ export function mapUpstreamFailure(error: unknown): ProxyError | UpstreamAnswer 
   if (error instanceof ProxyError || error instanceof UpstreamAnswer) return error;
   const { code, name } = (error ?? {}) as { code?: unknown; name?: unknown };
   if ((typeof code === 'string' && TIMEOUT_CODES.has(code)) || name === 'TimeoutError') {
-    return new ProxyError('UPSTREAM_TIMEOUT', 'Deskie did not answer in time', 504);
+    return new ProxyError('UPSTREAM_TIMEOUT', 'Deskie did not answer in time', 504, {}, 'timeout');
   }
   const reason = typeof code === 'string' ? code : 'connection failed';
-  return new ProxyError('UPSTREAM_UNREACHABLE', `Deskie could not be reached (${reason})`, 502);
+  return new ProxyError('UPSTREAM_UNREACHABLE', `Deskie could not be reached (${reason})`, 502, {}, 'connection-failed');
 }
 
-export const upstreamInvalid = (message: string): ProxyError => new ProxyError('UPSTREAM_INVALID', message, 502);
+export const upstreamInvalid = (message: string): ProxyError =>
+  new ProxyError('UPSTREAM_INVALID', message, 502, {}, 'invalid-answer');
+
+/** Why Deskie failed, when a stale entry may answer in its place; undefined for anything else. */
+export function upstreamFailureOf(error: unknown): UpstreamFailure | undefined {
+  return error instanceof ProxyError || error instanceof UpstreamAnswer ? error.failure : undefined;
+}
 
 export function errorBody(message: string): string {
   return JSON.stringify({ status: 'error', error: message });

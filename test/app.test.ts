@@ -10,6 +10,7 @@ const config = { ...loadConfig({ CACHE_KEY_SECRET: 'test-secret-of-16-bytes' }),
 
 t.test('an unexpected failure is a 500 JSON that leaks no stack, and the server keeps answering', async (t) => {
   const broken: AnswerStore = {
+    get: () => undefined,
     fetch: async () => {
       throw new Error('disk on fire at /srv/secret/path');
     },

@@ -92,6 +92,7 @@ t.test('Deskie errors pass through with their status and body and are not stored
   t.equal(limited.headers['retry-after'], '30', "Deskie's retry_after becomes Retry-After");
 
   stack.simulator.set({ fault: 'none' });
+  stack.clock.advance(30_000); // the 429 closed the way to Deskie for its retry_after
   const recovered = await stack.get(`${LEADERBOARD}?period=today`);
   t.equal(recovered.status, 200);
   t.match(recovered.headers['cache-status'], /fwd=miss; stored/, 'nothing had been stored');
@@ -141,17 +142,25 @@ t.test('the health route answers without touching Deskie', async (t) => {
   t.equal(stack.simulator.calls, 0);
 });
 
-t.test('the upstream timeout bounds the whole exchange, including the wait for a connection', async (t) => {
+t.test('calls that cannot get a connection in time are not sent: they wait their turn, then get a 503', async (t) => {
   const timeoutMs = 300;
-  const stack = await startStack(t, { env: { UPSTREAM_TIMEOUT_MS: String(timeoutMs), UPSTREAM_CONNECTIONS: '1' } });
+  const stack = await startStack(t, {
+    env: { UPSTREAM_TIMEOUT_MS: String(timeoutMs), UPSTREAM_CONNECTIONS: '1', UPSTREAM_CONCURRENCY: '1', UPSTREAM_QUEUE_MS: String(timeoutMs / 2) },
+  });
   stack.simulator.set({ fault: 'hang' });
   const started = Date.now();
   const answers = await Promise.all(
     ['today', 'yesterday', 'this_week', 'this_month', 'last_month', 'this_year'].map((period) => stack.get(`${LEADERBOARD}?period=${period}`)),
   );
   const elapsed = Date.now() - started;
-  t.same(answers.map((a) => a.status), [504, 504, 504, 504, 504, 504]);
-  // One after another would take six timeouts; together they take about one.
+  t.same(answers.map((a) => a.status).sort(), [503, 503, 503, 503, 503, 504], 'one call timed out; the rest never went out');
+  t.equal(stack.simulator.calls, 1, 'only the call that had a connection reached Deskie');
+  for (const answer of answers.filter((a) => a.status === 503)) {
+    t.match(answer.headers['retry-after'], /^\d+$/, '503 says when to retry');
+    t.equal(answer.headers['cache-status'], 'deskie-stats-proxy; detail=budget-exhausted');
+  }
+  t.match(answers.find((a) => a.status === 504)?.headers['cache-status'], 'deskie-stats-proxy; fwd=miss; detail=timeout');
+  // One after another would take six timeouts; here the waits end together.
   t.ok(elapsed < 4 * timeoutMs, `all answered in ${elapsed} ms, not one timeout after another`);
 });
 

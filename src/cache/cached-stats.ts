@@ -3,38 +3,65 @@ import type { DurationLike } from 'luxon';
 import type { FastifyBaseLogger } from 'fastify';
 import type { FreshnessClass } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
-import { mapUpstreamFailure, pagesTimedOut, UpstreamAnswer, upstreamInvalid } from '../errors.js';
+import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamFailureOf } from '../errors.js';
 import { renderRepresentations } from '../formats/representations.js';
-import { type DeskiePage, fetchAllPages } from '../upstream/all-pages.js';
-import type { DeskieClient } from '../upstream/client.js';
-import { cacheKey, credentialPartition, freshUntil } from './policy.js';
-import type { AnswerStore, CachedAnswer, StoreResult } from './store.js';
+import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
+import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
+import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome } from './store.js';
 
 /** Credentials whose partition is remembered; a dashboard fleet uses a handful. */
 const REMEMBERED_CREDENTIALS = 1024;
+/** Credentials remembered as accepted by Deskie (a partition id each). */
+const ACCEPTED_CREDENTIALS = 10_000;
+/** Refusals remembered: credentials Deskie refused, `page=all` queries too large to merge. */
+const REMEMBERED_REFUSALS = 10_000;
 
 export interface CachedStatsOptions {
   readonly store: AnswerStore;
-  readonly client: DeskieClient;
+  readonly upstream: DeskieUpstream;
   readonly clock: () => number;
   readonly lifetimes: Readonly<Record<FreshnessClass, DurationLike>>;
+  readonly keeping: KeepingRules;
+  /** How long Deskie's 401 or 403 for a credential is answered from memory (0: never). */
+  readonly authFailureTtlMs: number;
   readonly cacheKeySecret: Buffer;
-  /** Bound on the upstream pages one `page=all` request may fetch. */
-  readonly maxPages: number;
-  /** Bound on one whole `page=all` merge, in real milliseconds: no page starts after it. */
-  readonly pagesTimeoutMs: number;
   readonly log: FastifyBaseLogger;
 }
 
+/** How one request was answered. */
+export interface StatsAnswer {
+  readonly answer: CachedAnswer;
+  readonly outcome: CacheOutcome;
+  /** False when the answer could not be kept (too large, or fetched across a window change). */
+  readonly stored: boolean;
+  /** With `stale`: why Deskie could not answer, and its status when it sent one. */
+  readonly failure?: { readonly detail: UpstreamFailure; readonly status: number | undefined };
+}
+
+interface Refusal {
+  readonly error: ProxyError | UpstreamAnswer;
+  readonly untilMs: number;
+}
+
 /**
- * Answers a validated statistics query from the store, or from Deskie once
- * per key however many clients ask at the same moment. Only a 200 whose body
- * is JSON is stored; every other answer reaches its callers and is dropped.
+ * Answers a validated statistics query: from the store while the entry is
+ * fresh (starting one background refresh in its last part), otherwise from
+ * Deskie once per key however many clients ask at the same moment. When
+ * Deskie fails, an expired entry still kept answers instead (stale-if-error).
+ * Refusals that a retry cannot change are remembered for a while, so a
+ * dashboard polling with a bad key costs one call, not one per poll.
  */
 export class CachedStats {
   readonly #options: CachedStatsOptions;
   /** Authorization value -> its HMAC partition: the HMAC was the costliest step of a hit. */
   readonly #partitions: LRUCache<string, string>;
+  /** Partitions Deskie has answered 200: their calls are not limited to the new-credential share. */
+  readonly #accepted = new LRUCache<string, true>({ max: ACCEPTED_CREDENTIALS });
+  readonly #refusals = new LRUCache<string, Refusal>({ max: REMEMBERED_REFUSALS });
+  /** Entries a refresh has been started for: one per entry, and none again after it failed. */
+  readonly #refreshStarted = new WeakSet<CachedAnswer>();
+  readonly #refreshes = new Set<Promise<void>>();
+  #closed = false;
 
   constructor(options: CachedStatsOptions) {
     this.#options = options;
@@ -44,28 +71,51 @@ export class CachedStats {
     });
   }
 
-  answer(query: StatsQuery, authorization: string, nowMs: number): Promise<StoreResult> {
-    const key = cacheKey(query, this.#partitions.memo(authorization));
-    return this.#options.store.fetch(key, () => this.#load(key, query, authorization, nowMs));
+  async answer(query: StatsQuery, authorization: string, nowMs: number): Promise<StatsAnswer> {
+    const partition = this.#partitions.memo(authorization);
+    const key = cacheKey(query, partition);
+    const { store, clock } = this.#options;
+    const held = store.get(key);
+    if (held !== undefined && nowMs < held.expiresAtMs) {
+      if (nowMs >= held.refreshAtMs) this.#refreshAhead(key, query, authorization, partition, held);
+      return { answer: held, outcome: 'hit', stored: true };
+    }
+    this.#throwIfRefused(key, partition, nowMs);
+    try {
+      const result = await store.fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'client'), partition));
+      if (!result.stored && result.outcome !== 'collapsed') this.#logUnstored(key, result.answer);
+      return result;
+    } catch (error) {
+      const detail = upstreamFailureOf(error);
+      if (detail === undefined || held === undefined || clock() >= held.keepUntilMs) throw error;
+      const status = error instanceof UpstreamAnswer ? error.statusCode : undefined;
+      return { answer: held, outcome: 'stale', stored: true, failure: { detail, status } };
+    }
   }
 
-  async #load(key: string, query: StatsQuery, authorization: string, nowMs: number): Promise<CachedAnswer> {
-    const { clock, lifetimes, maxPages, pagesTimeoutMs } = this.#options;
-    const fetchPage = (upstreamQuery: string) => this.#fetchPage(query.endpoint.path, upstreamQuery, authorization);
-    let page: DeskiePage;
-    if (query.allPages) {
-      // Each page has the upstream timeout; the merge as a whole has its own,
-      // measured in real time (the injected clock is for freshness).
-      const deadline = performance.now() + pagesTimeoutMs;
-      const fetchBeforeDeadline = (upstreamQuery: string) => {
-        if (performance.now() > deadline) throw pagesTimedOut(pagesTimeoutMs);
-        return fetchPage(upstreamQuery);
-      };
-      page = await fetchAllPages(query.endpoint, query.pageBaseQuery, maxPages, fetchBeforeDeadline);
-    } else {
-      page = await fetchPage(query.upstreamQuery);
+  /** Ends background refreshes: none starts, and those under way are waited for. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#refreshes]);
+  }
+
+  #call(authorization: string, partition: string, priority: UpstreamCall['priority']): UpstreamCall {
+    return { authorization, priority, newCredential: !this.#accepted.has(partition) };
+  }
+
+  async #load(key: string, query: StatsQuery, call: UpstreamCall, partition: string): Promise<CachedAnswer> {
+    const { upstream, clock, lifetimes, keeping } = this.#options;
+    const askedAtMs = clock();
+    let page;
+    try {
+      page = await upstream.fetch(query, call);
+    } catch (error) {
+      this.#rememberRefusal(error, key, query, partition, askedAtMs);
+      throw error;
     }
-    const fetchedAtMs = clock();
+    this.#accepted.set(partition, true);
+    this.#refusals.delete(credentialKey(partition));
+    const receivedAtMs = clock();
     const { window } = query;
     return {
       representations: renderRepresentations(
@@ -76,40 +126,67 @@ export class CachedStats {
         { from: window.from.toISO() ?? '', to: window.to.toISO() ?? '', timezone: window.from.zoneName ?? 'UTC' },
         key,
       ),
-      lastModified: new Date(fetchedAtMs).toUTCString(),
-      fetchedAtMs,
-      expiresAtMs: freshUntil(query, nowMs, lifetimes),
+      lastModified: new Date(receivedAtMs).toUTCString(),
+      fetchedAtMs: receivedAtMs,
+      ...answerTimes(query, askedAtMs, receivedAtMs, lifetimes, keeping),
     };
   }
 
-  /** One GET to Deskie; anything but a 200 with a JSON body is thrown. */
-  async #fetchPage(path: string, upstreamQuery: string, authorization: string): Promise<DeskiePage> {
-    const { client, clock, log } = this.#options;
-    const startedMs = clock();
-    let response;
-    try {
-      response = await client.get(path, upstreamQuery, authorization);
-    } catch (error) {
-      log.warn({ path, query: upstreamQuery, err: error }, 'Deskie request failed');
-      throw mapUpstreamFailure(error);
+  /**
+   * Starts one refresh of a fresh entry in the last part of its lifetime; the
+   * hit that triggered it is answered at once. A failed refresh leaves the
+   * entry as it was and is not retried: when the entry expires, the next
+   * request fetches (and falls back to it if Deskie still fails).
+   */
+  #refreshAhead(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer): void {
+    if (this.#closed || this.#refreshStarted.has(held)) return;
+    this.#refreshStarted.add(held);
+    const { store, log } = this.#options;
+    const refresh = store
+      .fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'refresh'), partition))
+      .then(
+        (result) => log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed ahead of expiry'),
+        (error: unknown) => log.info({ key, err: error }, 'refresh ahead failed; the entry stays until it expires'),
+      )
+      .finally(() => this.#refreshes.delete(refresh));
+    this.#refreshes.add(refresh);
+  }
+
+  /**
+   * Deskie's 401 or 403 is remembered for the credential (any query), a
+   * `page=all` too large to merge for its key until the answer would have
+   * expired: asking again cannot change either sooner.
+   */
+  #rememberRefusal(error: unknown, key: string, query: StatsQuery, partition: string, nowMs: number): void {
+    const { authFailureTtlMs, lifetimes } = this.#options;
+    if (error instanceof UpstreamAnswer && error.refusesCredential) {
+      this.#accepted.delete(partition);
+      if (authFailureTtlMs > 0) this.#refusals.set(credentialKey(partition), { error, untilMs: nowMs + authFailureTtlMs });
+    } else if (error instanceof ProxyError && error.code === 'TOO_MANY_PAGES') {
+      this.#refusals.set(key, { error, untilMs: freshUntil(query, nowMs, lifetimes) });
     }
-    log.info(
-      { path, query: upstreamQuery, status: response.statusCode, upstreamMs: clock() - startedMs, callsLeft: response.callsLeft },
-      'fetched from Deskie',
-    );
-    if (response.statusCode >= 300 && response.statusCode < 400) {
-      // Passed through, a redirect would send the client to Deskie itself.
-      throw upstreamInvalid(
-        `Deskie answered ${response.statusCode} redirecting to ${response.location ?? 'nowhere'}; set DESKIE_URL to the account's address`,
+  }
+
+  #throwIfRefused(key: string, partition: string, nowMs: number): void {
+    for (const refusalKey of [credentialKey(partition), key]) {
+      const refusal = this.#refusals.get(refusalKey);
+      if (refusal === undefined) continue;
+      if (nowMs < refusal.untilMs) throw refusal.error.asRemembered();
+      this.#refusals.delete(refusalKey);
+    }
+  }
+
+  #logUnstored(key: string, answer: CachedAnswer): void {
+    const { log } = this.#options;
+    if (answer.keepUntilMs <= answer.fetchedAtMs) {
+      log.info({ key }, 'the period changed window while Deskie answered: answered, not stored');
+    } else {
+      log.warn(
+        { key, bytes: answerBytes(answer) },
+        'an answer is too large for the cache and is not stored: every repeat costs Deskie calls; raise CACHE_MAX_BYTES',
       );
-    }
-    if (response.statusCode !== 200) {
-      throw new UpstreamAnswer(response.statusCode, response.body, response.contentType, response.retryAfter);
-    }
-    try {
-      return { body: response.body, contentType: response.contentType, parsed: JSON.parse(response.body.toString('utf8')) };
-    } catch {
-      throw upstreamInvalid('Deskie answered 200 with a body that is not JSON');
     }
   }
 }
+
+const credentialKey = (partition: string): string => `credential#${partition}`;

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { type AnswerLoader, type AnswerStore, answerBytes, type CacheOutcome, type CachedAnswer, type StoreResult } from './store.js';
+import { type AnswerLoader, type AnswerStore, answerBytes, type CachedAnswer, type StoreResult } from './store.js';
 
 /** Bookkeeping bytes counted per entry besides its body and key (object headers, maps, timers). */
 const ENTRY_OVERHEAD_BYTES = 512;
@@ -10,53 +10,72 @@ export interface MemoryStoreOptions {
   readonly clock: () => number;
 }
 
-const OUTCOME_BY_FETCH_STATUS: Readonly<Record<string, CacheOutcome>> = {
-  hit: 'hit',
+const OUTCOME_BY_FETCH_STATUS: Readonly<Record<string, StoreResult['outcome']>> = {
   miss: 'miss',
-  stale: 'stale',
+  refresh: 'refreshed',
+  stale: 'refreshed',
   inflight: 'collapsed',
 };
 
 /**
  * An in-process store bounded in bytes. lru-cache's `fetch()` does the hard
- * parts: concurrent misses for one key share a single load, a rejected load is
- * delivered to every waiter and leaves nothing behind, and each entry carries
- * its own TTL.
+ * parts: concurrent loads for one key share a single call, a rejected load is
+ * delivered to every waiter and leaves the previous entry in place, and each
+ * entry carries its own TTL, which here is how long it is kept (freshness
+ * plus the stale-if-error window), not how long it is fresh.
  */
 export class MemoryStore implements AnswerStore {
   readonly #lru: LRUCache<string, CachedAnswer, AnswerLoader>;
+  /** Answers lru-cache was told not to keep; checked only when a load ends. */
+  readonly #unstored = new WeakSet<CachedAnswer>();
 
   constructor({ maxBytes, clock }: MemoryStoreOptions) {
     this.#lru = new LRUCache<string, CachedAnswer, AnswerLoader>({
       maxSize: maxBytes,
-      sizeCalculation: (answer, key) => answerBytes(answer) + key.length * 2 + ENTRY_OVERHEAD_BYTES,
+      sizeCalculation: (answer, key) => {
+        const size = answerBytes(answer) + key.length * 2 + ENTRY_OVERHEAD_BYTES;
+        // An answer already past its keeping time (one fetched across a
+        // window change) is sized past the bound: lru-cache then hands it to
+        // its callers and drops it, the same way as one too large to hold.
+        if (size > maxBytes || answer.keepUntilMs <= clock()) {
+          this.#unstored.add(answer);
+          return maxBytes + 1;
+        }
+        return size;
+      },
       perf: { now: clock },
       // lru-cache otherwise reuses one clock reading for 1 ms, which would hide
       // a jump of the injected clock; reading the clock per check is cheap.
       ttlResolution: 0,
       allowStale: false,
+      // A failed load keeps the entry it would have replaced: it is what
+      // stale-if-error answers with.
+      noDeleteOnFetchRejection: true,
       // A fetch whose placeholder is evicted (a full cache) or cleared keeps
       // going: its callers still get Deskie's answer, which was paid for.
       ignoreFetchAbort: true,
-      fetchMethod: async (_key, _stale, { context: load, options }) => {
+      fetchMethod: async (_key, _previous, { context: load, options }) => {
         const answer = await load();
-        // lru-cache counts an entry stale once more than `ttl` ms have passed,
-        // so one ms less makes it stale exactly at expiresAtMs. A TTL of 0 would
-        // mean "forever": an answer that expired while it was being fetched is
-        // kept for 1 ms and served to the requests that waited for it.
-        options.ttl = Math.max(1, answer.expiresAtMs - clock() - 1);
+        // lru-cache counts an entry gone once more than `ttl` ms have passed,
+        // so one ms less drops it exactly at keepUntilMs.
+        options.ttl = Math.max(1, answer.keepUntilMs - clock() - 1);
         return answer;
       },
     });
   }
 
+  get(key: string): CachedAnswer | undefined {
+    return this.#lru.get(key);
+  }
+
   async fetch(key: string, load: AnswerLoader): Promise<StoreResult> {
     const status: LRUCache.Status<string, CachedAnswer, AnswerLoader> = {};
-    const answer = await this.#lru.fetch(key, { context: load, status });
+    // forceRefresh: the caller decided the held answer is not fresh; a load
+    // already under way for the key is joined rather than repeated.
+    const answer = await this.#lru.fetch(key, { context: load, status, forceRefresh: true });
     if (answer === undefined) throw new Error(`cache fetch for ${key} returned nothing`);
     const outcome = OUTCOME_BY_FETCH_STATUS[status.fetch ?? 'miss'] ?? 'miss';
-    const stored = outcome === 'hit' || outcome === 'collapsed' || status.set === 'add' || status.set === 'replace';
-    return { answer, outcome, stored };
+    return { answer, outcome, stored: !this.#unstored.has(answer) };
   }
 
   get entries(): number {

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { DateTime, type DurationLike, type Zone } from 'luxon';
+import { DateTime, Duration, type DurationLike, type Zone } from 'luxon';
 import type { StatsQuery } from '../deskie/query.js';
 import type { FreshnessClass } from '../deskie/periods.js';
 
@@ -38,6 +38,46 @@ export function freshUntil(
   return Math.min(byLifetime, changesAt);
 }
 
+export interface KeepingRules {
+  /** How long past its freshness an entry is kept to answer when Deskie fails (0: not at all). */
+  readonly staleIfErrorMs: number;
+  /** The last fraction of a lifetime in which a hit starts a background refresh (0: never). */
+  readonly refreshAhead: number;
+}
+
+export interface AnswerTimes {
+  readonly expiresAtMs: number;
+  readonly refreshAtMs: number;
+  readonly keepUntilMs: number;
+}
+
+/**
+ * The times of an answer asked for at `askedAtMs` and received at
+ * `receivedAtMs`. It is fresh for its lifetime counted from when it was
+ * asked. An answer that arrives after its calendar window has changed may
+ * hold the new window's numbers: it is fresh for no time and not kept. An
+ * entry that ends with its window is never refreshed ahead: the next window
+ * is another key.
+ */
+export function answerTimes(
+  query: StatsQuery,
+  askedAtMs: number,
+  receivedAtMs: number,
+  lifetimes: Readonly<Record<FreshnessClass, DurationLike>>,
+  { staleIfErrorMs, refreshAhead }: KeepingRules,
+): AnswerTimes {
+  const expiresAtMs = freshUntil(query, askedAtMs, lifetimes);
+  const changesAtMs = query.window.changesAt?.toMillis() ?? Number.POSITIVE_INFINITY;
+  if (receivedAtMs >= changesAtMs) {
+    return { expiresAtMs: receivedAtMs, refreshAtMs: Number.POSITIVE_INFINITY, keepUntilMs: receivedAtMs };
+  }
+  const refreshAtMs =
+    refreshAhead > 0 && expiresAtMs < changesAtMs
+      ? expiresAtMs - refreshAhead * Math.max(0, expiresAtMs - receivedAtMs)
+      : Number.POSITIVE_INFINITY;
+  return { expiresAtMs, refreshAtMs, keepUntilMs: expiresAtMs + staleIfErrorMs };
+}
+
 /**
  * Minutes, hours, days and weeks are lengths of time ("1 day" is 24 hours even
  * across a DST change), so they are added in UTC. Months and years are
@@ -45,6 +85,12 @@ export function freshUntil(
  * 1 March ends on 1 April whatever UTC's date is.
  */
 function addLifetime(nowMs: number, lifetime: DurationLike, zone: Zone): DateTime {
-  const calendar = typeof lifetime === 'object' && ('months' in lifetime || 'years' in lifetime);
+  const calendar = isCalendarAmount(lifetime);
   return DateTime.fromMillis(nowMs, { zone: calendar ? zone : 'utc' }).plus(lifetime);
+}
+
+/** Whether a lifetime counts calendar months or years (a plain object, a luxon Duration or milliseconds alike). */
+function isCalendarAmount(lifetime: DurationLike): boolean {
+  const duration = Duration.fromDurationLike(lifetime);
+  return duration.years !== 0 || duration.quarters !== 0 || duration.months !== 0;
 }

@@ -2,7 +2,8 @@ import type { Format, Representation } from '../formats/representations.js';
 
 /**
  * One cached answer from Deskie, with every format already rendered, so a hit
- * writes bytes out without parsing or re-serialising anything.
+ * writes bytes out without parsing or re-serialising anything. The times are
+ * decided by the freshness policy (policy.ts); a store only obeys keepUntilMs.
  */
 export interface CachedAnswer {
   readonly representations: Readonly<Record<Format, Representation>>;
@@ -12,21 +13,27 @@ export interface CachedAnswer {
   readonly fetchedAtMs: number;
   /** When it stops being fresh (epoch ms): Deskie's lifetime, cut at the next window change. */
   readonly expiresAtMs: number;
+  /** From when a hit starts one background refresh (epoch ms); +Infinity for never. */
+  readonly refreshAtMs: number;
+  /** Until when it is kept, for stale-if-error past expiresAtMs (epoch ms). An answer arriving after it is not stored. */
+  readonly keepUntilMs: number;
 }
 
 /**
- * How a request was answered, as RFC 9211 `Cache-Status` would put it:
- * - `hit`: served from the cache;
- * - `miss`: no entry, fetched from Deskie and stored;
- * - `stale`: the entry had expired, fetched again and stored;
- * - `collapsed`: waited for a fetch another request had already started.
+ * How a request was answered; headers and logs read this value.
+ * - `hit`: served from the cache, fresh;
+ * - `miss`: no entry, fetched from Deskie;
+ * - `refreshed`: the entry had expired, fetched again (RFC 9211 `fwd=stale`);
+ * - `collapsed`: waited for a fetch another request had already started;
+ * - `stale`: Deskie failed and an expired entry answered instead (stale-if-error).
  */
-export type CacheOutcome = 'hit' | 'miss' | 'stale' | 'collapsed';
+export type CacheOutcome = 'hit' | 'miss' | 'refreshed' | 'collapsed' | 'stale';
 
+/** What a store's fetch did. */
 export interface StoreResult {
   readonly answer: CachedAnswer;
-  readonly outcome: CacheOutcome;
-  /** False when a fetched answer could not be kept (larger than the store allows). */
+  readonly outcome: 'miss' | 'refreshed' | 'collapsed';
+  /** False when the answer could not be kept: larger than the store allows, or already past keepUntilMs. */
   readonly stored: boolean;
 }
 
@@ -43,11 +50,18 @@ export function answerBytes(answer: CachedAnswer): number {
 export type AnswerLoader = () => Promise<CachedAnswer>;
 
 /**
- * Where answers live. A store returns a fresh entry or calls `load` once,
- * however many requests for the same key arrive while it runs; whatever `load`
- * throws reaches every one of them and nothing is stored.
+ * Where answers live. Freshness is the caller's business: a store holds each
+ * answer until its keepUntilMs (or until its bound drops it) and loads once
+ * per key however many callers ask while a load runs.
  */
 export interface AnswerStore {
+  /** The answer held for `key`, fresh or not, without loading; while a load runs, the one it will replace. */
+  get(key: string): CachedAnswer | undefined;
+  /**
+   * Calls `load` and holds its answer in place of the previous one, or, while
+   * a load for `key` already runs, waits for that one. Whatever `load` throws
+   * reaches every waiter and the previous answer stays held.
+   */
   fetch(key: string, load: AnswerLoader): Promise<StoreResult>;
   /** Number of entries held. */
   readonly entries: number;

@@ -52,7 +52,8 @@ export interface Representation {
   readonly etag: string;
 }
 
-const JSON_TYPE = 'application/json; charset=utf-8';
+/** The one JSON content type this server writes. */
+export const JSON_TYPE = 'application/json; charset=utf-8';
 const CSV_TYPE = 'text/csv; charset=utf-8; header=present';
 
 /**

@@ -1,20 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import type { CachedStats } from '../cache/cached-stats.js';
-import type { CacheOutcome, StoreResult } from '../cache/store.js';
+import { answerCacheStatus } from '../cache/cache-status.js';
+import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { ENDPOINTS } from '../deskie/endpoints.js';
 import { parseStatsQuery, type QueryContext, type RawQuery } from '../deskie/query.js';
 import { unauthorized } from '../errors.js';
 import { chooseFormat, FORMAT_PARAMETER, type Format } from '../formats/representations.js';
-
-export const CACHE_NAME = 'deskie-stats-proxy';
-
-/** RFC 9211 parameters for each outcome; `ttl` is appended per response. */
-const CACHE_STATUS: Readonly<Record<CacheOutcome, string>> = {
-  hit: `${CACHE_NAME}; hit`,
-  miss: `${CACHE_NAME}; fwd=miss`,
-  stale: `${CACHE_NAME}; fwd=stale`,
-  collapsed: `${CACHE_NAME}; fwd=miss; collapsed`,
-};
 
 export interface StatsRouteOptions {
   readonly stats: CachedStats;
@@ -48,24 +38,21 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
 
 /**
  * Writes a cached answer in the format asked for. `ttl` in Cache-Status is the
- * remaining freshness; Cache-Control's max-age is the whole lifetime and Age
- * the time since the fetch, so a client cache computes the same remaining
- * freshness (RFC 9111 §4.2.3) rather than subtracting the age twice.
+ * remaining freshness (negative for a stale answer); Cache-Control's max-age
+ * is the whole lifetime and Age the time since the fetch, so a client cache
+ * computes the same remaining freshness (RFC 9111 §4.2.3) rather than
+ * subtracting the age twice. An answer that could not be stored is no-store:
+ * a client must not keep what this cache could not.
  */
-function sendAnswer(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  { answer, outcome, stored }: StoreResult,
-  format: Format,
-  nowMs: number,
-): FastifyReply {
+function sendAnswer(request: FastifyRequest, reply: FastifyReply, result: StatsAnswer, format: Format, nowMs: number): FastifyReply {
+  const { answer, outcome, stored } = result;
   const representation = answer.representations[format];
-  const ttl = Math.max(0, Math.floor((answer.expiresAtMs - nowMs) / 1000));
+  const remaining = Math.floor((answer.expiresAtMs - nowMs) / 1000);
+  const ttl = outcome === 'stale' ? remaining : Math.max(0, remaining);
   const age = Math.max(0, Math.floor((nowMs - answer.fetchedAtMs) / 1000));
-  const storedParam = (outcome === 'miss' || outcome === 'stale') && stored ? '; stored' : '';
   reply
-    .header('cache-status', `${CACHE_STATUS[outcome]}${storedParam}; ttl=${ttl}`)
-    .header('cache-control', `private, max-age=${ttl + age}`)
+    .header('cache-status', answerCacheStatus(result, ttl))
+    .header('cache-control', stored ? `private, max-age=${Math.max(0, ttl + age)}` : 'no-store')
     .header('age', String(age))
     .header('etag', representation.etag)
     .header('last-modified', answer.lastModified)

@@ -16,9 +16,11 @@ export interface UpstreamResponse {
   readonly statusCode: number;
   readonly body: Buffer;
   readonly contentType: string | undefined;
-  /** Deskie's `retry_after` (seconds), sent with a 429. */
+  /** Deskie's `retry_after` (or a standard `Retry-After`), as sent. */
   readonly retryAfter: string | undefined;
-  /** Deskie's `api_calls_left`, when it sends one. */
+  /** Deskie's `rate_limit_per_minute`: the account's limit, as sent. */
+  readonly rateLimitPerMinute: string | undefined;
+  /** Deskie's `api_calls_left`: what the account has left this minute, as sent. */
   readonly callsLeft: string | undefined;
   /** Where a redirect points. */
   readonly location: string | undefined;
@@ -74,6 +76,7 @@ export class DeskieClient {
       body: Buffer.concat(chunks, length),
       contentType: firstHeader(response.headers['content-type']),
       retryAfter: firstHeader(response.headers['retry_after'] ?? response.headers['retry-after']),
+      rateLimitPerMinute: firstHeader(response.headers['rate_limit_per_minute']),
       callsLeft: firstHeader(response.headers['api_calls_left']),
       location: firstHeader(response.headers['location']),
     };

@@ -4,20 +4,23 @@ import type { AnswerStore, CachedAnswer } from '../../src/cache/store.js';
 /** Builds a store reading the given clock; the contract closes it. */
 export type StoreFactory = (clock: () => number) => AnswerStore | Promise<AnswerStore>;
 
-/** A stored answer whose every format is the given body. */
-export function answerOf(body: Buffer, fetchedAtMs: number, ttlMs: number): CachedAnswer {
+/** A stored answer whose every format is the given body, fresh for `ttlMs` and kept `keepMs` past that. */
+export function answerOf(body: Buffer, fetchedAtMs: number, ttlMs: number, keepMs = 0): CachedAnswer {
   const representation = { body, contentType: 'application/json', etag: '"test"' };
   return {
     representations: { normalized: representation, raw: representation, rows: representation, csv: representation },
     lastModified: new Date(fetchedAtMs).toUTCString(),
     fetchedAtMs,
     expiresAtMs: fetchedAtMs + ttlMs,
+    refreshAtMs: Number.POSITIVE_INFINITY,
+    keepUntilMs: fetchedAtMs + ttlMs + keepMs,
   };
 }
 
-const answer = (text: string, fetchedAtMs: number, ttlMs: number): CachedAnswer =>
-  answerOf(Buffer.from(JSON.stringify({ text })), fetchedAtMs, ttlMs);
-const bodyOf = (result: { answer: CachedAnswer }): string => result.answer.representations.raw.body.toString();
+const answer = (text: string, fetchedAtMs: number, ttlMs: number, keepMs = 0): CachedAnswer =>
+  answerOf(Buffer.from(JSON.stringify({ text })), fetchedAtMs, ttlMs, keepMs);
+const textOf = (held: CachedAnswer | undefined): string | undefined => held?.representations.raw.body.toString();
+const bodyOf = (result: { answer: CachedAnswer }): string | undefined => textOf(result.answer);
 
 /** What every AnswerStore must do; run against each implementation. */
 export function storeContract(t: Test, makeStore: StoreFactory): void {
@@ -28,17 +31,16 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     return { store, advance: (ms: number) => (now += ms), now: () => now };
   };
 
-  t.test('a miss loads and stores; the next fetch is a hit without loading', async (t) => {
+  t.test('a fetch loads and holds the answer; get returns it without loading', async (t) => {
     const { store, now } = await setup(t);
+    t.equal(store.get('k'), undefined, 'nothing held yet');
     let loads = 0;
     const load = async () => (loads++, answer('a', now(), 60_000));
     t.match(await store.fetch('k', load), { outcome: 'miss', stored: true });
-    const hit = await store.fetch('k', load);
-    t.equal(hit.outcome, 'hit');
-    t.equal(bodyOf(hit), '{"text":"a"}');
+    t.equal(textOf(store.get('k')), '{"text":"a"}');
     t.equal(loads, 1);
     t.equal(store.entries, 1);
-    t.ok(store.bytes >= 4 * bodyOf(hit).length, 'bytes count every format');
+    t.ok(store.bytes >= 4 * (bodyOf({ answer: store.get('k') as CachedAnswer }) ?? '').length, 'bytes count every format');
   });
 
   t.test('concurrent fetches of one key share a single load', async (t) => {
@@ -56,6 +58,7 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     const results = await Promise.all(pending);
     t.equal(loads, 1);
     t.same(results.map((r) => r.outcome).sort(), [...Array(9).fill('collapsed'), 'miss'], 'one load, nine waiters');
+    t.ok(results.every((r) => r.stored), 'every waiter is told the answer was stored');
   });
 
   t.test('a failed load reaches every waiter and stores nothing', async (t) => {
@@ -73,15 +76,47 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     t.match(await store.fetch('k', async () => answer('later', now(), 1000)), { outcome: 'miss' });
   });
 
-  t.test('an entry is fresh until its expiry and then loaded again', async (t) => {
-    const { store, advance, now } = await setup(t);
-    await store.fetch('k', async () => answer('first', now(), 10_000));
-    advance(9_999);
-    t.equal((await store.fetch('k', async () => answer('second', now(), 10_000))).outcome, 'hit');
-    advance(1);
+  t.test('a failed load over a held answer keeps it, and get returns it while the load runs', async (t) => {
+    const { store, now, advance } = await setup(t);
+    await store.fetch('k', async () => answer('old', now(), 10_000, 60_000));
+    advance(20_000);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const failing = store.fetch('k', async () => {
+      await gate;
+      throw new Error('deskie is down');
+    });
+    t.equal(textOf(store.get('k')), '{"text":"old"}', 'held while the load runs');
+    release();
+    await t.rejects(failing, /deskie is down/);
+    t.equal(textOf(store.get('k')), '{"text":"old"}', 'still held after it failed');
+  });
+
+  t.test('a fetch over a held answer replaces it', async (t) => {
+    const { store, now, advance } = await setup(t);
+    await store.fetch('k', async () => answer('first', now(), 10_000, 60_000));
+    advance(10_000);
     const refreshed = await store.fetch('k', async () => answer('second', now(), 10_000));
-    t.equal(refreshed.outcome, 'stale', 'expired exactly at expiresAtMs');
+    t.equal(refreshed.outcome, 'refreshed');
     t.equal(bodyOf(refreshed), '{"text":"second"}');
+    t.equal(textOf(store.get('k')), '{"text":"second"}');
+  });
+
+  t.test('an answer is held until its keepUntilMs, not merely its freshness', async (t) => {
+    const { store, advance, now } = await setup(t);
+    await store.fetch('k', async () => answer('kept', now(), 10_000, 5_000));
+    advance(14_999);
+    t.equal(textOf(store.get('k')), '{"text":"kept"}', 'expired but kept');
+    advance(1);
+    t.equal(store.get('k'), undefined, 'gone at keepUntilMs');
+  });
+
+  t.test('an answer already past its keepUntilMs is handed to its callers and not stored', async (t) => {
+    const { store, now } = await setup(t);
+    const result = await store.fetch('k', async () => answer('late', now() - 10, 5));
+    t.equal(bodyOf(result), '{"text":"late"}');
+    t.equal(result.stored, false);
+    t.equal(store.get('k'), undefined);
   });
 
   t.test('keys are independent', async (t) => {

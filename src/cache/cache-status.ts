@@ -1,0 +1,45 @@
+import type { ProxyError, UpstreamAnswer } from '../errors.js';
+import type { StatsAnswer } from './cached-stats.js';
+import type { CacheOutcome } from './store.js';
+
+/** This cache's name in RFC 9211 Cache-Status. */
+export const CACHE_NAME = 'deskie-stats-proxy';
+
+/** RFC 9211 parameters for each outcome; the rest is appended per response. */
+const OUTCOME_PARAMETERS: Readonly<Record<CacheOutcome, string>> = {
+  hit: `${CACHE_NAME}; hit`,
+  miss: `${CACHE_NAME}; fwd=miss`,
+  refreshed: `${CACHE_NAME}; fwd=stale`,
+  collapsed: `${CACHE_NAME}; fwd=miss; collapsed`,
+  stale: `${CACHE_NAME}; fwd=stale`,
+};
+
+/**
+ * Cache-Status of a 200: `ttl` is the remaining freshness in seconds,
+ * negative for a stale answer served because Deskie failed, which also names
+ * Deskie's status (when it sent one) and the reason.
+ */
+export function answerCacheStatus({ outcome, stored, failure }: StatsAnswer, ttlSeconds: number): string {
+  let value = OUTCOME_PARAMETERS[outcome];
+  if (failure !== undefined) {
+    if (failure.status !== undefined) value += `; fwd-status=${failure.status}`;
+    value += `; detail=${failure.detail}`;
+  } else if (stored && (outcome === 'miss' || outcome === 'refreshed')) {
+    value += '; stored';
+  }
+  return `${value}; ttl=${ttlSeconds}`;
+}
+
+/**
+ * Cache-Status of an error answer that involved Deskie: passed through from
+ * it, its failure, a call the budget did not let out (not forwarded), or a
+ * refusal answered from memory. Undefined for the proxy's own 4xx.
+ */
+export function errorCacheStatus(error: ProxyError | UpstreamAnswer): string | undefined {
+  if (error.remembered) return `${CACHE_NAME}; hit; detail=remembered-${error.statusCode}`;
+  if (error.name === 'UpstreamAnswer') return `${CACHE_NAME}; fwd=miss; fwd-status=${error.statusCode}`;
+  const { failure } = error;
+  if (failure === undefined) return undefined;
+  if (failure === 'circuit-open' || failure === 'budget-exhausted') return `${CACHE_NAME}; detail=${failure}`;
+  return `${CACHE_NAME}; fwd=miss; detail=${failure}`;
+}

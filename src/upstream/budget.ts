@@ -1,0 +1,441 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { overBudget, shuttingDown, upstreamBusy } from '../errors.js';
+
+/** Deskie counts its limit per minute (deskie-api-notes.md, "Rate limits"). */
+export const BUDGET_WINDOW_MS = 60_000;
+/** The smallest plan's limit: what is assumed until Deskie's headers tell the account's own. */
+export const SMALLEST_PLAN_PER_MINUTE = 20;
+/** How long a 429 closes the way to Deskie when it says nothing of when to come back. */
+export const DEFAULT_CIRCUIT_OPEN_SECONDS = 60;
+/** Largest `retry_after` taken from Deskie; anything longer is not a usable number. */
+export const MAX_RETRY_AFTER_SECONDS = 3_600;
+/** Shortest wait before the queue is looked at again for calls the clock lets out. */
+const MIN_WAKE_MS = 25;
+
+/** Client misses go out before background refreshes. */
+export type CallPriority = 'client' | 'refresh';
+
+export interface BudgetOptions {
+  /** The operator's cap on calls a minute (UPSTREAM_RATE_PER_MIN), if set. */
+  readonly ratePerMinute: number | undefined;
+  /** Fraction of the account's limit left to its other integrations (UPSTREAM_RESERVE). */
+  readonly reserve: number;
+  /** Most calls in flight at once (UPSTREAM_CONCURRENCY). */
+  readonly concurrency: number;
+  /** Share of the calls a minute and of the concurrency that credentials Deskie has never accepted may use. */
+  readonly newCredentialShare: number;
+  /** Most calls waiting for their turn (UPSTREAM_QUEUE_LENGTH). */
+  readonly queueLength: number;
+  /** Epoch ms; the minute, pauses and the circuit are measured on it, so tests move time instead of sleeping. */
+  readonly clock: () => number;
+  readonly log: FastifyBaseLogger;
+}
+
+export interface BudgetRequest {
+  /** Calls reserved at once: 1, or every page a `page=all` merge is known to need. */
+  readonly calls: number;
+  readonly priority: CallPriority;
+  /** The credential has never been accepted by Deskie: it draws from the small share. */
+  readonly newCredential: boolean;
+  /** `performance.now()` by which the calls must be granted, or the wait ends with a 503. */
+  readonly deadline: number;
+}
+
+/** What Deskie said about the account's limit on one answer (deskie-api-notes.md, "Rate limits"). */
+export interface DeskieLimitHeaders {
+  readonly statusCode: number;
+  readonly rateLimitPerMinute: string | undefined;
+  readonly callsLeft: string | undefined;
+  /** Seconds, already checked (parseRetryAfter). */
+  readonly retryAfterSeconds: number | undefined;
+}
+
+/** The budget's state, for /healthz and logs. */
+export interface BudgetSnapshot {
+  readonly limitPerMinute: number;
+  readonly accountLimitPerMinute: number | null;
+  readonly callsLeftThisMinute: number;
+  readonly deskieCallsLeft: number | null;
+  readonly state: BudgetState;
+  readonly inFlight: number;
+  readonly queued: number;
+}
+
+type BudgetState = 'open' | 'paused' | 'circuit-open';
+
+interface Waiter {
+  readonly request: BudgetRequest;
+  readonly grant: BudgetGrant;
+  /** A grant that asks for more calls already holds its slot. */
+  readonly needsSlot: boolean;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * One budget for every call to Deskie (client misses, `page=all` pages,
+ * refreshes), because Deskie's limit belongs to the whole account:
+ * - at most `limitPerMinute` calls in any 60 seconds (a sliding log, so no
+ *   minute boundary lets twice the limit through): the operator's cap, else
+ *   20 until Deskie's `rate_limit_per_minute` says more, less the reserve;
+ * - `api_calls_left` at or below the reserve pauses calls for a minute;
+ * - a 429 opens a circuit for its `retry_after` (60 s without one): no call
+ *   goes out and waiting clients are answered at once;
+ * - at most `concurrency` calls in flight;
+ * - credentials Deskie has never accepted share a small part of all of it,
+ *   so junk credentials cannot starve known dashboards.
+ * Calls wait in a bounded queue, client misses before refreshes, each until
+ * its own deadline. A call is counted when it is sent, not when reserved.
+ */
+export class UpstreamBudget {
+  readonly #options: BudgetOptions;
+  /** Clock times of the calls sent in the last minute, oldest first; the same for new credentials. */
+  readonly #sent: number[] = [];
+  readonly #sentNew: number[] = [];
+  #reserved = 0;
+  #reservedNew = 0;
+  #inFlight = 0;
+  #inFlightNew = 0;
+  #accountLimit: number | null = null;
+  #deskieCallsLeft: number | null = null;
+  #pausedUntil = 0;
+  #circuitOpenUntil = 0;
+  #state: BudgetState = 'open';
+  readonly #queues: Record<CallPriority, Waiter[]> = { client: [], refresh: [] };
+  #wakeTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: BudgetOptions) {
+    this.#options = options;
+  }
+
+  /** Calls allowed in any minute. */
+  get limitPerMinute(): number {
+    const { ratePerMinute, reserve } = this.#options;
+    if (this.#accountLimit === null) return ratePerMinute ?? SMALLEST_PLAN_PER_MINUTE;
+    const ours = Math.max(1, Math.floor(this.#accountLimit * (1 - reserve)));
+    return Math.min(ratePerMinute ?? ours, ours);
+  }
+
+  /**
+   * Reserves `calls` calls and one slot in flight, waiting in the queue until
+   * they fit or the deadline passes. Refused at once while the circuit is
+   * open, when the queue is full, or when the calls could never fit in a minute.
+   */
+  async reserve(request: BudgetRequest): Promise<BudgetGrant> {
+    const grant = new BudgetGrant(this, request);
+    await this.#wait(request, grant, true);
+    return grant;
+  }
+
+  /** Deskie's answer tells the budget about the account: its limit, what is left, a 429. */
+  observe(headers: DeskieLimitHeaders): void {
+    const now = this.#options.clock();
+    const limit = wholeNumber(headers.rateLimitPerMinute);
+    if (limit !== undefined && limit > 0) this.#accountLimit = limit;
+    const left = wholeNumber(headers.callsLeft);
+    if (left !== undefined) {
+      this.#deskieCallsLeft = left;
+      // With a 429, its retry_after says when the minute ends: the circuit covers it.
+      if (headers.statusCode !== 429 && left <= this.#reserveCalls() && this.#pausedUntil < now + BUDGET_WINDOW_MS) {
+        this.#pausedUntil = now + BUDGET_WINDOW_MS;
+      }
+    }
+    if (headers.statusCode === 429) {
+      const seconds = headers.retryAfterSeconds ?? DEFAULT_CIRCUIT_OPEN_SECONDS;
+      this.#circuitOpenUntil = Math.max(this.#circuitOpenUntil, now + seconds * 1000);
+    }
+    this.#updateState(now);
+    this.#dispatch();
+  }
+
+  snapshot(): BudgetSnapshot {
+    const now = this.#options.clock();
+    this.#updateState(now);
+    return {
+      limitPerMinute: this.limitPerMinute,
+      accountLimitPerMinute: this.#accountLimit,
+      callsLeftThisMinute: Math.max(0, this.limitPerMinute - this.#used(this.#sent, now) - this.#reserved),
+      deskieCallsLeft: this.#deskieCallsLeft,
+      state: this.#state,
+      inFlight: this.#inFlight,
+      queued: this.#queues.client.length + this.#queues.refresh.length,
+    };
+  }
+
+  /** Refuses every waiting call and any new one; calls in flight finish. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#wakeTimer);
+    for (const queue of Object.values(this.#queues)) {
+      for (const waiter of queue.splice(0)) {
+        clearTimeout(waiter.timer);
+        waiter.reject(shuttingDown());
+      }
+    }
+  }
+
+  /** @internal BudgetGrant's way in. */
+  extend(grant: BudgetGrant, calls: number, deadline: number): Promise<void> {
+    return this.#wait({ ...grant.request, calls, deadline }, grant, false);
+  }
+
+  /** @internal A reserved call goes out now. */
+  spend(newCredential: boolean): void {
+    const now = this.#options.clock();
+    this.#reserved -= 1;
+    this.#sent.push(now);
+    if (newCredential) {
+      this.#reservedNew -= 1;
+      this.#sentNew.push(now);
+    }
+  }
+
+  /** @internal The grant is done: its slot and unspent calls go back. */
+  release(newCredential: boolean, unspent: number): void {
+    this.#inFlight -= 1;
+    this.#reserved -= unspent;
+    if (newCredential) {
+      this.#inFlightNew -= 1;
+      this.#reservedNew -= unspent;
+    }
+    this.#dispatch();
+  }
+
+  #wait(request: BudgetRequest, grant: BudgetGrant, needsSlot: boolean): Promise<void> {
+    if (this.#closed) return Promise.reject(shuttingDown());
+    const now = this.#options.clock();
+    this.#updateState(now);
+    const total = request.calls + grant.spent + grant.remaining;
+    if (total > this.#allowance(request.newCredential)) {
+      return Promise.reject(overBudget(total, this.#allowance(request.newCredential)));
+    }
+    if (this.#state === 'circuit-open') return Promise.reject(this.#busy(now));
+    const queued = this.#queues.client.length + this.#queues.refresh.length;
+    if (needsSlot && queued >= this.#options.queueLength) {
+      return Promise.reject(upstreamBusy(`too many calls to Deskie are waiting (UPSTREAM_QUEUE_LENGTH ${this.#options.queueLength})`, this.#retryAfterSeconds(now), 'budget-exhausted'));
+    }
+    const remainingMs = request.deadline - performance.now();
+    if (remainingMs <= 0) return Promise.reject(this.#busy(now));
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        request,
+        grant,
+        needsSlot,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#remove(waiter);
+          reject(this.#busy(this.#options.clock()));
+        }, remainingMs),
+      };
+      waiter.timer.unref();
+      // A merge under way asks before anything new: it has already spent calls.
+      if (needsSlot) this.#queues[request.priority].push(waiter);
+      else this.#queues.client.unshift(waiter);
+      this.#dispatch();
+    });
+  }
+
+  /** Grants waiting calls in order while they fit; a call blocked only by the new-credential share lets others pass. */
+  #dispatch(): void {
+    if (this.#closed) return;
+    const now = this.#options.clock();
+    this.#updateState(now);
+    for (const priority of ['client', 'refresh'] as const) {
+      const queue = this.#queues[priority];
+      for (let index = 0; index < queue.length; ) {
+        const waiter = queue[index] as Waiter;
+        const blocked = this.#blocked(waiter, now);
+        if (blocked === 'share') {
+          index += 1;
+          continue;
+        }
+        if (blocked === 'all') {
+          this.#wakeLater(now);
+          return;
+        }
+        queue.splice(index, 1);
+        clearTimeout(waiter.timer);
+        this.#grant(waiter);
+      }
+    }
+  }
+
+  #blocked({ request, needsSlot }: Waiter, now: number): 'all' | 'share' | undefined {
+    if (this.#state !== 'open') return 'all';
+    if (needsSlot && this.#inFlight >= this.#options.concurrency) return 'all';
+    if (this.#used(this.#sent, now) + this.#reserved + request.calls > this.limitPerMinute) return 'all';
+    if (!request.newCredential) return undefined;
+    if (needsSlot && this.#inFlightNew >= this.#newCredentialSlots()) return 'share';
+    if (this.#used(this.#sentNew, now) + this.#reservedNew + request.calls > this.#allowance(true)) return 'share';
+    return undefined;
+  }
+
+  #grant({ request, grant, needsSlot, resolve }: Waiter): void {
+    if (needsSlot) {
+      this.#inFlight += 1;
+      if (request.newCredential) this.#inFlightNew += 1;
+    }
+    this.#reserved += request.calls;
+    if (request.newCredential) this.#reservedNew += request.calls;
+    grant.add(request.calls);
+    resolve();
+  }
+
+  #remove(waiter: Waiter): void {
+    for (const queue of Object.values(this.#queues)) {
+      const index = queue.indexOf(waiter);
+      if (index !== -1) queue.splice(index, 1);
+    }
+  }
+
+  /** Looks at the queue again when the clock may have let a call out: the pause ends or the oldest call leaves the minute. */
+  #wakeLater(now: number): void {
+    if (this.#wakeTimer !== undefined) return;
+    const at = Math.max(this.#pausedUntil, this.#circuitOpenUntil, (this.#sent[0] ?? now) + BUDGET_WINDOW_MS);
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.#dispatch();
+    }, Math.max(MIN_WAKE_MS, at - now));
+    this.#wakeTimer.unref();
+  }
+
+  /** Calls in the last minute, forgetting older ones. */
+  #used(log: number[], now: number): number {
+    while (log.length > 0 && (log[0] as number) <= now - BUDGET_WINDOW_MS) log.shift();
+    return log.length;
+  }
+
+  #allowance(newCredential: boolean): number {
+    const limit = this.limitPerMinute;
+    return newCredential ? Math.max(1, Math.floor(limit * this.#options.newCredentialShare)) : limit;
+  }
+
+  #newCredentialSlots(): number {
+    return Math.max(1, Math.floor(this.#options.concurrency * this.#options.newCredentialShare));
+  }
+
+  /** Calls the account keeps for its other integrations, once Deskie has told its limit. */
+  #reserveCalls(): number {
+    return this.#accountLimit === null ? 0 : Math.ceil(this.#accountLimit * this.#options.reserve);
+  }
+
+  /** Moves between open, paused and circuit-open as the clock passes, logging each change once. */
+  #updateState(now: number): void {
+    const state: BudgetState = now < this.#circuitOpenUntil ? 'circuit-open' : now < this.#pausedUntil ? 'paused' : 'open';
+    if (state === this.#state) return;
+    const previous = this.#state;
+    this.#state = state;
+    const { log } = this.#options;
+    if (state === 'circuit-open') {
+      log.warn({ budget: state, untilMs: this.#circuitOpenUntil }, 'Deskie answered 429: no calls until its retry_after has passed');
+      for (const queue of Object.values(this.#queues)) {
+        for (const waiter of queue.splice(0)) {
+          clearTimeout(waiter.timer);
+          waiter.reject(this.#busy(now));
+        }
+      }
+    } else if (state === 'paused') {
+      log.warn({ budget: state, untilMs: this.#pausedUntil, deskieCallsLeft: this.#deskieCallsLeft }, "the account's calls are down to its reserve: calls to Deskie paused");
+    } else {
+      log.info({ budget: state, was: previous }, 'calls to Deskie resumed');
+    }
+  }
+
+  #busy(now: number): Error {
+    const retryAfter = this.#retryAfterSeconds(now);
+    if (this.#state === 'circuit-open') {
+      return upstreamBusy(`Deskie is rate-limiting this account; no call goes out for ${retryAfter} s`, retryAfter, 'circuit-open');
+    }
+    return upstreamBusy(
+      `no call to Deskie could go out in time: the upstream budget (${this.limitPerMinute} calls a minute, ` +
+        `${this.#options.concurrency} at once) is spent; retry in ${retryAfter} s`,
+      retryAfter,
+      'budget-exhausted',
+    );
+  }
+
+  /** Whole seconds until a call can go out, at least 1. */
+  #retryAfterSeconds(now: number): number {
+    let at = Math.max(this.#circuitOpenUntil, this.#pausedUntil);
+    if (this.#used(this.#sent, now) + this.#reserved >= this.limitPerMinute && this.#sent.length > 0) {
+      at = Math.max(at, (this.#sent[0] as number) + BUDGET_WINDOW_MS);
+    }
+    return Math.max(1, Math.ceil((at - now) / 1000));
+  }
+}
+
+/**
+ * Calls reserved for one answer: one slot in flight and a number of calls.
+ * Each call is spent when it is sent; `release` gives back the slot and what
+ * was not spent, and must be called once whatever happened.
+ */
+export class BudgetGrant {
+  #reserved = 0;
+  #spent = 0;
+  #released = false;
+
+  constructor(
+    readonly budget: UpstreamBudget,
+    readonly request: BudgetRequest,
+  ) {}
+
+  get spent(): number {
+    return this.#spent;
+  }
+
+  /** Calls reserved and not yet sent. */
+  get remaining(): number {
+    return this.#reserved;
+  }
+
+  /** @internal */
+  add(calls: number): void {
+    this.#reserved += calls;
+  }
+
+  /** Reserves more calls for the same answer, first in the queue, until the deadline. */
+  extend(calls: number, deadline: number): Promise<void> {
+    return this.budget.extend(this, calls, deadline);
+  }
+
+  /** One reserved call is being sent now. */
+  spend(): void {
+    if (this.#reserved <= 0) throw new Error('no reserved call left to spend');
+    this.#reserved -= 1;
+    this.#spent += 1;
+    this.budget.spend(this.request.newCredential);
+  }
+
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.budget.release(this.request.newCredential, this.#reserved);
+    this.#reserved = 0;
+  }
+}
+
+/** A header value that is a whole number, or undefined. */
+function wholeNumber(value: string | undefined): number | undefined {
+  return value !== undefined && /^\d{1,9}$/.test(value.trim()) ? Number(value.trim()) : undefined;
+}
+
+/** IMF-fixdate (RFC 9110 §5.6.7). */
+const HTTP_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
+/**
+ * Deskie's `retry_after` or a standard `Retry-After` as seconds from now: a
+ * small whole number, or an HTTP date (RFC 9110 §10.2.3). Anything else, or
+ * a wait over MAX_RETRY_AFTER_SECONDS, is not trusted and gives undefined.
+ */
+export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  let seconds: number;
+  if (/^\d{1,5}$/.test(trimmed)) seconds = Number(trimmed);
+  else if (HTTP_DATE.test(trimmed)) seconds = Math.max(0, Math.ceil((Date.parse(trimmed) - nowMs) / 1000));
+  else return undefined;
+  return seconds <= MAX_RETRY_AFTER_SECONDS ? seconds : undefined;
+}

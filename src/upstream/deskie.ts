@@ -1,0 +1,133 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { StatsQuery } from '../deskie/query.js';
+import type { JsonObject } from '../deskie/fields.js';
+import { mapUpstreamFailure, pagesTimedOut, UpstreamAnswer, upstreamInvalid } from '../errors.js';
+import { type DeskiePage, fetchAllPages } from './all-pages.js';
+import { type BudgetGrant, type CallPriority, parseRetryAfter, type UpstreamBudget } from './budget.js';
+import type { DeskieClient } from './client.js';
+
+/**
+ * Deepest nesting accepted in a Deskie body. Its records are three levels
+ * deep; a body nested thousands deep would overflow the stack when rendered.
+ */
+export const MAX_BODY_DEPTH = 32;
+
+export interface DeskieUpstreamOptions {
+  readonly client: DeskieClient;
+  readonly budget: UpstreamBudget;
+  /** How long a client's call may wait for its turn in the budget (UPSTREAM_QUEUE_MS). */
+  readonly queueMs: number;
+  /** Bound on the upstream pages one `page=all` request may fetch. */
+  readonly maxPages: number;
+  /** Bound on one whole `page=all` merge, in real milliseconds: no page starts after it. */
+  readonly pagesTimeoutMs: number;
+  readonly clock: () => number;
+  readonly log: FastifyBaseLogger;
+}
+
+/** Who is asking, and how urgently. */
+export interface UpstreamCall {
+  readonly authorization: string;
+  readonly priority: CallPriority;
+  /** Deskie has never accepted this credential: its calls draw from a small share of the budget. */
+  readonly newCredential: boolean;
+}
+
+/**
+ * Asks Deskie for one validated query: a single page, or every page merged
+ * for `page=all`. Every call takes its turn in the upstream budget; anything
+ * but a 200 whose body is a JSON object is thrown (UpstreamAnswer for
+ * Deskie's own answers, ProxyError for failures), and nothing here stores.
+ */
+export class DeskieUpstream {
+  readonly #options: DeskieUpstreamOptions;
+
+  constructor(options: DeskieUpstreamOptions) {
+    this.#options = options;
+  }
+
+  async fetch(query: StatsQuery, call: UpstreamCall): Promise<DeskiePage> {
+    const { budget, queueMs, pagesTimeoutMs, maxPages } = this.#options;
+    const startedAt = performance.now();
+    // The merge as a whole has its own deadline in real time (the injected
+    // clock is for freshness); the first call waits no longer than a client may.
+    const mergeDeadline = query.allPages ? startedAt + pagesTimeoutMs : Number.POSITIVE_INFINITY;
+    const turnDeadline = () => Math.min(performance.now() + queueMs, mergeDeadline);
+    const grant = await budget.reserve({ calls: 1, priority: call.priority, newCredential: call.newCredential, deadline: turnDeadline() });
+    try {
+      const path = query.endpoint.path;
+      if (!query.allPages) return await this.#get(path, query.upstreamQuery, call.authorization, grant);
+      const fetchPage = async (pageQuery: string): Promise<DeskiePage> => {
+        if (performance.now() > mergeDeadline) throw pagesTimedOut(pagesTimeoutMs);
+        if (grant.remaining === 0) await grant.extend(1, turnDeadline());
+        return this.#get(path, pageQuery, call.authorization, grant);
+      };
+      // Deskie told the total: the rest is reserved now, so a merge is
+      // refused or waits before its second call, never halfway through.
+      const reservePages = (pages: number): Promise<void> => grant.extend(Math.max(0, pages - grant.remaining), turnDeadline());
+      return await fetchAllPages(query.endpoint, query.pageBaseQuery, maxPages, fetchPage, reservePages);
+    } finally {
+      grant.release();
+    }
+  }
+
+  /** One GET to Deskie, spending one reserved call; Deskie's limit headers go to the budget. */
+  async #get(path: string, upstreamQuery: string, authorization: string, grant: BudgetGrant): Promise<DeskiePage> {
+    const { client, budget, clock, log } = this.#options;
+    const startedMs = clock();
+    grant.spend();
+    let response;
+    try {
+      response = await client.get(path, upstreamQuery, authorization);
+    } catch (error) {
+      log.warn({ path, query: upstreamQuery, err: error }, 'Deskie request failed');
+      throw mapUpstreamFailure(error);
+    }
+    const { statusCode, body, contentType } = response;
+    const retryAfterSeconds = parseRetryAfter(response.retryAfter, clock());
+    budget.observe({ statusCode, rateLimitPerMinute: response.rateLimitPerMinute, callsLeft: response.callsLeft, retryAfterSeconds });
+    log.info(
+      { path, query: upstreamQuery, status: statusCode, upstreamMs: clock() - startedMs, callsLeft: response.callsLeft },
+      'fetched from Deskie',
+    );
+    if (statusCode >= 300 && statusCode < 400) {
+      // Passed through, a redirect would send the client to Deskie itself.
+      throw upstreamInvalid(
+        `Deskie answered ${statusCode} redirecting to ${response.location ?? 'nowhere'}; set DESKIE_URL to the account's address`,
+      );
+    }
+    if (statusCode !== 200) throw new UpstreamAnswer(statusCode, body, contentType, retryAfterSeconds);
+    return { body, contentType, parsed: parseDeskieBody(body) };
+  }
+}
+
+/** A 200's body as a JSON object; anything else is Deskie failing, not data (a 502, never stored). */
+export function parseDeskieBody(body: Buffer): JsonObject {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw upstreamInvalid('Deskie answered 200 with a body that is not JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    const kind = parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : `a ${typeof parsed}`;
+    throw upstreamInvalid(`Deskie answered 200 with ${kind} where a JSON object was expected`);
+  }
+  if (nestedDeeperThan(parsed, MAX_BODY_DEPTH)) {
+    throw upstreamInvalid(`Deskie answered 200 with JSON nested deeper than ${MAX_BODY_DEPTH} levels`);
+  }
+  return parsed as JsonObject;
+}
+
+/** Walks the parsed value without recursion (a deep body must not overflow the stack here either). */
+function nestedDeeperThan(value: object, maxDepth: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [unknown, number];
+    if (depth > maxDepth) return true;
+    for (const child of Object.values(node as object)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
