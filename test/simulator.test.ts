@@ -1,6 +1,11 @@
+import { createHash } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
-import { startSimulator, type Simulator, type SimulatorOptions } from '../src/simulator/index.js';
+import { CLI_USAGE, parseCliOptions } from '../src/simulator/cli-options.js';
+import { seedFor } from '../src/simulator/data.js';
+import { DEEP_JSON_DEPTH } from '../src/simulator/faults.js';
+import { SIMULATOR_FAULTS, startSimulator, type Simulator, type SimulatorFault, type SimulatorOptions } from '../src/simulator/index.js';
+import { InvalidKnobError } from '../src/simulator/knobs.js';
 import { PERIODS } from '../src/simulator/params.js';
 import { RateLimitWindow } from '../src/simulator/rate-limit.js';
 
@@ -12,6 +17,11 @@ const STAFF_STATUSES = '/api/stats_staff_statuses.json';
 const SATISFACTION = '/api/stats_satisfaction.json';
 /** Short enough to keep the suite fast, long enough to tell "hung" from "slow". */
 const HANG_TIMEOUT_MS = 200;
+/** A fixed start for injected clocks, epoch ms (2023-11-14T22:13:20Z). */
+const CLOCK_START_MS = 1_700_000_000_000;
+const SECOND_MS = 1_000;
+/** A custom range, so answers do not move with the wall clock between two requests. */
+const FIXED_QUERY = 'from_time=2024-03-01&to_time=2024-03-20&group_id=318';
 
 const LEADERBOARD_FIELDS = [
   'staff_id',
@@ -68,6 +78,27 @@ async function startSim(t: Test, options: SimulatorOptions = {}): Promise<Simula
 async function get(sim: Simulator, pathAndQuery: string, headers: Record<string, string> = { authorization: DEMO_AUTH }): Promise<Answer> {
   const res = await request(`${sim.url}${pathAndQuery}`, { headers });
   return { statusCode: res.statusCode, headers: res.headers, text: await res.body.text() };
+}
+
+function basicAuth(email: string, apiKey: string): string {
+  return `Basic ${Buffer.from(`${email}:${apiKey}`).toString('base64')}`;
+}
+
+/** A request to the control routes; `method` lets a test try the wrong one. */
+async function control(sim: Simulator, pathAndQuery: string, body?: string, method: 'POST' | 'GET' = 'POST'): Promise<Answer> {
+  const res = await request(`${sim.url}${pathAndQuery}`, { method, ...(body !== undefined && { body }) });
+  return { statusCode: res.statusCode, headers: res.headers, text: await res.body.text() };
+}
+
+/** A clock a test moves by hand, for the simulator's `clock` option. */
+function manualClock(): { now: () => number; advance: (ms: number) => void } {
+  let nowMs = CLOCK_START_MS;
+  return {
+    now: () => nowMs,
+    advance: (ms) => {
+      nowMs += ms;
+    },
+  };
 }
 
 async function getJson(sim: Simulator, pathAndQuery: string): Promise<JsonObject> {
@@ -358,6 +389,8 @@ t.test('over the limit gets 429 with retry_after', async (t) => {
   t.equal(last.headers.api_calls_left, '0', 'second call spends the budget');
   const refused = await get(sim, `${LEADERBOARD}?period=today`);
   t.equal(refused.statusCode, 429, 'third call in the minute gets 429');
+  t.equal(refused.headers.api_calls_left, '0', 'the 429 says no calls are left');
+  t.equal(refused.headers.rate_limit_per_minute, '2', 'the 429 names the limit');
   const retryAfter = Number(refused.headers.retry_after);
   t.ok(retryAfter >= 1 && retryAfter <= 60, `retry_after is within the minute (got ${retryAfter})`);
   t.match(JSON.parse(refused.text), { status: 'error', error: String }, 'error body');
@@ -370,6 +403,79 @@ t.test('the rate-limit window frees a call a minute after it was made', async (t
   t.match(window.take(30_000), { admitted: false, callsLeft: 0, retryAfterSeconds: 30 }, 'at 30 s: wait until the 0 s call is a minute old');
   t.match(window.take(60_000), { admitted: true, callsLeft: 0 }, 'at 60 s the first call has left the window');
   t.match(window.take(65_000), { admitted: false, retryAfterSeconds: 5 }, 'at 65 s: the 10 s call leaves at 70 s');
+});
+
+t.test('a lowered limit refuses calls until enough have left the window', async (t) => {
+  const window = new RateLimitWindow(3);
+  window.take(0);
+  window.take(10_000);
+  window.take(20_000);
+  window.limitPerMinute = 1;
+  t.match(window.take(30_000), { admitted: false, limitPerMinute: 1, callsLeft: 0, retryAfterSeconds: 50 }, 'waits for the 20 s call: all three must go');
+  t.match(window.take(80_000), { admitted: true, limitPerMinute: 1, callsLeft: 0 }, 'at 80 s the window is empty again');
+});
+
+t.test('the injected clock moves the rate-limit window without sleeping', async (t) => {
+  const clock = manualClock();
+  const sim = await startSim(t, { rateLimitPerMinute: 2, clock: clock.now });
+  await get(sim, `${LEADERBOARD}?period=today`);
+  clock.advance(10 * SECOND_MS);
+  await get(sim, `${LEADERBOARD}?period=today`);
+  clock.advance(20 * SECOND_MS);
+  const refused = await get(sim, `${LEADERBOARD}?period=today`);
+  t.equal(refused.statusCode, 429, 'two calls in 30 s spend a budget of 2');
+  t.equal(refused.headers.retry_after, '30', 'retry_after counts to the first call turning a minute old');
+  clock.advance(30 * SECOND_MS);
+  const admitted = await get(sim, `${LEADERBOARD}?period=today`);
+  t.equal(admitted.statusCode, 200, 'a minute after the first call there is room again');
+  t.equal(admitted.headers.api_calls_left, '0', 'the 10 s call still counts');
+});
+
+t.test('set({ rateLimitPerMinute }) changes the limit at run time', async (t) => {
+  const clock = manualClock();
+  const sim = await startSim(t, { rateLimitPerMinute: 2, clock: clock.now });
+  await get(sim, `${LEADERBOARD}?period=today`);
+  await get(sim, `${LEADERBOARD}?period=today`);
+  t.equal((await get(sim, `${LEADERBOARD}?period=today`)).statusCode, 429, 'the third call is over a limit of 2');
+
+  sim.set({ rateLimitPerMinute: 3 });
+  const raised = await get(sim, `${LEADERBOARD}?period=today`);
+  t.equal(raised.statusCode, 200, 'a raised limit admits the next call');
+  t.equal(raised.headers.rate_limit_per_minute, '3', 'the header names the new limit');
+  t.equal(raised.headers.api_calls_left, '0', 'and counts the calls already made');
+
+  sim.set({ rateLimitPerMinute: 1 });
+  const lowered = await get(sim, `${LEADERBOARD}?period=today`);
+  t.equal(lowered.statusCode, 429, 'a lowered limit refuses');
+  t.equal(lowered.headers.rate_limit_per_minute, '1', 'the 429 names the lowered limit');
+  t.equal(sim.knobs.rateLimitPerMinute, 1, 'knobs report the limit in force');
+});
+
+t.test('knobs.rateLimitPerMinute wins over the rateLimitPerMinute option', async (t) => {
+  const sim = await startSim(t, { rateLimitPerMinute: 5, knobs: { rateLimitPerMinute: 7 } });
+  t.equal((await get(sim, `${LEADERBOARD}?period=today`)).headers.rate_limit_per_minute, '7', 'the knob sets the limit');
+});
+
+t.test('knob values are checked', async (t) => {
+  const sim = await startSim(t);
+  const bad: Record<string, unknown>[] = [
+    { fault: 'nope' },
+    { latencyMs: -1 },
+    { latencyMs: 1.5 },
+    { faultAfterCalls: '2' },
+    { retryAfterSeconds: -5 },
+    { retryAfter: 30 },
+    { rateLimitPerMinute: 0 },
+    { lantencyMs: 10 },
+  ];
+  for (const knobs of bad) {
+    t.throws(() => sim.set(knobs), InvalidKnobError, `set(${JSON.stringify(knobs)}) throws`);
+  }
+  t.same(sim.knobs, { latencyMs: 0, fault: 'none', faultAfterCalls: 0, retryAfterSeconds: 30, retryAfter: null, rateLimitPerMinute: 1500 }, 'defaults untouched');
+  sim.set({ latencyMs: undefined, fault: 'error500' });
+  t.match(sim.knobs, { latencyMs: 0, fault: 'error500' }, 'an undefined knob is left as it was');
+  await t.rejects(startSimulator({ knobs: { fault: 'nope' as SimulatorFault } }), InvalidKnobError, 'startSimulator checks its knobs before listening');
+  await t.rejects(startSimulator({ rateLimitPerMinute: 0 }), InvalidKnobError, 'and its rateLimitPerMinute option');
 });
 
 t.test('fault knobs', async (t) => {
@@ -416,6 +522,23 @@ t.test('fault knobs', async (t) => {
     await t.rejects(pending, 'the client sees the socket close');
   });
 
+  t.test('close() ends delayed requests', async (t) => {
+    const sim = await startSimulator({ knobs: { latencyMs: 60_000 } });
+    const pending = request(`${sim.url}${LEADERBOARD}?period=today`, { headers: { authorization: DEMO_AUTH } });
+    while (sim.calls === 0) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await sim.close();
+    await t.rejects(pending, 'the client sees the socket close instead of waiting a minute');
+  });
+
+  t.test('redirect answers 301 elsewhere', async (t) => {
+    const sim = await startSim(t, { knobs: { fault: 'redirect' } });
+    const answer = await get(sim, `${LEADERBOARD}?period=today`);
+    t.equal(answer.statusCode, 301, 'status 301');
+    t.equal(answer.headers.location, 'https://elsewhere.example/api/', 'location points away from Deskie');
+  });
+
   t.test('latencyMs delays the answer', async (t) => {
     const latencyMs = 150;
     const sim = await startSim(t, { knobs: { latencyMs } });
@@ -424,6 +547,61 @@ t.test('fault knobs', async (t) => {
     const elapsedMs = performance.now() - started;
     t.equal(answer.statusCode, 200, 'answers after the delay');
     t.ok(elapsedMs >= latencyMs - 5, `took at least ${latencyMs} ms (took ${elapsedMs.toFixed(0)})`);
+  });
+
+  t.test('rateLimited sends the retry_after of retryAfterSeconds, or retryAfter verbatim', async (t) => {
+    const sim = await startSim(t, { knobs: { fault: 'rateLimited', retryAfterSeconds: 5 } });
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).headers.retry_after, '5', 'retryAfterSeconds: 5');
+    for (const garbage of ['soon', '999999999', '-1', '']) {
+      sim.set({ retryAfter: garbage });
+      const answer = await get(sim, `${LEADERBOARD}?period=today`);
+      t.equal(answer.headers.retry_after, garbage, `retryAfter ${JSON.stringify(garbage)} is sent as is`);
+    }
+    sim.set({ retryAfter: null });
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).headers.retry_after, '5', 'retryAfter null goes back to the seconds');
+  });
+
+  t.test('drop ends the connection without an answer', async (t) => {
+    const sim = await startSim(t, { knobs: { fault: 'drop' } });
+    await t.rejects(get(sim, `${LEADERBOARD}?period=today`), { code: 'UND_ERR_SOCKET' }, 'the client sees the socket close, no status');
+    t.equal(sim.calls, 1, 'the dropped request still counts');
+    sim.set({ fault: 'none' });
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).statusCode, 200, 'the next connection is answered');
+  });
+
+  t.test('drop after latencyMs still sends nothing', async (t) => {
+    const sim = await startSim(t, { knobs: { fault: 'drop', latencyMs: 20 } });
+    await t.rejects(get(sim, `${LEADERBOARD}?period=today`), { code: 'UND_ERR_SOCKET' }, 'the socket closes after the delay');
+  });
+
+  t.test('nonObject answers 200 with a JSON array', async (t) => {
+    const sim = await startSim(t, { knobs: { fault: 'nonObject' } });
+    const answer = await get(sim, `${LEADERBOARD}?period=today`);
+    t.equal(answer.statusCode, 200, 'status 200');
+    t.match(answer.headers['content-type'], /^application\/json/, 'claims to be JSON');
+    t.equal(answer.text, '[1,2,3]', 'body is an array, not an object');
+  });
+
+  t.test('deepJson answers 200 with valid JSON nested 100000 deep', async (t) => {
+    const sim = await startSim(t, { knobs: { fault: 'deepJson' } });
+    const answer = await get(sim, `${LEADERBOARD}?period=today`);
+    t.equal(answer.statusCode, 200, 'status 200');
+    t.equal(DEEP_JSON_DEPTH, 100_000, 'depth is 100000');
+    t.equal(answer.text, `{"0":${'['.repeat(DEEP_JSON_DEPTH)}${']'.repeat(DEEP_JSON_DEPTH)}}`, 'an object holding the nested arrays');
+    t.equal(answer.headers['content-length'], String(answer.text.length), 'content-length matches');
+    t.doesNotThrow(() => JSON.parse(answer.text), 'the body is valid JSON');
+  });
+
+  t.test('faultAfterCalls delays the new faults too', async (t) => {
+    const sim = await startSim(t, { knobs: { fault: 'drop', faultAfterCalls: 2 } });
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).statusCode, 200, 'call 1 is answered');
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).statusCode, 200, 'call 2 is answered');
+    await t.rejects(get(sim, `${LEADERBOARD}?period=today`), { code: 'UND_ERR_SOCKET' }, 'call 3 is dropped');
+    sim.set({ fault: 'nonObject' });
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).text, '[1,2,3]', 'call 4 gets nonObject');
+    sim.set({ fault: 'deepJson', faultAfterCalls: 4 });
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).text.length, 2 * DEEP_JSON_DEPTH + 6, 'call 5 gets deepJson');
+    t.equal(sim.calls, 5, 'every call counts');
   });
 
   t.test('set() changes the fault for later requests', async (t) => {
@@ -448,8 +626,216 @@ t.test('calls counts every request and requests records them', async (t) => {
     'first request recorded with path, raw query and headers',
   );
   t.equal(sim.requests[1]?.headers.authorization, undefined, 'second request had no Authorization header');
+  await control(sim, '/_simulator/knobs', '{}');
+  t.equal(sim.calls, 3, 'a control request does not count');
 
   sim.resetCounters();
   t.equal(sim.calls, 0, 'resetCounters zeroes calls');
   t.same(sim.requests, [], 'resetCounters empties requests');
+});
+
+t.test('revoking and restoring keys', async (t) => {
+  t.test('a revoked user gets 401 until restored', async (t) => {
+    const sim = await startSim(t);
+    t.equal(sim.revoke('demo@example.com'), true, 'revoke() knows the user');
+    const revoked = await get(sim, `${LEADERBOARD}?period=today`);
+    t.equal(revoked.statusCode, 401, 'the revoked key gets 401');
+    t.same(JSON.parse(revoked.text), errorBody('authentication failed'), 'the usual 401 body');
+    t.equal(sim.revoke('demo@example.com'), true, 'revoking twice is harmless');
+    t.equal(sim.restore('demo@example.com'), true, 'restore() knows the user');
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).statusCode, 200, 'the restored key works again');
+    t.equal(sim.restore('demo@example.com'), true, 'restoring a user who is not revoked is harmless');
+  });
+
+  t.test('revoke and restore report an unknown e-mail', async (t) => {
+    const sim = await startSim(t);
+    t.equal(sim.revoke('nobody@example.com'), false, 'revoke() of an unknown user');
+    t.equal(sim.restore('nobody@example.com'), false, 'restore() of an unknown user');
+  });
+
+  t.test('addUser adds a user or gives one a new key', async (t) => {
+    const sim = await startSim(t);
+    sim.addUser('new@example.com', 'key-2');
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`, { authorization: basicAuth('new@example.com', 'key-2') })).statusCode, 200, 'the added user gets 200');
+    sim.addUser('demo@example.com', 'rotated');
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).statusCode, 401, 'the old key stops working');
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`, { authorization: basicAuth('demo@example.com', 'rotated') })).statusCode, 200, 'the new key works');
+    sim.revoke('new@example.com');
+    sim.addUser('new@example.com', 'key-3');
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`, { authorization: basicAuth('new@example.com', 'key-3') })).statusCode, 200, 'addUser lifts a revocation');
+  });
+});
+
+t.test('changing the numbers', async (t) => {
+  t.test('a fresh simulator answers the bytes it always did (generation 0)', async (t) => {
+    // Recorded before changeNumbers() existed: proxy tests compare bodies across runs.
+    const golden: Record<string, { seed: number; sha256: string }> = {
+      [LEADERBOARD]: { seed: 980_854_743, sha256: 'e83bf40211f1b91cab39f033c902d6371dae0a74775dd2a7a996ba2ea4ccaf9f' },
+      [STAFF_STATUSES]: { seed: 2_875_551_805, sha256: '00a200441f7b4741a404c98065d283ce0a7439960af25cb507e17bac18837c84' },
+      [SATISFACTION]: { seed: 4_193_020_589, sha256: '295dbe2bdb56970dd548fa96adee3fed79d924b983f61fdc3c15d7bb895252ca' },
+    };
+    const sim = await startSim(t);
+    t.equal(sim.generation, 0, 'generation starts at 0');
+    for (const [path, { seed, sha256 }] of Object.entries(golden)) {
+      t.equal(seedFor(path, new URLSearchParams(FIXED_QUERY)), seed, `${path}: same seed`);
+      const text = (await get(sim, `${path}?${FIXED_QUERY}`)).text;
+      t.equal(createHash('sha256').update(text).digest('hex'), sha256, `${path}: same body`);
+    }
+  });
+
+  t.test('changeNumbers() gives every endpoint new numbers, the same for every simulator', async (t) => {
+    const sim = await startSim(t);
+    const other = await startSim(t);
+    for (const path of [LEADERBOARD, STAFF_STATUSES, SATISFACTION]) {
+      const before = await get(sim, `${path}?${FIXED_QUERY}`);
+      t.equal(sim.changeNumbers(), sim.generation, 'changeNumbers() answers the new generation');
+      const after = await get(sim, `${path}?${FIXED_QUERY}`);
+      t.equal(after.statusCode, 200, `${path}: still 200`);
+      t.not(after.text, before.text, `${path}: new numbers after changeNumbers()`);
+      t.equal((await get(sim, `${path}?${FIXED_QUERY}`)).text, after.text, `${path}: stable until the next change`);
+      while (other.generation < sim.generation) other.changeNumbers();
+      t.equal((await get(other, `${path}?${FIXED_QUERY}`)).text, after.text, `${path}: the generation decides the numbers`);
+    }
+    t.equal(sim.generation, 3, 'one generation per call');
+  });
+
+  t.test('pages of one query keep coming from one data set after a change', async (t) => {
+    const sim = await startSim(t);
+    sim.changeNumbers();
+    const full = await getJson(sim, `${SATISFACTION}?${FIXED_QUERY}&limit=20`);
+    const page2 = await getJson(sim, `${SATISFACTION}?${FIXED_QUERY}&limit=10&page=2`);
+    t.same(records(page2), records(full).slice(10, 20), 'page 2 of 10 is records 10–19 of the same generation');
+  });
+});
+
+t.test('control routes', async (t) => {
+  t.test('POST /_simulator/knobs sets knobs and answers the knobs in force', async (t) => {
+    const sim = await startSim(t, { rateLimitPerMinute: 10 });
+    const answer = await control(sim, '/_simulator/knobs', JSON.stringify({ fault: 'rateLimited', retryAfter: 'soon' }));
+    t.equal(answer.statusCode, 200, 'status 200');
+    t.equal(answer.headers['content-type'], 'application/json; charset=utf-8', 'JSON content type');
+    t.same(
+      JSON.parse(answer.text),
+      { knobs: { latencyMs: 0, fault: 'rateLimited', faultAfterCalls: 0, retryAfterSeconds: 30, retryAfter: 'soon', rateLimitPerMinute: 10 } },
+      'answers every knob',
+    );
+    t.equal(answer.headers.rate_limit_per_minute, undefined, 'control answers carry no rate-limit headers');
+    const faulted = await get(sim, `${LEADERBOARD}?period=today`);
+    t.equal(faulted.headers.retry_after, 'soon', 'the fault applies to the next stats call');
+    t.equal(sim.calls, 1, 'only the stats call counts');
+    t.same(sim.requests.map((recorded) => recorded.path), [LEADERBOARD], 'only the stats call is recorded');
+  });
+
+  t.test('control requests do not spend the rate limit', async (t) => {
+    const sim = await startSim(t, { rateLimitPerMinute: 2 });
+    for (let i = 0; i < 3; i += 1) {
+      t.equal((await control(sim, '/_simulator/knobs', '{}')).statusCode, 200, `control request ${i + 1} is answered`);
+    }
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).headers.api_calls_left, '1', 'the first stats call still leaves 1 of 2');
+  });
+
+  t.test('an empty body changes nothing and shows the knobs', async (t) => {
+    const sim = await startSim(t, { knobs: { latencyMs: 5 } });
+    const answer = await control(sim, '/_simulator/knobs');
+    t.match(JSON.parse(answer.text), { knobs: { latencyMs: 5, fault: 'none' } }, 'the knobs in force');
+  });
+
+  t.test('bad knob bodies get 400 and change nothing', async (t) => {
+    const sim = await startSim(t);
+    const bodies = ['{"fault":"nope"}', '{"lantencyMs":1}', '{"rateLimitPerMinute":0}', '[1]', 'null', 'not json'];
+    for (const body of bodies) {
+      const answer = await control(sim, '/_simulator/knobs', body);
+      t.equal(answer.statusCode, 400, `${body} gets 400`);
+      t.match(JSON.parse(answer.text), { status: 'error', error: String }, `${body}: error body`);
+    }
+    t.match(sim.knobs, { fault: 'none', rateLimitPerMinute: 1500 }, 'knobs unchanged');
+  });
+
+  t.test('a body over 16 KiB gets 413', async (t) => {
+    const sim = await startSim(t);
+    const answer = await control(sim, '/_simulator/knobs', JSON.stringify({ retryAfter: 'x'.repeat(16 * 1_024) }));
+    t.equal(answer.statusCode, 413, 'status 413');
+    t.equal(sim.knobs.retryAfter, null, 'knobs unchanged');
+  });
+
+  t.test('POST /_simulator/change-numbers answers the new generation', async (t) => {
+    const sim = await startSim(t);
+    const answer = await control(sim, '/_simulator/change-numbers');
+    t.equal(answer.statusCode, 200, 'status 200');
+    t.same(JSON.parse(answer.text), { generation: 1 }, 'generation 1');
+    t.equal(sim.generation, 1, 'the simulator moved on');
+  });
+
+  t.test('POST /_simulator/revoke and /restore take ?user=', async (t) => {
+    const sim = await startSim(t);
+    const revoked = await control(sim, '/_simulator/revoke?user=demo%40example.com');
+    t.same(JSON.parse(revoked.text), { user: 'demo@example.com', revoked: true }, 'revoke answers the user');
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).statusCode, 401, 'the key is revoked');
+    const restored = await control(sim, '/_simulator/restore?user=demo@example.com');
+    t.same(JSON.parse(restored.text), { user: 'demo@example.com', revoked: false }, 'restore answers the user');
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).statusCode, 200, 'the key works again');
+    t.equal((await control(sim, '/_simulator/revoke?user=nobody@example.com')).statusCode, 404, 'unknown user gets 404');
+    t.equal((await control(sim, '/_simulator/revoke')).statusCode, 400, 'missing user gets 400');
+    t.equal((await control(sim, '/_simulator/restore?user=')).statusCode, 400, 'empty user gets 400');
+  });
+
+  t.test('wrong method gets 405, unknown route 404', async (t) => {
+    const sim = await startSim(t);
+    const wrongMethod = await control(sim, '/_simulator/knobs', undefined, 'GET');
+    t.equal(wrongMethod.statusCode, 405, 'GET gets 405');
+    t.equal(wrongMethod.headers.allow, 'POST', 'allow: POST');
+    const unknown = await control(sim, '/_simulator/reboot');
+    t.equal(unknown.statusCode, 404, 'unknown control route gets 404');
+    t.match(JSON.parse(unknown.text), { status: 'error', error: /knobs, change-numbers, revoke, restore/ }, 'the error lists the routes');
+    t.equal(sim.calls, 0, 'none of them counts');
+  });
+
+  t.test('control routes answer while the simulator hangs or lags', async (t) => {
+    const sim = await startSim(t, { knobs: { fault: 'hang', latencyMs: 60_000 } });
+    const answer = await control(sim, '/_simulator/knobs', '{"fault":"none","latencyMs":0}');
+    t.equal(answer.statusCode, 200, 'the control request is neither hung nor delayed');
+    t.equal((await get(sim, `${LEADERBOARD}?period=today`)).statusCode, 200, 'and the simulator recovered');
+  });
+});
+
+t.test('command line', async (t) => {
+  t.test('defaults', async (t) => {
+    t.same(
+      parseCliOptions([]),
+      { host: '127.0.0.1', port: 3001, users: { 'demo@example.com': 'demo' }, rateLimitPerMinute: 1500, knobs: { latencyMs: 0, fault: 'none' } },
+      'port 3001, the demo user, Deskie’s highest limit, no fault',
+    );
+  });
+
+  t.test('every flag', async (t) => {
+    const argv = ['--port', '0', '--host', '::1', '--latency-ms', '25', '--rate-limit', '20', '--fault', 'deepJson', '--user', 'a@example.com:k1', '--user', 'b@example.com:k:2'];
+    t.same(
+      parseCliOptions(argv),
+      { host: '::1', port: 0, users: { 'a@example.com': 'k1', 'b@example.com': 'k:2' }, rateLimitPerMinute: 20, knobs: { latencyMs: 25, fault: 'deepJson' } },
+      'each flag lands in its option',
+    );
+  });
+
+  t.test('bad values name their flag', async (t) => {
+    const cases: [string[], RegExp][] = [
+      [['--port', '70000'], /^--port/],
+      [['--latency-ms=-1'], /^--latency-ms/],
+      [['--rate-limit', '0'], /^--rate-limit/],
+      [['--rate-limit', 'many'], /^--rate-limit/],
+      [['--rate-limit', '2.5'], /^--rate-limit/],
+      [['--fault', 'nope'], /^--fault/],
+      [['--user', 'nokey'], /^--user/],
+      [['--speed', '3'], /speed/],
+    ];
+    for (const [argv, message] of cases) {
+      t.throws(() => parseCliOptions(argv), { message }, `${argv.join(' ')} is refused`);
+    }
+  });
+
+  t.test('usage lists --rate-limit and every fault', async (t) => {
+    t.match(CLI_USAGE, /--rate-limit 1500/, 'mentions --rate-limit');
+    for (const fault of SIMULATOR_FAULTS) {
+      t.match(CLI_USAGE, fault, `mentions ${fault}`);
+    }
+  });
 });

@@ -82,13 +82,21 @@ const PRESENTATION_PARAMS: ReadonlySet<string> = new Set(['page', 'limit', 'sort
 /**
  * A 32-bit seed from the endpoint and its query, parameter order ignored. Paging
  * and sorting are left out so that every page of a query comes from one data set.
+ * `generation` counts the simulator's `changeNumbers()` calls: each one gives
+ * every query new numbers, as Deskie does once its own cache lifetime ends.
  */
-export function seedFor(endpoint: string, query: URLSearchParams): number {
+export function seedFor(endpoint: string, query: URLSearchParams, generation = 0): number {
   const pairs = [...query]
     .filter(([name]) => !PRESENTATION_PARAMS.has(name))
     .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
     .sort();
-  return createHash('sha256').update(`${endpoint}?${pairs.join('&')}`).digest().readUInt32BE(0);
+  const hash = createHash('sha256').update(`${endpoint}?${pairs.join('&')}`);
+  // Generation 0 hashes exactly what it always did, so a fresh simulator keeps
+  // its bytes; '#' cannot occur in the encoded pairs, so no query collides with it.
+  if (generation > 0) {
+    hash.update(`#${generation}`);
+  }
+  return hash.digest().readUInt32BE(0);
 }
 
 /** mulberry32: a small, well-known 32-bit generator; plenty for fake statistics. */

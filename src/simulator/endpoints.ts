@@ -68,11 +68,11 @@ export function findEndpoint(path: string): Endpoint | undefined {
   return ENDPOINTS.get(path);
 }
 
-/** The answer for an authenticated GET on one of the stats endpoints. */
-export function answerStats(endpoint: Endpoint, query: URLSearchParams, now: DateTime): SimulatorReply {
+/** The answer for an authenticated GET on one of the stats endpoints; `generation` picks the numbers (see seedFor). */
+export function answerStats(endpoint: Endpoint, query: URLSearchParams, now: DateTime, generation = 0): SimulatorReply {
   try {
     const window = resolveWindow(query, endpoint.maxRangeMonths, now);
-    const rng = createRng(seedFor(endpoint.path, query));
+    const rng = createRng(seedFor(endpoint.path, query, generation));
     return { statusCode: 200, body: endpoint.render(query, rng, window) };
   } catch (error) {
     if (error instanceof BadRequestError) {

@@ -5,25 +5,23 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DateTime } from 'luxon';
+import { answerControl, isControlPath } from './control.js';
 import { answerStats, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
+import { faultReply } from './faults.js';
+import { DEFAULT_KNOBS, checkKnobs, type SimulatorKnobs } from './knobs.js';
 import { RateLimitWindow, type RateLimitQuota } from './rate-limit.js';
 
-export const SIMULATOR_FAULTS = ['none', 'error500', 'rateLimited', 'hang', 'malformed', 'redirect'] as const;
-export type SimulatorFault = (typeof SIMULATOR_FAULTS)[number];
-
-export interface SimulatorKnobs {
-  latencyMs: number; // delay before answering, default 0
-  fault: SimulatorFault; // default 'none'
-  /** The fault starts only after this many calls have been answered normally (a failure on page 3, say); default 0. */
-  faultAfterCalls: number;
-}
+export { SIMULATOR_FAULTS, type SimulatorFault, type SimulatorKnobs } from './knobs.js';
+export { CONTROL_PATH_PREFIX } from './control.js';
 
 export interface SimulatorOptions {
   host?: string; // default '127.0.0.1'
   port?: number; // default 0 (any free port)
   users?: Record<string, string>; // e-mail -> API key; default { 'demo@example.com': 'demo' }
-  rateLimitPerMinute?: number; // default 1500
+  rateLimitPerMinute?: number; // default 1500; `knobs.rateLimitPerMinute` wins when both are given
   knobs?: Partial<SimulatorKnobs>;
+  /** Epoch ms for the rate-limit window, so a test moves time instead of sleeping; default Date.now. */
+  clock?: () => number;
 }
 
 export interface RecordedRequest {
@@ -35,9 +33,22 @@ export interface RecordedRequest {
 
 export interface Simulator {
   readonly url: string; // e.g. 'http://127.0.0.1:40123'
-  readonly calls: number; // number of HTTP requests that reached the simulator (any path, any outcome)
+  /** Number of HTTP requests that reached the simulator (any path, any outcome), control routes under /_simulator/ excepted. */
+  readonly calls: number;
   readonly requests: readonly RecordedRequest[];
+  readonly knobs: Readonly<SimulatorKnobs>;
+  /** How many times changeNumbers() was called; 0 gives the same data as every fresh simulator. */
+  readonly generation: number;
+  /** Changes the knobs for later requests; throws InvalidKnobError for a value it cannot run with. */
   set(knobs: Partial<SimulatorKnobs>): void;
+  /** Every later answer has new numbers (a refresh is visible); returns the new generation. */
+  changeNumbers(): number;
+  /** The user's calls get 401 until restore() or addUser(); false when no user has that e-mail. */
+  revoke(email: string): boolean;
+  /** Undoes revoke(); false when no user has that e-mail. */
+  restore(email: string): boolean;
+  /** Adds a user, or gives one a new key; either way the user is not revoked. */
+  addUser(email: string, apiKey: string): void;
   resetCounters(): void; // calls = 0, requests = []
   close(): Promise<void>; // also ends hung requests and open sockets
 }
@@ -49,45 +60,123 @@ const DEFAULT_HOST = '127.0.0.1';
 /** Port 0 lets the OS pick a free port, so parallel tests never collide. */
 const DEFAULT_PORT = 0;
 /** Deskie's highest account-wide limit (deskie-api-notes.md, "Rate limits"). */
-const DEFAULT_RATE_LIMIT_PER_MINUTE = 1_500;
-const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = { latencyMs: 0, fault: 'none', faultAfterCalls: 0 };
-/** `retry_after` sent by the `rateLimited` fault, in seconds. */
-const FAULT_RETRY_AFTER_SECONDS = 30;
+export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1_500;
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
-/** What the `malformed` fault sends: the start of a leaderboard, cut mid-string. */
-const MALFORMED_BODY = '{"0":{"staff":{"staff_id":42047,"staff_name":"John Sn';
 const BASIC_AUTH = /^Basic\s+(\S+)\s*$/i;
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
   const users = new Map(Object.entries(options.users ?? { [DEMO_EMAIL]: DEMO_API_KEY }));
-  const rateLimit = new RateLimitWindow(options.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE);
+  /** Keys of revoked users, kept so restore() can give them back. */
+  const revokedKeys = new Map<string, string>();
+  const clock = options.clock ?? Date.now;
+  let knobs: SimulatorKnobs = {
+    ...DEFAULT_KNOBS,
+    rateLimitPerMinute: DEFAULT_RATE_LIMIT_PER_MINUTE,
+    ...checkKnobs({ rateLimitPerMinute: options.rateLimitPerMinute }),
+    ...checkKnobs(options.knobs ?? {}),
+  };
+  const rateLimit = new RateLimitWindow(knobs.rateLimitPerMinute);
   const latencyTimers = new Set<NodeJS.Timeout>();
-  let knobs: SimulatorKnobs = { ...DEFAULT_KNOBS, ...options.knobs };
   let calls = 0;
   let requests: RecordedRequest[] = [];
+  let generation = 0;
+  let url = '';
+
+  // Built before the server so control requests can never reach it half-made.
+  const simulator: Simulator = {
+    get url() {
+      return url;
+    },
+    get calls() {
+      return calls;
+    },
+    get requests() {
+      return requests;
+    },
+    get knobs() {
+      return knobs;
+    },
+    get generation() {
+      return generation;
+    },
+    set(changes) {
+      knobs = { ...knobs, ...checkKnobs(changes) };
+      rateLimit.limitPerMinute = knobs.rateLimitPerMinute;
+    },
+    changeNumbers() {
+      generation += 1;
+      return generation;
+    },
+    revoke(email) {
+      const apiKey = users.get(email);
+      if (apiKey !== undefined) {
+        revokedKeys.set(email, apiKey);
+        users.delete(email);
+      }
+      return revokedKeys.has(email);
+    },
+    restore(email) {
+      const apiKey = revokedKeys.get(email);
+      if (apiKey !== undefined) {
+        users.set(email, apiKey);
+        revokedKeys.delete(email);
+      }
+      return users.has(email);
+    },
+    addUser(email, apiKey) {
+      revokedKeys.delete(email);
+      users.set(email, apiKey);
+    },
+    resetCounters() {
+      calls = 0;
+      requests = [];
+    },
+    async close() {
+      for (const timer of latencyTimers) {
+        clearTimeout(timer);
+      }
+      latencyTimers.clear();
+      await new Promise<void>((resolve) => {
+        // The callback's error only says the server was already closed.
+        server.close(() => resolve());
+        // Hung and delayed requests keep their sockets open; close() alone would wait for them.
+        server.closeAllConnections();
+      });
+    },
+  };
 
   const server = createServer((req, res) => {
+    const { path, query } = splitUrl(req.url);
+    if (isControlPath(path)) {
+      void answerControl(req, path, query, simulator).then((reply) => send(res, reply));
+      return;
+    }
     // Counted before anything can fail: the number of calls that reached
     // Deskie is what the proxy's tests assert on.
     calls += 1;
-    requests.push(recordRequest(req));
-    const quota = rateLimit.take(Date.now());
-    const { latencyMs, faultAfterCalls } = knobs;
-    const fault = calls > faultAfterCalls ? knobs.fault : 'none';
+    requests.push(recordRequest(req, path, query));
+    const quota = rateLimit.take(clock());
+    const current = knobs;
+    const fault = calls > current.faultAfterCalls ? current.fault : 'none';
     if (fault === 'hang') {
       return; // never answered; close() ends the socket
     }
-    afterLatency(res, latencyMs, () => {
+    afterLatency(res, current.latencyMs, () => {
+      if (fault === 'drop') {
+        // No status, no headers: the client sees the connection end, as when Deskie's side dies.
+        req.socket.destroy();
+        return;
+      }
       let reply: SimulatorReply;
       try {
-        reply = faultReply(fault) ?? answer(req, quota);
+        reply = faultReply(fault, current) ?? answer(req, path, query, quota);
       } catch {
         // The simulator may run inside the proxy's process (npm start without
         // DESKIE_URL): a bug here must answer 500, not end the process.
         reply = errorReply(500, 'internal server error');
       }
-      send(res, reply, rateLimit.limitPerMinute, quota);
+      send(res, reply, rateLimitHeaders(quota));
     });
   });
 
@@ -109,11 +198,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     });
   }
 
-  function answer(req: IncomingMessage, quota: RateLimitQuota): SimulatorReply {
+  function answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota): SimulatorReply {
     if (!quota.admitted) {
       return errorReply(429, 'rate limit exceeded', { retry_after: String(quota.retryAfterSeconds) });
     }
-    const { path, query } = splitUrl(req.url);
     const endpoint = req.method === 'GET' ? findEndpoint(path) : undefined;
     if (endpoint === undefined) {
       return errorReply(404, `no such endpoint: ${req.method ?? ''} ${path}`);
@@ -121,76 +209,31 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (!isAuthenticated(req.headers.authorization, users)) {
       return errorReply(401, 'authentication failed');
     }
-    return answerStats(endpoint, new URLSearchParams(query), DateTime.utc());
+    return answerStats(endpoint, new URLSearchParams(query), DateTime.utc(), generation);
   }
 
   await listen(server, options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
-  const url = serverUrl(server.address() as AddressInfo);
-
-  return {
-    url,
-    get calls() {
-      return calls;
-    },
-    get requests() {
-      return requests;
-    },
-    set(changes) {
-      knobs = { ...knobs, ...changes };
-    },
-    resetCounters() {
-      calls = 0;
-      requests = [];
-    },
-    async close() {
-      for (const timer of latencyTimers) {
-        clearTimeout(timer);
-      }
-      latencyTimers.clear();
-      await new Promise<void>((resolve) => {
-        // The callback's error only says the server was already closed.
-        server.close(() => resolve());
-        // Hung and delayed requests keep their sockets open; close() alone would wait for them.
-        server.closeAllConnections();
-      });
-    },
-  };
+  url = serverUrl(server.address() as AddressInfo);
+  return simulator;
 }
 
-/** The answer a fault knob forces, or undefined to answer normally. */
-function faultReply(fault: SimulatorFault): SimulatorReply | undefined {
-  switch (fault) {
-    case 'error500':
-      return errorReply(500, 'internal server error (simulated)');
-    case 'rateLimited':
-      return errorReply(429, 'rate limit exceeded (simulated)', {
-        retry_after: String(FAULT_RETRY_AFTER_SECONDS),
-        api_calls_left: '0',
-      });
-    case 'malformed':
-      return { statusCode: 200, body: MALFORMED_BODY };
-    case 'redirect':
-      return errorReply(301, 'moved (simulated)', { location: 'https://elsewhere.example/api/' });
-    case 'none':
-    case 'hang':
-      return undefined;
-  }
+/** Deskie's rate-limit headers, on every answer but those of the control routes. */
+function rateLimitHeaders(quota: RateLimitQuota): Record<string, string> {
+  return { rate_limit_per_minute: String(quota.limitPerMinute), api_calls_left: String(quota.callsLeft) };
 }
 
-/** Every answer carries Deskie's rate-limit headers; a reply's own headers win. */
-function send(res: ServerResponse, reply: SimulatorReply, limitPerMinute: number, quota: RateLimitQuota): void {
+/** Every answer is JSON; the reply's own headers win over the rate-limit ones. */
+function send(res: ServerResponse, reply: SimulatorReply, rateLimit: Record<string, string> = {}): void {
   res.writeHead(reply.statusCode, {
     'content-type': JSON_CONTENT_TYPE,
     'content-length': Buffer.byteLength(reply.body),
-    rate_limit_per_minute: String(limitPerMinute),
-    api_calls_left: String(quota.callsLeft),
+    ...rateLimit,
     ...reply.headers,
   });
   res.end(reply.body);
 }
 
-function recordRequest(req: IncomingMessage): RecordedRequest {
-  const { path, query } = splitUrl(req.url);
+function recordRequest(req: IncomingMessage, path: string, query: string): RecordedRequest {
   return { method: req.method ?? '', path, query, headers: { ...req.headers } };
 }
 

@@ -8,6 +8,8 @@ const MS_PER_SECOND = 1_000;
 export interface RateLimitQuota {
   /** False when the minute's budget was already spent; the request gets a 429. */
   readonly admitted: boolean;
+  /** Value of the `rate_limit_per_minute` header: the limit when the call was counted. */
+  readonly limitPerMinute: number;
   /** Value of the `api_calls_left` header. */
   readonly callsLeft: number;
   /** Value of the `retry_after` header when not admitted, in seconds. */
@@ -18,23 +20,30 @@ export class RateLimitWindow {
   /** Arrival times (ms) of the admitted requests of the last minute, oldest first. */
   readonly #arrivals: number[] = [];
 
-  constructor(readonly limitPerMinute: number) {}
+  /**
+   * Calls a minute. Tests change it at run time; calls already made keep
+   * counting, so lowering it below them refuses calls until enough have aged out.
+   */
+  constructor(public limitPerMinute: number) {}
 
   /**
    * Spend one call from the budget at `nowMs`. Refused calls are not stored, so
-   * the list never outgrows the limit and a refused client is admitted again as
-   * soon as its oldest call leaves the window.
+   * the list never outgrows the highest limit set and a refused client is
+   * admitted again as soon as enough of its calls have left the window.
    */
   take(nowMs: number): RateLimitQuota {
+    const limitPerMinute = this.limitPerMinute;
     while (this.#arrivals.length > 0 && (this.#arrivals[0] ?? 0) <= nowMs - RATE_LIMIT_WINDOW_MS) {
       this.#arrivals.shift();
     }
-    if (this.#arrivals.length >= this.limitPerMinute) {
-      const oldest = this.#arrivals[0] ?? nowMs;
-      const waitMs = oldest + RATE_LIMIT_WINDOW_MS - nowMs;
-      return { admitted: false, callsLeft: 0, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / MS_PER_SECOND)) };
+    if (this.#arrivals.length >= limitPerMinute) {
+      // The next call is admitted once all but limit - 1 of the stored calls have
+      // left the window: when the call at this index turns a minute old.
+      const freeing = this.#arrivals[this.#arrivals.length - limitPerMinute] ?? nowMs;
+      const waitMs = freeing + RATE_LIMIT_WINDOW_MS - nowMs;
+      return { admitted: false, limitPerMinute, callsLeft: 0, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / MS_PER_SECOND)) };
     }
     this.#arrivals.push(nowMs);
-    return { admitted: true, callsLeft: this.limitPerMinute - this.#arrivals.length, retryAfterSeconds: 0 };
+    return { admitted: true, limitPerMinute, callsLeft: limitPerMinute - this.#arrivals.length, retryAfterSeconds: 0 };
   }
 }

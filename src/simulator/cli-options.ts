@@ -1,0 +1,61 @@
+// The simulator's command line, parsed apart from the process that runs it
+// (cli.ts) so tests can check every flag without starting a process.
+import { parseArgs } from 'node:util';
+import {
+  DEFAULT_RATE_LIMIT_PER_MINUTE,
+  DEMO_API_KEY,
+  DEMO_EMAIL,
+  SIMULATOR_FAULTS,
+  type SimulatorFault,
+  type SimulatorKnobs,
+  type SimulatorOptions,
+} from './index.js';
+
+const DEFAULT_CLI_PORT = 3001;
+const DEFAULT_CLI_HOST = '127.0.0.1';
+const MAX_PORT = 65_535;
+
+export const CLI_USAGE =
+  `usage: simulator [--port ${DEFAULT_CLI_PORT}] [--host ${DEFAULT_CLI_HOST}] [--latency-ms 0] ` +
+  `[--rate-limit ${DEFAULT_RATE_LIMIT_PER_MINUTE}] [--fault ${SIMULATOR_FAULTS.join('|')}] [--user email:key ...]`;
+
+export type CliOptions = Required<Pick<SimulatorOptions, 'host' | 'port' | 'users' | 'rateLimitPerMinute'>> & {
+  readonly knobs: Pick<SimulatorKnobs, 'latencyMs' | 'fault'>;
+};
+
+/** The simulator's options from the arguments after `cli.js`; throws with a message naming the flag. */
+export function parseCliOptions(argv: readonly string[]): CliOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      port: { type: 'string', default: String(DEFAULT_CLI_PORT) },
+      host: { type: 'string', default: DEFAULT_CLI_HOST },
+      'latency-ms': { type: 'string', default: '0' },
+      'rate-limit': { type: 'string', default: String(DEFAULT_RATE_LIMIT_PER_MINUTE) },
+      fault: { type: 'string', default: 'none' },
+      user: { type: 'string', multiple: true, default: [`${DEMO_EMAIL}:${DEMO_API_KEY}`] },
+    },
+  });
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > MAX_PORT) {
+    throw new TypeError(`--port must be an integer from 0 to ${MAX_PORT}, got "${values.port}"`);
+  }
+  const latencyMs = Number(values['latency-ms']);
+  if (!Number.isInteger(latencyMs) || latencyMs < 0) {
+    throw new TypeError(`--latency-ms must be a whole number of milliseconds, got "${values['latency-ms']}"`);
+  }
+  const rateLimitPerMinute = Number(values['rate-limit']);
+  if (!Number.isInteger(rateLimitPerMinute) || rateLimitPerMinute < 1) {
+    throw new TypeError(`--rate-limit must be a positive number of calls a minute, got "${values['rate-limit']}"`);
+  }
+  if (!(SIMULATOR_FAULTS as readonly string[]).includes(values.fault)) {
+    throw new TypeError(`--fault must be one of ${SIMULATOR_FAULTS.join(', ')}, got "${values.fault}"`);
+  }
+  const users: Record<string, string> = {};
+  for (const user of values.user) {
+    const colon = user.indexOf(':');
+    if (colon < 1) throw new TypeError(`--user must be email:key, got "${user}"`);
+    users[user.slice(0, colon)] = user.slice(colon + 1);
+  }
+  return { host: values.host, port, users, rateLimitPerMinute, knobs: { latencyMs, fault: values.fault as SimulatorFault } };
+}

@@ -1,0 +1,44 @@
+// What each fault knob makes the simulator answer in place of Deskie's data.
+// `hang` and `drop` send nothing at all; the server handles them on the socket.
+import { errorReply, type SimulatorReply } from './endpoints.js';
+import type { SimulatorFault, SimulatorKnobs } from './knobs.js';
+
+/** What the `malformed` fault sends: the start of a leaderboard, cut mid-string. */
+const MALFORMED_BODY = '{"0":{"staff":{"staff_id":42047,"staff_name":"John Sn';
+/** What the `nonObject` fault sends: valid JSON, but not the object every Deskie answer is. */
+const NON_OBJECT_BODY = '[1,2,3]';
+/**
+ * Nesting depth of the `deepJson` body (about 200 KB): valid JSON that a
+ * recursive parser or walker cannot descend without overflowing its stack.
+ */
+export const DEEP_JSON_DEPTH = 100_000;
+
+/** The answer `fault` forces, or undefined to answer normally (also for `hang` and `drop`, which never answer). */
+export function faultReply(fault: SimulatorFault, knobs: Pick<SimulatorKnobs, 'retryAfterSeconds' | 'retryAfter'>): SimulatorReply | undefined {
+  switch (fault) {
+    case 'error500':
+      return errorReply(500, 'internal server error (simulated)');
+    case 'rateLimited':
+      return errorReply(429, 'rate limit exceeded (simulated)', {
+        retry_after: knobs.retryAfter ?? String(knobs.retryAfterSeconds),
+        api_calls_left: '0',
+      });
+    case 'malformed':
+      return { statusCode: 200, body: MALFORMED_BODY };
+    case 'redirect':
+      return errorReply(301, 'moved (simulated)', { location: 'https://elsewhere.example/api/' });
+    case 'nonObject':
+      return { statusCode: 200, body: NON_OBJECT_BODY };
+    case 'deepJson':
+      return { statusCode: 200, body: deepJsonBody(DEEP_JSON_DEPTH) };
+    case 'none':
+    case 'hang':
+    case 'drop':
+      return undefined;
+  }
+}
+
+/** `{"0":[[[...]]]}`: a Deskie-like object whose first record is `depth` nested arrays. */
+function deepJsonBody(depth: number): string {
+  return `{"0":${'['.repeat(depth)}${']'.repeat(depth)}}`;
+}

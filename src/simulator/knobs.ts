@@ -1,0 +1,98 @@
+// The knobs a test turns with `set()`, or a person with POST /_simulator/knobs,
+// to make the simulator slow, faulty or stingy. Values from HTTP are untrusted
+// JSON and values from tests are easy to mistype, so both go through one check.
+
+export const SIMULATOR_FAULTS = [
+  'none',
+  'error500',
+  'rateLimited',
+  'hang',
+  'malformed',
+  'redirect',
+  'drop',
+  'nonObject',
+  'deepJson',
+] as const;
+export type SimulatorFault = (typeof SIMULATOR_FAULTS)[number];
+
+export interface SimulatorKnobs {
+  latencyMs: number; // delay before answering, default 0
+  fault: SimulatorFault; // default 'none'
+  /** The fault starts only after this many calls have been answered normally (a failure on page 3, say); default 0. */
+  faultAfterCalls: number;
+  /** `retry_after` the `rateLimited` fault sends, in seconds; default 30. */
+  retryAfterSeconds: number;
+  /**
+   * When not null, the `rateLimited` fault sends this `retry_after` verbatim instead
+   * of `retryAfterSeconds`, so a client can be tested on "soon" or "999999999"; default null.
+   */
+  retryAfter: string | null;
+  /** The account's budget, calls a minute; default the `rateLimitPerMinute` option (1500). */
+  rateLimitPerMinute: number;
+}
+
+/** `retry_after` of the `rateLimited` fault unless a test asks for another, in seconds. */
+const DEFAULT_FAULT_RETRY_AFTER_SECONDS = 30;
+
+/** Every knob but the rate limit, whose default comes from the simulator's options. */
+export const DEFAULT_KNOBS: Readonly<Omit<SimulatorKnobs, 'rateLimitPerMinute'>> = {
+  latencyMs: 0,
+  fault: 'none',
+  faultAfterCalls: 0,
+  retryAfterSeconds: DEFAULT_FAULT_RETRY_AFTER_SECONDS,
+  retryAfter: null,
+};
+
+/** A knob value the simulator cannot run with; POST /_simulator/knobs answers it with 400. */
+export class InvalidKnobError extends Error {
+  override readonly name = 'InvalidKnobError';
+}
+
+interface KnobRule {
+  readonly accepts: (value: unknown) => boolean;
+  readonly expected: string;
+}
+
+const KNOB_RULES: Readonly<Record<keyof SimulatorKnobs, KnobRule>> = {
+  latencyMs: { accepts: isWholeNumber, expected: 'a whole number of milliseconds' },
+  fault: { accepts: isFault, expected: `one of ${SIMULATOR_FAULTS.join(', ')}` },
+  faultAfterCalls: { accepts: isWholeNumber, expected: 'a whole number of calls' },
+  retryAfterSeconds: { accepts: isWholeNumber, expected: 'a whole number of seconds' },
+  retryAfter: { accepts: (value) => value === null || typeof value === 'string', expected: 'a string or null' },
+  // Zero would refuse every call forever; Deskie's smallest budget is 20 a minute.
+  rateLimitPerMinute: { accepts: (value) => isWholeNumber(value) && value > 0, expected: 'a positive integer' },
+};
+
+/**
+ * The knob changes in `changes`, checked one by one. An unknown name is refused
+ * rather than ignored: a typo would otherwise leave a test running without its fault.
+ * Undefined values mean "leave as is" and are dropped.
+ */
+export function checkKnobs(changes: unknown): Partial<SimulatorKnobs> {
+  if (typeof changes !== 'object' || changes === null || Array.isArray(changes)) {
+    throw new InvalidKnobError('knobs must be an object');
+  }
+  const checked: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(changes)) {
+    if (!Object.hasOwn(KNOB_RULES, name)) {
+      throw new InvalidKnobError(`unknown knob "${name}"; knobs are ${Object.keys(KNOB_RULES).join(', ')}`);
+    }
+    if (value === undefined) {
+      continue;
+    }
+    const rule = KNOB_RULES[name as keyof SimulatorKnobs];
+    if (!rule.accepts(value)) {
+      throw new InvalidKnobError(`${name} must be ${rule.expected}, got ${JSON.stringify(value)}`);
+    }
+    checked[name] = value;
+  }
+  return checked as Partial<SimulatorKnobs>;
+}
+
+function isWholeNumber(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function isFault(value: unknown): value is SimulatorFault {
+  return (SIMULATOR_FAULTS as readonly unknown[]).includes(value);
+}
