@@ -186,8 +186,10 @@ t.test('page=all past the page limit is a clear error and stores nothing', async
   t.equal(answer.status, 422);
   t.match(answer.text, /page=all needs more than 2 pages/);
   const calls = stack.simulator.calls;
-  t.equal((await stack.get(`${STAFF}?period=this_month&page=all`)).status, 422, 'still refused');
-  t.ok(stack.simulator.calls > calls, 'nothing partial was stored');
+  const again = await stack.get(`${STAFF}?period=this_month&page=all`);
+  t.equal(again.status, 422, 'still refused');
+  t.equal(again.headers['cache-status'], 'deskie-stats-proxy; hit; detail=remembered-422', 'the refusal, not partial data, was kept');
+  t.equal(stack.simulator.calls, calls, 'and the retry cost no calls');
 });
 
 t.test('single pages keep working beside page=all', async (t) => {
@@ -209,6 +211,7 @@ t.test('page=all answers like Deskie\'s own order and a failure on a later page 
   const answer = await failing.get(`${base}&page=all`);
   t.equal(answer.status, 429, "Deskie's refusal of page 2 reaches the client");
   failing.simulator.set({ fault: 'none' });
+  failing.clock.advance(30_000); // the 429's retry_after
   const retried = await failing.get(`${base}&page=all`);
   t.match(retried.headers['cache-status'], /fwd=miss; stored/, 'nothing partial had been stored');
 });

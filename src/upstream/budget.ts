@@ -192,6 +192,13 @@ export class UpstreamBudget {
     }
   }
 
+  /** @internal Deskie accepted the grant's credential: its slot and reserved calls leave the new-credential share. */
+  trust(grant: BudgetGrant): void {
+    this.#inFlightNew -= 1;
+    this.#reservedNew -= grant.remaining;
+    this.#dispatch();
+  }
+
   /** @internal The grant is done: its slot and unspent calls go back. */
   release(newCredential: boolean, unspent: number): void {
     this.#inFlight -= 1;
@@ -208,6 +215,7 @@ export class UpstreamBudget {
     const now = this.#options.clock();
     this.#updateState(now);
     const total = request.calls + grant.spent + grant.remaining;
+    request = { ...request, newCredential: grant.newCredential };
     if (total > this.#allowance(request.newCredential)) {
       return Promise.reject(overBudget(total, this.#allowance(request.newCredential)));
     }
@@ -376,11 +384,26 @@ export class BudgetGrant {
   #reserved = 0;
   #spent = 0;
   #released = false;
+  #newCredential: boolean;
 
   constructor(
     readonly budget: UpstreamBudget,
     readonly request: BudgetRequest,
-  ) {}
+  ) {
+    this.#newCredential = request.newCredential;
+  }
+
+  /** Whether the grant still draws from the new-credential share. */
+  get newCredential(): boolean {
+    return this.#newCredential;
+  }
+
+  /** Deskie has just accepted the credential: the rest of this answer's calls are an ordinary client's. */
+  trust(): void {
+    if (!this.#newCredential || this.#released) return;
+    this.budget.trust(this);
+    this.#newCredential = false;
+  }
 
   get spent(): number {
     return this.#spent;
@@ -406,13 +429,13 @@ export class BudgetGrant {
     if (this.#reserved <= 0) throw new Error('no reserved call left to spend');
     this.#reserved -= 1;
     this.#spent += 1;
-    this.budget.spend(this.request.newCredential);
+    this.budget.spend(this.#newCredential);
   }
 
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    this.budget.release(this.request.newCredential, this.#reserved);
+    this.budget.release(this.#newCredential, this.#reserved);
     this.#reserved = 0;
   }
 }

@@ -97,6 +97,8 @@ export class DeskieUpstream {
       );
     }
     if (statusCode !== 200) throw new UpstreamAnswer(statusCode, body, contentType, retryAfterSeconds);
+    // Deskie accepted the credential: the rest of a merge is an ordinary client's.
+    grant.trust();
     return { body, contentType, parsed: parseDeskieBody(body) };
   }
 }

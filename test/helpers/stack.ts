@@ -1,6 +1,8 @@
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
 import { request } from 'undici';
 import { buildApp } from '../../src/app.js';
+import type { AnswerStore } from '../../src/cache/store.js';
 import { loadConfig } from '../../src/config.js';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js';
 
@@ -28,6 +30,11 @@ export interface StackOptions {
   readonly simulator?: SimulatorOptions;
   /** Replaces the manual clock for a test that ties time to events. */
   readonly clock?: () => number;
+  /** The simulator's rate-limit minute runs on the proxy's manual clock too. */
+  readonly simulatorOnProxyClock?: boolean;
+  /** Replaces the default memory store, given the proxy's clock. */
+  readonly store?: (clock: () => number) => AnswerStore;
+  readonly logger?: FastifyBaseLogger;
 }
 
 export interface Answer {
@@ -37,6 +44,7 @@ export interface Answer {
 }
 
 export interface Stack {
+  readonly app: FastifyInstance;
   readonly proxyUrl: string;
   readonly simulator: Simulator;
   readonly clock: ManualClock;
@@ -45,14 +53,19 @@ export interface Stack {
 
 /** The proxy and a Deskie simulator, both listening on loopback ports, closed when the test ends. */
 export async function startStack(t: Test, options: StackOptions = {}): Promise<Stack> {
+  const clock = new ManualClock(Date.parse(options.now ?? '2026-11-28T12:00:00Z'));
   const simulator = await startSimulator({
     users: { 'demo@example.com': 'demo', 'other@example.com': 'secret' },
+    ...(options.simulatorOnProxyClock ? { clock: clock.now } : {}),
     ...options.simulator,
   });
   t.teardown(() => simulator.close());
-  const clock = new ManualClock(Date.parse(options.now ?? '2026-11-28T12:00:00Z'));
   const config = loadConfig({ CACHE_KEY_SECRET: 'test-secret-of-16-bytes', ...options.env, DESKIE_URL: simulator.url });
-  const app = buildApp({ ...config, deskieUrl: simulator.url }, { clock: options.clock ?? clock.now });
+  const proxyClock = options.clock ?? clock.now;
+  const app = buildApp(
+    { ...config, deskieUrl: simulator.url },
+    { clock: proxyClock, store: options.store?.(proxyClock), ...(options.logger ? { logger: options.logger } : {}) },
+  );
   await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => app.close());
   const address = app.server.address();
@@ -60,6 +73,7 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
   const proxyUrl = `http://127.0.0.1:${address.port}`;
 
   return {
+    app,
     proxyUrl,
     simulator,
     clock,
@@ -77,4 +91,14 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
 export function ttlOf(answer: Answer): number {
   const match = /ttl=(\d+)/.exec(String(answer.headers['cache-status']));
   return match ? Number(match[1]) : Number.NaN;
+}
+
+/** Waits, turn by turn of the event loop, until no call to Deskie is in flight or queued (a background refresh has landed). */
+export async function settled(stack: Stack, maxTurns = 10_000): Promise<void> {
+  for (let turn = 0; turn < maxTurns; turn++) {
+    const health = JSON.parse((await stack.get('/healthz', { authorization: null })).text) as { upstream: { inFlight: number; queued: number } };
+    if (health.upstream.inFlight === 0 && health.upstream.queued === 0) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error('calls to Deskie did not settle');
 }
