@@ -317,3 +317,10 @@ t.test('the budget is shown on /healthz', async (t) => {
   t.match(health.upstream, { limitPerMinute: 1200, accountLimitPerMinute: 1500, state: 'open', inFlight: 0, queued: 0 });
   t.equal(ttlOf(await stack.get(TODAY)), 300);
 });
+
+t.test('a new credential opening ten panels at once is limited to the share only until Deskie accepts it', async (t) => {
+  const stack = await startStack(t, { simulator: { knobs: { latencyMs: 20 } } });
+  const panels = await Promise.all(Array.from({ length: 10 }, (_, i) => stack.get(`${TODAY}&user_id=${i + 1}`)));
+  t.same(panels.map((a) => a.status), Array(10).fill(200), 'the calls that waited behind the first answer went out once it came');
+  t.equal(stack.simulator.calls, 10);
+});

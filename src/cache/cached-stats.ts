@@ -100,7 +100,15 @@ export class CachedStats {
   }
 
   #call(authorization: string, partition: string, priority: UpstreamCall['priority']): UpstreamCall {
-    return { authorization, priority, newCredential: !this.#accepted.has(partition) };
+    return {
+      authorization,
+      priority,
+      isNewCredential: () => !this.#accepted.has(partition),
+      accepted: () => {
+        this.#accepted.set(partition, true);
+        this.#refusals.delete(credentialKey(partition));
+      },
+    };
   }
 
   async #load(key: string, query: StatsQuery, call: UpstreamCall, partition: string): Promise<CachedAnswer> {
@@ -113,8 +121,6 @@ export class CachedStats {
       this.#rememberRefusal(error, key, query, partition, askedAtMs);
       throw error;
     }
-    this.#accepted.set(partition, true);
-    this.#refusals.delete(credentialKey(partition));
     const receivedAtMs = clock();
     const { window } = query;
     return {

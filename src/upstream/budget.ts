@@ -35,8 +35,12 @@ export interface BudgetRequest {
   /** Calls reserved at once: 1, or every page a `page=all` merge is known to need. */
   readonly calls: number;
   readonly priority: CallPriority;
-  /** The credential has never been accepted by Deskie: it draws from the small share. */
-  readonly newCredential: boolean;
+  /**
+   * Whether Deskie has never accepted the credential (it then draws from the
+   * small share). Asked each time the queue is looked at, so calls that waited
+   * behind a credential's first answer leave the share once it is accepted.
+   */
+  readonly isNewCredential: () => boolean;
   /** `performance.now()` by which the calls must be granted, or the wait ends with a 503. */
   readonly deadline: number;
 }
@@ -215,10 +219,8 @@ export class UpstreamBudget {
     const now = this.#options.clock();
     this.#updateState(now);
     const total = request.calls + grant.spent + grant.remaining;
-    request = { ...request, newCredential: grant.newCredential };
-    if (total > this.#allowance(request.newCredential)) {
-      return Promise.reject(overBudget(total, this.#allowance(request.newCredential)));
-    }
+    const allowance = this.#allowance(needsSlot ? request.isNewCredential() : grant.newCredential);
+    if (total > allowance) return Promise.reject(overBudget(total, allowance));
     if (this.#state === 'circuit-open') return Promise.reject(this.#busy(now));
     const queued = this.#queues.client.length + this.#queues.refresh.length;
     if (needsSlot && queued >= this.#options.queueLength) {
@@ -271,11 +273,11 @@ export class UpstreamBudget {
     }
   }
 
-  #blocked({ request, needsSlot }: Waiter, now: number): 'all' | 'share' | undefined {
+  #blocked({ request, grant, needsSlot }: Waiter, now: number): 'all' | 'share' | undefined {
     if (this.#state !== 'open') return 'all';
     if (needsSlot && this.#inFlight >= this.#options.concurrency) return 'all';
     if (this.#used(this.#sent, now) + this.#reserved + request.calls > this.limitPerMinute) return 'all';
-    if (!request.newCredential) return undefined;
+    if (!(needsSlot ? request.isNewCredential() : grant.newCredential)) return undefined;
     if (needsSlot && this.#inFlightNew >= this.#newCredentialSlots()) return 'share';
     if (this.#used(this.#sentNew, now) + this.#reservedNew + request.calls > this.#allowance(true)) return 'share';
     return undefined;
@@ -283,11 +285,13 @@ export class UpstreamBudget {
 
   #grant({ request, grant, needsSlot, resolve }: Waiter): void {
     if (needsSlot) {
+      const newCredential = request.isNewCredential();
       this.#inFlight += 1;
-      if (request.newCredential) this.#inFlightNew += 1;
+      if (newCredential) this.#inFlightNew += 1;
+      grant.granted(newCredential);
     }
     this.#reserved += request.calls;
-    if (request.newCredential) this.#reservedNew += request.calls;
+    if (grant.newCredential) this.#reservedNew += request.calls;
     grant.add(request.calls);
     resolve();
   }
@@ -384,13 +388,16 @@ export class BudgetGrant {
   #reserved = 0;
   #spent = 0;
   #released = false;
-  #newCredential: boolean;
+  #newCredential = false;
 
   constructor(
     readonly budget: UpstreamBudget,
     readonly request: BudgetRequest,
-  ) {
-    this.#newCredential = request.newCredential;
+  ) {}
+
+  /** @internal The slot was granted from the new-credential share or not. */
+  granted(newCredential: boolean): void {
+    this.#newCredential = newCredential;
   }
 
   /** Whether the grant still draws from the new-credential share. */

@@ -29,8 +29,10 @@ export interface DeskieUpstreamOptions {
 export interface UpstreamCall {
   readonly authorization: string;
   readonly priority: CallPriority;
-  /** Deskie has never accepted this credential: its calls draw from a small share of the budget. */
-  readonly newCredential: boolean;
+  /** Whether Deskie has never accepted this credential: its calls then draw from a small share of the budget. */
+  readonly isNewCredential: () => boolean;
+  /** Deskie has just answered this credential with a 200. */
+  readonly accepted: () => void;
 }
 
 /**
@@ -53,14 +55,14 @@ export class DeskieUpstream {
     // clock is for freshness); the first call waits no longer than a client may.
     const mergeDeadline = query.allPages ? startedAt + pagesTimeoutMs : Number.POSITIVE_INFINITY;
     const turnDeadline = () => Math.min(performance.now() + queueMs, mergeDeadline);
-    const grant = await budget.reserve({ calls: 1, priority: call.priority, newCredential: call.newCredential, deadline: turnDeadline() });
+    const grant = await budget.reserve({ calls: 1, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline() });
     try {
       const path = query.endpoint.path;
-      if (!query.allPages) return await this.#get(path, query.upstreamQuery, call.authorization, grant);
+      if (!query.allPages) return await this.#get(path, query.upstreamQuery, call, grant);
       const fetchPage = async (pageQuery: string): Promise<DeskiePage> => {
         if (performance.now() > mergeDeadline) throw pagesTimedOut(pagesTimeoutMs);
         if (grant.remaining === 0) await grant.extend(1, turnDeadline());
-        return this.#get(path, pageQuery, call.authorization, grant);
+        return this.#get(path, pageQuery, call, grant);
       };
       // Deskie told the total: the rest is reserved now, so a merge is
       // refused or waits before its second call, never halfway through.
@@ -72,8 +74,9 @@ export class DeskieUpstream {
   }
 
   /** One GET to Deskie, spending one reserved call; Deskie's limit headers go to the budget. */
-  async #get(path: string, upstreamQuery: string, authorization: string, grant: BudgetGrant): Promise<DeskiePage> {
+  async #get(path: string, upstreamQuery: string, call: UpstreamCall, grant: BudgetGrant): Promise<DeskiePage> {
     const { client, budget, clock, log } = this.#options;
+    const { authorization } = call;
     const startedMs = clock();
     grant.spend();
     let response;
@@ -97,7 +100,9 @@ export class DeskieUpstream {
       );
     }
     if (statusCode !== 200) throw new UpstreamAnswer(statusCode, body, contentType, retryAfterSeconds);
-    // Deskie accepted the credential: the rest of a merge is an ordinary client's.
+    // Deskie accepted the credential: this merge's later calls, and calls
+    // waiting behind its first answer, are an ordinary client's.
+    call.accepted();
     grant.trust();
     return { body, contentType, parsed: parseDeskieBody(body) };
   }

@@ -34,7 +34,7 @@ const soon = (ms = 50) => performance.now() + ms;
 const call = (overrides: Partial<BudgetRequest> = {}): BudgetRequest => ({
   calls: 1,
   priority: 'client',
-  newCredential: false,
+  isNewCredential: () => false,
   deadline: soon(),
   ...overrides,
 });
@@ -135,16 +135,16 @@ t.test('at most `concurrency` calls in flight; client misses go before refreshes
 
 t.test('credentials Deskie never accepted share a tenth and cannot block known ones', async (t) => {
   const { budget } = budgetWith(t, { concurrency: 4 });
-  const junk = await budget.reserve(call({ newCredential: true }));
-  const blockedJunk = refusalOf(budget.reserve(call({ newCredential: true, deadline: soon(100) })));
+  const junk = await budget.reserve(call({ isNewCredential: () => true }));
+  const blockedJunk = refusalOf(budget.reserve(call({ isNewCredential: () => true, deadline: soon(100) })));
   const known = await budget.reserve(call());
   t.pass('a known credential passes a junk one that waits for its share (one slot of four)');
   t.ok(busy(await blockedJunk), 'the second junk call waited for the share and got a 503');
   junk.spend();
   junk.release();
   known.release();
-  await spendOne(budget, call({ newCredential: true }));
-  t.ok(busy(await refusalOf(budget.reserve(call({ newCredential: true, deadline: soon(30) })))), 'two junk calls a minute (a tenth of 20), then refused');
+  await spendOne(budget, call({ isNewCredential: () => true }));
+  t.ok(busy(await refusalOf(budget.reserve(call({ isNewCredential: () => true, deadline: soon(30) })))), 'two junk calls a minute (a tenth of 20), then refused');
   await spendOne(budget);
   t.pass('known credentials still have the rest of the minute');
 });
