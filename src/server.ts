@@ -65,10 +65,11 @@ async function main(): Promise<void> {
     if (closing) return;
     closing = true;
     app.log.info({ signal }, 'shutting down');
-    // Requests in flight may wait for Deskie up to its timeout (a page=all
-    // merge up to its own, plus the page under way); a keep-alive
-    // connection that goes idle after its answer is closed at once.
-    const longestWaitMs = config.pageAllTimeoutMs + config.upstreamTimeoutMs;
+    // Requests in flight may wait for their turn in the upstream budget, then
+    // for Deskie up to its timeout (a page=all merge up to its own, plus the
+    // page under way); a keep-alive connection that goes idle after its
+    // answer is closed at once.
+    const longestWaitMs = config.upstreamQueueMs + config.pageAllTimeoutMs + config.upstreamTimeoutMs;
     setTimeout(() => process.exit(1), longestWaitMs + SHUTDOWN_GRACE_MS).unref();
     setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS).unref();
     app.close().then(
