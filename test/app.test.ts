@@ -1,10 +1,9 @@
 import t from 'tap';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { buildApp } from '../src/app.js';
 import type { AnswerStore } from '../src/cache/store.js';
 import { loadConfig } from '../src/config.js';
 import { DEMO } from './helpers/stack.js';
+import { capturedLog } from './helpers/log.js';
 
 const config = { ...loadConfig({ CACHE_KEY_SECRET: 'test-secret-of-16-bytes' }), deskieUrl: 'http://127.0.0.1:9' };
 
@@ -27,14 +26,8 @@ t.test('an unexpected failure is a 500 JSON that leaks no stack, and the server 
 });
 
 t.test('debug logging writes one line per answered request with the cache outcome', async (t) => {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  const app = buildApp(config, { logger: pino({ level: 'debug' }, sink) });
+  const { logger, lines } = capturedLog('debug');
+  const app = buildApp(config, { logger });
   t.teardown(() => app.close());
   await app.inject({ url: '/api/stats_leaderboard.json?period=nope', headers: { authorization: DEMO } });
   const answered = lines.find((line) => line['msg'] === 'answered');

@@ -1,11 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { capturedLog } from './helpers/log.js';
 import t from 'tap';
 import { MemoryStore } from '../src/cache/memory-store.js';
 import { type Answer, DEMO, OTHER, settled, startStack, ttlOf, WRONG } from './helpers/stack.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 
 const LEADERBOARD = '/api/stats_leaderboard.json';
 const TODAY = `${LEADERBOARD}?period=today`;
@@ -283,14 +282,8 @@ t.test('anomalies from Deskie are 502s and never stored', async (t) => {
 });
 
 t.test('an answer too large for the cache is no-store and logged at warn with its size and the setting', async (t) => {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  const stack = await startStack(t, { store: (clock) => new MemoryStore({ maxBytes: 64 * 1024, clock }), logger: pino({ level: 'warn' }, sink) });
+  const { logger, lines } = capturedLog('warn');
+  const stack = await startStack(t, { store: (clock) => new MemoryStore({ maxBytes: 64 * 1024, clock }), logger });
   const path = '/api/stats_satisfaction.json?period=this_month&page=all';
   const first = await stack.get(path);
   t.equal(first.status, 200);

@@ -1,19 +1,12 @@
 import t, { type Test } from 'tap';
-import { pino } from 'pino';
-import { Writable } from 'node:stream';
 import { type BudgetOptions, type BudgetRequest, parseRetryAfter, UpstreamBudget } from '../../src/upstream/budget.js';
 import { ProxyError } from '../../src/errors.js';
+import { capturedLog } from '../helpers/log.js';
 
 /** A budget on a clock the test moves, with its log lines captured. */
 function budgetWith(t: Test, options: Partial<BudgetOptions> = {}) {
   let now = Date.parse('2026-11-28T12:00:00Z');
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
+  const { logger, lines } = capturedLog('info');
   const budget = new UpstreamBudget({
     ratePerMinute: undefined,
     reserve: 0.2,
@@ -21,7 +14,7 @@ function budgetWith(t: Test, options: Partial<BudgetOptions> = {}) {
     newCredentialShare: 0.1,
     queueLength: 100,
     clock: () => now,
-    log: pino({ level: 'info' }, sink),
+    log: logger,
     ...options,
   });
   // Waiting calls end on unref'ed timers, as in the server; here nothing else keeps the process up.
