@@ -108,6 +108,7 @@ export class UpstreamBudget {
   #state: BudgetState = 'open';
   readonly #queues: Record<CallPriority, Waiter[]> = { client: [], refresh: [] };
   #wakeTimer: NodeJS.Timeout | undefined;
+  #wakeTimerAt = Number.POSITIVE_INFINITY;
   #closed = false;
 
   constructor(options: BudgetOptions) {
@@ -248,38 +249,56 @@ export class UpstreamBudget {
     });
   }
 
-  /** Grants waiting calls in order while they fit; a call blocked only by the new-credential share lets others pass. */
+  /**
+   * Grants waiting calls in order while they fit. A call blocked only by the
+   * new-credential share lets the calls behind it pass; any other block stops
+   * the queue (refreshes included) until a slot frees or the clock lets a
+   * call out, whichever the block is waiting for.
+   */
   #dispatch(): void {
     if (this.#closed) return;
     const now = this.#options.clock();
     this.#updateState(now);
+    let wakeAt = Number.POSITIVE_INFINITY;
     for (const priority of ['client', 'refresh'] as const) {
       const queue = this.#queues[priority];
       for (let index = 0; index < queue.length; ) {
         const waiter = queue[index] as Waiter;
-        const blocked = this.#blocked(waiter, now);
-        if (blocked === 'share') {
-          index += 1;
+        const block = this.#blocked(waiter, now);
+        if (block === undefined) {
+          queue.splice(index, 1);
+          clearTimeout(waiter.timer);
+          this.#grant(waiter);
           continue;
         }
-        if (blocked === 'all') {
-          this.#wakeLater(now);
+        wakeAt = Math.min(wakeAt, block.freesAt);
+        if (!block.shareOnly) {
+          this.#wakeAt(wakeAt, now);
           return;
         }
-        queue.splice(index, 1);
-        clearTimeout(waiter.timer);
-        this.#grant(waiter);
+        index += 1;
       }
     }
+    this.#wakeAt(wakeAt, now);
   }
 
-  #blocked({ request, grant, needsSlot }: Waiter, now: number): 'all' | 'share' | undefined {
-    if (this.#state !== 'open') return 'all';
-    if (needsSlot && this.#inFlight >= this.#options.concurrency) return 'all';
-    if (this.#used(this.#sent, now) + this.#reserved + request.calls > this.limitPerMinute) return 'all';
+  /**
+   * Why a waiting call cannot go now, and when the clock will lift that
+   * (+Infinity when only a released slot or call can); undefined if it can go.
+   */
+  #blocked({ request, grant, needsSlot }: Waiter, now: number): { shareOnly: boolean; freesAt: number } | undefined {
+    const never = Number.POSITIVE_INFINITY;
+    if (this.#state === 'paused') return { shareOnly: false, freesAt: this.#pausedUntil };
+    if (this.#state === 'circuit-open') return { shareOnly: false, freesAt: this.#circuitOpenUntil };
+    if (needsSlot && this.#inFlight >= this.#options.concurrency) return { shareOnly: false, freesAt: never };
+    if (this.#used(this.#sent, now) + this.#reserved + request.calls > this.limitPerMinute) {
+      return { shareOnly: false, freesAt: (this.#sent[0] ?? never) + BUDGET_WINDOW_MS };
+    }
     if (!(needsSlot ? request.isNewCredential() : grant.newCredential)) return undefined;
-    if (needsSlot && this.#inFlightNew >= this.#newCredentialSlots()) return 'share';
-    if (this.#used(this.#sentNew, now) + this.#reservedNew + request.calls > this.#allowance(true)) return 'share';
+    if (needsSlot && this.#inFlightNew >= this.#newCredentialSlots()) return { shareOnly: true, freesAt: never };
+    if (this.#used(this.#sentNew, now) + this.#reservedNew + request.calls > this.#allowance(true)) {
+      return { shareOnly: true, freesAt: (this.#sentNew[0] ?? never) + BUDGET_WINDOW_MS };
+    }
     return undefined;
   }
 
@@ -303,12 +322,14 @@ export class UpstreamBudget {
     }
   }
 
-  /** Looks at the queue again when the clock may have let a call out: the pause ends or the oldest call leaves the minute. */
-  #wakeLater(now: number): void {
-    if (this.#wakeTimer !== undefined) return;
-    const at = Math.max(this.#pausedUntil, this.#circuitOpenUntil, (this.#sent[0] ?? now) + BUDGET_WINDOW_MS);
+  /** Looks at the queue again when the clock lets a call out (the pause ends, the oldest call leaves the minute). */
+  #wakeAt(at: number, now: number): void {
+    if (at === Number.POSITIVE_INFINITY || (this.#wakeTimer !== undefined && this.#wakeTimerAt <= at)) return;
+    clearTimeout(this.#wakeTimer);
+    this.#wakeTimerAt = at;
     this.#wakeTimer = setTimeout(() => {
       this.#wakeTimer = undefined;
+      this.#wakeTimerAt = Number.POSITIVE_INFINITY;
       this.#dispatch();
     }, Math.max(MIN_WAKE_MS, at - now));
     this.#wakeTimer.unref();
@@ -316,7 +337,9 @@ export class UpstreamBudget {
 
   /** Calls in the last minute, forgetting older ones. */
   #used(log: number[], now: number): number {
-    while (log.length > 0 && (log[0] as number) <= now - BUDGET_WINDOW_MS) log.shift();
+    let expired = 0;
+    while (expired < log.length && (log[expired] as number) <= now - BUDGET_WINDOW_MS) expired += 1;
+    if (expired > 0) log.splice(0, expired);
     return log.length;
   }
 
