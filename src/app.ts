@@ -137,7 +137,9 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
       return reply.code(error.statusCode).type(error.contentType ?? JSON_TYPE).send(error.body);
     }
     if (error instanceof ProxyError) {
-      if (error.statusCode >= 500 && !error.remembered) request.log.warn({ code: error.code }, error.message);
+      // The budget logs its own changes of state; its refusals would be a line per request.
+      const quiet = error.remembered || error.code === 'UPSTREAM_BUSY' || error.code === 'SHUTTING_DOWN';
+      if (error.statusCode >= 500) request.log[quiet ? 'debug' : 'warn']({ code: error.code }, error.message);
       return reply.code(error.statusCode).headers(error.headers).type(JSON_TYPE).send(errorBody(error.message));
     }
     const status = error.statusCode ?? 500;

@@ -384,6 +384,13 @@ export class UpstreamBudget {
     if (this.#state === 'circuit-open') {
       return upstreamBusy(`Deskie is rate-limiting this account; no call goes out for ${retryAfter} s`, retryAfter, 'circuit-open');
     }
+    if (this.#state === 'paused') {
+      return upstreamBusy(
+        `the account's calls to Deskie are down to the reserve kept for its other integrations (UPSTREAM_RESERVE); retry in ${retryAfter} s`,
+        retryAfter,
+        'budget-exhausted',
+      );
+    }
     return upstreamBusy(
       `no call to Deskie could go out in time: the upstream budget (${this.limitPerMinute} calls a minute, ` +
         `${this.#options.concurrency} at once) is spent; retry in ${retryAfter} s`,
