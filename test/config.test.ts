@@ -22,6 +22,15 @@ t.test('defaults apply when nothing is set', async (t) => {
     upstreamTimeoutMs: 30_000,
     logLevel: 'info',
     production: false,
+    staleIfErrorSeconds: 86_400,
+    refreshAhead: 0.1,
+    upstreamRatePerMin: undefined,
+    upstreamReserve: 0.2,
+    upstreamConcurrency: 4,
+    upstreamQueueMs: 10_000,
+    upstreamQueueLength: 1_000,
+    upstreamNewCredentialShare: 0.1,
+    authFailureTtlSeconds: 30,
   });
   t.equal(config.cacheKeySecret.length, 32, 'a random secret per process');
   t.ok(Object.isFrozen(config));
@@ -36,8 +45,14 @@ t.test('variables are read and converted', async (t) => {
     CACHE_MAX_BYTES: '67108864',
     CACHE_KEY_SECRET: 'a-long-enough-secret',
     LOG_LEVEL: 'debug',
+    STALE_IF_ERROR_SECONDS: '0',
+    REFRESH_AHEAD: '0.25',
+    UPSTREAM_RATE_PER_MIN: '100',
+    UPSTREAM_RESERVE: '0',
+    UPSTREAM_CONCURRENCY: '2',
   });
   t.match(config, { port: 8080, deskieUrl: 'https://acme.deskie.io', timezone: 'Europe/Berlin', weekStart: 7, cacheMaxBytes: 67_108_864 });
+  t.match(config, { staleIfErrorSeconds: 0, refreshAhead: 0.25, upstreamRatePerMin: 100, upstreamReserve: 0, upstreamConcurrency: 2 });
   t.equal(config.cacheKeySecret.toString(), 'a-long-enough-secret');
 });
 
@@ -55,6 +70,11 @@ t.test('a bad variable is named in the error', async (t) => {
     [{ DESKIE_URL: 'ftp://acme.deskie.io' }, /DESKIE_URL must use http or https/],
     [{ CACHE_MAX_BYTES: '10' }, /CACHE_MAX_BYTES/],
     [{ CACHE_KEY_SECRET: 'short' }, /CACHE_KEY_SECRET/],
+    [{ REFRESH_AHEAD: 'half' }, /REFRESH_AHEAD must be a number such as 0.1; got "half"/],
+    [{ REFRESH_AHEAD: '1' }, /REFRESH_AHEAD must be <= 0.9/],
+    [{ UPSTREAM_RESERVE: '-0.1' }, /UPSTREAM_RESERVE must be a number/],
+    [{ UPSTREAM_RATE_PER_MIN: '0' }, /UPSTREAM_RATE_PER_MIN must be >= 1/],
+    [{ UPSTREAM_CONCURRENCY: '16' }, /UPSTREAM_CONCURRENCY \(16\) must not exceed UPSTREAM_CONNECTIONS \(8\)/],
   ];
   for (const [env, message] of cases) {
     t.throws(() => loadConfig(env), message, JSON.stringify(env));
