@@ -261,6 +261,20 @@ t.test('a page=all needing more calls than the budget allows is refused before i
   t.equal(stack.simulator.calls, 1, 'refused after the page that told the total');
 });
 
+t.test('a page=all fetched again reserves the pages it took last time before its first call', async (t) => {
+  const stack = await startStack(t, { env: { UPSTREAM_RATE_PER_MIN: '4', UPSTREAM_QUEUE_MS: '50', REFRESH_AHEAD: '0' } });
+  const merged = '/api/stats_satisfaction.json?period=this_month&page=all';
+  t.equal((await stack.get(merged)).status, 200);
+  t.equal(stack.simulator.calls, 3, 'three pages');
+  stack.clock.advance(86_400_000); // expired, and the minute long gone
+  t.equal((await stack.get(`${TODAY}&user_id=1`)).status, 200);
+  t.equal((await stack.get(`${TODAY}&user_id=2`)).status, 200);
+  const refetch = await stack.get(merged);
+  t.equal(refetch.status, 200);
+  t.match(refetch.headers['cache-status'], /fwd=stale; detail=budget-exhausted/, 'two calls left of four: the merge waited, then the stale entry answered');
+  t.equal(stack.simulator.calls, 5, 'and it spent nothing');
+});
+
 t.test('anomalies from Deskie are 502s and never stored', async (t) => {
   const stack = await startStack(t);
   for (const [fault, message] of [

@@ -82,7 +82,8 @@ export class CachedStats {
     }
     this.#throwIfRefused(key, partition, nowMs);
     try {
-      const result = await store.fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'client'), partition));
+      const call = this.#call(authorization, partition, 'client', held);
+      const result = await store.fetch(key, () => this.#load(key, query, call, partition));
       if (!result.stored && result.outcome !== 'collapsed') this.#logUnstored(key, result.answer);
       return result;
     } catch (error) {
@@ -99,10 +100,11 @@ export class CachedStats {
     await Promise.allSettled([...this.#refreshes]);
   }
 
-  #call(authorization: string, partition: string, priority: UpstreamCall['priority']): UpstreamCall {
+  #call(authorization: string, partition: string, priority: UpstreamCall['priority'], held: CachedAnswer | undefined): UpstreamCall {
     return {
       authorization,
       priority,
+      expectedCalls: held?.upstreamCalls ?? 1,
       isNewCredential: () => !this.#accepted.has(partition),
       accepted: () => {
         this.#accepted.set(partition, true);
@@ -134,6 +136,7 @@ export class CachedStats {
       ),
       lastModified: new Date(receivedAtMs).toUTCString(),
       fetchedAtMs: receivedAtMs,
+      upstreamCalls: page.calls,
       ...answerTimes(query, askedAtMs, receivedAtMs, lifetimes, keeping),
     };
   }
@@ -149,7 +152,7 @@ export class CachedStats {
     this.#refreshStarted.add(held);
     const { store, log } = this.#options;
     const refresh = store
-      .fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'refresh'), partition))
+      .fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'refresh', held), partition))
       .then(
         (result) => log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed ahead of expiry'),
         (error: unknown) => log.info({ key, err: error }, 'refresh ahead failed; the entry stays until it expires'),

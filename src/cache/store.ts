@@ -17,6 +17,8 @@ export interface CachedAnswer {
   readonly refreshAtMs: number;
   /** Until when it is kept, for stale-if-error past expiresAtMs (epoch ms). An answer arriving after it is not stored. */
   readonly keepUntilMs: number;
+  /** Calls to Deskie the answer took (the pages of a `page=all`). */
+  readonly upstreamCalls: number;
 }
 
 /**

@@ -33,6 +33,13 @@ export interface UpstreamCall {
   readonly isNewCredential: () => boolean;
   /** Deskie has just answered this credential with a 200. */
   readonly accepted: () => void;
+  /** Calls the previous answer for the same key took: a `page=all` reserves them before its first call. */
+  readonly expectedCalls: number;
+}
+
+/** Deskie's answer, and the calls it took. */
+export interface DeskieAnswer extends DeskiePage {
+  readonly calls: number;
 }
 
 /**
@@ -48,17 +55,20 @@ export class DeskieUpstream {
     this.#options = options;
   }
 
-  async fetch(query: StatsQuery, call: UpstreamCall): Promise<DeskiePage> {
+  async fetch(query: StatsQuery, call: UpstreamCall): Promise<DeskieAnswer> {
     const { budget, queueMs, pagesTimeoutMs, maxPages } = this.#options;
     const startedAt = performance.now();
     // The merge as a whole has its own deadline in real time (the injected
     // clock is for freshness); the first call waits no longer than a client may.
     const mergeDeadline = query.allPages ? startedAt + pagesTimeoutMs : Number.POSITIVE_INFINITY;
     const turnDeadline = () => Math.min(performance.now() + queueMs, mergeDeadline);
-    const grant = await budget.reserve({ calls: 1, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline() });
+    // A merge asked before reserves what it took last time, so one that no
+    // longer fits waits or is refused before its first call.
+    const calls = query.allPages ? Math.min(Math.max(1, call.expectedCalls), maxPages) : 1;
+    const grant = await budget.reserve({ calls, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline() });
     try {
       const path = query.endpoint.path;
-      if (!query.allPages) return await this.#get(path, query.upstreamQuery, call, grant);
+      if (!query.allPages) return { ...(await this.#get(path, query.upstreamQuery, call, grant)), calls: 1 };
       const fetchPage = async (pageQuery: string): Promise<DeskiePage> => {
         if (performance.now() > mergeDeadline) throw pagesTimedOut(pagesTimeoutMs);
         if (grant.remaining === 0) await grant.extend(1, turnDeadline());
@@ -67,7 +77,8 @@ export class DeskieUpstream {
       // Deskie told the total: the rest is reserved now, so a merge is
       // refused or waits before its second call, never halfway through.
       const reservePages = (pages: number): Promise<void> => grant.extend(Math.max(0, pages - grant.remaining), turnDeadline());
-      return await fetchAllPages(query.endpoint, query.pageBaseQuery, maxPages, fetchPage, reservePages);
+      const merged = await fetchAllPages(query.endpoint, query.pageBaseQuery, maxPages, fetchPage, reservePages);
+      return { ...merged, calls: grant.spent };
     } finally {
       grant.release();
     }

@@ -14,6 +14,7 @@ export function answerOf(body: Buffer, fetchedAtMs: number, ttlMs: number, keepM
     expiresAtMs: fetchedAtMs + ttlMs,
     refreshAtMs: Number.POSITIVE_INFINITY,
     keepUntilMs: fetchedAtMs + ttlMs + keepMs,
+    upstreamCalls: 1,
   };
 }
 
