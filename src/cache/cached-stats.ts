@@ -82,8 +82,7 @@ export class CachedStats {
     }
     this.#throwIfRefused(key, partition, nowMs);
     try {
-      const call = this.#call(authorization, partition, 'client', held);
-      const result = await store.fetch(key, () => this.#load(key, query, call, partition));
+      const result = await store.fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'client', held), partition));
       if (!result.stored && result.outcome !== 'collapsed') this.#logUnstored(key, result.answer);
       return result;
     } catch (error) {
