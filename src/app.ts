@@ -7,6 +7,7 @@ import type { AnswerStore, CacheOutcome } from './cache/store.js';
 import type { Config } from './config.js';
 import { ENDPOINTS } from './deskie/endpoints.js';
 import { PeriodWindows } from './deskie/periods.js';
+import { parseQueryString } from './deskie/query-string.js';
 import type { ResolvedWindow } from './deskie/query.js';
 import { FORMAT_PARAMETER, JSON_TYPE } from './formats/representations.js';
 import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
@@ -52,8 +53,9 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     childLoggerFactory: (logger, bindings, childOptions) => (logsRequests ? logger.child(bindings, childOptions) : logger),
     // One debug line per request from the onResponse hook below, with the cache outcome.
     logController: new LogController({ disableRequestLogging: true }),
-    // Keys are compared as Deskie's names are written.
-    routerOptions: { ignoreTrailingSlash: false, caseSensitive: true },
+    // Keys are compared as Deskie's names are written; query strings are
+    // bounded and must decode (deskie/query-string.ts).
+    routerOptions: { ignoreTrailingSlash: false, caseSensitive: true, querystringParser: parseQueryString },
     // The routes declare HEAD themselves (see routes/stats.ts).
     exposeHeadRoutes: false,
     // A URL Fastify cannot even route (bad percent-encoding) gets our error shape too.

@@ -3,10 +3,21 @@ import type { DateTime } from 'luxon';
 import { badRequest } from '../errors.js';
 import { ALL_PAGES, CUSTOM_FIELD, type EndpointSpec, nonEmptyText, type ValueRule } from './endpoints.js';
 import { type FreshnessClass, isPeriod, PERIODS, type PeriodWindow, type PeriodWindows } from './periods.js';
+import { type ParsedQuery, QUERY_STRING_REFUSAL } from './query-string.js';
 import { ACCEPTED_TIME_FORMS, formatDeskieTime, parseDeskieTime } from './time.js';
 
 /** Deskie's shortest custom range. */
 const MIN_RANGE_MS = 60 * 60 * 1000;
+/** Most values one filter takes (`user_id[]=...` repeated). */
+export const MAX_VALUES_PER_FILTER = 100;
+/**
+ * Longest canonical query sent to Deskie. Deskie's own bound is unknown; a
+ * query it refuses for its length would spend a call for nothing.
+ */
+export const MAX_UPSTREAM_QUERY_BYTES = 4096;
+/** Custom times are accepted from the first year of this span to the last. */
+export const EARLIEST_YEAR = 2000;
+export const LATEST_YEAR = 2099;
 
 /** A parsed query string as Fastify gives it: a repeated name arrives as an array. */
 export type RawQuery = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -58,7 +69,9 @@ const TIME_PARAMETERS = new Set(['period', 'from_time', 'to_time']);
  * months in the account zone), so they live here in one pure function rather
  * than half in a JSON schema.
  */
-export function parseStatsQuery(endpoint: EndpointSpec, query: RawQuery, context: QueryContext): StatsQuery {
+export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, context: QueryContext): StatsQuery {
+  const refused = query[QUERY_STRING_REFUSAL];
+  if (refused !== undefined) throw refused;
   const forwarded: Array<readonly [string, string]> = [];
   const proxy: Record<string, string> = {};
   const unknown: string[] = [];
@@ -69,6 +82,9 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: RawQuery, context
   for (const [name, raw] of Object.entries(query)) {
     if (raw === undefined) continue;
     const values = typeof raw === 'string' ? [raw] : raw;
+    if (values.length > MAX_VALUES_PER_FILTER) {
+      throw badRequest(`parameter ${name} is given ${values.length} times; at most ${MAX_VALUES_PER_FILTER} values are accepted`);
+    }
     const single = (): string => {
       if (values.length > 1) {
         const hint = Object.hasOwn(endpoint.filters, name) ? `; to filter by several values use ${name}[]=a&${name}[]=b` : '';
@@ -119,9 +135,15 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: RawQuery, context
   const allPages = forwarded.some(([name, value]) => name === 'page' && value === ALL_PAGES);
   // Every page merged is the same answer whatever the page size: one entry.
   const keyed = allPages ? forwarded.filter(([name]) => name !== 'limit') : forwarded;
+  const upstreamQuery = encodeQuery(keyed);
+  if (upstreamQuery.length > MAX_UPSTREAM_QUERY_BYTES) {
+    throw badRequest(
+      `the query would be ${upstreamQuery.length} bytes long upstream; at most ${MAX_UPSTREAM_QUERY_BYTES} are sent to Deskie: ask with fewer filter values`,
+    );
+  }
   return {
     endpoint,
-    upstreamQuery: encodeQuery(keyed),
+    upstreamQuery,
     allPages,
     pageBaseQuery: encodeQuery(forwarded.filter(([name]) => name !== 'page' && name !== 'limit')),
     freshness: resolved.freshness,
@@ -195,6 +217,10 @@ function resolveRange(endpoint: EndpointSpec, fromTime: string, toTime: string, 
 function parseTime(name: string, value: string, zone: string): DateTime {
   const parsed = parseDeskieTime(value, zone);
   if (!parsed) throw badRequest(`${name} must be ${ACCEPTED_TIME_FORMS}; got ${JSON.stringify(value)}`);
+  // Deskie holds no statistics from before its time, and a year like 5138 is a typo.
+  if (parsed.year < EARLIEST_YEAR || parsed.year > LATEST_YEAR) {
+    throw badRequest(`${name} must fall in the years ${EARLIEST_YEAR} to ${LATEST_YEAR}; got ${JSON.stringify(value)}`);
+  }
   return parsed;
 }
 

@@ -1,0 +1,45 @@
+import fastQueryString from 'fast-querystring';
+import { badRequest, type ProxyError, uriTooLong } from '../errors.js';
+import type { RawQuery } from './query.js';
+
+/** Longest query string read; a dashboard's longest real query is a few hundred bytes. */
+export const MAX_QUERY_STRING_BYTES = 4096;
+/** Most parameters in one query string (100 values of one filter, and the rest). */
+export const MAX_QUERY_PARAMETERS = 150;
+
+/** Where the query string parser leaves its refusal; parseStatsQuery throws it before reading anything. */
+export const QUERY_STRING_REFUSAL: unique symbol = Symbol('query string refusal');
+
+export type ParsedQuery = RawQuery & { readonly [QUERY_STRING_REFUSAL]?: ProxyError };
+
+/**
+ * Fastify's query string parser, bounded. A parser that throws would take
+ * the request down inside the router, so a query string that is too long,
+ * has too many parameters or cannot be decoded (`%zz`, a lone `%`, bytes that
+ * are not UTF-8 such as `%FF%FE`) is parsed to a refusal instead, which the
+ * stats routes answer with a 414 or 400 before anything reaches Deskie.
+ * fast-querystring alone would keep an undecodable value as its raw text,
+ * which would then be forwarded encoded twice.
+ */
+export function parseQueryString(raw: string): ParsedQuery {
+  if (raw.length > MAX_QUERY_STRING_BYTES) {
+    return refusal(uriTooLong(`the query string is ${raw.length} bytes long; at most ${MAX_QUERY_STRING_BYTES} are accepted`));
+  }
+  let parameters = 1;
+  for (let at = raw.indexOf('&'); at !== -1; at = raw.indexOf('&', at + 1)) parameters += 1;
+  if (parameters > MAX_QUERY_PARAMETERS) {
+    return refusal(badRequest(`the query string has ${parameters} parameters; at most ${MAX_QUERY_PARAMETERS} are accepted`));
+  }
+  if (raw.includes('%')) {
+    try {
+      decodeURIComponent(raw);
+    } catch {
+      return refusal(
+        badRequest('the query string has a malformed percent-encoding: each % must start a %XX escape, and the escapes must spell UTF-8 text'),
+      );
+    }
+  }
+  return fastQueryString.parse(raw) as ParsedQuery;
+}
+
+const refusal = (error: ProxyError): ParsedQuery => ({ [QUERY_STRING_REFUSAL]: error });
