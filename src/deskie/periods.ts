@@ -84,22 +84,23 @@ export interface PeriodWindow {
 export function periodWindow(period: Period, nowMs: number, zone: string, weekStart: Weekday): PeriodWindow {
   if (period === 'last_24_hours') return rollingDay(nowMs, zone);
   const now = DateTime.fromMillis(nowMs, { zone });
+  // Boundaries are the start of a calendar day, week, month or year found by
+  // moving the date first and taking its start last: a day whose midnight a
+  // DST change skips (America/Santiago, 2026-09-06) starts at 01:00, and
+  // adding a day to that start would end the next day at 01:00 as well.
   // Only the boundaries a period needs are computed: this runs on every
   // request whose window is not remembered yet.
-  const day = () => now.startOf('day');
-  const week = () => day().minus({ days: (now.weekday - weekStart + 7) % 7 });
-  const month = () => now.startOf('month');
-  const year = () => now.startOf('year');
+  const day = (offset: number) => now.plus({ days: offset }).startOf('day');
+  const weekOffset = (now.weekday - weekStart + 7) % 7;
+  const week = (offset: number) => day(offset * 7 - weekOffset);
+  const month = (offset: number) => now.plus({ months: offset }).startOf('month');
+  const year = (offset: number) => now.plus({ years: offset }).startOf('year');
 
   const lastDays = (count: number): PeriodWindow => {
-    const start = day();
-    const next = start.plus({ days: 1 });
-    return { from: start.minus({ days: count - 1 }), to: next, changesAt: next };
+    const next = day(1);
+    return { from: day(1 - count), to: next, changesAt: next };
   };
-  const monthsBack = (from: number, to: number): PeriodWindow => {
-    const start = month();
-    return { from: start.minus({ months: from }), to: start.minus({ months: to }), changesAt: start.plus({ months: 1 }) };
-  };
+  const monthsBack = (from: number, to: number): PeriodWindow => ({ from: month(-from), to: month(-to), changesAt: month(1) });
 
   switch (period) {
     case 'last_7_days':
@@ -110,19 +111,14 @@ export function periodWindow(period: Period, nowMs: number, zone: string, weekSt
       return lastDays(30);
     case 'today':
       return lastDays(1);
-    case 'yesterday': {
-      const start = day();
-      return { from: start.minus({ days: 1 }), to: start, changesAt: start.plus({ days: 1 }) };
-    }
+    case 'yesterday':
+      return { from: day(-1), to: day(0), changesAt: day(1) };
     case 'this_week': {
-      const start = week();
-      const next = start.plus({ weeks: 1 });
-      return { from: start, to: next, changesAt: next };
+      const next = week(1);
+      return { from: week(0), to: next, changesAt: next };
     }
-    case 'last_week': {
-      const start = week();
-      return { from: start.minus({ weeks: 1 }), to: start, changesAt: start.plus({ weeks: 1 }) };
-    }
+    case 'last_week':
+      return { from: week(-1), to: week(0), changesAt: week(1) };
     case 'this_month':
       return monthsBack(0, -1);
     case 'last_month':
@@ -142,14 +138,11 @@ export function periodWindow(period: Period, nowMs: number, zone: string, weekSt
     case '6_previous_months':
       return monthsBack(6, 0);
     case 'this_year': {
-      const start = year();
-      const next = start.plus({ years: 1 });
-      return { from: start, to: next, changesAt: next };
+      const next = year(1);
+      return { from: year(0), to: next, changesAt: next };
     }
-    case 'last_year': {
-      const start = year();
-      return { from: start.minus({ years: 1 }), to: start, changesAt: start.plus({ years: 1 }) };
-    }
+    case 'last_year':
+      return { from: year(-1), to: year(0), changesAt: year(1) };
   }
 }
 

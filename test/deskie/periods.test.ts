@@ -102,3 +102,36 @@ t.test('PeriodWindows remembers a window until it changes, and never across a ch
   const rolling = windows.at('last_24_hours', at('2026-11-28T12:00:00', 'Europe/Berlin'));
   t.equal(rolling.to.toISO(), '2026-11-28T12:00:00.000+01:00', 'the rolling window follows the clock');
 });
+
+t.test('a day without a midnight (America/Santiago, 2026-09-06) ends at the next midnight, and every calendar period stays on day boundaries', async (t) => {
+  const zone = 'America/Santiago';
+  t.same(window('today', '2026-09-06T12:00:00', zone), {
+    from: '2026-09-06T01:00:00.000-03:00',
+    to: '2026-09-07T00:00:00.000-03:00',
+    changesAt: '2026-09-07T00:00:00.000-03:00',
+  }, 'the day starts at 01:00, when the clocks jump, and ends at the next midnight');
+  t.same(window('yesterday', '2026-09-07T00:30:00', zone), {
+    from: '2026-09-06T01:00:00.000-03:00',
+    to: '2026-09-07T00:00:00.000-03:00',
+    changesAt: '2026-09-08T00:00:00.000-03:00',
+  }, 'at 00:30 on 7 September, yesterday is the 23-hour 6 September');
+  t.equal(window('today', '2026-09-05T12:00:00', zone).to, '2026-09-06T01:00:00.000-03:00', 'the day before ends when the next one starts');
+  const isDayStart = (iso: string | null) => iso === null || DateTime.fromISO(iso, { zone }).startOf('day').toISO() === DateTime.fromISO(iso, { zone }).toISO();
+  for (const iso of ['2026-09-05T23:30:00', '2026-09-06T01:30:00', '2026-09-06T23:59:00', '2026-09-07T00:30:00', '2026-09-13T12:00:00', '2026-10-01T00:30:00']) {
+    for (const period of PERIODS.filter((p) => p !== 'last_24_hours')) {
+      const w = window(period, iso, zone);
+      t.ok(isDayStart(w.from) && isDayStart(w.to) && isDayStart(w.changesAt), `${period} at ${iso} in Santiago: ${w.from} .. ${w.to}`);
+      t.ok((w.to ?? '') > (w.from ?? ''), `${period} at ${iso} ends after it starts`);
+    }
+  }
+  t.equal(window('this_week', '2026-09-06T12:00:00', zone).from, '2026-08-31T00:00:00.000-04:00', 'the week began on Monday, in winter time');
+  t.equal(window('this_week', '2026-09-06T12:00:00', zone).to, '2026-09-07T00:00:00.000-03:00', 'and ends at Monday midnight in summer time');
+});
+
+t.test('the 23-hour March day in Berlin ends at midnight', async (t) => {
+  t.same(window('today', '2026-03-29T12:00:00', 'Europe/Berlin'), {
+    from: '2026-03-29T00:00:00.000+01:00',
+    to: '2026-03-30T00:00:00.000+02:00',
+    changesAt: '2026-03-30T00:00:00.000+02:00',
+  });
+});
