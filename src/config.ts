@@ -4,7 +4,8 @@ import { isAbsolute, resolve } from 'node:path';
 import { IANAZone, type DurationLike } from 'luxon';
 import Type, { type Static, type TSchema } from 'typebox';
 import Value from 'typebox/value';
-import { CUSTOM_RANGE_CLASSES, DESKIE_CACHE_LIFETIME, type FreshnessClass, PERIODS, type Weekday } from './deskie/periods.js';
+import { type EndpointName, ENDPOINTS } from './deskie/endpoints.js';
+import { CUSTOM_RANGE_CLASSES, DEFAULT_LIFETIMES, type FreshnessClass, type Lifetimes, PERIODS, type Weekday } from './deskie/periods.js';
 
 export const DEFAULT_PORT = 3000;
 export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
@@ -56,13 +57,28 @@ const EnvSchema = Type.Object({
 type Env = Static<typeof EnvSchema>;
 
 const FRESHNESS_CLASSES: readonly FreshnessClass[] = [...PERIODS, ...CUSTOM_RANGE_CLASSES];
+/** `ttlSeconds` for one endpoint is keyed by the endpoint's name as Deskie's path spells it. */
+const ENDPOINT_TTL_KEYS = Object.fromEntries(
+  (Object.keys(ENDPOINTS) as EndpointName[]).map((name) => [`stats_${name}`, name]),
+) as Readonly<Record<string, EndpointName>>;
+
+/** Seconds per period or custom-range class. */
+const ClassTtlsSchema = Type.Object(
+  Object.fromEntries(FRESHNESS_CLASSES.map((name) => [name, Type.Optional(Type.Integer({ minimum: 1 }))])),
+  { additionalProperties: false },
+);
 
 /** The optional file under config/: TTL overrides and extra allowed parameters. */
 const FileSchema = Type.Object(
   {
+    // For every endpoint at once ({"today": 60}), or for one
+    // ({"stats_staff_statuses": {"today": 60}}), which wins over the first.
     ttlSeconds: Type.Optional(
       Type.Object(
-        Object.fromEntries(FRESHNESS_CLASSES.map((name) => [name, Type.Optional(Type.Integer({ minimum: 1 }))])),
+        {
+          ...ClassTtlsSchema.properties,
+          ...Object.fromEntries(Object.keys(ENDPOINT_TTL_KEYS).map((key) => [key, Type.Optional(ClassTtlsSchema)])),
+        },
         { additionalProperties: false },
       ),
     ),
@@ -109,7 +125,7 @@ export interface Config {
   readonly authFailureTtlSeconds: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   /** Freshness per period and custom-range class: Deskie's table with the operator's overrides. */
-  readonly lifetimes: Readonly<Record<FreshnessClass, DurationLike>>;
+  readonly lifetimes: Lifetimes;
   /** Query names the operator allows besides the documented ones. */
   readonly extraParameters: ReadonlySet<string>;
 }
@@ -166,7 +182,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     upstreamNewCredentialShare: vars.UPSTREAM_NEW_CREDENTIAL_SHARE,
     authFailureTtlSeconds: vars.AUTH_FAILURE_TTL_SECONDS,
     logLevel: vars.LOG_LEVEL,
-    lifetimes: Object.freeze(lifetimesWith(file.ttlSeconds ?? {})),
+    lifetimes: lifetimesWith(file.ttlSeconds ?? {}),
     extraParameters: new Set(file.extraParameters ?? []),
   });
 }
@@ -199,7 +215,7 @@ function parse<S extends TSchema>(schema: S, input: unknown, where: (path: strin
   const detail = allowed
     ? `must be one of ${allowed.join(', ')}`
     : first?.keyword === 'boolean' || first?.message === 'schema is false'
-      ? `is not a known setting (ttlSeconds takes ${FRESHNESS_CLASSES.join(', ')})`
+      ? `is not a known setting (ttlSeconds takes ${FRESHNESS_CLASSES.join(', ')}, or one of ${Object.keys(ENDPOINT_TTL_KEYS).join(', ')} holding those)`
       : (first?.message ?? 'is invalid');
   throw new ConfigError(`${where(path)} ${detail}${got === undefined ? '' : `; got ${JSON.stringify(got)}`}`);
 }
@@ -236,10 +252,19 @@ function readConfigFile(vars: Env, cwd: string): ConfigFile {
   return parse(FileSchema, json, (at) => `${path}: ${at}`);
 }
 
-function lifetimesWith(overrides: Readonly<Partial<Record<FreshnessClass, number>>>): Record<FreshnessClass, DurationLike> {
-  const lifetimes = { ...DESKIE_CACHE_LIFETIME };
-  for (const [name, seconds] of Object.entries(overrides)) {
-    if (seconds !== undefined) lifetimes[name as FreshnessClass] = { seconds };
+/** Deskie's table, then the overrides for every endpoint, then each endpoint's own. */
+function lifetimesWith(overrides: NonNullable<ConfigFile['ttlSeconds']>): Lifetimes {
+  const lifetimes = {} as Record<EndpointName, Readonly<Record<FreshnessClass, DurationLike>>>;
+  for (const [name, table] of Object.entries(DEFAULT_LIFETIMES) as Array<[EndpointName, Record<FreshnessClass, DurationLike>]>) {
+    const own = (overrides as Record<string, unknown>)[`stats_${name}`] as Partial<Record<FreshnessClass, number>> | undefined;
+    const merged: Record<FreshnessClass, DurationLike> = { ...table };
+    for (const source of [overrides as Partial<Record<string, unknown>>, own ?? {}]) {
+      for (const name of FRESHNESS_CLASSES) {
+        const seconds = source[name];
+        if (typeof seconds === 'number') merged[name] = { seconds };
+      }
+    }
+    lifetimes[name] = Object.freeze(merged);
   }
-  return lifetimes;
+  return Object.freeze(lifetimes);
 }

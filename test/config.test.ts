@@ -89,10 +89,23 @@ t.test('production without DESKIE_URL says what to set', async (t) => {
 t.test('the config file overrides TTLs and allows more parameters', async (t) => {
   const path = fileWith(JSON.stringify({ ttlSeconds: { today: 60, custom_longer: 600 }, extraParameters: ['lang'] }));
   const config = loadConfig({ CONFIG_FILE: path });
-  t.same(config.lifetimes.today, { seconds: 60 });
-  t.same(config.lifetimes.custom_longer, { seconds: 600 });
-  t.same(config.lifetimes.yesterday, { days: 1 }, 'the rest keep Deskie\'s table');
+  for (const endpoint of ['leaderboard', 'staff_statuses', 'satisfaction'] as const) {
+    t.same(config.lifetimes[endpoint].today, { seconds: 60 }, endpoint);
+    t.same(config.lifetimes[endpoint].custom_longer, { seconds: 600 }, endpoint);
+    t.same(config.lifetimes[endpoint].yesterday, { days: 1 }, 'the rest keep Deskie\'s table');
+  }
   t.same([...config.extraParameters], ['lang']);
+});
+
+t.test('ttlSeconds can be set for one endpoint, over the setting for all', async (t) => {
+  const path = fileWith(JSON.stringify({ ttlSeconds: { today: 120, stats_staff_statuses: { today: 60, yesterday: 600 } } }));
+  const { lifetimes } = loadConfig({ CONFIG_FILE: path });
+  t.same(lifetimes.staff_statuses.today, { seconds: 60 }, "the endpoint's own");
+  t.same(lifetimes.staff_statuses.yesterday, { seconds: 600 });
+  t.same(lifetimes.leaderboard.today, { seconds: 120 }, 'the setting for all');
+  t.same(lifetimes.satisfaction.yesterday, { days: 1 }, "Deskie's table");
+  t.throws(() => loadConfig({ CONFIG_FILE: fileWith('{"ttlSeconds":{"stats_cases":{"today":5}}}') }), /ttlSeconds\.stats_cases is not a known setting.*stats_staff_statuses/);
+  t.throws(() => loadConfig({ CONFIG_FILE: fileWith('{"ttlSeconds":{"stats_leaderboard":{"someday":5}}}') }), /ttlSeconds\.stats_leaderboard\.someday is not a known setting/);
 });
 
 t.test('a bad config file is refused with its path and the problem', async (t) => {
@@ -104,5 +117,5 @@ t.test('a bad config file is refused with its path and the problem', async (t) =
 
 t.test('the committed config file is valid', async (t) => {
   const config = loadConfig({ CONFIG_FILE: 'config/proxy.json' });
-  t.same(config.lifetimes.today, { minutes: 5 });
+  t.same(config.lifetimes.leaderboard.today, { minutes: 5 });
 });

@@ -163,6 +163,18 @@ t.test('the operator can override a period\'s TTL in the config file', async (t)
   t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=this_month`)), 2 * 86_400 + 12 * 3600, 'still cut at the month\'s end');
 });
 
+t.test('a per-endpoint ttlSeconds shows in that endpoint\'s ttl while the others keep the table', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const file = join(mkdtempSync(join(tmpdir(), 'proxy-config-')), 'proxy.json');
+  writeFileSync(file, JSON.stringify({ ttlSeconds: { stats_staff_statuses: { today: 60 } } }));
+  const stack = await startStack(t, { now: '2026-11-28T12:00:00Z', env: { CONFIG_FILE: file } });
+  t.equal(ttlOf(await stack.get('/api/stats_staff_statuses.json?period=today')), 60);
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=today`)), 300);
+  t.equal(ttlOf(await stack.get('/api/stats_satisfaction.json?period=today')), 300);
+});
+
 t.test('staff statuses and satisfaction are cached by the same rules', async (t) => {
   const stack = await startStack(t);
   for (const path of ['/api/stats_staff_statuses.json?period=today&page=2', '/api/stats_satisfaction.json?period=today&limit=50']) {

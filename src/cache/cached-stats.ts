@@ -1,7 +1,6 @@
 import { LRUCache } from 'lru-cache';
-import type { DurationLike } from 'luxon';
 import type { FastifyBaseLogger } from 'fastify';
-import type { FreshnessClass } from '../deskie/periods.js';
+import type { Lifetimes } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
 import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamFailureOf } from '../errors.js';
 import { renderRepresentations } from '../formats/representations.js';
@@ -20,7 +19,7 @@ export interface CachedStatsOptions {
   readonly store: AnswerStore;
   readonly upstream: DeskieUpstream;
   readonly clock: () => number;
-  readonly lifetimes: Readonly<Record<FreshnessClass, DurationLike>>;
+  readonly lifetimes: Lifetimes;
   readonly keeping: KeepingRules;
   /** How long Deskie's 401 or 403 for a credential is answered from memory (0: never). */
   readonly authFailureTtlMs: number;

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { DateTime, Duration, type DurationLike, type Zone } from 'luxon';
 import type { StatsQuery } from '../deskie/query.js';
-import type { FreshnessClass } from '../deskie/periods.js';
+import type { Lifetimes } from '../deskie/periods.js';
 
 /**
  * The cache key: endpoint, canonical query, the absolute window of a calendar
@@ -31,9 +31,9 @@ export function credentialPartition(authorization: string, secret: Buffer): stri
 export function freshUntil(
   query: StatsQuery,
   nowMs: number,
-  lifetimes: Readonly<Record<FreshnessClass, DurationLike>>,
+  lifetimes: Lifetimes,
 ): number {
-  const byLifetime = addLifetime(nowMs, lifetimes[query.freshness], query.window.from.zone).toMillis();
+  const byLifetime = addLifetime(nowMs, lifetimes[query.endpoint.name][query.freshness], query.window.from.zone).toMillis();
   const changesAt = query.window.changesAt?.toMillis() ?? Number.POSITIVE_INFINITY;
   return Math.min(byLifetime, changesAt);
 }
@@ -63,7 +63,7 @@ export function answerTimes(
   query: StatsQuery,
   askedAtMs: number,
   receivedAtMs: number,
-  lifetimes: Readonly<Record<FreshnessClass, DurationLike>>,
+  lifetimes: Lifetimes,
   { staleIfErrorMs, refreshAhead }: KeepingRules,
 ): AnswerTimes {
   const expiresAtMs = freshUntil(query, askedAtMs, lifetimes);

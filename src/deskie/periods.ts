@@ -1,4 +1,5 @@
 import { DateTime, type DurationLike } from 'luxon';
+import type { EndpointName } from './endpoints.js';
 
 /** The 19 values of Deskie's `period` parameter (deskie-api-notes.md). */
 export const PERIODS = [
@@ -55,6 +56,19 @@ export const DESKIE_CACHE_LIFETIME: Readonly<Record<FreshnessClass, DurationLike
   last_year: { years: 1 },
   custom_up_to_1_day: { hours: 1 },
   custom_longer: { days: 1 },
+};
+
+/** How long an answer stays fresh, per endpoint and period or custom-range class. */
+export type Lifetimes = Readonly<Record<EndpointName, Readonly<Record<FreshnessClass, DurationLike>>>>;
+
+/**
+ * Deskie states its table for the leaderboard and satisfaction, none for
+ * staff statuses; they keep the same table until an operator sets theirs.
+ */
+export const DEFAULT_LIFETIMES: Lifetimes = {
+  leaderboard: DESKIE_CACHE_LIFETIME,
+  staff_statuses: DESKIE_CACHE_LIFETIME,
+  satisfaction: DESKIE_CACHE_LIFETIME,
 };
 
 /** ISO weekday numbers, Monday = 1 ... Sunday = 7, as luxon counts them. */
