@@ -14,9 +14,9 @@ t.test('a miss is fetched once and stored; the next request is a hit with the sa
 
   stack.clock.advance(90_500);
   const second = await stack.get(`${LEADERBOARD}?period=this_month`);
-  t.equal(second.headers['cache-status'], 'deskie-stats-proxy; hit; ttl=86309', 'ttl counts down with the clock');
+  t.equal(second.headers['cache-status'], 'deskie-stats-proxy; hit; ttl=86310', 'ttl counts down with the clock');
   t.equal(second.headers['age'], '90');
-  t.equal(second.headers['cache-control'], 'private, max-age=86399', 'max-age is the lifetime; minus Age it leaves ttl');
+  t.equal(second.headers['cache-control'], 'private, max-age=86400', 'max-age is the whole lifetime; minus Age it leaves ttl');
   t.equal(second.text, first.text, 'same body');
   t.equal(stack.simulator.calls, 1, 'one upstream call');
 });
@@ -70,6 +70,17 @@ t.test('a wrong password gets Deskie\'s 401 even while a good fetch of the same 
   t.notMatch(after.text, /staff_name/);
   t.equal(after.headers['cache-status'], 'deskie-stats-proxy; hit; detail=remembered-401', 'the refusal is answered from memory');
   t.equal(stack.simulator.calls, 2, 'no statistics were stored for the wrong password, and its 401 was remembered');
+});
+
+t.test('requests that wait on the refetch of an expired entry say fwd=stale; collapsed', async (t) => {
+  const stack = await startStack(t, { env: { REFRESH_AHEAD: '0' } });
+  await stack.get(`${LEADERBOARD}?period=today`);
+  stack.clock.advance(300_000);
+  stack.simulator.set({ latencyMs: 100 });
+  const answers = await Promise.all(Array.from({ length: 5 }, () => stack.get(`${LEADERBOARD}?period=today`)));
+  const statuses = answers.map((a) => String(a.headers['cache-status'])).sort();
+  t.same(statuses, [...Array(4).fill('deskie-stats-proxy; fwd=stale; collapsed; ttl=300'), 'deskie-stats-proxy; fwd=stale; stored; ttl=300']);
+  t.equal(stack.simulator.calls, 2);
 });
 
 t.test('an entry expires with its TTL and the next request fetches again', async (t) => {

@@ -14,13 +14,15 @@ const OUTCOME_PARAMETERS: Readonly<Record<CacheOutcome, string>> = {
   stale: `${CACHE_NAME}; fwd=stale`,
 };
 
+const COLLAPSED_ONTO_REFETCH = `${CACHE_NAME}; fwd=stale; collapsed`;
+
 /**
  * Cache-Status of a 200: `ttl` is the remaining freshness in seconds,
  * negative for a stale answer served because Deskie failed, which also names
  * Deskie's status (when it sent one) and the reason.
  */
-export function answerCacheStatus({ outcome, stored, failure }: StatsAnswer, ttlSeconds: number): string {
-  let value = OUTCOME_PARAMETERS[outcome];
+export function answerCacheStatus({ outcome, stored, failure, replacesExpired }: StatsAnswer, ttlSeconds: number): string {
+  let value = replacesExpired ? COLLAPSED_ONTO_REFETCH : OUTCOME_PARAMETERS[outcome];
   if (failure !== undefined) {
     if (failure.status !== undefined) value += `; fwd-status=${failure.status}`;
     value += `; detail=${failure.detail}`;

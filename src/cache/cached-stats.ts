@@ -35,6 +35,8 @@ export interface StatsAnswer {
   readonly stored: boolean;
   /** With `stale`: why Deskie could not answer, and its status when it sent one. */
   readonly failure?: { readonly detail: UpstreamFailure; readonly status: number | undefined };
+  /** With `collapsed`: the fetch waited for replaces an expired entry (RFC 9211 `fwd=stale`). */
+  readonly replacesExpired?: boolean;
 }
 
 interface Refusal {
@@ -82,7 +84,8 @@ export class CachedStats {
     this.#throwIfRefused(key, partition, nowMs);
     try {
       const result = await store.fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'client', held), partition));
-      if (!result.stored && result.outcome !== 'collapsed') this.#logUnstored(key, result.answer);
+      if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined };
+      if (!result.stored) this.#logUnstored(key, result.answer);
       return result;
     } catch (error) {
       const detail = upstreamFailureOf(error);

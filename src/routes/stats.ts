@@ -47,12 +47,13 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
 function sendAnswer(request: FastifyRequest, reply: FastifyReply, result: StatsAnswer, format: Format, nowMs: number): FastifyReply {
   const { answer, outcome, stored } = result;
   const representation = answer.representations[format];
-  const remaining = Math.floor((answer.expiresAtMs - nowMs) / 1000);
-  const ttl = outcome === 'stale' ? remaining : Math.max(0, remaining);
+  // Whole seconds of each, so that max-age - Age is exactly the ttl told.
+  const lifetime = Math.max(0, Math.floor((answer.expiresAtMs - answer.fetchedAtMs) / 1000));
   const age = Math.max(0, Math.floor((nowMs - answer.fetchedAtMs) / 1000));
+  const ttl = outcome === 'stale' ? lifetime - age : Math.max(0, lifetime - age);
   reply
     .header('cache-status', answerCacheStatus(result, ttl))
-    .header('cache-control', stored ? `private, max-age=${Math.max(0, ttl + age)}` : 'no-store')
+    .header('cache-control', stored ? `private, max-age=${lifetime}` : 'no-store')
     .header('age', String(age))
     .header('etag', representation.etag)
     .header('last-modified', answer.lastModified)
