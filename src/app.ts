@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { errorCacheStatus } from './cache/cache-status.js';
@@ -41,6 +43,34 @@ const ROUTE_LIST = Object.values(ENDPOINTS)
   .map((endpoint) => endpoint.path)
   .join(', ');
 
+/** Statuses for what Node's HTTP parser refuses, by its error code; anything else is a 400. */
+const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = { HPE_HEADER_OVERFLOW: 431, ERR_HTTP_REQUEST_TIMEOUT: 408 };
+
+/**
+ * Answers a request the HTTP parser refused, in the JSON error shape, and
+ * closes the connection. The error itself is not logged: it carries the raw
+ * request bytes, credentials included.
+ */
+function answerClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const status = CLIENT_ERROR_STATUS[error.code ?? ''] ?? 400;
+  this.log.trace({ code: error.code, status }, 'request refused by the HTTP parser');
+  if (socket.writable) {
+    const body = errorBody(
+      status === 431
+        ? 'the request headers are too large'
+        : status === 408
+          ? 'the request took too long to arrive'
+          : 'the request could not be read as HTTP',
+    );
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Connection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
 /** Builds the proxy without listening; server.ts owns the process. */
 export function buildApp(config: Config & { readonly deskieUrl: string }, options: AppOptions = {}): FastifyInstance {
   const clock = options.clock ?? Date.now;
@@ -58,6 +88,9 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     routerOptions: { ignoreTrailingSlash: false, caseSensitive: true, querystringParser: parseQueryString },
     // The routes declare HEAD themselves (see routes/stats.ts).
     exposeHeadRoutes: false,
+    // Requests Node's HTTP parser refuses before routing (oversized headers,
+    // malformed request lines, slow clients) get the same error shape.
+    clientErrorHandler: answerClientError,
     // A URL Fastify cannot even route (bad percent-encoding) gets our error shape too.
     frameworkErrors: (error, _request, reply) =>
       (reply as FastifyReply).code(400).type(JSON_TYPE).send(errorBody(`the request could not be read: ${error.message}`)),

@@ -98,6 +98,8 @@ export interface Config {
   readonly weekStart: Weekday;
   readonly cacheMaxBytes: number;
   readonly cacheKeySecret: Buffer;
+  /** No CACHE_KEY_SECRET was set: the secret is random, and a restart changes every partition and ETag. */
+  readonly cacheKeySecretIsRandom: boolean;
   readonly upstreamTimeoutMs: number;
   readonly upstreamMaxBodyBytes: number;
   readonly upstreamConnections: number;
@@ -167,6 +169,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     weekStart: (WEEKDAYS.indexOf(vars.DESKIE_WEEK_START) + 1) as Weekday,
     cacheMaxBytes: vars.CACHE_MAX_BYTES,
     cacheKeySecret: vars.CACHE_KEY_SECRET ? Buffer.from(vars.CACHE_KEY_SECRET) : randomBytes(32),
+    cacheKeySecretIsRandom: !vars.CACHE_KEY_SECRET,
     upstreamTimeoutMs: vars.UPSTREAM_TIMEOUT_MS,
     upstreamMaxBodyBytes: vars.UPSTREAM_MAX_BODY_BYTES,
     upstreamConnections: vars.UPSTREAM_CONNECTIONS,

@@ -41,6 +41,12 @@ export async function startServer(
     );
   }
 
+  if (config.production && config.cacheKeySecretIsRandom) {
+    logger.warn(
+      'CACHE_KEY_SECRET is not set: a random one is used, so every restart changes every ETag (clients lose their 304s). ' +
+        'Set it to a fixed secret of at least 16 characters.',
+    );
+  }
   const app = buildApp({ ...config, deskieUrl: deskieUrl as string }, { logger });
   if (simulator) app.addHook('onClose', () => simulator.close());
   await app.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG });

@@ -172,3 +172,24 @@ t.test('a redirect from Deskie is a 502 that says where it pointed, not a hop fo
   t.match(errorOf(answer.text), /redirecting to https:\/\/elsewhere\.example\/api\/; set DESKIE_URL/);
   t.notOk(answer.headers['location']);
 });
+
+t.test('requests the HTTP parser refuses get the JSON error shape too', async (t) => {
+  const { connect } = await import('node:net');
+  const stack = await startStack(t);
+  const { port } = new URL(stack.proxyUrl);
+  const send = (bytes: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => socket.end(bytes));
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+  const oversized = await send(`GET ${LEADERBOARD}?period=today HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+  t.match(oversized, /^HTTP\/1\.1 431 /);
+  t.match(oversized, /\r\n\r\n\{"status":"error","error":"the request headers are too large"\}$/);
+  const garbage = await send('NOT HTTP AT ALL\r\n\r\n');
+  t.match(garbage, /^HTTP\/1\.1 400 /);
+  t.match(garbage, /\{"status":"error","error":"the request could not be read as HTTP"\}$/);
+  t.equal(stack.simulator.calls, 0);
+});

@@ -34,3 +34,17 @@ t.test('without DESKIE_URL it serves simulated data and warns that it does', asy
   t.equal(response.statusCode, 200);
   t.match(await response.body.json(), { 0: { staff: { staff_id: Number } } });
 });
+
+t.test('a production start without CACHE_KEY_SECRET warns that restarts change every ETag', async (t) => {
+  const log = logSink();
+  const { app } = await startServer({ PORT: '0', HOST: '127.0.0.1', NODE_ENV: 'production', DESKIE_URL: 'http://127.0.0.1:9' }, log.stream);
+  t.teardown(() => app.close());
+  t.match(log.text(), /CACHE_KEY_SECRET is not set: a random one is used, so every restart changes every ETag/);
+  const quiet = logSink();
+  const { app: withSecret } = await startServer(
+    { PORT: '0', HOST: '127.0.0.1', NODE_ENV: 'production', DESKIE_URL: 'http://127.0.0.1:9', CACHE_KEY_SECRET: 'a-fixed-secret-16+' },
+    quiet.stream,
+  );
+  t.teardown(() => withSecret.close());
+  t.notMatch(quiet.text(), /CACHE_KEY_SECRET/);
+});
