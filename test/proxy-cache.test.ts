@@ -45,6 +45,17 @@ t.test('equivalent queries share one entry whatever their order or time form', a
   t.equal(stack.simulator.calls, 2);
 });
 
+t.test('staff_id=5 and staff_id[]=5 are one entry and one upstream call; so are page=1 and no page', async (t) => {
+  const stack = await startStack(t);
+  await stack.get(`${LEADERBOARD}?period=today&staff_id=5`);
+  t.match((await stack.get(`${LEADERBOARD}?period=today&staff_id[]=5`)).headers['cache-status'], /; hit;/);
+  t.match((await stack.get(`${LEADERBOARD}?period=today&staff_id=5&staff_id[]=5`)).headers['cache-status'], /; hit;/);
+  await stack.get('/api/stats_staff_statuses.json?period=today&page=1');
+  t.match((await stack.get('/api/stats_staff_statuses.json?period=today')).headers['cache-status'], /; hit;/);
+  t.equal(stack.simulator.calls, 2);
+  t.same(stack.simulator.requests.map((r) => r.query), ['period=today&staff_id=5', 'period=today'], 'one form of each goes upstream');
+});
+
 t.test('a second credential makes its own call and never gets the first one\'s entry', async (t) => {
   const stack = await startStack(t);
   await stack.get(`${LEADERBOARD}?period=today`, { authorization: DEMO });

@@ -11,7 +11,7 @@ import type { Lifetimes } from '../deskie/periods.js';
  */
 export function cacheKey(query: StatsQuery, partition: string): string {
   const window = query.window.changesAt === null ? '' : `@${query.window.from.toMillis()}`;
-  return `${query.endpoint.name}?${query.upstreamQuery}${window}#${partition}`;
+  return `${query.endpoint.name}?${query.canonicalQuery}${window}#${partition}`;
 }
 
 /**

@@ -41,14 +41,16 @@ export interface QueryContext {
 export interface StatsQuery {
   readonly endpoint: EndpointSpec;
   /**
-   * The canonical query: names sorted, repeated values sorted, custom times
-   * absolute. Sent upstream as it is, except with `page=all`.
+   * The canonical query, the cache key's: names sorted, a filter's values
+   * de-duplicated and sorted however they were written, certain defaults
+   * left out, custom times absolute. Sent upstream as it is, except with
+   * `page=all`.
    */
-  readonly upstreamQuery: string;
+  readonly canonicalQuery: string;
   /** `page=all`: fetch every page and merge them into one answer. */
   readonly allPages: boolean;
-  /** The canonical query without `page` and `limit`, to which each page's numbers are added with `page=all`. */
-  readonly pageBaseQuery: string;
+  /** The canonical parameters without `page` and `limit`, to which each page's are added with `page=all`. */
+  readonly pageBase: QueryPairs;
   /** The row of Deskie's cache table that applies. */
   readonly freshness: FreshnessClass;
   /** The absolute window the answer covers. */
@@ -73,6 +75,13 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, cont
   const refused = query[QUERY_STRING_REFUSAL];
   if (refused !== undefined) throw refused;
   const forwarded: Array<readonly [string, string]> = [];
+  /** Each filter's values, whether written `name=a` or `name[]=a`: one question either way. */
+  const filterValues = new Map<string, Set<string>>();
+  const addFilterValues = (filter: string, values: readonly string[]): void => {
+    const set = filterValues.get(filter) ?? new Set<string>();
+    for (const value of values) set.add(value);
+    filterValues.set(filter, set);
+  };
   const proxy: Record<string, string> = {};
   const unknown: string[] = [];
   let period: string | undefined;
@@ -106,16 +115,16 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, cont
       if (name === 'period') period = value;
       else if (name === 'from_time') fromTime = value;
       else toTime = value;
-    } else if (arrayRule !== undefined) {
-      for (const value of [...new Set(values)].sort()) forwarded.push([name, checked(arrayRule, value)]);
+    } else if (arrayOf !== undefined && arrayRule !== undefined) {
+      addFilterValues(arrayOf, values.map((value) => checked(arrayRule, value)));
     } else if (Object.hasOwn(endpoint.filters, name)) {
-      forwarded.push([name, checked(endpoint.filters[name] as ValueRule, single())]);
+      addFilterValues(name, [checked(endpoint.filters[name] as ValueRule, single())]);
     } else if (Object.hasOwn(endpoint.scalars, name)) {
       forwarded.push([name, checked(endpoint.scalars[name] as ValueRule, single())]);
     } else if (endpoint.customFields && CUSTOM_FIELD.test(name)) {
       forwarded.push([name, checked(nonEmptyText, single())]);
     } else if (context.extraParameters.has(name)) {
-      for (const value of [...values].sort()) forwarded.push([name, value]);
+      for (const value of new Set(values)) forwarded.push([name, value]);
     } else {
       unknown.push(name);
     }
@@ -128,32 +137,54 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, cont
     );
   }
 
+  // One value goes upstream as name=value, several as name[]=a&name[]=b.
+  for (const [filter, values] of filterValues) {
+    if (values.size > MAX_VALUES_PER_FILTER) {
+      throw badRequest(`filter ${filter} is given ${values.size} values; at most ${MAX_VALUES_PER_FILTER} are accepted`);
+    }
+    if (values.size === 1) forwarded.push([filter, [...values][0] as string]);
+    else for (const value of values) forwarded.push([`${filter}[]`, value]);
+  }
   const resolved = resolveWindow(endpoint, { period, fromTime, toTime }, context);
   forwarded.push(...resolved.parameters);
-  forwarded.sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
 
   const allPages = forwarded.some(([name, value]) => name === 'page' && value === ALL_PAGES);
-  // Every page merged is the same answer whatever the page size: one entry.
-  const keyed = allPages ? forwarded.filter(([name]) => name !== 'limit') : forwarded;
-  const upstreamQuery = encodeQuery(keyed);
-  if (upstreamQuery.length > MAX_UPSTREAM_QUERY_BYTES) {
+  // Page 1 is the page Deskie answers without one. Every page merged is the
+  // same answer whatever the page size: one entry.
+  const keyed = forwarded.filter(([name, value]) => !(name === 'page' && value === FIRST_PAGE) && !(allPages && name === 'limit'));
+  const canonicalQuery = canonicalQueryString(keyed);
+  if (canonicalQuery.length > MAX_UPSTREAM_QUERY_BYTES) {
     throw badRequest(
-      `the query would be ${upstreamQuery.length} bytes long upstream; at most ${MAX_UPSTREAM_QUERY_BYTES} are sent to Deskie: ask with fewer filter values`,
+      `the query would be ${canonicalQuery.length} bytes long upstream; at most ${MAX_UPSTREAM_QUERY_BYTES} are sent to Deskie: ask with fewer filter values`,
     );
   }
   return {
     endpoint,
-    upstreamQuery,
+    canonicalQuery,
     allPages,
-    pageBaseQuery: encodeQuery(forwarded.filter(([name]) => name !== 'page' && name !== 'limit')),
+    pageBase: forwarded.filter(([name]) => name !== 'page' && name !== 'limit'),
     freshness: resolved.freshness,
     window: resolved.window,
     proxy,
   };
 }
 
-const encodeQuery = (pairs: ReadonlyArray<readonly [string, string]>): string =>
-  pairs.map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`).join('&');
+/** Query parameters as name-value pairs, a name repeated for each of its values. */
+export type QueryPairs = ReadonlyArray<readonly [string, string]>;
+
+/** Deskie's first page, the one it answers when no page is asked for. */
+const FIRST_PAGE = '1';
+
+/**
+ * The one builder of query strings sent upstream and used in keys: pairs
+ * sorted by name, then value, each part percent-encoded the same way.
+ */
+export function canonicalQueryString(pairs: QueryPairs): string {
+  return [...pairs]
+    .sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0))
+    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
+    .join('&');
+}
 
 interface TimeParameters {
   readonly period: string | undefined;

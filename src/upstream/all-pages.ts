@@ -1,5 +1,6 @@
 import { type EndpointSpec, SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE } from '../deskie/endpoints.js';
 import { asObject, isRecordKey, type JsonObject } from '../deskie/fields.js';
+import { canonicalQueryString, type QueryPairs } from '../deskie/query.js';
 import { tooManyPages } from '../errors.js';
 
 /** One page of a Deskie answer: a 200 whose body parsed as JSON. */
@@ -23,15 +24,15 @@ const NOTHING_TO_RESERVE: PageReserver = async () => {};
  */
 export async function fetchAllPages(
   endpoint: EndpointSpec,
-  baseQuery: string,
+  pageBase: QueryPairs,
   maxPages: number,
   fetchPage: PageFetcher,
   reservePages: PageReserver = NOTHING_TO_RESERVE,
 ): Promise<DeskiePage> {
   const { records, envelope } =
     endpoint.pagination === 'total_count'
-      ? await allRatings(baseQuery, maxPages, fetchPage, reservePages)
-      : await allStatusChanges(baseQuery, maxPages, fetchPage, reservePages);
+      ? await allRatings(pageBase, maxPages, fetchPage, reservePages)
+      : await allStatusChanges(pageBase, maxPages, fetchPage, reservePages);
   const merged: JsonObject = {};
   records.forEach((record, index) => (merged[String(index)] = record));
   Object.assign(merged, envelope);
@@ -47,23 +48,24 @@ interface Merged {
  * Satisfaction pages are read oldest first, whatever order the client asked
  * for: a rating added while paging then lands at the end instead of shifting
  * every later page by one (which would repeat one record and lose another).
- * Pages are read until one comes back short; `total_count` only lets an
- * oversized period fail before it spends calls. Ratings seen twice are kept once.
+ * Pages are read until one comes back short or the merge holds Deskie's
+ * latest `total_count`. Ratings seen twice are kept once.
  */
-async function allRatings(baseQuery: string, maxPages: number, fetchPage: PageFetcher, reservePages: PageReserver): Promise<Merged> {
-  const params = new URLSearchParams(baseQuery);
-  const newestFirst = params.get('sort') !== 'added_at_asc';
-  params.set('sort', 'added_at_asc');
-  params.set('limit', String(SATISFACTION_MAX_LIMIT));
+async function allRatings(pageBase: QueryPairs, maxPages: number, fetchPage: PageFetcher, reservePages: PageReserver): Promise<Merged> {
+  const newestFirst = !pageBase.some(([name, value]) => name === 'sort' && value === 'added_at_asc');
+  const base: QueryPairs = [
+    ...pageBase.filter(([name]) => name !== 'sort'),
+    ['sort', 'added_at_asc'],
+    ['limit', String(SATISFACTION_MAX_LIMIT)],
+  ];
   const records: unknown[] = [];
   const seen = new Set<unknown>();
-  let totalCount: unknown;
+  let total: number | undefined;
   for (let page = 1; ; page++) {
     if (page > maxPages) throw tooManyPages(maxPages);
-    params.set('page', String(page));
-    const body = asObject((await fetchPage(params.toString())).parsed);
-    totalCount = body['total_count'] ?? totalCount;
-    if (page === 1) await checkTotal(totalCount, SATISFACTION_MAX_LIMIT, maxPages, reservePages);
+    const body = asObject((await fetchPage(canonicalQueryString([...base, ['page', String(page)]]))).parsed);
+    total = totalOf(body) ?? total;
+    if (page === 1) await checkTotal(total, SATISFACTION_MAX_LIMIT, maxPages, reservePages);
     const onPage = pageRecords(body);
     for (const record of onPage) {
       const id = asObject(record)['rating_id'];
@@ -71,29 +73,55 @@ async function allRatings(baseQuery: string, maxPages: number, fetchPage: PageFe
       if (id !== undefined) seen.add(id);
       records.push(record);
     }
-    if (onPage.length < SATISFACTION_MAX_LIMIT) break;
+    if (onPage.length < SATISFACTION_MAX_LIMIT || (total !== undefined && records.length >= total)) break;
   }
   if (newestFirst) records.reverse();
-  return { records, envelope: { total_count: typeof totalCount === 'number' ? Math.max(totalCount, records.length) : records.length } };
+  return { records, envelope: { total_count: Math.max(total ?? 0, records.length) } };
 }
 
 /**
- * Staff-status pages are followed until Deskie says `last_page: true`. A body
- * without a usable `last_page` is followed while its pages are full.
+ * Staff-status pages are followed until Deskie says `last_page: true` (a body
+ * without a usable `last_page` is followed while its pages are full), or the
+ * merge holds Deskie's `total_count` where it sends one. Deskie lists changes
+ * oldest first, so one added while paging lands at the end; a change seen
+ * twice (the same staff, time and statuses) is kept once.
  */
-async function allStatusChanges(baseQuery: string, maxPages: number, fetchPage: PageFetcher, reservePages: PageReserver): Promise<Merged> {
+async function allStatusChanges(pageBase: QueryPairs, maxPages: number, fetchPage: PageFetcher, reservePages: PageReserver): Promise<Merged> {
   const records: unknown[] = [];
+  const seen = new Set<string>();
+  let total: number | undefined;
   for (let page = 1; ; page++) {
     if (page > maxPages) throw tooManyPages(maxPages);
-    const body = asObject((await fetchPage(`${baseQuery}&page=${page}`)).parsed);
-    if (page === 1) await checkTotal(body['total_count'], STAFF_STATUS_PAGE_SIZE, maxPages, reservePages);
+    const body = asObject((await fetchPage(canonicalQueryString([...pageBase, ['page', String(page)]]))).parsed);
+    total = totalOf(body) ?? total;
+    if (page === 1) await checkTotal(total, STAFF_STATUS_PAGE_SIZE, maxPages, reservePages);
     const onPage = pageRecords(body);
-    records.push(...onPage);
+    for (const record of onPage) {
+      const identity = statusChangeIdentity(record);
+      if (identity !== undefined && seen.has(identity)) continue;
+      if (identity !== undefined) seen.add(identity);
+      records.push(record);
+    }
     const lastPage = body['last_page'];
-    if (lastPage === true || onPage.length === 0) break;
+    if (lastPage === true || onPage.length === 0 || (total !== undefined && records.length >= total)) break;
     if (lastPage !== false && onPage.length < STAFF_STATUS_PAGE_SIZE) break;
   }
   return { records, envelope: { last_page: true } };
+}
+
+/** What makes a status change itself: who, when, from and to. */
+function statusChangeIdentity(record: unknown): string | undefined {
+  const change = asObject(asObject(record)['status_change']);
+  const { staff_id: staffId, timestamp, from, to } = change;
+  if (staffId === undefined || timestamp === undefined) return undefined;
+  return JSON.stringify([staffId, timestamp, from, to]);
+}
+
+/** Deskie's `total_count` as a number, when it sends a usable one. */
+function totalOf(body: JsonObject): number | undefined {
+  const value = body['total_count'];
+  const total = typeof value === 'string' && /^\d{1,12}$/.test(value) ? Number(value) : value;
+  return typeof total === 'number' && Number.isFinite(total) && total >= 0 ? total : undefined;
 }
 
 /**
@@ -101,9 +129,8 @@ async function allStatusChanges(baseQuery: string, maxPages: number, fetchPage: 
  * `maxPages` is refused after its first page, and the pages still to come are
  * reserved at once (so the budget refuses or waits now, not halfway through).
  */
-async function checkTotal(totalCount: unknown, pageSize: number, maxPages: number, reservePages: PageReserver): Promise<void> {
-  const total = typeof totalCount === 'string' && /^\d{1,12}$/.test(totalCount) ? Number(totalCount) : totalCount;
-  if (typeof total !== 'number' || !Number.isFinite(total) || total < 0) return;
+async function checkTotal(total: number | undefined, pageSize: number, maxPages: number, reservePages: PageReserver): Promise<void> {
+  if (total === undefined) return;
   const pages = Math.max(1, Math.ceil(total / pageSize));
   if (pages > maxPages) throw tooManyPages(maxPages);
   await reservePages(pages - 1);

@@ -68,7 +68,7 @@ export class DeskieUpstream {
     const grant = await budget.reserve({ calls, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline() });
     try {
       const path = query.endpoint.path;
-      if (!query.allPages) return { ...(await this.#get(path, query.upstreamQuery, call, grant)), calls: 1 };
+      if (!query.allPages) return { ...(await this.#get(path, query.canonicalQuery, call, grant)), calls: 1 };
       const fetchPage = async (pageQuery: string): Promise<DeskiePage> => {
         if (performance.now() > mergeDeadline) throw pagesTimedOut(pagesTimeoutMs);
         if (grant.remaining === 0) await grant.extend(1, turnDeadline());
@@ -77,7 +77,7 @@ export class DeskieUpstream {
       // Deskie told the total: the rest is reserved now, so a merge is
       // refused or waits before its second call, never halfway through.
       const reservePages = (pages: number): Promise<void> => grant.extend(Math.max(0, pages - grant.remaining), turnDeadline());
-      const merged = await fetchAllPages(query.endpoint, query.pageBaseQuery, maxPages, fetchPage, reservePages);
+      const merged = await fetchAllPages(query.endpoint, query.pageBase, maxPages, fetchPage, reservePages);
       return { ...merged, calls: grant.spent };
     } finally {
       grant.release();

@@ -25,19 +25,38 @@ function rejects(t: Test, run: () => unknown, ...fragments: string[]): void {
   }
 }
 
+t.test('a filter written name=a, name[]=a or both is one question, sent one way', async (t) => {
+  const plain = leaderboard({ period: 'today', staff_id: '5' });
+  const array = leaderboard({ period: 'today', 'staff_id[]': '5' });
+  const both = leaderboard({ period: 'today', staff_id: '5', 'staff_id[]': ['5'] });
+  t.equal(plain.canonicalQuery, 'period=today&staff_id=5');
+  t.equal(array.canonicalQuery, plain.canonicalQuery);
+  t.equal(both.canonicalQuery, plain.canonicalQuery);
+  t.equal(leaderboard({ period: 'today', user_id: '7', 'user_id[]': ['9', '7'] }).canonicalQuery, 'period=today&user_id%5B%5D=7&user_id%5B%5D=9', 'several values go as name[]');
+  rejects(t, () => leaderboard({ period: 'today', user_id: '0', 'user_id[]': Array.from({ length: 100 }, (_, i) => String(i + 1)) }), 'filter user_id is given 101 values; at most 100');
+});
+
+t.test('page=1 is the page Deskie answers without one; other defaults are not guessed', async (t) => {
+  const satisfaction = (query: RawQuery) => parseStatsQuery(ENDPOINTS.satisfaction, query, context);
+  t.equal(satisfaction({ period: 'today', page: '1' }).canonicalQuery, satisfaction({ period: 'today' }).canonicalQuery);
+  t.equal(satisfaction({ period: 'today', page: '2' }).canonicalQuery, 'page=2&period=today');
+  t.equal(satisfaction({ period: 'today', limit: '100' }).canonicalQuery, 'limit=100&period=today', 'limit has no documented default');
+  t.equal(satisfaction({ period: 'today', sort: 'added_at_desc' }).canonicalQuery, 'period=today&sort=added_at_desc', 'nor has sort');
+});
+
 t.test('the canonical query sorts names and the values of repeated filters', async (t) => {
   const a = leaderboard({ period: 'today', 'user_id[]': ['2414389', '2414276'], channel: 'telegram', 'custom_fields[cf_7589]': '0' });
   const b = leaderboard({ 'custom_fields[cf_7589]': '0', channel: 'telegram', 'user_id[]': ['2414276', '2414389'], period: 'today' });
-  t.equal(a.upstreamQuery, b.upstreamQuery, 'order does not matter');
+  t.equal(a.canonicalQuery, b.canonicalQuery, 'order does not matter');
   t.equal(
-    a.upstreamQuery,
+    a.canonicalQuery,
     'channel=telegram&custom_fields%5Bcf_7589%5D=0&period=today&user_id%5B%5D=2414276&user_id%5B%5D=2414389',
   );
 });
 
 t.test('proxy-only parameters are kept apart from the upstream query', async (t) => {
   const query = leaderboard({ period: 'today', format: 'raw' });
-  t.equal(query.upstreamQuery, 'period=today');
+  t.equal(query.canonicalQuery, 'period=today');
   t.same(query.proxy, { format: 'raw' });
 });
 
@@ -57,7 +76,7 @@ t.test('a period and a range together are refused', async (t) => {
 t.test('every accepted time form resolves to the same instant', async (t) => {
   const instant = DateTime.fromISO('2026-09-01T00:00:00', { zone: 'Europe/Berlin' });
   const forms = ['2026-09-01 00:00:00', '2026-09-01 00:00:00 +0200', '2026-08-31 22:00:00 +0000', '2026-09-01 00:00', '2026-09-01', '01.09.2026', '01.09.2026 00:00', String(instant.toSeconds())];
-  const queries = new Set(forms.map((from) => leaderboard({ from_time: from, to_time: '2026-10-01' }).upstreamQuery));
+  const queries = new Set(forms.map((from) => leaderboard({ from_time: from, to_time: '2026-10-01' }).canonicalQuery));
   t.same([...queries], ['from_time=2026-09-01%2000%3A00%3A00%20%2B0200&to_time=2026-10-01%2000%3A00%3A00%20%2B0200']);
 });
 
@@ -74,7 +93,7 @@ t.test('an offset outside -1400..+1400 is refused', async (t) => {
 
 t.test('filter values follow their documented forms', async (t) => {
   const ok = leaderboard({ period: 'today', status: 'open', priority: 'critical', initiator: 'agent', staff_id: 'all', channel: 'cch12', labels: '7152', 'group_id[]': ['2', '10'] });
-  t.equal(ok.upstreamQuery, 'channel=cch12&group_id%5B%5D=10&group_id%5B%5D=2&initiator=agent&labels=7152&period=today&priority=critical&staff_id=all&status=open');
+  t.equal(ok.canonicalQuery, 'channel=cch12&group_id%5B%5D=10&group_id%5B%5D=2&initiator=agent&labels=7152&period=today&priority=critical&staff_id=all&status=open');
   rejects(t, () => leaderboard({ period: 'today', status: 'bogus' }), 'status must be one of open, waiting, closed');
   rejects(t, () => leaderboard({ period: 'today', group_id: '01' }), 'group_id must be a numeric id');
   rejects(t, () => leaderboard({ period: 'today', group_id: '' }), 'group_id must be a numeric id');
@@ -109,7 +128,7 @@ t.test('a custom range up to a day long is in the one-hour row of the table', as
 
 t.test('page, limit and sort take their documented values', async (t) => {
   const satisfaction = (query: RawQuery) => parseStatsQuery(ENDPOINTS.satisfaction, { period: 'today', ...query }, context);
-  t.equal(satisfaction({ page: '2', limit: '100', sort: 'added_at_asc' }).upstreamQuery, 'limit=100&page=2&period=today&sort=added_at_asc');
+  t.equal(satisfaction({ page: '2', limit: '100', sort: 'added_at_asc' }).canonicalQuery, 'limit=100&page=2&period=today&sort=added_at_asc');
   rejects(t, () => satisfaction({ page: '0' }), 'page must be a positive integer');
   rejects(t, () => satisfaction({ page: '1.5' }), 'page must be a positive integer');
   rejects(t, () => satisfaction({ limit: '101' }), 'limit must be an integer from 1 to 100');
@@ -127,7 +146,8 @@ t.test('unknown parameters are refused by name, with what is accepted', async (t
 
 t.test('the operator can allow more names', async (t) => {
   const query = leaderboard({ period: 'today', lang: 'en' }, { extraParameters: new Set(['lang']) });
-  t.equal(query.upstreamQuery, 'lang=en&period=today');
+  t.equal(query.canonicalQuery, 'lang=en&period=today');
+  t.equal(leaderboard({ period: 'today', lang: ['en', 'de', 'en'] }, { extraParameters: new Set(['lang']) }).canonicalQuery, 'lang=de&lang=en&period=today', 'de-duplicated and sorted');
 });
 
 t.test('a single-valued parameter given twice is refused', async (t) => {
@@ -141,7 +161,7 @@ t.test('a resolved custom range is remembered and gives the same canonical query
   const first = leaderboard({ from_time: '01.11.2026', to_time: '2026-11-02' }, { ranges });
   t.equal(ranges.size, 1);
   const again = leaderboard({ from_time: '01.11.2026', to_time: '2026-11-02' }, { ranges });
-  t.equal(again.upstreamQuery, first.upstreamQuery);
+  t.equal(again.canonicalQuery, first.canonicalQuery);
   t.equal(again.window, first.window, 'the same resolved window');
   rejects(t, () => leaderboard({ from_time: '01.11.2026', to_time: '01.11.2026' }, { ranges }), 'to_time must be after');
   t.equal(ranges.size, 1, 'a refused range is not remembered');
