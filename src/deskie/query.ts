@@ -4,7 +4,7 @@ import { badRequest } from '../errors.js';
 import { ALL_PAGES, CUSTOM_FIELD, type EndpointSpec, nonEmptyText, type ValueRule } from './endpoints.js';
 import { type FreshnessClass, isPeriod, PERIODS, type PeriodWindow, type PeriodWindows } from './periods.js';
 import { type ParsedQuery, QUERY_STRING_REFUSAL } from './query-string.js';
-import { ACCEPTED_TIME_FORMS, formatDeskieTime, parseDeskieTime } from './time.js';
+import { ACCEPTED_TIME_FORMS, formatDeskieTime, readDeskieTime } from './time.js';
 
 /** Deskie's shortest custom range. */
 const MIN_RANGE_MS = 60 * 60 * 1000;
@@ -246,8 +246,11 @@ function resolveRange(endpoint: EndpointSpec, fromTime: string, toTime: string, 
 }
 
 function parseTime(name: string, value: string, zone: string): DateTime {
-  const parsed = parseDeskieTime(value, zone);
-  if (!parsed) throw badRequest(`${name} must be ${ACCEPTED_TIME_FORMS}; got ${JSON.stringify(value)}`);
+  const parsed = readDeskieTime(value, zone);
+  if (parsed === 'not-a-time') throw badRequest(`${name} must be ${ACCEPTED_TIME_FORMS}; got ${JSON.stringify(value)}`);
+  if (parsed === 'skipped-by-dst') {
+    throw badRequest(`${name} ${JSON.stringify(value)} does not exist in ${zone}: its clocks skip that hour for daylight saving time`);
+  }
   // Deskie holds no statistics from before its time, and a year like 5138 is a typo.
   if (parsed.year < EARLIEST_YEAR || parsed.year > LATEST_YEAR) {
     throw badRequest(`${name} must fall in the years ${EARLIEST_YEAR} to ${LATEST_YEAR}; got ${JSON.stringify(value)}`);

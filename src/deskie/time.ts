@@ -25,15 +25,30 @@ const UNIX_SECONDS = /^\d{1,11}$/;
 /** A cheap shape check so that only plausible strings reach luxon's parser; offsets run from -14:00 to +14:00. */
 const DATE_SHAPE = /^(\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4})( \d{2}:\d{2}(:\d{2}( [+-](0\d|1[0-4])[0-5]\d)?)?)?$/;
 
-/** Parses a Deskie time value, or returns null when it is not one of the accepted forms. */
-export function parseDeskieTime(value: string, zone: string): DateTime | null {
+/** A time value read: the instant, or why there is none. */
+export type DeskieTimeReading = DateTime | 'not-a-time' | 'skipped-by-dst';
+
+/**
+ * Reads a Deskie time value. A local time the account zone's clocks skip
+ * (2026-03-29 02:30 in Berlin) names no instant; luxon would silently move it
+ * an hour on, so it is reported rather than guessed.
+ */
+export function readDeskieTime(value: string, zone: string): DeskieTimeReading {
   if (UNIX_SECONDS.test(value)) return DateTime.fromSeconds(Number(value), { zone });
-  if (!DATE_SHAPE.test(value)) return null;
+  if (!DATE_SHAPE.test(value)) return 'not-a-time';
   for (const format of FORMATS) {
     const parsed = DateTime.fromFormat(value, format, { zone, setZone: false });
-    if (parsed.isValid) return parsed.setZone(zone);
+    if (!parsed.isValid) continue;
+    if (!format.includes('ZZZ') && parsed.setZone(zone).toFormat(format) !== value) return 'skipped-by-dst';
+    return parsed.setZone(zone);
   }
-  return null;
+  return 'not-a-time';
+}
+
+/** Parses a Deskie time value, or returns null when it names no instant. */
+export function parseDeskieTime(value: string, zone: string): DateTime | null {
+  const reading = readDeskieTime(value, zone);
+  return typeof reading === 'string' ? null : reading;
 }
 
 /** The form this server sends upstream: absolute, with the offset, so Deskie reads the same instant we keyed. */

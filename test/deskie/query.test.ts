@@ -166,3 +166,10 @@ t.test('a resolved custom range is remembered and gives the same canonical query
   rejects(t, () => leaderboard({ from_time: '01.11.2026', to_time: '01.11.2026' }, { ranges }), 'to_time must be after');
   t.equal(ranges.size, 1, 'a refused range is not remembered');
 });
+
+t.test('a custom time the account zone skips for daylight saving is a 400 that says so', async (t) => {
+  rejects(t, () => leaderboard({ from_time: '2026-03-29 02:30', to_time: '2026-03-29 06:00' }), 'from_time "2026-03-29 02:30" does not exist in Europe/Berlin');
+  rejects(t, () => leaderboard({ from_time: '2026-03-28', to_time: '29.03.2026 02:00:00' }), 'to_time "29.03.2026 02:00:00" does not exist');
+  t.equal(leaderboard({ from_time: '2026-03-29 01:30', to_time: '2026-03-29 03:30' }).window.to.toISO(), '2026-03-29T03:30:00.000+02:00', 'either side of the gap is fine');
+  t.equal(leaderboard({ from_time: '2026-03-29 02:30:00 +0100', to_time: '2026-03-29 06:00' }).window.from.toISO(), '2026-03-29T03:30:00.000+02:00', 'with an offset the instant is explicit');
+});
