@@ -11,7 +11,7 @@ import { ENDPOINTS } from './deskie/endpoints.js';
 import { PeriodWindows } from './deskie/periods.js';
 import { parseQueryString } from './deskie/query-string.js';
 import type { ResolvedWindow } from './deskie/query.js';
-import { FORMAT_PARAMETER, JSON_TYPE } from './formats/representations.js';
+import { JSON_TYPE } from './formats/representations.js';
 import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
 import { statsRoutes } from './routes/stats.js';
 import { UpstreamBudget } from './upstream/budget.js';
@@ -32,9 +32,6 @@ export interface AppOptions {
   /** Defaults to an in-memory store bounded by config.cacheMaxBytes. */
   readonly store?: AnswerStore;
 }
-
-/** Parameters that steer this proxy only: never sent upstream, never part of the key. */
-const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER]);
 
 /** Distinct custom ranges whose parsing is remembered (a few hundred bytes each). */
 const REMEMBERED_RANGES = 4096;
@@ -144,7 +141,6 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
       windows: new PeriodWindows(config.timezone, config.weekStart),
       ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
       extraParameters: config.extraParameters,
-      proxyParameters: PROXY_PARAMETERS,
     },
   });
 

@@ -226,3 +226,21 @@ t.test('page=all past its deadline is a 504 and stores nothing', async (t) => {
   t.ok(calls >= 1 && calls < 4, `stopped after ${calls} pages`);
   t.equal((await stack.get(`${STAFF}?period=this_month&page=all`)).status, 504, 'nothing was stored');
 });
+
+t.test('bom=1 puts a UTF-8 byte order mark before CSV, from the same entry', async (t) => {
+  const stack = await startStack(t);
+  const plain = await stack.get(`${LEADERBOARD}?period=today&format=csv`);
+  const marked = await stack.get(`${LEADERBOARD}?period=today&format=csv&bom=1`);
+  t.equal(marked.status, 200);
+  const bytes = Buffer.from(await (await request(`${stack.proxyUrl}${LEADERBOARD}?period=today&format=csv&bom=1`, { headers: { authorization: DEMO } })).body.arrayBuffer());
+  t.same([...bytes.subarray(0, 3)], [0xef, 0xbb, 0xbf], 'the mark');
+  t.equal(bytes.subarray(3).toString(), plain.text, 'then the same CSV');
+  t.not(marked.headers['etag'], plain.headers['etag'], 'other bytes, another tag');
+  t.match(marked.headers['cache-status'], /; hit;/, 'the same entry');
+  t.equal((await stack.get(`${LEADERBOARD}?period=today&bom=1`)).text.charCodeAt(0), '{'.charCodeAt(0), 'JSON never gets one');
+  const bad = await stack.get(`${LEADERBOARD}?period=today&format=csv&bom=yes`);
+  t.equal(bad.status, 400);
+  t.match(bad.text, /bom must be 1 or 0/);
+  t.equal(stack.simulator.calls, 1);
+  t.equal(stack.simulator.requests[0]?.query, 'period=today', 'bom never goes upstream');
+});

@@ -15,6 +15,26 @@ export const isFormat = (value: string): value is Format => FORMAT_SET.has(value
 
 /** The proxy-only query parameter that picks a format. */
 export const FORMAT_PARAMETER = 'format';
+/** The proxy-only query parameter that asks for a UTF-8 byte order mark before CSV. */
+export const BOM_PARAMETER = 'bom';
+
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/** `bom=1` asks for the mark, `bom=0` (or none) not. */
+export function wantsBom(parameter: string | undefined): boolean {
+  if (parameter === undefined || parameter === '0') return false;
+  if (parameter === '1') return true;
+  throw badRequest(`bom must be 1 or 0; got ${JSON.stringify(parameter)}`);
+}
+
+/**
+ * CSV with a UTF-8 byte order mark, so that Excel opening the file reads
+ * Cyrillic names as UTF-8; other tools do without it, so it is asked for.
+ * Its bytes differ, so its ETag does too.
+ */
+export function withBom(csv: Representation): Representation {
+  return { body: Buffer.concat([UTF8_BOM, csv.body]), contentType: csv.contentType, etag: `${csv.etag.slice(0, -1)}-bom"` };
+}
 
 /**
  * The format asked for: `format=` when given, else `text/csv` when the client

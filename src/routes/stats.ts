@@ -4,18 +4,22 @@ import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { ENDPOINTS } from '../deskie/endpoints.js';
 import { parseStatsQuery, type QueryContext, type RawQuery } from '../deskie/query.js';
 import { unauthorized } from '../errors.js';
-import { chooseFormat, FORMAT_PARAMETER, type Format } from '../formats/representations.js';
+import { BOM_PARAMETER, chooseFormat, FORMAT_PARAMETER, type Format, withBom, wantsBom } from '../formats/representations.js';
 
 export interface StatsRouteOptions {
   readonly stats: CachedStats;
   readonly clock: () => number;
-  readonly queryContext: Omit<QueryContext, 'nowMs'>;
+  readonly queryContext: Omit<QueryContext, 'nowMs' | 'proxyParameters'>;
 }
+
+/** Parameters that steer this proxy only: never sent upstream, never part of the key. */
+const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER, BOM_PARAMETER]);
 
 const BASIC = /^basic\s+\S/i;
 
 /** GET and HEAD for Deskie's three statistics endpoints. */
-export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }: StatsRouteOptions): void {
+export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext: context }: StatsRouteOptions): void {
+  const queryContext = { ...context, proxyParameters: PROXY_PARAMETERS };
   for (const endpoint of Object.values(ENDPOINTS)) {
     const handler: RouteHandlerMethod = async (request, reply) => {
       const authorization = request.headers.authorization;
@@ -25,10 +29,11 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
       const nowMs = clock();
       const query = parseStatsQuery(endpoint, request.query as RawQuery, { ...queryContext, nowMs });
       const format = chooseFormat(query.proxy[FORMAT_PARAMETER], request.headers.accept);
+      const bom = format === 'csv' && wantsBom(query.proxy[BOM_PARAMETER]);
       const result = await stats.answer(query, authorization, nowMs);
       request.cacheOutcome = result.outcome;
       // Freshness is told as of now: a miss may have waited seconds for Deskie.
-      return sendAnswer(request, reply, result, format, result.outcome === 'hit' ? nowMs : clock());
+      return sendAnswer(request, reply, result, format, bom, result.outcome === 'hit' ? nowMs : clock());
     };
     // HEAD is declared with GET rather than left to Fastify's automatic HEAD
     // routes, which would label a 304 with "Content-Length: 0" (RFC 9110 §8.6).
@@ -44,9 +49,17 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
  * subtracting the age twice. An answer that could not be stored is no-store:
  * a client must not keep what this cache could not.
  */
-function sendAnswer(request: FastifyRequest, reply: FastifyReply, result: StatsAnswer, format: Format, nowMs: number): FastifyReply {
+function sendAnswer(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  result: StatsAnswer,
+  format: Format,
+  bom: boolean,
+  nowMs: number,
+): FastifyReply {
   const { answer, outcome, stored } = result;
-  const representation = answer.representations[format];
+  const cached = answer.representations[format];
+  const representation = bom ? withBom(cached) : cached;
   // Whole seconds of each, so that max-age - Age is exactly the ttl told.
   const lifetime = Math.max(0, Math.floor((answer.expiresAtMs - answer.fetchedAtMs) / 1000));
   const age = Math.max(0, Math.floor((nowMs - answer.fetchedAtMs) / 1000));
