@@ -1,5 +1,5 @@
 import t from 'tap';
-import { DEMO, OTHER, startStack, ttlOf, WRONG } from './helpers/stack.js';
+import { DEMO, OTHER, startStack, ttlOf, until, WRONG } from './helpers/stack.js';
 
 const LEADERBOARD = '/api/stats_leaderboard.json';
 
@@ -22,16 +22,17 @@ t.test('a miss is fetched once and stored; the next request is a hit with the sa
 });
 
 t.test('50 concurrent identical requests make one upstream call', async (t) => {
-  const stack = await startStack(t, { simulator: { knobs: { latencyMs: 100 } } });
-  const answers = await Promise.all(Array.from({ length: 50 }, () => stack.get(`${LEADERBOARD}?period=today`)));
+  const stack = await startStack(t);
+  stack.simulator.hold();
+  const pending = Promise.all(Array.from({ length: 50 }, () => stack.get(`${LEADERBOARD}?period=today`)));
+  await until(() => stack.arrivals === 50 && stack.simulator.held === 1);
+  stack.simulator.release();
+  const answers = await pending;
   t.equal(stack.simulator.calls, 1, 'one call reached Deskie');
   t.ok(answers.every((a) => a.status === 200 && a.text === answers[0]?.text), 'all got the same 200');
   const statuses = answers.map((a) => String(a.headers['cache-status']));
   t.equal(statuses.filter((s) => s.includes('fwd=miss; stored')).length, 1, 'one request stored the answer');
-  const collapsed = statuses.filter((s) => s.includes('collapsed')).length;
-  const hits = statuses.filter((s) => s.includes('; hit;')).length;
-  t.ok(collapsed > 0, 'requests waited for the one fetch');
-  t.equal(collapsed + hits, 49, 'the rest waited for it, or arrived after it was stored');
+  t.equal(statuses.filter((s) => s === 'deskie-stats-proxy; fwd=miss; collapsed; ttl=300').length, 49, 'all 49 others arrived while it was held, and waited for it');
 });
 
 t.test('equivalent queries share one entry whatever their order or time form', async (t) => {
@@ -68,11 +69,18 @@ t.test('a second credential makes its own call and never gets the first one\'s e
 });
 
 t.test('a wrong password gets Deskie\'s 401 even while a good fetch of the same query is in flight', async (t) => {
-  const stack = await startStack(t, { simulator: { knobs: { latencyMs: 100 } } });
-  const [good, wrong] = await Promise.all([
+  const stack = await startStack(t);
+  // Known to Deskie already, so the two calls do not queue for the new-credential share.
+  await stack.get(`${LEADERBOARD}?period=yesterday`, { authorization: DEMO });
+  stack.simulator.hold();
+  const pending = Promise.all([
     stack.get(`${LEADERBOARD}?period=today`, { authorization: DEMO }),
     stack.get(`${LEADERBOARD}?period=today`, { authorization: WRONG }),
   ]);
+  await until(() => stack.simulator.held === 2);
+  t.pass('both calls were at Deskie at once: the wrong password did not join the good fetch');
+  stack.simulator.release();
+  const [good, wrong] = await pending;
   t.equal(good.status, 200);
   t.equal(wrong.status, 401, 'Deskie said no');
   t.notMatch(wrong.text, /staff_name/, 'no cached statistics in the body');
@@ -80,15 +88,18 @@ t.test('a wrong password gets Deskie\'s 401 even while a good fetch of the same 
   t.equal(after.status, 401, 'still no after the good answer is cached');
   t.notMatch(after.text, /staff_name/);
   t.equal(after.headers['cache-status'], 'deskie-stats-proxy; hit; detail=remembered-401', 'the refusal is answered from memory');
-  t.equal(stack.simulator.calls, 2, 'no statistics were stored for the wrong password, and its 401 was remembered');
+  t.equal(stack.simulator.calls, 3, 'no statistics were stored for the wrong password, and its 401 was remembered');
 });
 
 t.test('requests that wait on the refetch of an expired entry say fwd=stale; collapsed', async (t) => {
   const stack = await startStack(t, { env: { REFRESH_AHEAD: '0' } });
   await stack.get(`${LEADERBOARD}?period=today`);
   stack.clock.advance(300_000);
-  stack.simulator.set({ latencyMs: 100 });
-  const answers = await Promise.all(Array.from({ length: 5 }, () => stack.get(`${LEADERBOARD}?period=today`)));
+  stack.simulator.hold();
+  const pending = Promise.all(Array.from({ length: 5 }, () => stack.get(`${LEADERBOARD}?period=today`)));
+  await until(() => stack.arrivals === 6 && stack.simulator.held === 1);
+  stack.simulator.release();
+  const answers = await pending;
   const statuses = answers.map((a) => String(a.headers['cache-status'])).sort();
   t.same(statuses, [...Array(4).fill('deskie-stats-proxy; fwd=stale; collapsed; ttl=300'), 'deskie-stats-proxy; fwd=stale; stored; ttl=300']);
   t.equal(stack.simulator.calls, 2);
@@ -233,4 +244,62 @@ t.test('a miss tells its freshness as of when Deskie answered', async (t) => {
   deskieCalls = () => stack.simulator.calls;
   const answer = await stack.get(`${LEADERBOARD}?period=today`);
   t.equal(ttlOf(answer), 297, 'three seconds of the five minutes went by');
+});
+
+t.test('the 23-hour March day in Berlin: today ends at midnight, yesterday after it is that short day', async (t) => {
+  const stack = await startStack(t, { now: '2026-03-29T21:58:00Z', env: { DESKIE_TIMEZONE: 'Europe/Berlin' } }); // 23:58 CEST
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=today`)), 120);
+  stack.clock.set('2026-03-29T22:00:30Z'); // 00:00:30 on the 30th
+  const yesterday = await stack.get(`${LEADERBOARD}?period=yesterday&format=rows`);
+  t.same(JSON.parse(yesterday.text).window, { from: '2026-03-29T00:00:00.000+01:00', to: '2026-03-30T00:00:00.000+02:00', timezone: 'Europe/Berlin' });
+});
+
+t.test('week, month and year turn over at midnight in the account zone, over HTTP', async (t) => {
+  // Sunday 2026-05-31 23:59:30 in Berlin (21:59:30 UTC) is the end of a week and a month.
+  const stack = await startStack(t, { now: '2026-05-31T21:59:30Z', env: { DESKIE_TIMEZONE: 'Europe/Berlin' } });
+  for (const period of ['this_week', 'last_week', 'this_month', 'last_month', 'today']) {
+    t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=${period}`)), 30, `${period} changes at Berlin's midnight`);
+  }
+  stack.clock.set('2026-12-31T22:59:30Z'); // 23:59:30 on New Year's Eve in Berlin
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=this_year`)), 30);
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=last_year`)), 30);
+  stack.clock.set('2026-12-31T23:00:10Z');
+  const lastYear = await stack.get(`${LEADERBOARD}?period=last_year&format=rows`);
+  t.match(lastYear.headers['cache-status'], /fwd=miss/, 'a new year, a new entry');
+  t.equal(JSON.parse(lastYear.text).window.from, '2026-01-01T00:00:00.000+01:00');
+});
+
+t.test('in America/Santiago, whose 6 September 2026 has no midnight, every calendar period is right', async (t) => {
+  const stack = await startStack(t, { now: '2026-09-06T03:58:00Z', env: { DESKIE_TIMEZONE: 'America/Santiago' } }); // 23:58 on the 5th (-04)
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=today`)), 120, 'the 5th ends when the clocks jump to 01:00');
+  stack.clock.set('2026-09-07T02:58:00Z'); // 23:58 on the 6th (-03)
+  t.equal(ttlOf(await stack.get(`${LEADERBOARD}?period=today`)), 120, 'the 23-hour 6th ends at midnight');
+  stack.clock.set('2026-09-07T03:30:00Z'); // 00:30 on the 7th
+  const yesterday = await stack.get(`${LEADERBOARD}?period=yesterday&format=rows`);
+  t.match(yesterday.headers['cache-status'], /fwd=miss/, 'not a hit on the window of the 5th');
+  t.same(JSON.parse(yesterday.text).window, { from: '2026-09-06T01:00:00.000-03:00', to: '2026-09-07T00:00:00.000-03:00', timezone: 'America/Santiago' });
+});
+
+t.test('If-None-Match: * is answered 304 when there is an answer', async (t) => {
+  const stack = await startStack(t);
+  await stack.get(`${LEADERBOARD}?period=today`);
+  const notModified = await stack.get(`${LEADERBOARD}?period=today`, { headers: { 'if-none-match': '*' } });
+  t.equal(notModified.status, 304);
+  t.equal(notModified.text, '');
+});
+
+t.test('a client that leaves during a miss does not waste the call: the answer is stored for the next one', async (t) => {
+  const { request } = await import('undici');
+  const stack = await startStack(t);
+  stack.simulator.hold();
+  const controller = new AbortController();
+  const leaving = request(`${stack.proxyUrl}${LEADERBOARD}?period=today`, { headers: { authorization: DEMO }, signal: controller.signal }).catch((error: unknown) => error);
+  await until(() => stack.simulator.held === 1);
+  controller.abort();
+  t.match(await leaving, { name: 'AbortError' }, 'the client left');
+  stack.simulator.release();
+  await until(() => stack.simulator.held === 0);
+  const next = await stack.get(`${LEADERBOARD}?period=today`);
+  t.match(next.headers['cache-status'], /fwd=miss; collapsed|; hit;/, 'the next client got the fetch the first one started');
+  t.equal(stack.simulator.calls, 1);
 });

@@ -148,11 +148,9 @@ t.test('calls that cannot get a connection in time are not sent: they wait their
     env: { UPSTREAM_TIMEOUT_MS: String(timeoutMs), UPSTREAM_CONNECTIONS: '1', UPSTREAM_CONCURRENCY: '1', UPSTREAM_QUEUE_MS: String(timeoutMs / 2) },
   });
   stack.simulator.set({ fault: 'hang' });
-  const started = Date.now();
   const answers = await Promise.all(
     ['today', 'yesterday', 'this_week', 'this_month', 'last_month', 'this_year'].map((period) => stack.get(`${LEADERBOARD}?period=${period}`)),
   );
-  const elapsed = Date.now() - started;
   t.same(answers.map((a) => a.status).sort(), [503, 503, 503, 503, 503, 504], 'one call timed out; the rest never went out');
   t.equal(stack.simulator.calls, 1, 'only the call that had a connection reached Deskie');
   for (const answer of answers.filter((a) => a.status === 503)) {
@@ -160,8 +158,6 @@ t.test('calls that cannot get a connection in time are not sent: they wait their
     t.equal(answer.headers['cache-status'], 'deskie-stats-proxy; detail=budget-exhausted');
   }
   t.match(answers.find((a) => a.status === 504)?.headers['cache-status'], 'deskie-stats-proxy; fwd=miss; detail=timeout');
-  // One after another would take six timeouts; here the waits end together.
-  t.ok(elapsed < 4 * timeoutMs, `all answered in ${elapsed} ms, not one timeout after another`);
 });
 
 t.test('a redirect from Deskie is a 502 that says where it pointed, not a hop for the client', async (t) => {

@@ -105,7 +105,8 @@ t.test('a burst of 200 distinct cold queries stays within the budget and every c
     t.match(errorOf(answer), /upstream budget|down to the reserve/, 'says why: the minute is spent, or the account is down to its reserve');
   }
   const slowest = Math.max(...answers.map(({ ms }) => ms));
-  t.ok(slowest < queueMs + 1_000, `the slowest answer came after ${slowest} ms`);
+  // Bounded by the queue wait (plus generous room for a loaded machine), never by the minute.
+  t.ok(slowest < queueMs + 2_000, `the slowest answer came after ${slowest} ms`);
 });
 
 t.test('UPSTREAM_RATE_PER_MIN=10: 30 concurrent cold queries make at most 10 calls', async (t) => {

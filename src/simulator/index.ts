@@ -49,6 +49,12 @@ export interface Simulator {
   restore(email: string): boolean;
   /** Adds a user, or gives one a new key; either way the user is not revoked. */
   addUser(email: string, apiKey: string): void;
+  /** Later answers wait until release(), so a test can prove requests overlapped instead of hoping a latency is long enough. */
+  hold(): void;
+  /** Sends every held answer, in arrival order, and stops holding. */
+  release(): void;
+  /** Requests waiting for release(). */
+  readonly held: number;
   resetCounters(): void; // calls = 0, requests = []
   close(): Promise<void>; // also ends hung requests and open sockets
 }
@@ -82,6 +88,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   let requests: RecordedRequest[] = [];
   let generation = 0;
   let url = '';
+  /** Answers waiting for release(); null when not holding. */
+  let heldAnswers: Array<() => void> | null = null;
 
   // Built before the server so control requests can never reach it half-made.
   const simulator: Simulator = {
@@ -128,6 +136,17 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       revokedKeys.delete(email);
       users.set(email, apiKey);
     },
+    hold() {
+      heldAnswers ??= [];
+    },
+    release() {
+      const answers = heldAnswers ?? [];
+      heldAnswers = null;
+      for (const send of answers) send();
+    },
+    get held() {
+      return heldAnswers?.length ?? 0;
+    },
     resetCounters() {
       calls = 0;
       requests = [];
@@ -162,7 +181,11 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (fault === 'hang') {
       return; // never answered; close() ends the socket
     }
-    afterLatency(res, current.latencyMs, () => {
+    const respondLater = (respond: () => void): void => {
+      if (heldAnswers === null) afterLatency(res, current.latencyMs, respond);
+      else heldAnswers.push(() => afterLatency(res, current.latencyMs, respond));
+    };
+    respondLater(() => {
       if (fault === 'drop') {
         // No status, no headers: the client sees the connection end, as when Deskie's side dies.
         req.socket.destroy();

@@ -45,6 +45,8 @@ export interface Answer {
 
 export interface Stack {
   readonly app: FastifyInstance;
+  /** Requests the proxy has received so far (any route), to prove requests overlapped. */
+  readonly arrivals: number;
   readonly proxyUrl: string;
   readonly simulator: Simulator;
   readonly clock: ManualClock;
@@ -66,6 +68,10 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
     { ...config, deskieUrl: simulator.url },
     { clock: proxyClock, store: options.store?.(proxyClock), ...(options.logger ? { logger: options.logger } : {}) },
   );
+  let arrivals = 0;
+  app.addHook('onRequest', async () => {
+    arrivals += 1;
+  });
   await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => app.close());
   const address = app.server.address();
@@ -74,6 +80,9 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
 
   return {
     app,
+    get arrivals() {
+      return arrivals;
+    },
     proxyUrl,
     simulator,
     clock,
@@ -101,4 +110,13 @@ export async function settled(stack: Stack, maxTurns = 10_000): Promise<void> {
     await new Promise((resolve) => setImmediate(resolve));
   }
   throw new Error('calls to Deskie did not settle');
+}
+
+/** Waits, turn by turn of the event loop, until `condition` holds (bounded, never by the clock). */
+export async function until(condition: () => boolean, maxTurns = 100_000): Promise<void> {
+  for (let turn = 0; turn < maxTurns; turn++) {
+    if (condition()) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error('the condition never held');
 }
