@@ -839,3 +839,18 @@ t.test('command line', async (t) => {
     }
   });
 });
+
+t.test('hold() keeps answers until release(), in arrival order', async (t) => {
+  const sim = await startSim(t);
+  sim.hold();
+  const order: string[] = [];
+  const first = get(sim, `/api/stats_leaderboard.json?${FIXED_QUERY}`).then((answer) => (order.push('first'), answer));
+  const second = get(sim, '/api/stats_leaderboard.json?period=today').then((answer) => (order.push('second'), answer));
+  while (sim.held < 2) await new Promise((resolve) => setImmediate(resolve));
+  t.same(order, [], 'nothing answered while held');
+  t.equal(sim.calls, 2, 'both were counted on arrival');
+  sim.release();
+  t.same([(await first).statusCode, (await second).statusCode], [200, 200]);
+  t.equal(sim.held, 0);
+  t.equal((await get(sim, '/api/stats_leaderboard.json?period=today')).statusCode, 200, 'after release, answers go out at once');
+});
