@@ -802,16 +802,16 @@ t.test('command line', async (t) => {
   t.test('defaults', async (t) => {
     t.same(
       parseCliOptions([]),
-      { host: '127.0.0.1', port: 3001, users: { 'demo@example.com': 'demo' }, rateLimitPerMinute: 1500, knobs: { latencyMs: 0, fault: 'none' } },
+      { host: '127.0.0.1', port: 3001, users: { 'demo@example.com': 'demo' }, rateLimitPerMinute: 1500, timezone: 'UTC', knobs: { latencyMs: 0, fault: 'none' } },
       'port 3001, the demo user, Deskie’s highest limit, no fault',
     );
   });
 
   t.test('every flag', async (t) => {
-    const argv = ['--port', '0', '--host', '::1', '--latency-ms', '25', '--rate-limit', '20', '--fault', 'deepJson', '--user', 'a@example.com:k1', '--user', 'b@example.com:k:2'];
+    const argv = ['--port', '0', '--host', '::1', '--latency-ms', '25', '--rate-limit', '20', '--timezone', 'Europe/Berlin', '--fault', 'deepJson', '--user', 'a@example.com:k1', '--user', 'b@example.com:k:2'];
     t.same(
       parseCliOptions(argv),
-      { host: '::1', port: 0, users: { 'a@example.com': 'k1', 'b@example.com': 'k:2' }, rateLimitPerMinute: 20, knobs: { latencyMs: 25, fault: 'deepJson' } },
+      { host: '::1', port: 0, users: { 'a@example.com': 'k1', 'b@example.com': 'k:2' }, rateLimitPerMinute: 20, timezone: 'Europe/Berlin', knobs: { latencyMs: 25, fault: 'deepJson' } },
       'each flag lands in its option',
     );
   });
@@ -853,4 +853,25 @@ t.test('hold() keeps answers until release(), in arrival order', async (t) => {
   t.same([(await first).statusCode, (await second).statusCode], [200, 200]);
   t.equal(sim.held, 0);
   t.equal((await get(sim, '/api/stats_leaderboard.json?period=today')).statusCode, 200, 'after release, answers go out at once');
+});
+
+t.test('periods and offset-less times are read in the account zone, on the injected clock', async (t) => {
+  const clock = manualClock();
+  const berlin = await startSim(t, { timezone: 'Europe/Berlin', clock: clock.now });
+  const utc = await startSim(t, { clock: clock.now });
+  // 23:13:20 UTC on the 14th is already 00:13 on the 15th in Berlin: its today began at 23:00 UTC.
+  clock.advance(3_600 * SECOND_MS);
+  const berlinMidnight = Date.parse('2023-11-14T23:00:00Z') / 1000;
+  const timestamps = async (sim: Simulator) =>
+    Object.values(JSON.parse((await get(sim, '/api/stats_staff_statuses.json?period=today')).text) as Record<string, { status_change?: { timestamp: number } }>)
+      .map((record) => record.status_change?.timestamp)
+      .filter((timestamp): timestamp is number => timestamp !== undefined);
+  const inBerlin = await timestamps(berlin);
+  const inUtc = await timestamps(utc);
+  t.ok(inBerlin.length > 0 && inBerlin.every((timestamp) => timestamp >= berlinMidnight), "Berlin's today starts at its midnight");
+  t.ok(inUtc.some((timestamp) => timestamp < berlinMidnight), "UTC's today is still the 14th, most of it before then");
+  t.equal((await get(berlin, '/api/stats_leaderboard.json?from_time=2024-03-01%2010:00&to_time=2024-03-01%2010:30')).statusCode, 400, 'shorter than an hour');
+  t.equal((await get(berlin, '/api/stats_leaderboard.json?from_time=01.03.2024%2010:00%20%2B0100&to_time=2024-03-01%2011:00')).statusCode, 200, 'an offset and the zone agree on the hour');
+  t.equal((await get(berlin, '/api/stats_leaderboard.json?from_time=2024-02-30&to_time=2024-03-20')).statusCode, 400, 'no 30 February');
+  await t.rejects(startSimulator({ timezone: 'Mars/Olympus' }), /IANA time zone/);
 });

@@ -17,9 +17,9 @@ const MAX_PORT = 65_535;
 
 export const CLI_USAGE =
   `usage: simulator [--port ${DEFAULT_CLI_PORT}] [--host ${DEFAULT_CLI_HOST}] [--latency-ms 0] ` +
-  `[--rate-limit ${DEFAULT_RATE_LIMIT_PER_MINUTE}] [--fault ${SIMULATOR_FAULTS.join('|')}] [--user email:key ...]`;
+  `[--rate-limit ${DEFAULT_RATE_LIMIT_PER_MINUTE}] [--timezone UTC] [--fault ${SIMULATOR_FAULTS.join('|')}] [--user email:key ...]`;
 
-export type CliOptions = Required<Pick<SimulatorOptions, 'host' | 'port' | 'users' | 'rateLimitPerMinute'>> & {
+export type CliOptions = Required<Pick<SimulatorOptions, 'host' | 'port' | 'users' | 'rateLimitPerMinute' | 'timezone'>> & {
   readonly knobs: Pick<SimulatorKnobs, 'latencyMs' | 'fault'>;
 };
 
@@ -32,6 +32,7 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
       host: { type: 'string', default: DEFAULT_CLI_HOST },
       'latency-ms': { type: 'string', default: '0' },
       'rate-limit': { type: 'string', default: String(DEFAULT_RATE_LIMIT_PER_MINUTE) },
+      timezone: { type: 'string', default: 'UTC' },
       fault: { type: 'string', default: 'none' },
       user: { type: 'string', multiple: true, default: [`${DEMO_EMAIL}:${DEMO_API_KEY}`] },
     },
@@ -57,5 +58,5 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
     if (colon < 1) throw new TypeError(`--user must be email:key, got "${user}"`);
     users[user.slice(0, colon)] = user.slice(colon + 1);
   }
-  return { host: values.host, port, users, rateLimitPerMinute, knobs: { latencyMs, fault: values.fault as SimulatorFault } };
+  return { host: values.host, port, users, rateLimitPerMinute, timezone: values.timezone, knobs: { latencyMs, fault: values.fault as SimulatorFault } };
 }

@@ -3,7 +3,7 @@
 // the same records: the random generator is seeded from the query itself.
 import { createHash } from 'node:crypto';
 import { DateTime } from 'luxon';
-import { SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE } from '../deskie/endpoints.js';
+import { SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE } from './params.js';
 import type { TimeWindow } from './params.js';
 
 /** A source of numbers in [0, 1), like Math.random but reproducible. */

@@ -1,7 +1,6 @@
 // The three statistics endpoints: which window each accepts and how each
 // turns a validated query into a body.
 import type { DateTime } from 'luxon';
-import { SATISFACTION_MAX_LIMIT } from '../deskie/endpoints.js';
 import {
   SATISFACTION_SORTS,
   createRng,
@@ -14,7 +13,7 @@ import {
   type Rng,
   type SatisfactionSort,
 } from './data.js';
-import { BadRequestError, positiveIntegerParam, resolveWindow, type TimeWindow } from './params.js';
+import { BadRequestError, positiveIntegerParam, resolveWindow, SATISFACTION_MAX_LIMIT, type TimeWindow } from './params.js';
 
 /** What the simulator answers; the server adds content type and rate-limit headers. */
 export interface SimulatorReply {

@@ -4,7 +4,7 @@
 // "Deskie". It shares no code with the proxy on purpose.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DateTime } from 'luxon';
+import { DateTime, IANAZone } from 'luxon';
 import { answerControl, isControlPath } from './control.js';
 import { answerStats, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
 import { faultReply } from './faults.js';
@@ -20,8 +20,10 @@ export interface SimulatorOptions {
   users?: Record<string, string>; // e-mail -> API key; default { 'demo@example.com': 'demo' }
   rateLimitPerMinute?: number; // default 1500; `knobs.rateLimitPerMinute` wins when both are given
   knobs?: Partial<SimulatorKnobs>;
-  /** Epoch ms for the rate-limit window, so a test moves time instead of sleeping; default Date.now. */
+  /** Epoch ms for the rate-limit window and for what "now" means to the periods, so a test moves time instead of sleeping; default Date.now. */
   clock?: () => number;
+  /** The account's time zone (an IANA name): periods and times without an offset are read in it; default UTC. */
+  timezone?: string;
 }
 
 export interface RecordedRequest {
@@ -76,6 +78,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   /** Keys of revoked users, kept so restore() can give them back. */
   const revokedKeys = new Map<string, string>();
   const clock = options.clock ?? Date.now;
+  const timezone = options.timezone ?? 'UTC';
+  if (!IANAZone.isValidZone(timezone)) throw new TypeError(`timezone must be an IANA time zone name such as Europe/Berlin; got "${timezone}"`);
   let knobs: SimulatorKnobs = {
     ...DEFAULT_KNOBS,
     rateLimitPerMinute: DEFAULT_RATE_LIMIT_PER_MINUTE,
@@ -232,7 +236,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (!isAuthenticated(req.headers.authorization, users)) {
       return errorReply(401, 'authentication failed');
     }
-    return answerStats(endpoint, new URLSearchParams(query), DateTime.utc(), generation);
+    return answerStats(endpoint, new URLSearchParams(query), DateTime.fromMillis(clock(), { zone: timezone }), generation);
   }
 
   await listen(server, options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);

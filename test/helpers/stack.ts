@@ -59,6 +59,8 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
   const simulator = await startSimulator({
     users: { 'demo@example.com': 'demo', 'other@example.com': 'secret' },
     ...(options.simulatorOnProxyClock ? { clock: clock.now } : {}),
+    // The account's zone, as the proxy is told it.
+    ...(options.env?.['DESKIE_TIMEZONE'] ? { timezone: options.env['DESKIE_TIMEZONE'] } : {}),
     ...options.simulator,
   });
   t.teardown(() => simulator.close());
