@@ -4,7 +4,6 @@ import type { FastifyInstance } from 'fastify';
 import { pino, type DestinationStream } from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
-import { startSimulator } from './simulator/index.js';
 
 /** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -32,7 +31,8 @@ export async function startServer(
   // refuses that), serve a simulated one so that `npm ci && npm start` works
   // on a fresh machine.
   let deskieUrl = config.deskieUrl;
-  const simulator = deskieUrl === null ? await startSimulator({ host: '127.0.0.1', port: 0 }) : null;
+  // Loaded only when used, so a production process never holds the simulator.
+  const simulator = deskieUrl === null ? await (await import('./simulator/index.js')).startSimulator({ host: '127.0.0.1', port: 0, timezone: config.timezone }) : null;
   if (simulator) {
     deskieUrl = simulator.url;
     logger.warn(
