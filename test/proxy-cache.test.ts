@@ -78,7 +78,11 @@ t.test('a wrong password gets Deskie\'s 401 even while a good fetch of the same 
     stack.get(`${LEADERBOARD}?period=today`, { authorization: WRONG }),
   ]);
   await until(() => stack.simulator.held === 2);
-  t.pass('both calls were at Deskie at once: the wrong password did not join the good fetch');
+  t.same(
+    stack.simulator.requests.slice(-2).map((r) => r.headers['authorization']).sort(),
+    [DEMO, WRONG].sort(),
+    'both calls were at Deskie at once: the wrong password did not join the good fetch',
+  );
   stack.simulator.release();
   const [good, wrong] = await pending;
   t.equal(good.status, 200);

@@ -52,7 +52,7 @@ t.test('until Deskie tells its limit, 20 calls a minute go out; the 21st waits a
   t.equal((refused as ProxyError).failure, 'budget-exhausted');
   advance(40_000);
   await spendOne(budget);
-  t.pass('a minute after the first call, the next one goes');
+  t.equal(budget.snapshot().callsLeftThisMinute, 19, 'a minute after the first calls they left the window; the new one counts');
 });
 
 t.test("the operator's cap, then the account's limit less the reserve", async (t) => {
@@ -131,7 +131,8 @@ t.test('credentials Deskie never accepted share a tenth and cannot block known o
   const junk = await budget.reserve(call({ isNewCredential: () => true }));
   const blockedJunk = refusalOf(budget.reserve(call({ isNewCredential: () => true, deadline: soon(100) })));
   const known = await budget.reserve(call());
-  t.pass('a known credential passes a junk one that waits for its share (one slot of four)');
+  t.equal(budget.snapshot().inFlight, 2, 'a known credential passes a junk one that waits for its share (one slot of four)');
+  t.equal(budget.snapshot().queued, 1);
   t.ok(busy(await blockedJunk), 'the second junk call waited for the share and got a 503');
   junk.spend();
   junk.release();
@@ -139,7 +140,7 @@ t.test('credentials Deskie never accepted share a tenth and cannot block known o
   await spendOne(budget, call({ isNewCredential: () => true }));
   t.ok(busy(await refusalOf(budget.reserve(call({ isNewCredential: () => true, deadline: soon(30) })))), 'two junk calls a minute (a tenth of 20), then refused');
   await spendOne(budget);
-  t.pass('known credentials still have the rest of the minute');
+  t.equal(budget.snapshot().callsLeftThisMinute, 20 - 3, 'known credentials still have the rest of the minute');
 });
 
 t.test('the queue is bounded: past its length a call is refused at once', async (t) => {
