@@ -72,15 +72,31 @@ export class CachedStats {
     });
   }
 
-  async answer(query: StatsQuery, authorization: string, nowMs: number): Promise<StatsAnswer> {
+  /**
+   * A fresh entry is answered at once, without a promise: a hit is a store
+   * lookup and a comparison. Anything else goes to Deskie (or its memory of
+   * a refusal) and is answered when that settles.
+   */
+  answer(query: StatsQuery, authorization: string, nowMs: number): StatsAnswer | Promise<StatsAnswer> {
     const partition = this.#partitions.memo(authorization);
     const key = cacheKey(query, partition);
-    const { store, clock } = this.#options;
-    const held = store.get(key);
+    const held = this.#options.store.get(key);
     if (held !== undefined && nowMs < held.expiresAtMs) {
       if (nowMs >= held.refreshAtMs) this.#refreshAhead(key, query, authorization, partition, held);
       return { answer: held, outcome: 'hit', stored: true };
     }
+    return this.#fetch(key, query, authorization, partition, held, nowMs);
+  }
+
+  async #fetch(
+    key: string,
+    query: StatsQuery,
+    authorization: string,
+    partition: string,
+    held: CachedAnswer | undefined,
+    nowMs: number,
+  ): Promise<StatsAnswer> {
+    const { store, clock } = this.#options;
     this.#throwIfRefused(key, partition, nowMs);
     try {
       const result = await store.fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'client', held), partition));
