@@ -45,12 +45,6 @@ export function readDeskieTime(value: string, zone: string): DeskieTimeReading {
   return 'not-a-time';
 }
 
-/** Parses a Deskie time value, or returns null when it names no instant. */
-export function parseDeskieTime(value: string, zone: string): DateTime | null {
-  const reading = readDeskieTime(value, zone);
-  return typeof reading === 'string' ? null : reading;
-}
-
 /** The form this server sends upstream: absolute, with the offset, so Deskie reads the same instant we keyed. */
 export function formatDeskieTime(time: DateTime): string {
   return time.toFormat('yyyy-MM-dd HH:mm:ss ZZZ');
