@@ -13,6 +13,7 @@ t.test('an unexpected failure is a 500 JSON that leaks no stack, and the server 
     fetch: async () => {
       throw new Error('disk on fire at /srv/secret/path');
     },
+    resize: () => {},
     entries: 0,
     bytes: 0,
     close: async () => {},

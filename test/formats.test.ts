@@ -1,6 +1,7 @@
 import t from 'tap';
 import { toCsv } from '../src/formats/csv.js';
-import { chooseFormat } from '../src/formats/representations.js';
+import { answerSource, renderVariant } from '../src/formats/render.js';
+import { chooseCoding, chooseFormat, describeVariant, variantOf } from '../src/formats/representations.js';
 import { toRows } from '../src/formats/rows.js';
 
 const window = { from: '2026-11-01T00:00:00.000Z', to: '2026-12-01T00:00:00.000Z', timezone: 'UTC' };
@@ -50,4 +51,44 @@ t.test('the format comes from format=, else from Accept, else normalized', async
   t.equal(chooseFormat(undefined, 'text/csv, */*;q=0.1'), 'csv', 'CSV preferred over anything');
   t.equal(chooseFormat(undefined, 'application/json;q=0.5, text/csv;q=0.9'), 'csv');
   t.throws(() => chooseFormat('xml', undefined), /format must be one of normalized, raw, rows, csv/);
+});
+
+t.test('the coding comes from Accept-Encoding: br before gzip on a tie, the higher q-value first, identity otherwise', async (t) => {
+  t.equal(chooseCoding(undefined), 'identity');
+  t.equal(chooseCoding(''), 'identity');
+  t.equal(chooseCoding('gzip, deflate, br, zstd'), 'br');
+  t.equal(chooseCoding('gzip'), 'gzip');
+  t.equal(chooseCoding('x-gzip'), 'gzip', 'the old name of gzip');
+  t.equal(chooseCoding('br;q=0.2, gzip;q=0.8'), 'gzip');
+  t.equal(chooseCoding('GZIP;Q=0.5'), 'gzip', 'names and parameters are case-insensitive');
+  t.equal(chooseCoding('*;q=0.5, br;q=0'), 'gzip', '* stands for what is not named');
+  t.equal(chooseCoding('gzip;q=0, br;q=0'), 'identity');
+  t.equal(chooseCoding('deflate, identity'), 'identity', 'deflate is not kept: its two meanings confuse clients');
+  for (let i = 0; i < 300; i++) chooseCoding(`gzip;q=0.${i}`);
+  t.equal(chooseCoding('gzip, deflate, br, zstd'), 'br', 'still right once the remembered values were dropped');
+});
+
+t.test('every variant number names one format and coding', async (t) => {
+  const seen = new Set<number>();
+  for (const format of ['normalized', 'raw', 'rows', 'csv'] as const) {
+    for (const bom of [false, true]) {
+      for (const coding of ['identity', 'gzip', 'br'] as const) {
+        const variant = variantOf(format, bom, coding);
+        seen.add(variant);
+        t.same(describeVariant(variant), { rendering: bom && format === 'csv' ? 'csv+bom' : format, coding });
+      }
+    }
+  }
+  t.equal(seen.size, 15);
+  t.throws(() => describeVariant(15), RangeError);
+});
+
+t.test('a body that a coding would not make smaller is sent as it is', async (t) => {
+  const source = answerSource('leaderboard', Buffer.from('{}'), undefined, window);
+  const small = renderVariant(source, 'key', variantOf('normalized', false, 'gzip'));
+  t.equal(small.contentEncoding, undefined);
+  t.equal(small.body.toString(), '{}');
+  const raw = renderVariant(source, 'key', variantOf('raw', false, 'gzip'));
+  t.equal(raw.contentEncoding, 'gzip', 'raw in gzip is the stored source itself');
+  t.equal(raw.body, source.gzipped);
 });

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { request } from 'undici';
 import { DEMO, OTHER, startStack } from './helpers/stack.js';
 
@@ -79,7 +80,7 @@ t.test('format=csv has a header row and one line per record', async (t) => {
   t.equal(lines.length, json.rows.length + 1);
   const viaAccept = await stack.get(`${LEADERBOARD}?period=today`, { headers: { accept: 'text/csv' } });
   t.equal(viaAccept.text, csv, 'Accept: text/csv picks CSV');
-  t.equal(viaAccept.headers['vary'], 'Accept, Authorization');
+  t.equal(viaAccept.headers['vary'], 'Accept, Accept-Encoding, Authorization');
 });
 
 t.test('an unknown format is a 400 that never reaches Deskie', async (t) => {
@@ -243,4 +244,61 @@ t.test('bom=1 puts a UTF-8 byte order mark before CSV, from the same entry', asy
   t.match(bad.text, /bom must be 1 or 0/);
   t.equal(stack.simulator.calls, 1);
   t.equal(stack.simulator.requests[0]?.query, 'period=today', 'bom never goes upstream');
+});
+
+/** An answer's bytes as sent, not decoded: undici's request() leaves Content-Encoding to the caller. */
+async function sent(stack: Awaited<ReturnType<typeof startStack>>, path: string, headers: Record<string, string> = {}) {
+  const response = await request(`${stack.proxyUrl}${path}`, { headers: { authorization: DEMO, ...headers } });
+  return { status: response.statusCode, headers: response.headers, bytes: Buffer.from(await response.body.arrayBuffer()) };
+}
+
+t.test('a client that accepts gzip or br gets the stored compressed bytes, with their own ETag, from one upstream call', async (t) => {
+  const stack = await startStack(t);
+  const path = `${LEADERBOARD}?period=this_month`;
+  const plain = await sent(stack, path);
+  t.equal(plain.headers['content-encoding'], undefined, 'no Accept-Encoding, no coding');
+  t.equal(plain.headers['vary'], 'Accept, Accept-Encoding, Authorization');
+  const gzip = await sent(stack, path, { 'accept-encoding': 'gzip, deflate' });
+  t.equal(gzip.headers['content-encoding'], 'gzip');
+  t.same(gunzipSync(gzip.bytes), plain.bytes, 'the same JSON, gzipped');
+  t.ok(gzip.bytes.length * 3 < plain.bytes.length, `${gzip.bytes.length} bytes instead of ${plain.bytes.length}`);
+  const br = await sent(stack, path, { 'accept-encoding': 'gzip, deflate, br' });
+  t.equal(br.headers['content-encoding'], 'br', 'br preferred when both are as welcome');
+  t.same(brotliDecompressSync(br.bytes), plain.bytes);
+  t.equal((await sent(stack, path, { 'accept-encoding': 'br;q=0.5, gzip' })).headers['content-encoding'], 'gzip', 'the higher q-value wins');
+  t.equal((await sent(stack, path, { 'accept-encoding': 'gzip;q=0, identity' })).headers['content-encoding'], undefined, 'q=0 refuses');
+  t.equal((await sent(stack, path, { 'accept-encoding': '*' })).headers['content-encoding'], 'br', '* takes any');
+  const tags = new Set([plain, gzip, br].map((answer) => answer.headers['etag']));
+  t.equal(tags.size, 3, 'one validator per coding');
+  const revalidated = await sent(stack, path, { 'accept-encoding': 'gzip', 'if-none-match': String(gzip.headers['etag']) });
+  t.equal(revalidated.status, 304);
+  t.equal(revalidated.bytes.length, 0);
+  const csv = await sent(stack, `${path}&format=csv&bom=1`, { 'accept-encoding': 'gzip' });
+  t.same([...gunzipSync(csv.bytes).subarray(0, 3)], [0xef, 0xbb, 0xbf], 'CSV with its mark, gzipped');
+  const rawGzip = await sent(stack, `${path}&format=raw`, { 'accept-encoding': 'gzip' });
+  t.equal(stack.simulator.calls, 1, 'every coding and format from one entry');
+  t.equal(gunzipSync(rawGzip.bytes).toString(), await direct(stack.simulator.url, path), 'raw, gzipped, is Deskie\'s bytes');
+});
+
+t.test('a format is rendered on its first request and the store counts it then; a refetch renders the formats in use up front', async (t) => {
+  const stack = await startStack(t);
+  const health = async () => JSON.parse((await stack.get('/healthz', { authorization: null })).text) as { entries: number; bytes: number };
+  const path = `${LEADERBOARD}?period=today`;
+  const first = await stack.get(path);
+  const deskieBytes = (await direct(stack.simulator.url, path)).length;
+  const one = await health();
+  t.equal(one.entries, 1);
+  t.ok(one.bytes < deskieBytes * 1.6, `one format held in ${one.bytes} bytes for a ${deskieBytes}-byte body`);
+  await stack.get(path);
+  t.equal((await health()).bytes, one.bytes, 'a hit adds nothing');
+  const csv = await stack.get(`${path}&format=csv`);
+  t.match(csv.headers['cache-status'], /; hit;/);
+  const two = await health();
+  t.ok(two.bytes > one.bytes + csv.text.length, `the CSV is counted: ${one.bytes} then ${two.bytes} bytes`);
+  stack.clock.advance(5 * 60_000);
+  const refetched = await stack.get(path);
+  t.match(refetched.headers['cache-status'], /fwd=stale/);
+  t.equal(refetched.text, first.text);
+  t.equal((await health()).bytes, two.bytes, 'the new answer holds both formats, counted when stored');
+  t.equal(stack.simulator.calls, 3, 'two fetches, and the body asked of Deskie directly');
 });

@@ -3,7 +3,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Lifetimes } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
 import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamFailureOf } from '../errors.js';
-import { renderRepresentations } from '../formats/representations.js';
+import { answerSource, renderVariant, type Representation } from '../formats/render.js';
+import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
 import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
 import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome } from './store.js';
@@ -77,7 +78,7 @@ export class CachedStats {
    * lookup and a comparison. Anything else goes to Deskie (or its memory of
    * a refusal) and is answered when that settles.
    */
-  answer(query: StatsQuery, authorization: string, nowMs: number): StatsAnswer | Promise<StatsAnswer> {
+  answer(query: StatsQuery, authorization: string, nowMs: number, variant: Variant): StatsAnswer | Promise<StatsAnswer> {
     const partition = this.#partitions.memo(authorization);
     const key = cacheKey(query, partition);
     const held = this.#options.store.get(key);
@@ -85,7 +86,18 @@ export class CachedStats {
       if (nowMs >= held.refreshAtMs) this.#refreshAhead(key, query, authorization, partition, held);
       return { answer: held, outcome: 'hit', stored: true };
     }
-    return this.#fetch(key, query, authorization, partition, held, nowMs);
+    return this.#fetch(key, query, authorization, partition, held, nowMs, variant);
+  }
+
+  /**
+   * The variant of an answer, rendered now when this is its first request,
+   * kept with the entry and counted by the store.
+   */
+  representation(answer: CachedAnswer, variant: Variant): Representation {
+    const rendered = renderVariant(answer.source, answer.key, variant);
+    answer.variants[variant] = rendered;
+    this.#options.store.resize(answer);
+    return rendered;
   }
 
   async #fetch(
@@ -95,11 +107,13 @@ export class CachedStats {
     partition: string,
     held: CachedAnswer | undefined,
     nowMs: number,
+    variant: Variant,
   ): Promise<StatsAnswer> {
     const { store, clock } = this.#options;
     this.#throwIfRefused(key, partition, nowMs);
     try {
-      const result = await store.fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'client', held), partition));
+      const call = this.#call(authorization, partition, 'client', held);
+      const result = await store.fetch(key, () => this.#load(key, query, call, partition, renderedVariants(held, variant)));
       if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined };
       if (!result.stored) this.#logUnstored(key, result.answer);
       return result;
@@ -130,7 +144,8 @@ export class CachedStats {
     };
   }
 
-  async #load(key: string, query: StatsQuery, call: UpstreamCall, partition: string): Promise<CachedAnswer> {
+  /** Fetches from Deskie and renders `variants` (the asking request's, and those in use on the entry replaced) before it is stored. */
+  async #load(key: string, query: StatsQuery, call: UpstreamCall, partition: string, variants: readonly Variant[]): Promise<CachedAnswer> {
     const { upstream, clock, lifetimes, keeping } = this.#options;
     const askedAtMs = clock();
     let page;
@@ -142,15 +157,17 @@ export class CachedStats {
     }
     const receivedAtMs = clock();
     const { window } = query;
+    const source = answerSource(query.endpoint.name, page.body, page.contentType, {
+      from: window.from.toISO() ?? '',
+      to: window.to.toISO() ?? '',
+      timezone: window.from.zoneName ?? 'UTC',
+    });
+    const rendered: (Representation | undefined)[] = [];
+    for (const variant of variants) rendered[variant] = renderVariant(source, key, variant, page.parsed);
     return {
-      representations: renderRepresentations(
-        query.endpoint.name,
-        page.body,
-        page.contentType,
-        page.parsed,
-        { from: window.from.toISO() ?? '', to: window.to.toISO() ?? '', timezone: window.from.zoneName ?? 'UTC' },
-        key,
-      ),
+      key,
+      source,
+      variants: rendered,
       lastModified: new Date(receivedAtMs).toUTCString(),
       fetchedAtMs: receivedAtMs,
       upstreamCalls: page.calls,
@@ -168,8 +185,9 @@ export class CachedStats {
     if (this.#closed || this.#refreshStarted.has(held)) return;
     this.#refreshStarted.add(held);
     const { store, log } = this.#options;
+    const call = this.#call(authorization, partition, 'refresh', held);
     const refresh = store
-      .fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'refresh', held), partition))
+      .fetch(key, () => this.#load(key, query, call, partition, renderedVariants(held)))
       .then(
         (result) => log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed ahead of expiry'),
         (error: unknown) => log.info({ key, err: error }, 'refresh ahead failed; the entry stays until it expires'),
@@ -216,3 +234,12 @@ export class CachedStats {
 }
 
 const credentialKey = (partition: string): string => `credential#${partition}`;
+
+/** The variants rendered on `held` (those in use), and `also`: a new answer for the key renders them up front. */
+function renderedVariants(held: CachedAnswer | undefined, also?: Variant): Variant[] {
+  const variants = also === undefined ? [] : [also];
+  held?.variants.forEach((representation, variant) => {
+    if (representation !== undefined && variant !== also) variants.push(variant);
+  });
+  return variants;
+}

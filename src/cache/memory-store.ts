@@ -1,8 +1,12 @@
 import { LRUCache } from 'lru-cache';
 import { type AnswerLoader, type AnswerStore, answerBytes, type CachedAnswer, type StoreResult } from './store.js';
 
-/** Bookkeeping bytes counted per entry besides its body and key (object headers, maps, timers). */
-const ENTRY_OVERHEAD_BYTES = 512;
+/**
+ * Bookkeeping bytes counted per entry besides its bodies and key: the answer
+ * and its source, window and variant list, the compressed body's Buffer, and
+ * lru-cache's slots.
+ */
+const ENTRY_OVERHEAD_BYTES = 640;
 
 export interface MemoryStoreOptions {
   readonly maxBytes: number;
@@ -28,8 +32,14 @@ export class MemoryStore implements AnswerStore {
   readonly #lru: LRUCache<string, CachedAnswer, AnswerLoader>;
   /** Answers lru-cache was told not to keep; checked only when a load ends. */
   readonly #unstored = new WeakSet<CachedAnswer>();
+  readonly #clock: () => number;
+  /** Callers of fetch() under way, by key: an entry is not re-counted while a load for its key runs. */
+  readonly #loading = new Map<string, number>();
+  /** Keys whose answer grew while a load ran: re-counted when the last caller is done. */
+  readonly #grown = new Set<string>();
 
   constructor({ maxBytes, clock }: MemoryStoreOptions) {
+    this.#clock = clock;
     this.#lru = new LRUCache<string, CachedAnswer, AnswerLoader>({
       maxSize: maxBytes,
       sizeCalculation: (answer, key) => {
@@ -70,12 +80,41 @@ export class MemoryStore implements AnswerStore {
 
   async fetch(key: string, load: AnswerLoader): Promise<StoreResult> {
     const status: LRUCache.Status<string, CachedAnswer, AnswerLoader> = {};
-    // forceRefresh: the caller decided the held answer is not fresh; a load
-    // already under way for the key is joined rather than repeated.
-    const answer = await this.#lru.fetch(key, { context: load, status, forceRefresh: true });
-    if (answer === undefined) throw new Error(`cache fetch for ${key} returned nothing`);
-    const outcome = OUTCOME_BY_FETCH_STATUS[status.fetch ?? 'miss'] ?? 'miss';
-    return { answer, outcome, stored: !this.#unstored.has(answer) };
+    this.#loading.set(key, (this.#loading.get(key) ?? 0) + 1);
+    try {
+      // forceRefresh: the caller decided the held answer is not fresh; a load
+      // already under way for the key is joined rather than repeated.
+      const answer = await this.#lru.fetch(key, { context: load, status, forceRefresh: true });
+      if (answer === undefined) throw new Error(`cache fetch for ${key} returned nothing`);
+      const outcome = OUTCOME_BY_FETCH_STATUS[status.fetch ?? 'miss'] ?? 'miss';
+      return { answer, outcome, stored: !this.#unstored.has(answer) };
+    } finally {
+      const callers = (this.#loading.get(key) ?? 1) - 1;
+      if (callers > 0) this.#loading.set(key, callers);
+      else {
+        this.#loading.delete(key);
+        const held = this.#grown.delete(key) ? this.#lru.peek(key) : undefined;
+        if (held !== undefined) this.resize(held);
+      }
+    }
+  }
+
+  /**
+   * lru-cache sizes an entry when it is set, and setting the same value again
+   * does not size it anew: the entry is set afresh, with the time it had
+   * left to be kept. Not while a load for the key runs: setting over it
+   * would abort the load; the entry is re-counted when the load is done.
+   */
+  resize(answer: CachedAnswer): void {
+    const { key } = answer;
+    if (this.#loading.has(key)) {
+      this.#grown.add(key);
+      return;
+    }
+    if (this.#lru.peek(key) !== answer) return;
+    this.#lru.delete(key);
+    const ttl = answer.keepUntilMs - this.#clock() - 1;
+    if (ttl > 0) this.#lru.set(key, answer, { ttl });
   }
 
   get entries(): number {

@@ -1,12 +1,19 @@
-import type { Format, Representation } from '../formats/representations.js';
+import type { AnswerSource, Representation } from '../formats/render.js';
+import type { Variant } from '../formats/representations.js';
 
 /**
- * One cached answer from Deskie, with every format already rendered, so a hit
- * writes bytes out without parsing or re-serialising anything. The times are
- * decided by the freshness policy (policy.ts); a store only obeys keepUntilMs.
+ * One cached answer from Deskie: its body, compressed, and each variant
+ * (format and content coding) rendered on its first request and kept, so a
+ * hit writes bytes out without parsing or re-serialising anything. The times
+ * are decided by the freshness policy (policy.ts); a store only obeys
+ * keepUntilMs.
  */
 export interface CachedAnswer {
-  readonly representations: Readonly<Record<Format, Representation>>;
+  /** The store's key: rendered variants' ETags hash it, and a store re-counts the entry by it. */
+  readonly key: string;
+  readonly source: AnswerSource;
+  /** Rendered variants by number (formats/representations.ts); a store counts one when it is added. */
+  readonly variants: (Representation | undefined)[];
   /** `fetchedAtMs` as an HTTP date, for Last-Modified. */
   readonly lastModified: string;
   /** When the body was fetched from Deskie (epoch ms). */
@@ -39,13 +46,23 @@ export interface StoreResult {
   readonly stored: boolean;
 }
 
-/** Bytes an answer holds, as stores count them against their bound. */
+/**
+ * Bookkeeping bytes per rendered variant beside its body: the Representation
+ * object, the Buffer and its own ArrayBuffer, the ETag string.
+ */
+const VARIANT_OVERHEAD_BYTES = 160;
+
+/** Bytes an answer holds, as stores count them against their bound (the entry's own overhead is the store's to add). */
 export function answerBytes(answer: CachedAnswer): number {
-  let bytes = 0;
-  for (const representation of Object.values(answer.representations)) {
-    bytes += representation.body.length + representation.etag.length + representation.contentType.length;
+  const { source } = answer;
+  let bytes = source.gzipped.length + source.contentType.length + answer.lastModified.length;
+  for (const representation of answer.variants) {
+    if (representation === undefined) continue;
+    // A gzip client's `raw` is the source's own bytes, counted once.
+    if (representation.body !== source.gzipped) bytes += representation.body.length;
+    bytes += VARIANT_OVERHEAD_BYTES;
   }
-  return bytes + answer.lastModified.length;
+  return bytes;
 }
 
 /** Fetches an answer from Deskie; throws for anything that must not be stored. */
@@ -67,6 +84,11 @@ export interface AnswerStore {
   fetch(key: string, load: AnswerLoader): Promise<StoreResult>;
   /** Number of entries held. */
   readonly entries: number;
+  /**
+   * Counts again the bytes of `answer`, held under its key, after a variant
+   * was added to it; nothing when another answer (or none) is held there.
+   */
+  resize(answer: CachedAnswer): void;
   /** Bytes held, as the store counts them against its bound. */
   readonly bytes: number;
   close(): Promise<void>;

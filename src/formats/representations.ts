@@ -1,9 +1,4 @@
-import { createHash } from 'node:crypto';
-import type { EndpointName } from '../deskie/endpoints.js';
-import { asObject, normalizeBody } from '../deskie/fields.js';
 import { badRequest } from '../errors.js';
-import { toCsv } from './csv.js';
-import { type RowsWindow, toRows } from './rows.js';
 
 /** The answers one cached entry can give, chosen with `format=`. */
 export const FORMATS = ['normalized', 'raw', 'rows', 'csv'] as const;
@@ -18,22 +13,11 @@ export const FORMAT_PARAMETER = 'format';
 /** The proxy-only query parameter that asks for a UTF-8 byte order mark before CSV. */
 export const BOM_PARAMETER = 'bom';
 
-const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
-
 /** `bom=1` asks for the mark, `bom=0` (or none) not. */
 export function wantsBom(parameter: string | undefined): boolean {
   if (parameter === undefined || parameter === '0') return false;
   if (parameter === '1') return true;
   throw badRequest(`bom must be 1 or 0; got ${JSON.stringify(parameter)}`);
-}
-
-/**
- * CSV with a UTF-8 byte order mark, so that Excel opening the file reads
- * Cyrillic names as UTF-8; other tools do without it, so it is asked for.
- * Its bytes differ, so its ETag does too.
- */
-export function withBom(csv: Representation): Representation {
-  return { body: Buffer.concat([UTF8_BOM, csv.body]), contentType: csv.contentType, etag: `${csv.etag.slice(0, -1)}-bom"` };
 }
 
 /**
@@ -65,52 +49,67 @@ function quality(accept: string, mediaType: string): number {
   return result;
 }
 
-export interface Representation {
-  readonly body: Buffer;
-  readonly contentType: string;
-  /** Strong validator, distinct per entry (URL and credential), format and bytes. */
-  readonly etag: string;
-}
-
 /** The one JSON content type this server writes. */
 export const JSON_TYPE = 'application/json; charset=utf-8';
-const CSV_TYPE = 'text/csv; charset=utf-8; header=present';
+export const CSV_TYPE = 'text/csv; charset=utf-8; header=present';
+
+/** Content codings an answer is kept and sent in (RFC 9110 §8.4.1); identity is the body as rendered. */
+export const CODINGS = ['identity', 'gzip', 'br'] as const;
+export type Coding = (typeof CODINGS)[number];
 
 /**
- * Renders every format of one Deskie answer once, when it is fetched, so that
- * a hit only picks bytes: no parsing or serialising per request. ETags hash
- * the entry's key (URL and credential), the format and the bytes: a tag from
- * one URL or credential never matches another's, and a refetch that brings
- * the same bytes keeps its tag, so a dashboard still gets its 304.
+ * What one request asks of an entry: a format (CSV with or without its byte
+ * order mark) in one content coding, as a small integer, so that a hit finds
+ * its bytes with one array read.
  */
-export function renderRepresentations(
-  endpoint: EndpointName,
-  rawBody: Buffer,
-  rawContentType: string | undefined,
-  parsed: unknown,
-  window: RowsWindow,
-  entryTag: string,
-): Readonly<Record<Format, Representation>> {
-  const normalized = normalizeBody(endpoint, parsed);
-  const rows = toRows(endpoint, asObject(normalized), window);
-  const bodies: Record<Format, [Buffer, string]> = {
-    raw: [rawBody, rawContentType ?? JSON_TYPE],
-    normalized: [Buffer.from(JSON.stringify(normalized)), JSON_TYPE],
-    rows: [Buffer.from(JSON.stringify(rows)), JSON_TYPE],
-    csv: [Buffer.from(toCsv(rows.rows)), CSV_TYPE],
-  };
-  // All formats share one unpooled allocation sized to fit. Small Buffers come
-  // from Node's shared 8 KiB pool, and a cached slice would keep its whole slab
-  // alive: the cache would hold several times the bytes it counts.
-  const packed = Buffer.allocUnsafeSlow(FORMATS.reduce((total, format) => total + bodies[format][0].length, 0));
-  let offset = 0;
-  const representations = {} as Record<Format, Representation>;
-  for (const format of FORMATS) {
-    const [source, contentType] = bodies[format];
-    const body = packed.subarray(offset, offset + source.length);
-    offset += source.copy(packed, offset);
-    const digest = createHash('sha256').update(entryTag).update('\0').update(format).update('\0').update(body).digest('base64url');
-    representations[format] = { body, contentType, etag: `"${digest.slice(0, 27)}"` };
+export type Variant = number;
+const RENDERINGS = [...FORMATS, 'csv+bom'] as const;
+export type Rendering = (typeof RENDERINGS)[number];
+export const VARIANT_COUNT = RENDERINGS.length * CODINGS.length;
+
+export function variantOf(format: Format, bom: boolean, coding: Coding): Variant {
+  const rendering = bom && format === 'csv' ? RENDERINGS.length - 1 : FORMATS.indexOf(format);
+  return rendering * CODINGS.length + CODINGS.indexOf(coding);
+}
+
+export function describeVariant(variant: Variant): { readonly rendering: Rendering; readonly coding: Coding } {
+  const rendering = RENDERINGS[Math.floor(variant / CODINGS.length)];
+  const coding = CODINGS[variant % CODINGS.length];
+  if (rendering === undefined || coding === undefined) throw new RangeError(`no variant ${variant}`);
+  return { rendering, coding };
+}
+
+/** Accept-Encoding values seen, and the coding each picks: dashboards send a handful of distinct ones. */
+const codingByHeader = new Map<string, Coding>();
+const REMEMBERED_ACCEPT_ENCODINGS = 256;
+
+/**
+ * The content coding to answer in (RFC 9110 §12.5.3): the one with the
+ * highest q-value among br and gzip (br first on a tie: it is smaller), or
+ * identity when the client names neither. Identity is always sent rather than
+ * a 406 when a client refuses it: every client can read it.
+ */
+export function chooseCoding(acceptEncoding: string | undefined): Coding {
+  if (acceptEncoding === undefined || acceptEncoding === '') return 'identity';
+  let coding = codingByHeader.get(acceptEncoding);
+  if (coding === undefined) {
+    coding = negotiateCoding(acceptEncoding);
+    if (codingByHeader.size >= REMEMBERED_ACCEPT_ENCODINGS) codingByHeader.clear();
+    codingByHeader.set(acceptEncoding, coding);
   }
-  return representations;
+  return coding;
+}
+
+function negotiateCoding(acceptEncoding: string): Coding {
+  const q: Partial<Record<string, number>> = {};
+  for (const item of acceptEncoding.split(',')) {
+    const [name = '', ...params] = item.trim().toLowerCase().split(';');
+    const weight = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    q[name.trim()] = weight === undefined ? 1 : Number(weight.slice(2)) || 0;
+  }
+  const weightOf = (coding: string, alias?: string): number => q[coding] ?? (alias === undefined ? undefined : q[alias]) ?? q['*'] ?? 0;
+  const br = weightOf('br');
+  const gzip = weightOf('gzip', 'x-gzip');
+  if (br > 0 && br >= gzip) return 'br';
+  return gzip > 0 ? 'gzip' : 'identity';
 }

@@ -4,7 +4,7 @@ import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { ENDPOINTS } from '../deskie/endpoints.js';
 import { parseStatsQuery, type QueryContext, type RawQuery } from '../deskie/query.js';
 import { unauthorized } from '../errors.js';
-import { BOM_PARAMETER, chooseFormat, FORMAT_PARAMETER, type Format, withBom, wantsBom } from '../formats/representations.js';
+import { BOM_PARAMETER, chooseCoding, chooseFormat, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 
 export interface StatsRouteOptions {
   readonly stats: CachedStats;
@@ -33,15 +33,16 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
       const query = parseStatsQuery(endpoint, request.query as RawQuery, context);
       const format = chooseFormat(query.proxy[FORMAT_PARAMETER], request.headers.accept);
       const bom = format === 'csv' && wantsBom(query.proxy[BOM_PARAMETER]);
-      const result = stats.answer(query, authorization, nowMs);
+      const variant = variantOf(format, bom, chooseCoding(request.headers['accept-encoding']));
+      const result = stats.answer(query, authorization, nowMs, variant);
       if (!(result instanceof Promise)) {
         request.cacheOutcome = result.outcome;
-        return sendAnswer(request, reply, result, format, bom, nowMs);
+        return sendAnswer(stats, request, reply, result, variant, nowMs);
       }
       return result.then((fetched) => {
         request.cacheOutcome = fetched.outcome;
         // Freshness is told as of now: a miss may have waited seconds for Deskie.
-        return sendAnswer(request, reply, fetched, format, bom, clock());
+        return sendAnswer(stats, request, reply, fetched, variant, clock());
       });
     };
     // HEAD is declared with GET rather than left to Fastify's automatic HEAD
@@ -51,7 +52,8 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
 }
 
 /**
- * Writes a cached answer in the format asked for. `ttl` in Cache-Status is the
+ * Writes a cached answer in the format and coding asked for, rendering it
+ * first when this is the entry's first request for them. `ttl` in Cache-Status is the
  * remaining freshness (negative for a stale answer); Cache-Control's max-age
  * is the whole lifetime and Age the time since the fetch, so a client cache
  * computes the same remaining freshness (RFC 9111 §4.2.3) rather than
@@ -59,16 +61,15 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
  * a client must not keep what this cache could not.
  */
 function sendAnswer(
+  stats: CachedStats,
   request: FastifyRequest,
   reply: FastifyReply,
   result: StatsAnswer,
-  format: Format,
-  bom: boolean,
+  variant: Variant,
   nowMs: number,
 ): FastifyReply {
   const { answer, outcome, stored } = result;
-  const cached = answer.representations[format];
-  const representation = bom ? withBom(cached) : cached;
+  const representation = answer.variants[variant] ?? stats.representation(answer, variant);
   // Whole seconds of each, so that max-age - Age is exactly the ttl told.
   const lifetime = Math.max(0, Math.floor((answer.expiresAtMs - answer.fetchedAtMs) / 1000));
   const age = Math.max(0, Math.floor((nowMs - answer.fetchedAtMs) / 1000));
@@ -79,10 +80,11 @@ function sendAnswer(
     .header('age', String(age))
     .header('etag', representation.etag)
     .header('last-modified', answer.lastModified)
-    // Accept can pick CSV; Authorization picks the partition, so a client
-    // cache must not reuse one credential's answer (or validator) for another.
-    .header('vary', 'Accept, Authorization');
+    // Accept can pick CSV and Accept-Encoding a coding; Authorization picks the partition,
+    // so a client cache must not reuse one credential's answer (or validator) for another.
+    .header('vary', 'Accept, Accept-Encoding, Authorization');
   if (notModified(request, representation.etag, answer.fetchedAtMs)) return reply.code(304).send();
+  if (representation.contentEncoding !== undefined) reply.header('content-encoding', representation.contentEncoding);
   return reply.type(representation.contentType).send(representation.body);
 }
 

@@ -1,14 +1,17 @@
+import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Test } from 'tap';
 import type { AnswerStore, CachedAnswer } from '../../src/cache/store.js';
 
 /** Builds a store reading the given clock; the contract closes it. */
 export type StoreFactory = (clock: () => number) => AnswerStore | Promise<AnswerStore>;
 
-/** A stored answer whose every format is the given body, fresh for `ttlMs` and kept `keepMs` past that. */
-export function answerOf(body: Buffer, fetchedAtMs: number, ttlMs: number, keepMs = 0): CachedAnswer {
-  const representation = { body, contentType: 'application/json', etag: '"test"' };
+/** A stored answer of `key` whose source is the given body, with no variant rendered, fresh for `ttlMs` and kept `keepMs` past that. */
+export function answerOf(key: string, body: Buffer, fetchedAtMs: number, ttlMs: number, keepMs = 0): CachedAnswer {
   return {
-    representations: { normalized: representation, raw: representation, rows: representation, csv: representation },
+    key,
+    // Level 0: stored, not compressed, so a test's body size is what the store counts.
+    source: { gzipped: gzipSync(body, { level: 0 }), contentType: 'application/json', endpoint: 'leaderboard', window: { from: '', to: '', timezone: 'UTC' } },
+    variants: [],
     lastModified: new Date(fetchedAtMs).toUTCString(),
     fetchedAtMs,
     expiresAtMs: fetchedAtMs + ttlMs,
@@ -18,9 +21,9 @@ export function answerOf(body: Buffer, fetchedAtMs: number, ttlMs: number, keepM
   };
 }
 
-const answer = (text: string, fetchedAtMs: number, ttlMs: number, keepMs = 0): CachedAnswer =>
-  answerOf(Buffer.from(JSON.stringify({ text })), fetchedAtMs, ttlMs, keepMs);
-const textOf = (held: CachedAnswer | undefined): string | undefined => held?.representations.raw.body.toString();
+const answer = (text: string, fetchedAtMs: number, ttlMs: number, keepMs = 0, key = 'k'): CachedAnswer =>
+  answerOf(key, Buffer.from(JSON.stringify({ text })), fetchedAtMs, ttlMs, keepMs);
+export const textOf = (held: CachedAnswer | undefined): string | undefined => (held ? gunzipSync(held.source.gzipped).toString() : undefined);
 const bodyOf = (result: { answer: CachedAnswer }): string | undefined => textOf(result.answer);
 
 /** What every AnswerStore must do; run against each implementation. */
@@ -41,7 +44,44 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     t.equal(textOf(store.get('k')), '{"text":"a"}');
     t.equal(loads, 1);
     t.equal(store.entries, 1);
-    t.ok(store.bytes >= 4 * (bodyOf({ answer: store.get('k') as CachedAnswer }) ?? '').length, 'bytes count every format');
+    t.ok(store.bytes >= (bodyOf({ answer: store.get('k') as CachedAnswer }) ?? '').length, 'bytes count the body');
+  });
+
+  t.test('a variant added to a held answer is counted once resized, and the answer is kept as long as before', async (t) => {
+    const { store, now, advance } = await setup(t);
+    await store.fetch('k', async () => answer('grows', now(), 10_000));
+    const held = store.get('k') as CachedAnswer;
+    const before = store.bytes;
+    held.variants[0] = { body: Buffer.alloc(5_000), contentType: 'application/json', contentEncoding: undefined, etag: '"v"' };
+    store.resize(held);
+    t.ok(store.bytes >= before + 5_000, `${before} bytes, then ${store.bytes}`);
+    t.equal(store.get('k'), held, 'the same answer is held');
+    advance(9_999);
+    t.equal(store.get('k'), held);
+    advance(1);
+    t.equal(store.get('k'), undefined, 'gone when it was due to go');
+    store.resize(held);
+    t.equal(store.entries, 0, 'resizing an answer no longer held does not bring it back');
+  });
+
+  t.test('an answer that grows while a load for its key runs is counted when the load ends, and the load is not disturbed', async (t) => {
+    const { store, now, advance } = await setup(t);
+    await store.fetch('k', async () => answer('old', now(), 10_000, 60_000));
+    advance(10_000);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const failing = store.fetch('k', async () => {
+      await gate;
+      throw new Error('deskie is down');
+    });
+    const held = store.get('k') as CachedAnswer;
+    const before = store.bytes;
+    held.variants[0] = { body: Buffer.alloc(5_000), contentType: 'application/json', contentEncoding: undefined, etag: '"v"' };
+    store.resize(held);
+    release();
+    await t.rejects(failing, /deskie is down/, 'the load ran to its end');
+    t.equal(store.get('k'), held, 'the answer is still held');
+    t.ok(store.bytes >= before + 5_000, `${before} bytes, then ${store.bytes}`);
   });
 
   t.test('concurrent fetches of one key share a single load', async (t) => {
@@ -122,8 +162,8 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
 
   t.test('keys are independent', async (t) => {
     const { store, now } = await setup(t);
-    await store.fetch('a', async () => answer('a', now(), 60_000));
-    const b = await store.fetch('b', async () => answer('b', now(), 60_000));
+    await store.fetch('a', async () => answer('a', now(), 60_000, 0, 'a'));
+    const b = await store.fetch('b', async () => answer('b', now(), 60_000, 0, 'b'));
     t.equal(b.outcome, 'miss');
     t.equal(bodyOf(b), '{"text":"b"}');
   });
