@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Lifetimes } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
 import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamFailureOf } from '../errors.js';
-import { answerSource, renderVariant, type Representation } from '../formats/render.js';
+import { answerSource, ownBytes, renderVariant, type Representation, withOwnedBytes } from '../formats/render.js';
 import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
 import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
@@ -94,7 +94,9 @@ export class CachedStats {
    * kept with the entry and counted by the store.
    */
   representation(answer: CachedAnswer, variant: Variant): Representation {
-    const rendered = renderVariant(answer.source, answer.key, variant);
+    const fresh = renderVariant(answer.source, answer.key, variant);
+    const [body = fresh.body] = fresh.body === answer.source.gzipped ? [fresh.body] : ownBytes([fresh.body]);
+    const rendered = { ...fresh, body };
     answer.variants[variant] = rendered;
     this.#options.store.resize(answer);
     return rendered;
@@ -157,13 +159,17 @@ export class CachedStats {
     }
     const receivedAtMs = clock();
     const { window } = query;
-    const source = answerSource(query.endpoint.name, page.body, page.contentType, {
-      from: window.from.toISO() ?? '',
-      to: window.to.toISO() ?? '',
-      timezone: window.from.zoneName ?? 'UTC',
+    const fetched = answerSource(query.endpoint.name, page.body, page.contentType, {
+      fromMs: window.from.toMillis(),
+      toMs: window.to.toMillis(),
+      zone: window.from.zoneName ?? 'UTC',
     });
+    const { source, representations } = withOwnedBytes(
+      fetched,
+      variants.map((variant) => renderVariant(fetched, key, variant, page.parsed)),
+    );
     const rendered: (Representation | undefined)[] = [];
-    for (const variant of variants) rendered[variant] = renderVariant(source, key, variant, page.parsed);
+    variants.forEach((variant, i) => (rendered[variant] = representations[i]));
     return {
       key,
       source,

@@ -48,9 +48,10 @@ export interface StoreResult {
 
 /**
  * Bookkeeping bytes per rendered variant beside its body: the Representation
- * object, the Buffer and its own ArrayBuffer, the ETag string.
+ * object, its Buffer (a variant rendered after the entry was stored has an
+ * allocation of its own), the ETag string.
  */
-const VARIANT_OVERHEAD_BYTES = 160;
+const VARIANT_OVERHEAD_BYTES = 256;
 
 /** Bytes an answer holds, as stores count them against their bound (the entry's own overhead is the store's to add). */
 export function answerBytes(answer: CachedAnswer): number {

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { brotliCompressSync, constants as zlib, gunzipSync, gzipSync } from 'node:zlib';
+import { DateTime } from 'luxon';
 import type { EndpointName } from '../deskie/endpoints.js';
 import { asObject, normalizeBody } from '../deskie/fields.js';
 import { toCsv } from './csv.js';
 import { type Coding, CSV_TYPE, describeVariant, JSON_TYPE, type Rendering, type Variant } from './representations.js';
-import { type RowsWindow, toRows } from './rows.js';
+import { toRows } from './rows.js';
 
 /** One answer as it is sent: bytes, their type and coding, and a strong validator. */
 export interface Representation {
@@ -25,7 +26,16 @@ export interface AnswerSource {
   readonly gzipped: Buffer;
   readonly contentType: string;
   readonly endpoint: EndpointName;
-  readonly window: RowsWindow;
+  /** The window the answer covers, as instants and a zone name: the `rows` format states it. */
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly zone: string;
+}
+
+export interface SourceWindow {
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly zone: string;
 }
 
 const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
@@ -36,23 +46,42 @@ const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 const BROTLI_QUALITY = 5;
 
 /**
- * A copy in an allocation of its own, exactly sized. Small Buffers are slices
- * of Node's shared 8 KiB pool and zlib's results of its 16 KiB chunks: a
- * cached slice would keep the whole slab alive, several times what the store
- * counts.
+ * Copies of `parts` in one allocation of their own, exactly sized. Small
+ * Buffers are slices of Node's shared 8 KiB pool and zlib's results of its
+ * 16 KiB chunks: a cached slice would keep the whole slab alive, several
+ * times what the store counts. And each allocation costs about 400 bytes
+ * beside its data (its objects and the native store behind them), so what an
+ * entry holds when it is stored shares one.
  */
-function own(bytes: Buffer): Buffer {
-  const copy = Buffer.allocUnsafeSlow(bytes.length);
-  bytes.copy(copy);
-  return copy;
+export function ownBytes(parts: readonly Buffer[]): Buffer[] {
+  const packed = Buffer.allocUnsafeSlow(parts.reduce((total, part) => total + part.length, 0));
+  let offset = 0;
+  return parts.map((part) => {
+    const start = offset;
+    offset += part.copy(packed, offset);
+    return packed.subarray(start, offset);
+  });
 }
 
-export function answerSource(endpoint: EndpointName, body: Buffer, contentType: string | undefined, window: RowsWindow): AnswerSource {
-  return { gzipped: own(gzipSync(body)), contentType: contentType ?? JSON_TYPE, endpoint, window };
+/** An entry's source: Deskie's body, compressed into bytes not yet owned (see withOwnedBytes). */
+export function answerSource(endpoint: EndpointName, body: Buffer, contentType: string | undefined, window: SourceWindow): AnswerSource {
+  return { gzipped: gzipSync(body), contentType: contentType ?? JSON_TYPE, endpoint, ...window };
+}
+
+/** The source and representations with their bytes copied into one allocation of their own. */
+export function withOwnedBytes(
+  source: AnswerSource,
+  representations: readonly Representation[],
+): { source: AnswerSource; representations: Representation[] } {
+  const [gzipped = source.gzipped, ...bodies] = ownBytes([source.gzipped, ...representations.map((r) => r.body)]);
+  return {
+    source: { ...source, gzipped },
+    representations: representations.map((r, i) => ({ ...r, body: r.body === source.gzipped ? gzipped : (bodies[i] ?? r.body) })),
+  };
 }
 
 /**
- * Renders one variant of an entry: the format from Deskie's body (`parsed`
+ * Renders one variant of an entry (its bytes not yet owned: see ownBytes): the format from Deskie's body (`parsed`
  * when the caller has it, else read again from the source), then its coding.
  * A coding that would not make the body smaller is not applied. ETags hash
  * the entry's key, the variant and the bytes: a tag from another URL,
@@ -65,8 +94,8 @@ export function renderVariant(source: AnswerSource, entryTag: string, variant: V
   const [identity, contentType] = renderIdentity(source, rendering, parsed);
   const coded = encode(identity, coding);
   return coded.length < identity.length
-    ? represent(own(coded), contentType, coding === 'identity' ? undefined : coding, entryTag, variant)
-    : represent(own(identity), contentType, undefined, entryTag, variant);
+    ? represent(coded, contentType, coding === 'identity' ? undefined : coding, entryTag, variant)
+    : represent(identity, contentType, undefined, entryTag, variant);
 }
 
 function renderIdentity(source: AnswerSource, rendering: Rendering, parsed: unknown): [Buffer, string] {
@@ -74,7 +103,8 @@ function renderIdentity(source: AnswerSource, rendering: Rendering, parsed: unkn
   if (rendering === 'raw') return [raw(), source.contentType];
   const normalized = normalizeBody(source.endpoint, parsed ?? JSON.parse(raw().toString('utf8')));
   if (rendering === 'normalized') return [Buffer.from(JSON.stringify(normalized)), JSON_TYPE];
-  const rows = toRows(source.endpoint, asObject(normalized), source.window);
+  const iso = (ms: number): string => DateTime.fromMillis(ms, { zone: source.zone }).toISO() ?? '';
+  const rows = toRows(source.endpoint, asObject(normalized), { from: iso(source.fromMs), to: iso(source.toMs), timezone: source.zone });
   if (rendering === 'rows') return [Buffer.from(JSON.stringify(rows)), JSON_TYPE];
   const csv = Buffer.from(toCsv(rows.rows));
   return [rendering === 'csv' ? csv : Buffer.concat([UTF8_BOM, csv]), CSV_TYPE];

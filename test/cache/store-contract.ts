@@ -10,7 +10,7 @@ export function answerOf(key: string, body: Buffer, fetchedAtMs: number, ttlMs: 
   return {
     key,
     // Level 0: stored, not compressed, so a test's body size is what the store counts.
-    source: { gzipped: gzipSync(body, { level: 0 }), contentType: 'application/json', endpoint: 'leaderboard', window: { from: '', to: '', timezone: 'UTC' } },
+    source: { gzipped: gzipSync(body, { level: 0 }), contentType: 'application/json', endpoint: 'leaderboard', fromMs: 0, toMs: 0, zone: 'UTC' },
     variants: [],
     lastModified: new Date(fetchedAtMs).toUTCString(),
     fetchedAtMs,
