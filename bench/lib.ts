@@ -5,6 +5,13 @@ import autocannon from 'autocannon';
 
 export const DEMO_AUTHORIZATION = 'Basic ' + Buffer.from('demo@example.com:demo').toString('base64');
 
+/** The Node flags `npm start` runs the server with (the Dockerfile uses the same), so the bench measures what is deployed. */
+export function startFlags(): string[] {
+  const { scripts } = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } };
+  const words = scripts.start.split(/\s+/);
+  return words.slice(words.indexOf('node') + 1, words.indexOf('dist/server.js'));
+}
+
 /** A child process that is killed when the benchmark ends. */
 export interface Child {
   readonly process: ChildProcess;

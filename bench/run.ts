@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSimulator, type Simulator } from '../src/simulator/index.js';
 import { dashboardDay } from './day.js';
-import { answers, DEMO_AUTHORIZATION, freePort, load, type LoadResult, mib, peakRss, startChild, type Child } from './lib.js';
+import { answers, DEMO_AUTHORIZATION, freePort, load, startFlags, type LoadResult, mib, peakRss, startChild, type Child } from './lib.js';
 
 const SCENARIOS = ['hit', 'stampede', 'mix', 'memory', 'peer', 'day'] as const;
 type Scenario = (typeof SCENARIOS)[number];
@@ -67,7 +67,7 @@ async function startProxy(simulator: Simulator, env: Record<string, string> = {}
   const url = `http://127.0.0.1:${port}`;
   const child = await startChild(
     process.execPath,
-    ['dist/server.js'],
+    [...startFlags(), 'dist/server.js'],
     { PORT: String(port), HOST: '127.0.0.1', DESKIE_URL: simulator.url, LOG_LEVEL: 'warn', NODE_ENV: 'production', NODE_OPTIONS: process.env.BENCH_PROXY_NODE_OPTIONS ?? '', ...env },
     answers(`${url}/healthz`),
   );
