@@ -165,10 +165,28 @@ t.test('a query polled every 250 ms with a 4-second lifetime never waits on Desk
     bodies.add(answer.text);
     await settled(stack);
   }
-  // Each refresh starts at the first poll in the last 400 ms of a lifetime
-  // (3.75 s after the fetch) and lands before the next poll.
+  // Each refresh starts at the last poll before expiry (3.75 s after the
+  // fetch: the next, 250 ms later, would find it expired) and lands before it.
   t.equal(stack.simulator.calls, 1 + 3, 'one refresh per lifetime: three in 12 s');
   t.ok(bodies.size >= 3, 'refreshes brought the new numbers');
+});
+
+t.test('a refresh starts at the last request before expiry, as the requests come, and not before the last tenth', async (t) => {
+  const stack = await startStack(t, { env: { CONFIG_FILE: configFile({ ttlSeconds: { today: 4 } }) } });
+  const refreshedAt = async (pollMs: number): Promise<number> => {
+    const calls = stack.simulator.calls;
+    for (let elapsed = pollMs; elapsed <= 8_000; elapsed += pollMs) {
+      stack.clock.advance(pollMs);
+      t.match((await stack.get(TODAY)).headers['cache-status'], /; hit;/);
+      await settled(stack);
+      if (stack.simulator.calls > calls) return elapsed;
+    }
+    return Number.NaN;
+  };
+  await stack.get(TODAY);
+  t.equal(await refreshedAt(100), 3_900, 'polled every 100 ms: refreshed 100 ms before expiry, not 400');
+  t.equal(await refreshedAt(100), 3_900, 'and again in the next lifetime');
+  t.equal(await refreshedAt(300), 3_900, 'polled every 300 ms: at 3.9 s, not at 3.6 s, the first poll in the last tenth');
 });
 
 t.test('a refresh failure keeps the old entry and is not retried before it expires', async (t) => {

@@ -83,7 +83,17 @@ export class CachedStats {
     const key = cacheKey(query, partition);
     const held = this.#options.store.get(key);
     if (held !== undefined && nowMs < held.expiresAtMs) {
-      if (nowMs >= held.refreshAtMs) this.#refreshAhead(key, query, authorization, partition, held);
+      const gapMs = nowMs - held.lastAskedAtMs;
+      if (gapMs > held.longestGapMs) held.longestGapMs = gapMs;
+      held.lastAskedAtMs = nowMs;
+      // Refresh at the last request before expiry: the next one, as far off
+      // as the longest gap seen (in this life or the one before), would find
+      // it expired. Refreshing earlier costs Deskie calls for nothing: a
+      // 5-minute entry refreshed 30 s early makes 11% more calls. Never
+      // before refreshAtMs, so keys polled rarely still refresh ahead.
+      if (nowMs >= held.refreshAtMs && nowMs + Math.max(held.longestGapMs, held.previousGapMs) >= held.expiresAtMs) {
+        this.#refreshAhead(key, query, authorization, partition, held);
+      }
       return { answer: held, outcome: 'hit', stored: true };
     }
     return this.#fetch(key, query, authorization, partition, held, nowMs, variant);
@@ -115,7 +125,7 @@ export class CachedStats {
     this.#throwIfRefused(key, partition, nowMs);
     try {
       const call = this.#call(authorization, partition, 'client', held);
-      const result = await store.fetch(key, () => this.#load(key, query, call, partition, renderedVariants(held, variant)));
+      const result = await store.fetch(key, () => this.#load(key, query, call, partition, renderedVariants(held, variant), held?.longestGapMs ?? 0));
       if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined };
       if (!result.stored) this.#logUnstored(key, result.answer);
       return result;
@@ -147,7 +157,14 @@ export class CachedStats {
   }
 
   /** Fetches from Deskie and renders `variants` (the asking request's, and those in use on the entry replaced) before it is stored. */
-  async #load(key: string, query: StatsQuery, call: UpstreamCall, partition: string, variants: readonly Variant[]): Promise<CachedAnswer> {
+  async #load(
+    key: string,
+    query: StatsQuery,
+    call: UpstreamCall,
+    partition: string,
+    variants: readonly Variant[],
+    previousGapMs: number,
+  ): Promise<CachedAnswer> {
     const { upstream, clock, lifetimes, keeping } = this.#options;
     const askedAtMs = clock();
     let page;
@@ -176,6 +193,9 @@ export class CachedStats {
       variants: rendered,
       lastModified: new Date(receivedAtMs).toUTCString(),
       fetchedAtMs: receivedAtMs,
+      lastAskedAtMs: receivedAtMs,
+      longestGapMs: 0,
+      previousGapMs,
       upstreamCalls: page.calls,
       ...answerTimes(query, askedAtMs, receivedAtMs, lifetimes, keeping),
     };
@@ -193,7 +213,7 @@ export class CachedStats {
     const { store, log } = this.#options;
     const call = this.#call(authorization, partition, 'refresh', held);
     const refresh = store
-      .fetch(key, () => this.#load(key, query, call, partition, renderedVariants(held)))
+      .fetch(key, () => this.#load(key, query, call, partition, renderedVariants(held), held.longestGapMs))
       .then(
         (result) => log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed ahead of expiry'),
         (error: unknown) => log.info({ key, err: error }, 'refresh ahead failed; the entry stays until it expires'),

@@ -20,8 +20,14 @@ export interface CachedAnswer {
   readonly fetchedAtMs: number;
   /** When it stops being fresh (epoch ms): Deskie's lifetime, cut at the next window change. */
   readonly expiresAtMs: number;
-  /** From when a hit starts one background refresh (epoch ms); +Infinity for never. */
+  /** The earliest a hit may start one background refresh (epoch ms); +Infinity for never. See CachedStats. */
   readonly refreshAtMs: number;
+  /** When this answer was last asked for (epoch ms): set when fetched, then by every hit. */
+  lastAskedAtMs: number;
+  /** The longest time between two requests for this answer (ms). */
+  longestGapMs: number;
+  /** The longest gap of the answer it replaced, so that a pattern of requests carries over one life. */
+  readonly previousGapMs: number;
   /** Until when it is kept, for stale-if-error past expiresAtMs (epoch ms). An answer arriving after it is not stored. */
   readonly keepUntilMs: number;
   /** Calls to Deskie the answer took (the pages of a `page=all`). */
