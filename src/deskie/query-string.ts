@@ -7,6 +7,11 @@ export const MAX_QUERY_STRING_BYTES = 4096;
 /** Most parameters in one query string (100 values of one filter, and the rest). */
 export const MAX_QUERY_PARAMETERS = 150;
 
+/** Query strings whose parse is remembered, and the longest remembered: a dashboard fleet repeats a few hundred. */
+const REMEMBERED_QUERY_STRINGS = 2048;
+const LONGEST_REMEMBERED_QUERY_STRING = 1024;
+const remembered = new Map<string, ParsedQuery>();
+
 /** Where the query string parser leaves its refusal; parseStatsQuery throws it before reading anything. */
 export const QUERY_STRING_REFUSAL: unique symbol = Symbol('query string refusal');
 
@@ -20,8 +25,23 @@ export type ParsedQuery = RawQuery & { readonly [QUERY_STRING_REFUSAL]?: ProxyEr
  * stats routes answer with a 414 or 400 before anything reaches Deskie.
  * fast-querystring alone would keep an undecodable value as its raw text,
  * which would then be forwarded encoded twice.
+ *
+ * The same string gives the same (frozen) object, so that the stats routes
+ * can remember what they checked of it: a hit then skips both steps.
  */
 export function parseQueryString(raw: string): ParsedQuery {
+  let parsed = remembered.get(raw);
+  if (parsed === undefined) {
+    parsed = Object.freeze(parseOnce(raw));
+    if (raw.length <= LONGEST_REMEMBERED_QUERY_STRING) {
+      if (remembered.size >= REMEMBERED_QUERY_STRINGS) remembered.clear();
+      remembered.set(raw, parsed);
+    }
+  }
+  return parsed;
+}
+
+function parseOnce(raw: string): ParsedQuery {
   if (raw.length > MAX_QUERY_STRING_BYTES) {
     return refusal(uriTooLong(`the query string is ${raw.length} bytes long; at most ${MAX_QUERY_STRING_BYTES} are accepted`));
   }

@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod 
 import { answerCacheStatus } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { ENDPOINTS } from '../deskie/endpoints.js';
-import { parseStatsQuery, type QueryContext, type RawQuery } from '../deskie/query.js';
+import { CUSTOM_RANGE_CLASSES, type FreshnessClass } from '../deskie/periods.js';
+import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } from '../deskie/query.js';
 import { unauthorized } from '../errors.js';
 import { BOM_PARAMETER, chooseCoding, chooseFormat, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 
@@ -17,10 +18,34 @@ const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER, BOM_PAR
 
 const BASIC = /^basic\s+\S/i;
 
+const CUSTOM_RANGES: ReadonlySet<FreshnessClass> = new Set(CUSTOM_RANGE_CLASSES);
+/** How long a rolling period's checked query is reused: its window moves with the clock. */
+const ROLLING_QUERY_REUSE_MS = 1_000;
+
+/** A checked query and until when it means the same question (its window changes then). */
+interface CheckedQuery {
+  readonly query: StatsQuery;
+  readonly untilMs: number;
+}
+
+/** Until when a checked query may be reused: a calendar period until its window changes, a custom range always. */
+function reusableUntil(query: StatsQuery, nowMs: number): number {
+  const changesAt = query.window.changesAt?.toMillis();
+  if (changesAt !== undefined) return changesAt;
+  return CUSTOM_RANGES.has(query.freshness) ? Number.POSITIVE_INFINITY : nowMs + ROLLING_QUERY_REUSE_MS;
+}
+
 /** GET and HEAD for Deskie's three statistics endpoints. */
 export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }: StatsRouteOptions): void {
   const { windows, ranges, extraParameters } = queryContext;
   for (const endpoint of Object.values(ENDPOINTS)) {
+    /**
+     * Checked queries by the parsed query string they came from: the query
+     * string parser hands the same object for the same string
+     * (deskie/query-string.ts), so a dashboard's repeated poll is checked
+     * and canonicalised once per window rather than on every hit.
+     */
+    const checked = new WeakMap<object, CheckedQuery>();
     // Not async: a hit is answered in the same turn, with no promise made.
     const handler: RouteHandlerMethod = (request, reply) => {
       const authorization = request.headers.authorization;
@@ -28,9 +53,16 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
         throw unauthorized('HTTP Basic credentials are required: your Deskie e-mail as user and API key as password');
       }
       const nowMs = clock();
-      // A literal rather than a spread of the shared context: the spread cost a hit several microseconds.
-      const context: QueryContext = { windows, ranges, extraParameters, proxyParameters: PROXY_PARAMETERS, nowMs };
-      const query = parseStatsQuery(endpoint, request.query as RawQuery, context);
+      const raw = request.query as RawQuery;
+      let known = checked.get(raw);
+      if (known === undefined || nowMs >= known.untilMs) {
+        // A literal rather than a spread of the shared context: the spread cost a hit several microseconds.
+        const context: QueryContext = { windows, ranges, extraParameters, proxyParameters: PROXY_PARAMETERS, nowMs };
+        const fresh = parseStatsQuery(endpoint, raw, context);
+        known = { query: fresh, untilMs: reusableUntil(fresh, nowMs) };
+        checked.set(raw, known);
+      }
+      const { query } = known;
       const format = chooseFormat(query.proxy[FORMAT_PARAMETER], request.headers.accept);
       const bom = format === 'csv' && wantsBom(query.proxy[BOM_PARAMETER]);
       const variant = variantOf(format, bom, chooseCoding(request.headers['accept-encoding']));
