@@ -107,7 +107,7 @@ export class CachedStats {
     const fresh = renderVariant(answer.source, answer.key, variant);
     const [body = fresh.body] = fresh.body === answer.source.gzipped ? [fresh.body] : ownBytes([fresh.body]);
     const rendered = { ...fresh, body };
-    answer.variants[variant] = rendered;
+    answer.variants.push(rendered);
     this.#options.store.resize(answer);
     return rendered;
   }
@@ -185,12 +185,10 @@ export class CachedStats {
       fetched,
       variants.map((variant) => renderVariant(fetched, key, variant, page.parsed)),
     );
-    const rendered: (Representation | undefined)[] = [];
-    variants.forEach((variant, i) => (rendered[variant] = representations[i]));
     return {
       key,
       source,
-      variants: rendered,
+      variants: representations,
       lastModified: new Date(receivedAtMs).toUTCString(),
       fetchedAtMs: receivedAtMs,
       lastAskedAtMs: receivedAtMs,
@@ -264,8 +262,6 @@ const credentialKey = (partition: string): string => `credential#${partition}`;
 /** The variants rendered on `held` (those in use), and `also`: a new answer for the key renders them up front. */
 function renderedVariants(held: CachedAnswer | undefined, also?: Variant): Variant[] {
   const variants = also === undefined ? [] : [also];
-  held?.variants.forEach((representation, variant) => {
-    if (representation !== undefined && variant !== also) variants.push(variant);
-  });
+  for (const { variant } of held?.variants ?? []) if (variant !== also) variants.push(variant);
   return variants;
 }

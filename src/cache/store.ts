@@ -12,8 +12,11 @@ export interface CachedAnswer {
   /** The store's key: rendered variants' ETags hash it, and a store re-counts the entry by it. */
   readonly key: string;
   readonly source: AnswerSource;
-  /** Rendered variants by number (formats/representations.ts); a store counts one when it is added. */
-  readonly variants: (Representation | undefined)[];
+  /**
+   * The variants rendered so far, in the order first asked for (a dashboard
+   * uses one or two); a store counts one when it is added.
+   */
+  readonly variants: Representation[];
   /** `fetchedAtMs` as an HTTP date, for Last-Modified. */
   readonly lastModified: string;
   /** When the body was fetched from Deskie (epoch ms). */
@@ -32,6 +35,12 @@ export interface CachedAnswer {
   readonly keepUntilMs: number;
   /** Calls to Deskie the answer took (the pages of a `page=all`). */
   readonly upstreamCalls: number;
+}
+
+/** The variant of an answer, when it has been rendered. */
+export function renderedVariant(answer: CachedAnswer, variant: Variant): Representation | undefined {
+  for (const representation of answer.variants) if (representation.variant === variant) return representation;
+  return undefined;
 }
 
 /**
@@ -64,7 +73,6 @@ export function answerBytes(answer: CachedAnswer): number {
   const { source } = answer;
   let bytes = source.gzipped.length + source.contentType.length + answer.lastModified.length;
   for (const representation of answer.variants) {
-    if (representation === undefined) continue;
     // A gzip client's `raw` is the source's own bytes, counted once.
     if (representation.body !== source.gzipped) bytes += representation.body.length;
     bytes += VARIANT_OVERHEAD_BYTES;

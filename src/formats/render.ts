@@ -9,6 +9,8 @@ import { toRows } from './rows.js';
 
 /** One answer as it is sent: bytes, their type and coding, and a strong validator. */
 export interface Representation {
+  /** Which format and coding it is (formats/representations.ts). */
+  readonly variant: Variant;
   readonly body: Buffer;
   readonly contentType: string;
   /** Content-Encoding to send, or undefined for identity. */
@@ -122,5 +124,5 @@ function encode(identity: Buffer, coding: Coding): Buffer {
 
 function represent(body: Buffer, contentType: string, contentEncoding: Representation['contentEncoding'], entryTag: string, variant: Variant): Representation {
   const digest = createHash('sha256').update(entryTag).update('\0').update(String(variant)).update('\0').update(body).digest('base64url');
-  return { body, contentType, contentEncoding, etag: `"${digest.slice(0, 27)}"` };
+  return { variant, body, contentType, contentEncoding, etag: `"${digest.slice(0, 27)}"` };
 }

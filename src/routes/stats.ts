@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { answerCacheStatus } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
+import { renderedVariant } from '../cache/store.js';
 import { ENDPOINTS } from '../deskie/endpoints.js';
 import { CUSTOM_RANGE_CLASSES, type FreshnessClass } from '../deskie/periods.js';
 import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } from '../deskie/query.js';
@@ -101,7 +102,7 @@ function sendAnswer(
   nowMs: number,
 ): FastifyReply {
   const { answer, outcome, stored } = result;
-  const representation = answer.variants[variant] ?? stats.representation(answer, variant);
+  const representation = renderedVariant(answer, variant) ?? stats.representation(answer, variant);
   // Whole seconds of each, so that max-age - Age is exactly the ttl told.
   const lifetime = Math.max(0, Math.floor((answer.expiresAtMs - answer.fetchedAtMs) / 1000));
   const age = Math.max(0, Math.floor((nowMs - answer.fetchedAtMs) / 1000));
