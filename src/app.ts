@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { LRUCache } from 'lru-cache';
+import { pino } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { errorCacheStatus } from './cache/cache-status.js';
 import { CachedStats } from './cache/cached-stats.js';
@@ -52,10 +53,10 @@ const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = { HPE_HEADER_OVERF
  * closes the connection. The error itself is not logged: it carries the raw
  * request bytes, credentials included.
  */
-function answerClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Duplex): void {
+function answerClientError(log: FastifyBaseLogger, error: Error & { code?: string }, socket: Duplex): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   const status = CLIENT_ERROR_STATUS[error.code ?? ''] ?? 400;
-  this.log.trace({ code: error.code, status }, 'request refused by the HTTP parser');
+  log.trace({ code: error.code, status }, 'request refused by the HTTP parser');
   if (socket.writable) {
     const body = errorBody(
       status === 431
@@ -75,13 +76,14 @@ function answerClientError(this: FastifyInstance, error: Error & { code?: string
 /** Builds the proxy without listening; server.ts owns the process. */
 export function buildApp(config: Config & { readonly deskieUrl: string }, options: AppOptions = {}): FastifyInstance {
   const clock = options.clock ?? Date.now;
-  const logsRequests = options.logger?.level === 'debug' || options.logger?.level === 'trace';
+  const log = options.logger ?? pino({ enabled: false });
+  const logsRequests = log.level === 'debug' || log.level === 'trace';
   const app = Fastify({
-    loggerInstance: options.logger,
-    // Fastify gives every request a child logger bound to its id; building it
-    // costs a hit as much as the rest of the cache lookup. Only debug logging
-    // writes per-request lines, so only then is a child made.
-    childLoggerFactory: (logger, bindings, childOptions) => (logsRequests ? logger.child(bindings, childOptions) : logger),
+    // Fastify given a logger builds a child logger for every request and
+    // listens for each response's end to time it: together a hit's worth of
+    // microseconds. Only debug logging writes per-request lines, so only then
+    // does Fastify get the logger; otherwise the app logs through `log`.
+    loggerInstance: logsRequests ? log : undefined,
     // One debug line per request from the onResponse hook below, with the cache outcome.
     logController: new LogController({ disableRequestLogging: true }),
     // Keys are compared as Deskie's names are written; query strings are
@@ -91,7 +93,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     exposeHeadRoutes: false,
     // Requests Node's HTTP parser refuses before routing (oversized headers,
     // malformed request lines, slow clients) get the same error shape.
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: (error, socket) => answerClientError(log, error, socket),
     // A URL Fastify cannot even route (bad percent-encoding) gets our error shape too.
     frameworkErrors: (error, _request, reply) =>
       (reply as FastifyReply).code(400).type(JSON_TYPE).send(errorBody(`the request could not be read: ${error.message}`)),
@@ -115,7 +117,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     newCredentialShare: config.upstreamNewCredentialShare,
     queueLength: config.upstreamQueueLength,
     clock,
-    log: app.log,
+    log,
   });
   const upstream = new DeskieUpstream({
     client,
@@ -124,7 +126,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     maxPages: config.pageAllMaxPages,
     pagesTimeoutMs: config.pageAllTimeoutMs,
     clock,
-    log: app.log,
+    log,
   });
   const stats = new CachedStats({
     store,
@@ -134,7 +136,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshAhead: config.refreshAhead },
     authFailureTtlMs: config.authFailureTtlSeconds * 1000,
     cacheKeySecret: config.cacheKeySecret,
-    log: app.log,
+    log,
   });
 
   app.decorateRequest('cacheOutcome', undefined);
@@ -174,14 +176,14 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     if (error instanceof ProxyError) {
       // The budget logs its own changes of state; its refusals would be a line per request.
       const quiet = error.remembered || error.code === 'UPSTREAM_BUSY' || error.code === 'SHUTTING_DOWN';
-      if (error.statusCode >= 500) request.log[quiet ? 'debug' : 'warn']({ code: error.code }, error.message);
+      if (error.statusCode >= 500) log[quiet ? 'debug' : 'warn']({ reqId: request.id, code: error.code }, error.message);
       return reply.code(error.statusCode).headers(error.headers).type(JSON_TYPE).send(errorBody(error.message));
     }
     const status = error.statusCode ?? 500;
     if (status < 500) {
       return reply.code(status).type(JSON_TYPE).send(errorBody(error.message));
     }
-    request.log.error({ err: error }, 'unexpected error');
+    log.error({ reqId: request.id, err: error }, 'unexpected error');
     return reply.code(500).type(JSON_TYPE).send(errorBody('internal error'));
   });
 

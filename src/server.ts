@@ -1,7 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import { pino, type DestinationStream } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 
@@ -23,7 +23,7 @@ const IDLE_SWEEP_MS = 100;
 export async function startServer(
   env: Readonly<Record<string, string | undefined>>,
   logDestination?: DestinationStream,
-): Promise<{ app: FastifyInstance; config: Config }> {
+): Promise<{ app: FastifyInstance; config: Config; logger: Logger }> {
   const config = loadConfig(env);
   const logger = pino({ level: config.logLevel, name: 'deskie-stats-proxy' }, logDestination);
 
@@ -51,12 +51,12 @@ export async function startServer(
   if (simulator) app.addHook('onClose', () => simulator.close());
   await app.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG });
   logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone }, 'deskie-stats-proxy ready');
-  return { app, config };
+  return { app, config, logger };
 }
 
 /* c8 ignore start: the process entry, exercised by npm start and the container */
 async function main(): Promise<void> {
-  let started: { app: FastifyInstance; config: Config };
+  let started: { app: FastifyInstance; config: Config; logger: Logger };
   try {
     started = await startServer(process.env);
   } catch (error) {
@@ -64,13 +64,13 @@ async function main(): Promise<void> {
     process.stderr.write(`deskie-stats-proxy: ${error.message}\n`);
     process.exit(1);
   }
-  const { app, config } = started;
+  const { app, config, logger } = started;
 
   let closing = false;
   const shutdown = (signal: string): void => {
     if (closing) return;
     closing = true;
-    app.log.info({ signal }, 'shutting down');
+    logger.info({ signal }, 'shutting down');
     // Requests in flight may wait for their turn in the upstream budget, then
     // for Deskie up to its timeout (a page=all merge up to its own, plus the
     // page under way); a keep-alive connection that goes idle after its
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     app.close().then(
       () => process.exit(0),
       (error: unknown) => {
-        app.log.error({ err: error }, 'error while closing');
+        logger.error({ err: error }, 'error while closing');
         process.exit(1);
       },
     );

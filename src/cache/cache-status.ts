@@ -16,12 +16,25 @@ const OUTCOME_PARAMETERS: Readonly<Record<CacheOutcome, string>> = {
 
 const COLLAPSED_ONTO_REFETCH = `${CACHE_NAME}; fwd=stale; collapsed`;
 
+/** Hit headers by ttl, built once per second of ttl rather than per request (they are the most frequent). */
+const hitStatusByTtl = new Map<number, string>();
+const REMEMBERED_HIT_TTLS = 4096;
+
 /**
  * Cache-Status of a 200: `ttl` is the remaining freshness in seconds,
  * negative for a stale answer served because Deskie failed, which also names
  * Deskie's status (when it sent one) and the reason.
  */
 export function answerCacheStatus({ outcome, stored, failure, replacesExpired }: StatsAnswer, ttlSeconds: number): string {
+  if (outcome === 'hit') {
+    let hit = hitStatusByTtl.get(ttlSeconds);
+    if (hit === undefined) {
+      if (hitStatusByTtl.size >= REMEMBERED_HIT_TTLS) hitStatusByTtl.clear();
+      hit = flat(`${OUTCOME_PARAMETERS.hit}; ttl=${ttlSeconds}`);
+      hitStatusByTtl.set(ttlSeconds, hit);
+    }
+    return hit;
+  }
   let value = replacesExpired ? COLLAPSED_ONTO_REFETCH : OUTCOME_PARAMETERS[outcome];
   if (failure !== undefined) {
     if (failure.status !== undefined) value += `; fwd-status=${failure.status}`;
@@ -44,4 +57,13 @@ export function errorCacheStatus(error: ProxyError | UpstreamAnswer): string | u
   if (failure === undefined) return undefined;
   if (failure === 'circuit-open' || failure === 'budget-exhausted') return `${CACHE_NAME}; detail=${failure}`;
   return `${CACHE_NAME}; fwd=miss; detail=${failure}`;
+}
+
+/**
+ * A string in one piece. Concatenation makes a rope that Node flattens again
+ * every time it checks a header value; a header reused on every hit is
+ * flattened once.
+ */
+export function flat(value: string): string {
+  return Buffer.from(value, 'latin1').toString('latin1');
 }

@@ -6,6 +6,7 @@ import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamFailureOf } f
 import { answerSource, ownBytes, renderVariant, type Representation, withOwnedBytes } from '../formats/render.js';
 import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
+import { flat } from './cache-status.js';
 import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
 import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome } from './store.js';
 
@@ -63,6 +64,12 @@ export class CachedStats {
   /** Entries a refresh has been started for: one per entry, and none again after it failed. */
   readonly #refreshStarted = new WeakSet<CachedAnswer>();
   readonly #refreshes = new Set<Promise<void>>();
+  /**
+   * Each checked query's key for the partition that last asked. A key built
+   * anew on every hit is a rope that the store's map must flatten and hash;
+   * the same string object keeps its hash.
+   */
+  readonly #keys = new WeakMap<StatsQuery, { readonly partition: string; readonly key: string }>();
   #closed = false;
 
   constructor(options: CachedStatsOptions) {
@@ -80,7 +87,12 @@ export class CachedStats {
    */
   answer(query: StatsQuery, authorization: string, nowMs: number, variant: Variant): StatsAnswer | Promise<StatsAnswer> {
     const partition = this.#partitions.memo(authorization);
-    const key = cacheKey(query, partition);
+    let known = this.#keys.get(query);
+    if (known?.partition !== partition) {
+      known = { partition, key: flat(cacheKey(query, partition)) };
+      this.#keys.set(query, known);
+    }
+    const { key } = known;
     const held = this.#options.store.get(key);
     if (held !== undefined && nowMs < held.expiresAtMs) {
       const gapMs = nowMs - held.lastAskedAtMs;

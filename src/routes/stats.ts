@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import { answerCacheStatus } from '../cache/cache-status.js';
+import { answerCacheStatus, flat } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { renderedVariant } from '../cache/store.js';
 import { ENDPOINTS } from '../deskie/endpoints.js';
@@ -109,7 +109,7 @@ function sendAnswer(
   const ttl = outcome === 'stale' ? lifetime - age : Math.max(0, lifetime - age);
   reply
     .header('cache-status', answerCacheStatus(result, ttl))
-    .header('cache-control', stored ? `private, max-age=${lifetime}` : 'no-store')
+    .header('cache-control', stored ? cacheControl(lifetime) : 'no-store')
     .header('age', String(age))
     .header('etag', representation.etag)
     .header('last-modified', answer.lastModified)
@@ -119,6 +119,20 @@ function sendAnswer(
   if (notModified(request, representation.etag, answer.fetchedAtMs)) return reply.code(304).send();
   if (representation.contentEncoding !== undefined) reply.header('content-encoding', representation.contentEncoding);
   return reply.type(representation.contentType).send(representation.body);
+}
+
+/** Cache-Control values by lifetime, in one piece (see flat()): entries share a handful of lifetimes. */
+const cacheControlByLifetime = new Map<number, string>();
+const REMEMBERED_LIFETIMES = 4096;
+
+function cacheControl(lifetimeSeconds: number): string {
+  let value = cacheControlByLifetime.get(lifetimeSeconds);
+  if (value === undefined) {
+    if (cacheControlByLifetime.size >= REMEMBERED_LIFETIMES) cacheControlByLifetime.clear();
+    value = flat(`private, max-age=${lifetimeSeconds}`);
+    cacheControlByLifetime.set(lifetimeSeconds, value);
+  }
+  return value;
 }
 
 /**
