@@ -53,33 +53,45 @@ export class DeskieClient {
   }
 
   async get(path: string, query: string, authorization: string): Promise<UpstreamResponse> {
-    const response = await this.#pool.request({
-      method: 'GET',
-      path: `${this.#pathPrefix}${path}${query ? `?${query}` : ''}`,
-      headers: { authorization, accept: 'application/json' },
-      // One deadline for the whole exchange, including the wait for a free
-      // connection, which the pool's own timeouts do not cover.
-      signal: AbortSignal.timeout(this.#options.timeoutMs),
-    });
-    const chunks: Buffer[] = [];
-    let length = 0;
-    for await (const chunk of response.body) {
-      length += (chunk as Buffer).length;
-      if (length > this.#options.maxBodyBytes) {
-        response.body.destroy();
-        throw upstreamInvalid(`Deskie's answer is larger than ${this.#options.maxBodyBytes} bytes`);
+    // One deadline for the whole exchange, including the wait for a free
+    // connection, which the pool's own timeouts do not cover. Not
+    // AbortSignal.timeout(): its timer and signal live for the whole timeout
+    // after the answer came, so a storm of misses kept tens of thousands of
+    // them, and the heap around them, for 30 seconds.
+    const deadline = new AbortController();
+    const timer = setTimeout(
+      () => deadline.abort(new DOMException('Deskie did not answer in time', 'TimeoutError')),
+      this.#options.timeoutMs,
+    );
+    try {
+      const response = await this.#pool.request({
+        method: 'GET',
+        path: `${this.#pathPrefix}${path}${query ? `?${query}` : ''}`,
+        headers: { authorization, accept: 'application/json' },
+        signal: deadline.signal,
+      });
+      const chunks: Buffer[] = [];
+      let length = 0;
+      for await (const chunk of response.body) {
+        length += (chunk as Buffer).length;
+        if (length > this.#options.maxBodyBytes) {
+          response.body.destroy();
+          throw upstreamInvalid(`Deskie's answer is larger than ${this.#options.maxBodyBytes} bytes`);
+        }
+        chunks.push(chunk as Buffer);
       }
-      chunks.push(chunk as Buffer);
+      return {
+        statusCode: response.statusCode,
+        body: Buffer.concat(chunks, length),
+        contentType: firstHeader(response.headers['content-type']),
+        retryAfter: firstHeader(response.headers['retry_after'] ?? response.headers['retry-after']),
+        rateLimitPerMinute: firstHeader(response.headers['rate_limit_per_minute']),
+        callsLeft: firstHeader(response.headers['api_calls_left']),
+        location: firstHeader(response.headers['location']),
+      };
+    } finally {
+      clearTimeout(timer);
     }
-    return {
-      statusCode: response.statusCode,
-      body: Buffer.concat(chunks, length),
-      contentType: firstHeader(response.headers['content-type']),
-      retryAfter: firstHeader(response.headers['retry_after'] ?? response.headers['retry-after']),
-      rateLimitPerMinute: firstHeader(response.headers['rate_limit_per_minute']),
-      callsLeft: firstHeader(response.headers['api_calls_left']),
-      location: firstHeader(response.headers['location']),
-    };
   }
 
   async close(): Promise<void> {
