@@ -27,6 +27,8 @@ export interface CachedStatsOptions {
   readonly authFailureTtlMs: number;
   readonly cacheKeySecret: Buffer;
   readonly log: FastifyBaseLogger;
+  /** Called after each answer fetched from Deskie (see heap-guard.ts). */
+  readonly afterFetch?: () => void;
 }
 
 /** How one request was answered. */
@@ -187,6 +189,7 @@ export class CachedStats {
       throw error;
     }
     const receivedAtMs = clock();
+    this.#options.afterFetch?.();
     const { window } = query;
     const fetched = answerSource(query.endpoint.name, page.body, page.contentType, {
       fromMs: window.from.toMillis(),
