@@ -1,6 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import autocannon from 'autocannon';
 
 export const DEMO_AUTHORIZATION = 'Basic ' + Buffer.from('demo@example.com:demo').toString('base64');
@@ -10,6 +11,51 @@ export function startFlags(): string[] {
   const { scripts } = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } };
   const words = scripts.start.split(/\s+/);
   return words.slice(words.indexOf('node') + 1, words.indexOf('dist/server.js'));
+}
+
+/** Servers run on one core and the load (the generator, or this process when it loads in-process) on another, so neither takes the other's CPU. */
+export const SERVER_CORE = 0;
+export const GENERATOR_CORE = 1;
+
+/** Whether `taskset` is installed and may pin to both cores (a container's cpuset may not allow them). */
+export const PINNING: boolean = (() => {
+  if (availableParallelism() < 2) return false;
+  try {
+    execFileSync('taskset', ['-c', `${SERVER_CORE},${GENERATOR_CORE}`, 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** The command and arguments that run `command` on `core` when pinning is possible, else unchanged. */
+export function pinned(core: number, command: string, args: string[]): [string, string[]] {
+  return PINNING ? ['taskset', ['-c', String(core), command, ...args]] : [command, args];
+}
+
+/** Moves every thread of a running process to `core`, when pinning is possible. */
+export function pin(pid: number, core: number): void {
+  if (PINNING) execFileSync('taskset', ['-a', '-p', '-c', String(core), String(pid)], { stdio: 'ignore' });
+}
+
+const CLOCK_TICKS_PER_SECOND = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU seconds a process has used, all its threads, user and system (Linux: /proc/<pid>/stat utime + stime), or NaN. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces and parentheses: the fields are counted after its last ')', from field 3.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** A child process that is killed when the benchmark ends. */
@@ -66,8 +112,21 @@ export interface LoadResult {
   readonly non2xx: number;
 }
 
-export async function load(options: autocannon.Options): Promise<LoadResult> {
-  const result = await autocannon({ ...options });
+/** Loads from this process: `amount` requests over 50 connections, the i-th to the path `pathOf(i)`. */
+export async function loadPaths(url: string, amount: number, pathOf: (index: number) => string): Promise<LoadResult> {
+  let next = 0;
+  const result = await autocannon({
+    url,
+    connections: 50,
+    amount,
+    headers: { authorization: DEMO_AUTHORIZATION },
+    requests: [{ setupRequest: (request) => ({ ...request, path: pathOf(next++) }) }],
+  });
+  return fromAutocannon(result);
+}
+
+/** What the bench reads of autocannon's report, the programmatic one or its CLI's JSON. */
+export function fromAutocannon(result: autocannon.Result): LoadResult {
   return {
     requests: result.requests.total,
     rps: result.requests.average,
