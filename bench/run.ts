@@ -233,17 +233,26 @@ async function profileHitPath(simulator: Simulator, format: HitFormat, answerFil
 
 async function stampede(simulator: Simulator): Promise<Row[]> {
   const proxy = await startProxy(simulator);
+  // A fresh simulator's first answer takes some 40 ms more than the latency
+  // it is set to (its data and code warming up): that is upstream time, so it
+  // is spent before the stampede, on another key, and not counted as the proxy's.
+  await (await request(`${simulator.url}/api/stats_leaderboard.json?period=last_month&group_id=1`, { headers: { authorization: DEMO_AUTHORIZATION } })).body.dump();
   simulator.set({ latencyMs: STAMPEDE_UPSTREAM_LATENCY_MS });
   try {
+    // The same stampede on another cold key first: a process's very first
+    // requests also pay for compiling its request path (about 100 ms more at
+    // p99 here), which a server that has been up for a minute has done.
+    await stampedeLoad(`${proxy.url}/api/stats_leaderboard.json?period=last_month&group_id=4241`, STAMPEDE_REQUESTS);
+    const warmUpCalls = simulator.calls;
     const result = await stampedeLoad(`${proxy.url}/api/stats_leaderboard.json?period=last_month&group_id=4242`, STAMPEDE_REQUESTS);
     const errors = result.errors + result.non2xx;
     return [
       row(
         'stampede',
         `${STAMPEDE_REQUESTS} concurrent identical requests, cold key, ${STAMPEDE_UPSTREAM_LATENCY_MS} ms upstream`,
-        `${simulator.calls} upstream call(s), p50 ${ms(result.p50)}, p99 ${ms(result.p99)}, ${errors} errors`,
+        `${simulator.calls - warmUpCalls} upstream call(s), p50 ${ms(result.p50)}, p99 ${ms(result.p99)}, ${errors} errors`,
         `1 upstream call, p99 <= ${STAMPEDE_TARGET_P99_MS} ms, 0 errors`,
-        simulator.calls === 1 && result.p99 <= STAMPEDE_TARGET_P99_MS && errors === 0,
+        simulator.calls - warmUpCalls === 1 && result.p99 <= STAMPEDE_TARGET_P99_MS && errors === 0,
         'stampede',
       ),
     ];
