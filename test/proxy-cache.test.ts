@@ -307,3 +307,13 @@ t.test('a client that leaves during a miss does not waste the call: the answer i
   t.match(next.headers['cache-status'], /fwd=miss; collapsed|; hit;/, 'the next client got the fetch the first one started');
   t.equal(stack.simulator.calls, 1);
 });
+
+t.test('a clock set back does not reuse the window checked later', async (t) => {
+  const stack = await startStack(t, { now: '2026-11-29T00:00:30Z' });
+  const after = await stack.get(`${LEADERBOARD}?period=yesterday`);
+  t.match(after.headers['cache-status'], /fwd=miss; stored/);
+  stack.clock.set('2026-11-28T23:59:50Z');
+  const before = await stack.get(`${LEADERBOARD}?period=yesterday`);
+  t.match(before.headers['cache-status'], /fwd=miss; stored; ttl=10/, "the 28th's yesterday, its own entry");
+  t.equal(stack.simulator.calls, 2);
+});

@@ -23,9 +23,11 @@ const CUSTOM_RANGES: ReadonlySet<FreshnessClass> = new Set(CUSTOM_RANGE_CLASSES)
 /** How long a rolling period's checked query is reused: its window moves with the clock. */
 const ROLLING_QUERY_REUSE_MS = 1_000;
 
-/** A checked query and until when it means the same question (its window changes then). */
+/** A checked query and when it means the same question: from its check until its window changes. */
 interface CheckedQuery {
   readonly query: StatsQuery;
+  /** When it was checked: a clock set back (by hand, or by NTP) must not reuse a later window. */
+  readonly sinceMs: number;
   readonly untilMs: number;
 }
 
@@ -56,11 +58,11 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
       const nowMs = clock();
       const raw = request.query as RawQuery;
       let known = checked.get(raw);
-      if (known === undefined || nowMs >= known.untilMs) {
+      if (known === undefined || nowMs >= known.untilMs || nowMs < known.sinceMs) {
         // A literal rather than a spread of the shared context: the spread cost a hit several microseconds.
         const context: QueryContext = { windows, ranges, extraParameters, proxyParameters: PROXY_PARAMETERS, nowMs };
         const fresh = parseStatsQuery(endpoint, raw, context);
-        known = { query: fresh, untilMs: reusableUntil(fresh, nowMs) };
+        known = { query: fresh, sinceMs: nowMs, untilMs: reusableUntil(fresh, nowMs) };
         checked.set(raw, known);
       }
       const { query } = known;
