@@ -39,8 +39,8 @@ export interface AppOptions {
  * How far the old generation may grow past what the last full collection
  * kept before a miss starts another (heap-guard.ts). Measured under 40,000
  * distinct misses at CACHE_MAX_BYTES=64MiB: 8 MiB kept peak RSS at 207 MiB
- * with 89 collections (about a tenth of the storm's time); 16 MiB at
- * 221 MiB with 47.
+ * with 70-90 collections, and the storm took twice the CPU it takes without
+ * the guard (45-49 s against 23 s); 16 MiB kept 221 MiB with 47.
  */
 const HEAP_HEADROOM_BYTES = 8 * 1024 * 1024;
 
@@ -139,6 +139,12 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     log,
   });
   const heap = new HeapGuard(HEAP_HEADROOM_BYTES);
+  if (config.production && !heap.active) {
+    log.warn(
+      'node runs without --expose-gc: under a storm of misses the heap is left to V8 and can grow 150 MiB or more past ' +
+        'CACHE_MAX_BYTES. Start with `npm start` or the image, which pass it (see README, "Memory").',
+    );
+  }
   const stats = new CachedStats({
     store,
     upstream,

@@ -20,12 +20,13 @@ export type Collect = NonNullable<typeof globalThis.gc>;
  * the heap grow up to fourfold past what the last full collection kept
  * before it collects again, which under a storm of distinct queries put peak
  * RSS some 150 MiB above the cache's bound. (The young generation is left to
- * V8: its garbage is cheap to collect and does not raise that limit.) Tightening V8's growth for the
- * whole process (`--heap-growing-percent`) kept it down but kept V8 marking
+ * V8: its garbage is cheap to collect and does not raise that limit.)
+ * Tightening V8's growth for the whole process (`--heap-growing-percent`) kept it down but kept V8 marking
  * all the time, which cost cache hits a fifth of their speed. So the misses
  * pay instead: after a fetch, when the old generation has grown
- * `headroomBytes` past what the last collection kept, one full collection is started (in its own
- * task, not on the request's stack). Hits never call this.
+ * `headroomBytes` past what the last collection kept, one full collection
+ * is started (in its own task, not on the request's stack). Hits never call
+ * this; a storm of misses costs about twice the CPU (see app.ts).
  *
  * Needs `node --expose-gc` (npm start and the image run with it); without
  * it, V8's own heuristics decide, as in tests.

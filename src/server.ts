@@ -47,12 +47,6 @@ export async function startServer(
         'Set it to a fixed secret of at least 16 characters.',
     );
   }
-  if (config.production && globalThis.gc === undefined) {
-    logger.warn(
-      'node runs without --expose-gc: under a storm of misses the heap is left to V8 and can grow 150 MiB or more past ' +
-        'CACHE_MAX_BYTES. Start with `npm start` or the image, which pass it (see README, "Memory").',
-    );
-  }
   const app = buildApp({ ...config, deskieUrl: deskieUrl as string }, { logger });
   if (simulator) app.addHook('onClose', () => simulator.close());
   await app.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG });

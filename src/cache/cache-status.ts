@@ -1,4 +1,5 @@
 import type { ProxyError, UpstreamAnswer } from '../errors.js';
+import { remembered } from '../memo.js';
 import type { StatsAnswer } from './cached-stats.js';
 import type { CacheOutcome } from './store.js';
 
@@ -17,8 +18,7 @@ const OUTCOME_PARAMETERS: Readonly<Record<CacheOutcome, string>> = {
 const COLLAPSED_ONTO_REFETCH = `${CACHE_NAME}; fwd=stale; collapsed`;
 
 /** Hit headers by ttl, built once per second of ttl rather than per request (they are the most frequent). */
-const hitStatusByTtl = new Map<number, string>();
-const REMEMBERED_HIT_TTLS = 4096;
+const hitStatus = remembered(4096, (ttlSeconds: number) => flat(`${OUTCOME_PARAMETERS.hit}; ttl=${ttlSeconds}`));
 
 /**
  * Cache-Status of a 200: `ttl` is the remaining freshness in seconds,
@@ -26,15 +26,7 @@ const REMEMBERED_HIT_TTLS = 4096;
  * Deskie's status (when it sent one) and the reason.
  */
 export function answerCacheStatus({ outcome, stored, failure, replacesExpired }: StatsAnswer, ttlSeconds: number): string {
-  if (outcome === 'hit') {
-    let hit = hitStatusByTtl.get(ttlSeconds);
-    if (hit === undefined) {
-      if (hitStatusByTtl.size >= REMEMBERED_HIT_TTLS) hitStatusByTtl.clear();
-      hit = flat(`${OUTCOME_PARAMETERS.hit}; ttl=${ttlSeconds}`);
-      hitStatusByTtl.set(ttlSeconds, hit);
-    }
-    return hit;
-  }
+  if (outcome === 'hit') return hitStatus(ttlSeconds);
   let value = replacesExpired ? COLLAPSED_ONTO_REFETCH : OUTCOME_PARAMETERS[outcome];
   if (failure !== undefined) {
     if (failure.status !== undefined) value += `; fwd-status=${failure.status}`;

@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Lifetimes } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
 import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamFailureOf } from '../errors.js';
-import { answerSource, ownBytes, renderVariant, type Representation, withOwnedBytes } from '../formats/render.js';
+import { answerSource, ownedBy, renderVariant, type Representation, withOwnedBytes } from '../formats/render.js';
 import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
 import { flat } from './cache-status.js';
@@ -118,9 +118,7 @@ export class CachedStats {
    * kept with the entry and counted by the store.
    */
   representation(answer: CachedAnswer, variant: Variant): Representation {
-    const fresh = renderVariant(answer.source, answer.key, variant);
-    const [body = fresh.body] = fresh.body === answer.source.gzipped ? [fresh.body] : ownBytes([fresh.body]);
-    const rendered = { ...fresh, body };
+    const rendered = ownedBy(answer.source, renderVariant(answer.source, answer.key, variant));
     answer.variants.push(rendered);
     this.#options.store.resize(answer);
     return rendered;
@@ -138,8 +136,9 @@ export class CachedStats {
     const { store, clock } = this.#options;
     this.#throwIfRefused(key, partition, nowMs);
     try {
-      const call = this.#call(authorization, partition, 'client', held);
-      const result = await store.fetch(key, () => this.#load(key, query, call, partition, renderedVariants(held, variant), held?.longestGapMs ?? 0));
+      const result = await store.fetch(key, () =>
+        this.#load(key, query, this.#call(authorization, partition, 'client', held), partition, renderedVariants(held, variant), held?.longestGapMs ?? 0),
+      );
       if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined };
       if (!result.stored) this.#logUnstored(key, result.answer);
       return result;
@@ -224,9 +223,8 @@ export class CachedStats {
     if (this.#closed || this.#refreshStarted.has(held)) return;
     this.#refreshStarted.add(held);
     const { store, log } = this.#options;
-    const call = this.#call(authorization, partition, 'refresh', held);
     const refresh = store
-      .fetch(key, () => this.#load(key, query, call, partition, renderedVariants(held), held.longestGapMs))
+      .fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'refresh', held), partition, renderedVariants(held), held.longestGapMs))
       .then(
         (result) => log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed ahead of expiry'),
         (error: unknown) => log.info({ key, err: error }, 'refresh ahead failed; the entry stays until it expires'),

@@ -1,5 +1,6 @@
 import fastQueryString from 'fast-querystring';
 import { badRequest, type ProxyError, uriTooLong } from '../errors.js';
+import { remembered } from '../memo.js';
 import type { RawQuery } from './query.js';
 
 /** Longest query string read; a dashboard's longest real query is a few hundred bytes. */
@@ -15,7 +16,7 @@ export const MAX_QUERY_PARAMETERS = 150;
  */
 const REMEMBERED_QUERY_STRINGS = 1024;
 const LONGEST_REMEMBERED_QUERY_STRING = 1024;
-const remembered = new Map<string, ParsedQuery>();
+const rememberedParse = remembered(REMEMBERED_QUERY_STRINGS, (raw: string): ParsedQuery => Object.freeze(parseOnce(raw)));
 
 /** Where the query string parser leaves its refusal; parseStatsQuery throws it before reading anything. */
 export const QUERY_STRING_REFUSAL: unique symbol = Symbol('query string refusal');
@@ -35,15 +36,7 @@ export type ParsedQuery = RawQuery & { readonly [QUERY_STRING_REFUSAL]?: ProxyEr
  * can remember what they checked of it: a hit then skips both steps.
  */
 export function parseQueryString(raw: string): ParsedQuery {
-  let parsed = remembered.get(raw);
-  if (parsed === undefined) {
-    parsed = Object.freeze(parseOnce(raw));
-    if (raw.length <= LONGEST_REMEMBERED_QUERY_STRING) {
-      if (remembered.size >= REMEMBERED_QUERY_STRINGS) remembered.clear();
-      remembered.set(raw, parsed);
-    }
-  }
-  return parsed;
+  return raw.length <= LONGEST_REMEMBERED_QUERY_STRING ? rememberedParse(raw) : Object.freeze(parseOnce(raw));
 }
 
 function parseOnce(raw: string): ParsedQuery {

@@ -55,7 +55,7 @@ const BROTLI_QUALITY = 5;
  * beside its data (its objects and the native store behind them), so what an
  * entry holds when it is stored shares one.
  */
-export function ownBytes(parts: readonly Buffer[]): Buffer[] {
+function ownBytes(parts: readonly Buffer[]): Buffer[] {
   const packed = Buffer.allocUnsafeSlow(parts.reduce((total, part) => total + part.length, 0));
   let offset = 0;
   return parts.map((part) => {
@@ -68,6 +68,13 @@ export function ownBytes(parts: readonly Buffer[]): Buffer[] {
 /** An entry's source: Deskie's body, compressed into bytes not yet owned (see withOwnedBytes). */
 export function answerSource(endpoint: EndpointName, body: Buffer, contentType: string | undefined, window: SourceWindow): AnswerSource {
   return { gzipped: gzipSync(body), contentType: contentType ?? JSON_TYPE, endpoint, ...window };
+}
+
+/** A representation rendered for a stored entry, with bytes of its own (or the source's very bytes). */
+export function ownedBy(source: AnswerSource, representation: Representation): Representation {
+  if (representation.body === source.gzipped) return representation;
+  const [body = representation.body] = ownBytes([representation.body]);
+  return { ...representation, body };
 }
 
 /** The source and representations with their bytes copied into one allocation of their own. */

@@ -1,4 +1,5 @@
 import { badRequest } from '../errors.js';
+import { remembered } from '../memo.js';
 
 /** The answers one cached entry can give, chosen with `format=`. */
 export const FORMATS = ['normalized', 'raw', 'rows', 'csv'] as const;
@@ -59,13 +60,12 @@ export type Coding = (typeof CODINGS)[number];
 
 /**
  * What one request asks of an entry: a format (CSV with or without its byte
- * order mark) in one content coding, as a small integer, so that a hit finds
- * its bytes with one array read.
+ * order mark) in one content coding, as a small integer that a hit compares
+ * with the few an entry holds.
  */
 export type Variant = number;
 const RENDERINGS = [...FORMATS, 'csv+bom'] as const;
 export type Rendering = (typeof RENDERINGS)[number];
-export const VARIANT_COUNT = RENDERINGS.length * CODINGS.length;
 
 export function variantOf(format: Format, bom: boolean, coding: Coding): Variant {
   const rendering = bom && format === 'csv' ? RENDERINGS.length - 1 : FORMATS.indexOf(format);
@@ -79,9 +79,8 @@ export function describeVariant(variant: Variant): { readonly rendering: Renderi
   return { rendering, coding };
 }
 
-/** Accept-Encoding values seen, and the coding each picks: dashboards send a handful of distinct ones. */
-const codingByHeader = new Map<string, Coding>();
-const REMEMBERED_ACCEPT_ENCODINGS = 256;
+/** The coding each Accept-Encoding value picks: dashboards send a handful of distinct ones. */
+const codingOf = remembered(256, negotiateCoding);
 
 /**
  * The content coding to answer in (RFC 9110 §12.5.3): the one with the
@@ -91,13 +90,7 @@ const REMEMBERED_ACCEPT_ENCODINGS = 256;
  */
 export function chooseCoding(acceptEncoding: string | undefined): Coding {
   if (acceptEncoding === undefined || acceptEncoding === '') return 'identity';
-  let coding = codingByHeader.get(acceptEncoding);
-  if (coding === undefined) {
-    coding = negotiateCoding(acceptEncoding);
-    if (codingByHeader.size >= REMEMBERED_ACCEPT_ENCODINGS) codingByHeader.clear();
-    codingByHeader.set(acceptEncoding, coding);
-  }
-  return coding;
+  return codingOf(acceptEncoding);
 }
 
 function negotiateCoding(acceptEncoding: string): Coding {

@@ -6,6 +6,7 @@ import { ENDPOINTS } from '../deskie/endpoints.js';
 import { CUSTOM_RANGE_CLASSES, type FreshnessClass } from '../deskie/periods.js';
 import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } from '../deskie/query.js';
 import { unauthorized } from '../errors.js';
+import { remembered } from '../memo.js';
 import { BOM_PARAMETER, chooseCoding, chooseFormat, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 
 export interface StatsRouteOptions {
@@ -124,18 +125,7 @@ function sendAnswer(
 }
 
 /** Cache-Control values by lifetime, in one piece (see flat()): entries share a handful of lifetimes. */
-const cacheControlByLifetime = new Map<number, string>();
-const REMEMBERED_LIFETIMES = 4096;
-
-function cacheControl(lifetimeSeconds: number): string {
-  let value = cacheControlByLifetime.get(lifetimeSeconds);
-  if (value === undefined) {
-    if (cacheControlByLifetime.size >= REMEMBERED_LIFETIMES) cacheControlByLifetime.clear();
-    value = flat(`private, max-age=${lifetimeSeconds}`);
-    cacheControlByLifetime.set(lifetimeSeconds, value);
-  }
-  return value;
-}
+const cacheControl = remembered(4096, (lifetimeSeconds: number) => flat(`private, max-age=${lifetimeSeconds}`));
 
 /**
  * RFC 9110 §13.1.2 and §13.1.3: If-None-Match (weak comparison) decides when
