@@ -15,7 +15,9 @@ import type { ResolvedWindow } from './deskie/query.js';
 import { JSON_TYPE } from './formats/representations.js';
 import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
 import { HeapGuard } from './heap-guard.js';
-import { statsRoutes } from './routes/stats.js';
+import { docsRoutes, registerOpenApi } from './openapi.js';
+import { adminRoutes } from './routes/admin.js';
+import { PROXY_PARAMETERS, statsRoutes } from './routes/stats.js';
 import { UpstreamBudget } from './upstream/budget.js';
 import { DeskieClient } from './upstream/client.js';
 import { DeskieUpstream } from './upstream/deskie.js';
@@ -158,21 +160,27 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   });
 
   app.decorateRequest('cacheOutcome', undefined);
-  statsRoutes(app, {
-    stats,
-    clock,
-    queryContext: {
-      windows: new PeriodWindows(config.timezone, config.weekStart),
-      ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
-      extraParameters: config.extraParameters,
-    },
-  });
+  // Before any route: the document describes every route registered after it.
+  registerOpenApi(app);
+  const queryContext = {
+    windows: new PeriodWindows(config.timezone, config.weekStart),
+    ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
+    extraParameters: config.extraParameters,
+  };
+  statsRoutes(app, { stats, clock, queryContext });
 
-  app.route({
-    method: ['GET', 'HEAD'],
-    url: '/healthz',
-    handler: async (_request, reply) =>
-      reply.header('cache-control', 'no-store').send({ status: 'ok', entries: store.entries, bytes: store.bytes, upstream: budget.snapshot() }),
+  // Everything but the three statistics routes: never cached, never forwarded.
+  app.register(async (ops) => {
+    ops.route({
+      method: ['GET', 'HEAD'],
+      url: '/healthz',
+      handler: async (_request, reply) =>
+        reply.header('cache-control', 'no-store').send({ status: 'ok', entries: store.entries, bytes: store.bytes, upstream: budget.snapshot() }),
+    });
+    if (config.adminToken !== undefined) {
+      adminRoutes(ops, { token: config.adminToken, store, stats, queryContext: { ...queryContext, proxyParameters: PROXY_PARAMETERS }, clock, log });
+    }
+    docsRoutes(ops);
   });
 
   app.setNotFoundHandler((request, reply) => {

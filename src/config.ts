@@ -52,6 +52,8 @@ const EnvSchema = Type.Object({
   UPSTREAM_NEW_CREDENTIAL_SHARE: Type.Number({ minimum: 0.01, maximum: 1, default: DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE }),
   AUTH_FAILURE_TTL_SECONDS: Type.Integer({ minimum: 0, default: DEFAULT_AUTH_FAILURE_TTL_SECONDS }),
   LOG_LEVEL: Type.Enum(LOG_LEVELS, { default: 'info' }),
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
 });
 type Env = Static<typeof EnvSchema>;
@@ -126,6 +128,10 @@ export interface Config {
   /** How long Deskie's 401/403 for a credential is answered from memory; 0 turns it off. */
   readonly authFailureTtlSeconds: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
+  /** Bearer token for /admin/; without it the admin API does not exist. */
+  readonly adminToken: string | undefined;
+  /** Bearer token /metrics requires, if set. */
+  readonly metricsToken: string | undefined;
   /** Freshness per period and custom-range class: Deskie's table with the operator's overrides. */
   readonly lifetimes: Lifetimes;
   /** Query names the operator allows besides the documented ones. */
@@ -185,6 +191,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     upstreamNewCredentialShare: vars.UPSTREAM_NEW_CREDENTIAL_SHARE,
     authFailureTtlSeconds: vars.AUTH_FAILURE_TTL_SECONDS,
     logLevel: vars.LOG_LEVEL,
+    adminToken: vars.ADMIN_TOKEN,
+    metricsToken: vars.METRICS_TOKEN,
     lifetimes: lifetimesWith(file.ttlSeconds ?? {}),
     extraParameters: new Set(file.extraParameters ?? []),
   });

@@ -14,8 +14,12 @@ t.test('an unexpected failure is a 500 JSON that leaks no stack, and the server 
       throw new Error('disk on fire at /srv/secret/path');
     },
     resize: () => {},
+    list: () => [],
+    delete: () => false,
     entries: 0,
     bytes: 0,
+    evictions: 0,
+    usable: true,
     close: async () => {},
   };
   const app = buildApp(config, { store: broken });

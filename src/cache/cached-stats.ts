@@ -8,7 +8,8 @@ import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
 import { flat } from './cache-status.js';
 import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
-import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome } from './store.js';
+import { CUSTOM_RANGE_CLASSES } from '../deskie/periods.js';
+import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, type EntryLabel } from './store.js';
 
 /** Credentials whose partition is remembered; a dashboard fleet uses a handful. */
 const REMEMBERED_CREDENTIALS = 1024;
@@ -100,6 +101,7 @@ export class CachedStats {
       const gapMs = nowMs - held.lastAskedAtMs;
       if (gapMs > held.longestGapMs) held.longestGapMs = gapMs;
       held.lastAskedAtMs = nowMs;
+      held.hits += 1;
       // Refresh at the last request before expiry: the next one, as far off
       // as the longest gap seen (in this life or the one before), would find
       // it expired. Refreshing earlier costs Deskie calls for nothing: a
@@ -180,6 +182,7 @@ export class CachedStats {
   ): Promise<CachedAnswer> {
     const { upstream, clock, lifetimes, keeping } = this.#options;
     const askedAtMs = clock();
+    const startedAt = performance.now();
     let page;
     try {
       page = await upstream.fetch(query, call);
@@ -201,11 +204,14 @@ export class CachedStats {
     );
     return {
       key,
+      label: entryLabel(query, partition),
       source,
       variants: representations,
       lastModified: new Date(receivedAtMs).toUTCString(),
       fetchedAtMs: receivedAtMs,
       lastAskedAtMs: receivedAtMs,
+      hits: 0,
+      upstreamMs: performance.now() - startedAt,
       longestGapMs: 0,
       previousGapMs,
       upstreamCalls: page.calls,
@@ -271,6 +277,20 @@ export class CachedStats {
 }
 
 const credentialKey = (partition: string): string => `credential#${partition}`;
+
+/** Characters of the partition's HMAC that name it in the admin API: enough to tell a fleet's credentials apart. */
+export const PARTITION_ID_LENGTH = 12;
+
+function entryLabel(query: StatsQuery, partition: string): EntryLabel {
+  const { window, freshness } = query;
+  const custom = (CUSTOM_RANGE_CLASSES as readonly string[]).includes(freshness);
+  return {
+    endpoint: query.endpoint.name,
+    freshness,
+    period: custom ? `${window.from.toISO()}/${window.to.toISO()}` : freshness,
+    partition: partition.slice(0, PARTITION_ID_LENGTH),
+  };
+}
 
 /** The variants rendered on `held` (those in use), and `also`: a new answer for the key renders them up front. */
 function renderedVariants(held: CachedAnswer | undefined, also?: Variant): Variant[] {

@@ -39,6 +39,8 @@ export class MemoryStore implements AnswerStore {
   readonly #loading = new Map<string, number>();
   /** Keys whose answer grew while a load ran: re-counted when the last caller is done. */
   readonly #grown = new Set<string>();
+  #evictions = 0;
+  #closed = false;
 
   constructor({ maxBytes, clock }: MemoryStoreOptions) {
     this.#clock = clock;
@@ -56,6 +58,9 @@ export class MemoryStore implements AnswerStore {
         return size;
       },
       perf: { now: clock },
+      dispose: (_answer, _key, reason) => {
+        if (reason === 'evict') this.#evictions += 1;
+      },
       // lru-cache otherwise reuses one clock reading for 1 ms, which would hide
       // a jump of the injected clock; reading the clock per check is cheap.
       ttlResolution: 0,
@@ -127,7 +132,27 @@ export class MemoryStore implements AnswerStore {
     return this.#lru.calculatedSize;
   }
 
+  *list(): IterableIterator<CachedAnswer> {
+    yield* this.#lru.values();
+  }
+
+  delete(key: string): boolean {
+    // A load under way is left to finish for its callers; its placeholder is
+    // gone, so lru-cache does not keep what it brings (ignoreFetchAbort).
+    this.#grown.delete(key);
+    return this.#lru.delete(key);
+  }
+
+  get evictions(): number {
+    return this.#evictions;
+  }
+
+  get usable(): boolean {
+    return !this.#closed;
+  }
+
   async close(): Promise<void> {
+    this.#closed = true;
     this.#lru.clear();
   }
 }

@@ -1,5 +1,17 @@
 import type { AnswerSource, Representation } from '../formats/render.js';
 import type { Variant } from '../formats/representations.js';
+import type { EndpointName } from '../deskie/endpoints.js';
+import type { FreshnessClass } from '../deskie/periods.js';
+
+/** What an entry answers, for the admin API and logs: never the credential, never the filters' values. */
+export interface EntryLabel {
+  readonly endpoint: EndpointName;
+  readonly freshness: FreshnessClass;
+  /** The period's name (`today`), or a custom range's window as an ISO interval (`2026-11-01T00:00:00+01:00/2026-11-08T00:00:00+01:00`). */
+  readonly period: string;
+  /** A short id of the credential's partition: the start of its HMAC, which names it without revealing it. */
+  readonly partition: string;
+}
 
 /**
  * One cached answer from Deskie: its body, compressed, and each variant
@@ -11,6 +23,7 @@ import type { Variant } from '../formats/representations.js';
 export interface CachedAnswer {
   /** The store's key: rendered variants' ETags hash it, and a store re-counts the entry by it. */
   readonly key: string;
+  readonly label: EntryLabel;
   readonly source: AnswerSource;
   /**
    * The variants rendered so far, in the order first asked for (a dashboard
@@ -27,6 +40,10 @@ export interface CachedAnswer {
   readonly refreshAtMs: number;
   /** When this answer was last asked for (epoch ms): set when fetched, then by every hit. */
   lastAskedAtMs: number;
+  /** Requests answered from this entry while fresh. */
+  hits: number;
+  /** How long Deskie took to give this answer (real ms, all pages of a `page=all`). */
+  readonly upstreamMs: number;
   /** The longest time between two requests for this answer (ms). */
   longestGapMs: number;
   /** The longest gap of the answer it replaced, so that a pattern of requests carries over one life. */
@@ -99,6 +116,14 @@ export interface AnswerStore {
   fetch(key: string, load: AnswerLoader): Promise<StoreResult>;
   /** Number of entries held. */
   readonly entries: number;
+  /** The answers held (not the loads under way), most recently used first. */
+  list(): Iterable<CachedAnswer>;
+  /** Drops the answer held for `key`; a load under way for it still answers its callers but is not kept. */
+  delete(key: string): boolean;
+  /** Entries dropped to stay within the bound since the store was made. */
+  readonly evictions: number;
+  /** False once the store cannot hold or give answers (closed; for a remote store, unreachable). */
+  readonly usable: boolean;
   /**
    * Counts again the bytes of `answer`, held under its key, after a variant
    * was added to it; nothing when another answer (or none) is held there.

@@ -16,7 +16,7 @@ export interface StatsRouteOptions {
 }
 
 /** Parameters that steer this proxy only: never sent upstream, never part of the key. */
-const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER, BOM_PARAMETER]);
+export const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER, BOM_PARAMETER]);
 
 const BASIC = /^basic\s+\S/i;
 

@@ -20,6 +20,7 @@ t.test('MemoryStore stays within its byte bound, dropping the least recently use
   t.ok(store.entries < 20 && store.entries >= 9, `${store.entries} entries kept`);
   t.ok(store.get('k19'), 'the newest is kept');
   t.equal(store.get('k0'), undefined, 'the oldest went');
+  t.equal(store.evictions, 20 - store.entries, 'each entry dropped for the bound is counted as an eviction');
 });
 
 t.test('an answer larger than the whole store is served but not stored', async (t) => {

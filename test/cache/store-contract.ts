@@ -9,12 +9,15 @@ export type StoreFactory = (clock: () => number) => AnswerStore | Promise<Answer
 export function answerOf(key: string, body: Buffer, fetchedAtMs: number, ttlMs: number, keepMs = 0): CachedAnswer {
   return {
     key,
+    label: { endpoint: 'leaderboard', freshness: 'today', period: 'today', partition: 'p' },
     // Level 0: stored, not compressed, so a test's body size is what the store counts.
     source: { gzipped: gzipSync(body, { level: 0 }), contentType: 'application/json', endpoint: 'leaderboard', fromMs: 0, toMs: 0, zone: 'UTC' },
     variants: [],
     lastModified: new Date(fetchedAtMs).toUTCString(),
     fetchedAtMs,
     lastAskedAtMs: fetchedAtMs,
+    hits: 0,
+    upstreamMs: 0,
     longestGapMs: 0,
     previousGapMs: 0,
     expiresAtMs: fetchedAtMs + ttlMs,
@@ -169,5 +172,37 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     const b = await store.fetch('b', async () => answer('b', now(), 60_000, 0, 'b'));
     t.equal(b.outcome, 'miss');
     t.equal(bodyOf(b), '{"text":"b"}');
+  });
+
+  t.test('list gives the answers held; delete drops one, and the next fetch loads again', async (t) => {
+    const { store, now } = await setup(t);
+    await store.fetch('a', async () => answer('a', now(), 60_000, 0, 'a'));
+    await store.fetch('b', async () => answer('b', now(), 60_000, 0, 'b'));
+    t.same([...store.list()].map((held) => held.key).sort(), ['a', 'b']);
+    t.equal(store.delete('a'), true, 'a held answer is deleted');
+    t.equal(store.delete('a'), false, 'nothing is held any more');
+    t.equal(store.get('a'), undefined);
+    t.same([...store.list()].map((held) => held.key), ['b']);
+    const again = await store.fetch('a', async () => answer('a2', now(), 60_000, 0, 'a'));
+    t.equal(again.outcome, 'miss', 'the deleted key is loaded anew');
+  });
+
+  t.test('a load under way when its key is deleted answers its callers and is not kept', async (t) => {
+    const { store, now } = await setup(t);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow = store.fetch('k', async () => (await gate, answer('late', now(), 60_000)));
+    store.delete('k');
+    release();
+    t.equal(bodyOf(await slow), '{"text":"late"}', 'its caller gets the answer');
+    t.equal(store.get('k'), undefined, 'the purged key stays empty');
+  });
+
+  t.test('a store is usable until it is closed', async (t) => {
+    const { store } = await setup(t);
+    t.equal(store.usable, true);
+    t.equal(store.evictions, 0, 'nothing evicted yet');
+    await store.close();
+    t.equal(store.usable, false);
   });
 }
