@@ -2,7 +2,12 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { pino } from 'pino';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { AccessLog } from './access-log.js';
+import { bearerMatcher } from './auth/bearer.js';
+import { ProxyMetrics } from './metrics.js';
+import { Readiness } from './readiness.js';
+import { requestIds } from './request-id.js';
 import { errorCacheStatus } from './cache/cache-status.js';
 import { CachedStats } from './cache/cached-stats.js';
 import { MemoryStore } from './cache/memory-store.js';
@@ -26,6 +31,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** How the cache answered, for the access log. */
     cacheOutcome?: CacheOutcome;
+  }
+  interface FastifyInstance {
+    /** What /readyz reports; server.ts starts draining on SIGTERM. */
+    readiness: Readiness;
   }
 }
 
@@ -65,10 +74,10 @@ const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = { HPE_HEADER_OVERF
  * closes the connection. The error itself is not logged: it carries the raw
  * request bytes, credentials included.
  */
-function answerClientError(log: FastifyBaseLogger, error: Error & { code?: string }, socket: Duplex): void {
+function answerClientError(accessLog: AccessLog, error: Error & { code?: string }, socket: Duplex): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   const status = CLIENT_ERROR_STATUS[error.code ?? ''] ?? 400;
-  log.trace({ code: error.code, status }, 'request refused by the HTTP parser');
+  let bytes = 0;
   if (socket.writable) {
     const body = errorBody(
       status === 431
@@ -77,11 +86,13 @@ function answerClientError(log: FastifyBaseLogger, error: Error & { code?: strin
           ? 'the request took too long to arrive'
           : 'the request could not be read as HTTP',
     );
+    bytes = Buffer.byteLength(body);
     socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${bytes}\r\n` +
         `Connection: close\r\n\r\n${body}`,
     );
   }
+  accessLog.refused(status, error.code, bytes);
   socket.destroy();
 }
 
@@ -90,13 +101,16 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   const clock = options.clock ?? Date.now;
   const log = options.logger ?? pino({ enabled: false });
   const logsRequests = log.level === 'debug' || log.level === 'trace';
+  const accessLog = new AccessLog(log);
   const app = Fastify({
+    // The client's X-Request-Id when well-formed, else one of ours; sent back on every answer.
+    genReqId: requestIds(),
     // Fastify given a logger builds a child logger for every request and
     // listens for each response's end to time it: together a hit's worth of
     // microseconds. Only debug logging writes per-request lines, so only then
     // does Fastify get the logger; otherwise the app logs through `log`.
     loggerInstance: logsRequests ? log : undefined,
-    // One debug line per request from the onResponse hook below, with the cache outcome.
+    // One access line per request, at info, written by the app (access-log.ts).
     logController: new LogController({ disableRequestLogging: true }),
     // Keys are compared as Deskie's names are written; query strings are
     // bounded and must decode (deskie/query-string.ts).
@@ -105,10 +119,13 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     exposeHeadRoutes: false,
     // Requests Node's HTTP parser refuses before routing (oversized headers,
     // malformed request lines, slow clients) get the same error shape.
-    clientErrorHandler: (error, socket) => answerClientError(log, error, socket),
+    clientErrorHandler: (error, socket) => answerClientError(accessLog, error, socket),
     // A URL Fastify cannot even route (bad percent-encoding) gets our error shape too.
-    frameworkErrors: (error, _request, reply) =>
-      (reply as FastifyReply).code(400).type(JSON_TYPE).send(errorBody(`the request could not be read: ${error.message}`)),
+    frameworkErrors: (error, request, reply) => {
+      const body = errorBody(`the request could not be read: ${error.message}`);
+      (reply as FastifyReply).code(400).header('x-request-id', request.id).type(JSON_TYPE).send(body);
+      accessLog.other(request, 400, Buffer.byteLength(body));
+    },
   });
   // No route takes a body: never parse one, so any other method is a plain 404
   // rather than a 400 or 413 about its body.
@@ -131,6 +148,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     clock,
     log,
   });
+  const metrics = new ProxyMetrics({ store, budget, maxBytes: config.cacheMaxBytes });
   const upstream = new DeskieUpstream({
     client,
     budget,
@@ -139,6 +157,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     pagesTimeoutMs: config.pageAllTimeoutMs,
     clock,
     log,
+    onCall: (endpoint, status, seconds) => metrics.countUpstreamCall(endpoint, status, seconds),
   });
   const heap = new HeapGuard(HEAP_HEADROOM_BYTES);
   if (config.production && !heap.active) {
@@ -159,7 +178,10 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     afterFetch: () => heap.afterFetch(),
   });
 
+  // Declared up front so every request has the same shape (no per-request property additions).
   app.decorateRequest('cacheOutcome', undefined);
+  app.decorateRequest('statsLogger', undefined);
+  app.decorateRequest('metricsBase', undefined);
   // Before any route: the document describes every route registered after it.
   registerOpenApi(app);
   const queryContext = {
@@ -167,15 +189,52 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
     extraParameters: config.extraParameters,
   };
-  statsRoutes(app, { stats, clock, queryContext });
+  statsRoutes(app, { stats, clock, queryContext, metrics, accessLog });
+
+  const readiness = new Readiness();
+  app.decorate('readiness', readiness);
+  app.addHook('onReady', async () => readiness.markReady());
 
   // Everything but the three statistics routes: never cached, never forwarded.
+  // Their access lines come from Fastify's onResponse hook, which the
+  // statistics routes do without (it costs a hit two listeners per response).
   app.register(async (ops) => {
+    ops.addHook('onRequest', async (request, reply) => {
+      reply.header('x-request-id', request.id).header('cache-control', 'no-store');
+    });
+    ops.addHook('onResponse', async (request, reply) => {
+      const length = reply.getHeader('content-length');
+      accessLog.other(request, reply.statusCode, length === undefined ? undefined : Number(length));
+    });
+    /** "The process is alive": for a container's HEALTHCHECK, which should restart it only if it is not. */
     ops.route({
       method: ['GET', 'HEAD'],
       url: '/healthz',
-      handler: async (_request, reply) =>
-        reply.header('cache-control', 'no-store').send({ status: 'ok', entries: store.entries, bytes: store.bytes, upstream: budget.snapshot() }),
+      handler: async (_request, reply) => reply.send({ status: 'ok', entries: store.entries, bytes: store.bytes, upstream: budget.snapshot() }),
+    });
+    /** "Send me requests": 503 while starting, draining or without a usable store; Deskie's state is shown, never failed on. */
+    ops.route({
+      method: ['GET', 'HEAD'],
+      url: '/readyz',
+      handler: async (_request, reply) => {
+        const { ready, status } = readiness.check(store);
+        const last = upstream.lastAnswer;
+        return reply.code(ready ? 200 : 503).send({
+          status,
+          store: { usable: store.usable, entries: store.entries, bytes: store.bytes, maxBytes: config.cacheMaxBytes },
+          upstream: {
+            ...budget.snapshot(),
+            lastAnswer: last === null ? null : { status: last.status, failure: last.failure, at: new Date(last.atMs).toISOString() },
+          },
+        });
+      },
+    });
+    const metricsAllowed = config.metricsToken === undefined ? undefined : bearerMatcher(config.metricsToken);
+    ops.get('/metrics', async (request, reply) => {
+      if (metricsAllowed !== undefined && !metricsAllowed(request.headers.authorization)) {
+        return reply.code(401).header('www-authenticate', 'Bearer realm="metrics"').type(JSON_TYPE).send(errorBody('a bearer token is required: METRICS_TOKEN'));
+      }
+      return reply.type(metrics.contentType).send(await metrics.text());
     });
     if (config.adminToken !== undefined) {
       adminRoutes(ops, { token: config.adminToken, store, stats, queryContext: { ...queryContext, proxyParameters: PROXY_PARAMETERS }, clock, log });
@@ -185,11 +244,36 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
 
   app.setNotFoundHandler((request, reply) => {
     const error = notFound(`no route ${request.method} ${request.url.split('?')[0]}; this server answers GET and HEAD on ${ROUTE_LIST}`);
-    return reply.code(error.statusCode).type(JSON_TYPE).send(errorBody(error.message));
+    const body = errorBody(error.message);
+    reply.code(error.statusCode).header('x-request-id', request.id).type(JSON_TYPE).send(body);
+    accessLog.other(request, error.statusCode, Buffer.byteLength(body));
+    return reply;
   });
 
   app.setErrorHandler((error: FastifyError | ProxyError | UpstreamAnswer, request, reply) => {
-    reply.header('cache-control', 'no-store');
+    const answered = answerError(error, request, reply);
+    // The statistics routes log their own lines (the other routes' hook logs theirs).
+    const endpoint = request.routeOptions.config.endpoint;
+    if (endpoint !== undefined) {
+      const status = reply.statusCode;
+      metrics.count(request.metricsBase ?? ProxyMetrics.requestBase(endpoint, undefined), 'error', status);
+      if ((error as ProxyError).remembered) metrics.countRemembered(endpoint);
+      accessLog.answered(request.statsLogger, request, 'error', status, answered.bytes);
+    }
+    return answered.reply;
+  });
+
+  /** Sends the JSON error for `error`: Deskie's own answer as it came, ours in our shape. */
+  function answerError(
+    error: FastifyError | ProxyError | UpstreamAnswer,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): { reply: FastifyReply; bytes: number } {
+    reply.header('cache-control', 'no-store').header('x-request-id', request.id);
+    const send = (status: number, body: string | Buffer, type: string = JSON_TYPE) => ({
+      reply: reply.code(status).type(type).send(body),
+      bytes: typeof body === 'string' ? Buffer.byteLength(body) : body.length,
+    });
     if (error instanceof UpstreamAnswer || error instanceof ProxyError) {
       const cacheStatus = errorCacheStatus(error);
       if (cacheStatus !== undefined) reply.header('cache-status', cacheStatus);
@@ -197,35 +281,25 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     if (error instanceof UpstreamAnswer) {
       // Deskie's own answer, passed through as it came and never stored.
       if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-      return reply.code(error.statusCode).type(error.contentType ?? JSON_TYPE).send(error.body);
+      return send(error.statusCode, error.body, error.contentType ?? JSON_TYPE);
     }
     if (error instanceof ProxyError) {
       // The budget logs its own changes of state; its refusals would be a line per request.
       const quiet = error.remembered || error.code === 'UPSTREAM_BUSY' || error.code === 'SHUTTING_DOWN';
       if (error.statusCode >= 500) log[quiet ? 'debug' : 'warn']({ reqId: request.id, code: error.code }, error.message);
-      return reply.code(error.statusCode).headers(error.headers).type(JSON_TYPE).send(errorBody(error.message));
+      reply.headers(error.headers);
+      return send(error.statusCode, errorBody(error.message));
     }
     const status = error.statusCode ?? 500;
-    if (status < 500) {
-      return reply.code(status).type(JSON_TYPE).send(errorBody(error.message));
-    }
+    if (status < 500) return send(status, errorBody(error.message));
     log.error({ reqId: request.id, err: error }, 'unexpected error');
-    return reply.code(500).type(JSON_TYPE).send(errorBody('internal error'));
-  });
-
-  // One line per answered request, only when asked for: a hit should not pay for it.
-  if (logsRequests) {
-    app.addHook('onResponse', async (request, reply) => {
-      request.log.debug(
-        { method: request.method, url: request.url, status: reply.statusCode, cache: request.cacheOutcome, ms: reply.elapsedTime },
-        'answered',
-      );
-    });
+    return send(500, errorBody('internal error'));
   }
 
   // Waiting calls are refused and no refresh starts; refreshes under way
   // finish (bounded by the upstream timeout) before the pool closes.
   app.addHook('onClose', async () => {
+    readiness.startDraining();
     budget.close();
     await stats.close();
     await Promise.all([client.close(), store.close()]);

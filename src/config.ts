@@ -23,6 +23,11 @@ export const DEFAULT_UPSTREAM_QUEUE_MS = 10_000;
 export const DEFAULT_UPSTREAM_QUEUE_LENGTH = 1_000;
 export const DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE = 0.1;
 export const DEFAULT_AUTH_FAILURE_TTL_SECONDS = 30;
+/**
+ * Long enough for a load balancer probing /readyz every few seconds to see
+ * the 503 and stop sending, short enough to fit `docker stop`'s 10 s.
+ */
+export const DEFAULT_SHUTDOWN_DRAIN_SECONDS = 5;
 
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -52,6 +57,7 @@ const EnvSchema = Type.Object({
   UPSTREAM_NEW_CREDENTIAL_SHARE: Type.Number({ minimum: 0.01, maximum: 1, default: DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE }),
   AUTH_FAILURE_TTL_SECONDS: Type.Integer({ minimum: 0, default: DEFAULT_AUTH_FAILURE_TTL_SECONDS }),
   LOG_LEVEL: Type.Enum(LOG_LEVELS, { default: 'info' }),
+  SHUTDOWN_DRAIN_SECONDS: Type.Number({ minimum: 0, maximum: 300, default: DEFAULT_SHUTDOWN_DRAIN_SECONDS }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
@@ -128,6 +134,8 @@ export interface Config {
   /** How long Deskie's 401/403 for a credential is answered from memory; 0 turns it off. */
   readonly authFailureTtlSeconds: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
+  /** After SIGTERM, how long /readyz answers 503 while requests are still served, before the server closes. */
+  readonly shutdownDrainSeconds: number;
   /** Bearer token for /admin/; without it the admin API does not exist. */
   readonly adminToken: string | undefined;
   /** Bearer token /metrics requires, if set. */
@@ -191,6 +199,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     upstreamNewCredentialShare: vars.UPSTREAM_NEW_CREDENTIAL_SHARE,
     authFailureTtlSeconds: vars.AUTH_FAILURE_TTL_SECONDS,
     logLevel: vars.LOG_LEVEL,
+    shutdownDrainSeconds: vars.SHUTDOWN_DRAIN_SECONDS,
     adminToken: vars.ADMIN_TOKEN,
     metricsToken: vars.METRICS_TOKEN,
     lifetimes: lifetimesWith(file.ttlSeconds ?? {}),

@@ -1,9 +1,10 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import { pino, type DestinationStream, type Logger } from 'pino';
+import type { DestinationStream, Logger } from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
+import { createLogger, stdoutDestination } from './logging.js';
 
 /** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -16,16 +17,26 @@ const LISTEN_BACKLOG = 4096;
 /** How often, while closing, connections that have gone idle are closed (keep-alive clients would hold them). */
 const IDLE_SWEEP_MS = 100;
 
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  readonly config: Config;
+  readonly logger: Logger;
+  /**
+   * Drains, then closes: /readyz answers 503 at once so that load balancers
+   * stop sending requests, everything else is served for
+   * SHUTDOWN_DRAIN_SECONDS (skipped with `drain: false`, as for Ctrl-C), and
+   * then the server stops accepting and waits for the requests in flight.
+   */
+  stop(options?: { readonly drain?: boolean }): Promise<void>;
+}
+
 /**
  * Reads the configuration, starts the embedded simulator when no Deskie is
  * configured, and listens. Throws ConfigError for a bad environment.
  */
-export async function startServer(
-  env: Readonly<Record<string, string | undefined>>,
-  logDestination?: DestinationStream,
-): Promise<{ app: FastifyInstance; config: Config; logger: Logger }> {
+export async function startServer(env: Readonly<Record<string, string | undefined>>, logDestination?: DestinationStream): Promise<RunningServer> {
   const config = loadConfig(env);
-  const logger = pino({ level: config.logLevel, name: 'deskie-stats-proxy' }, logDestination);
+  const logger = createLogger(config.logLevel, logDestination ?? (await stdoutDestination(config.production)));
 
   // With no Deskie account configured (and not in production: loadConfig
   // refuses that), serve a simulated one so that `npm ci && npm start` works
@@ -50,13 +61,27 @@ export async function startServer(
   const app = buildApp({ ...config, deskieUrl: deskieUrl as string }, { logger });
   if (simulator) app.addHook('onClose', () => simulator.close());
   await app.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG });
-  logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone }, 'deskie-stats-proxy ready');
-  return { app, config, logger };
+  logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone, port: config.port }, 'deskie-stats-proxy ready');
+  const stop = async ({ drain = true } = {}): Promise<void> => {
+    app.readiness.startDraining();
+    if (drain && config.shutdownDrainSeconds > 0) {
+      logger.info({ seconds: config.shutdownDrainSeconds }, 'draining: /readyz answers 503, requests are still served');
+      await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainSeconds * 1000));
+    }
+    // Keep-alive connections that go idle after their answer are closed at once.
+    const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS).unref();
+    try {
+      await app.close();
+    } finally {
+      clearInterval(sweep);
+    }
+  };
+  return { app, config, logger, stop };
 }
 
 /* c8 ignore start: the process entry, exercised by npm start and the container */
 async function main(): Promise<void> {
-  let started: { app: FastifyInstance; config: Config; logger: Logger };
+  let started: RunningServer;
   try {
     started = await startServer(process.env);
   } catch (error) {
@@ -64,7 +89,7 @@ async function main(): Promise<void> {
     process.stderr.write(`deskie-stats-proxy: ${error.message}\n`);
     process.exit(1);
   }
-  const { app, config, logger } = started;
+  const { config, logger, stop } = started;
 
   let closing = false;
   const shutdown = (signal: string): void => {
@@ -73,12 +98,11 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'shutting down');
     // Requests in flight may wait for their turn in the upstream budget, then
     // for Deskie up to its timeout (a page=all merge up to its own, plus the
-    // page under way); a keep-alive connection that goes idle after its
-    // answer is closed at once.
-    const longestWaitMs = config.upstreamQueueMs + config.pageAllTimeoutMs + config.upstreamTimeoutMs;
+    // page under way).
+    const longestWaitMs = config.shutdownDrainSeconds * 1000 + config.upstreamQueueMs + config.pageAllTimeoutMs + config.upstreamTimeoutMs;
     setTimeout(() => process.exit(1), longestWaitMs + SHUTDOWN_GRACE_MS).unref();
-    setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS).unref();
-    app.close().then(
+    // SIGTERM comes from an orchestrator, which needs the drain; Ctrl-C from a person, who does not.
+    stop({ drain: signal === 'SIGTERM' }).then(
       () => process.exit(0),
       (error: unknown) => {
         logger.error({ err: error }, 'error while closing');

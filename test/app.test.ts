@@ -30,11 +30,22 @@ t.test('an unexpected failure is a 500 JSON that leaks no stack, and the server 
   t.equal((await app.inject({ url: '/healthz' })).statusCode, 200, 'still answering');
 });
 
-t.test('debug logging writes one line per answered request with the cache outcome', async (t) => {
-  const { logger, lines } = capturedLog('debug');
+for (const level of ['info', 'debug'] as const) {
+  t.test(`at ${level}, a refused request leaves one access line with its status and request id`, async (t) => {
+    const { logger, lines } = capturedLog(level);
+    const app = buildApp(config, { logger });
+    t.teardown(() => app.close());
+    const answer = await app.inject({ url: '/api/stats_leaderboard.json?period=nope', headers: { authorization: DEMO } });
+    const logged = lines.filter((line) => line['msg'] === 'request');
+    t.equal(logged.length, 1);
+    t.match(logged[0], { method: 'GET', route: 'stats_leaderboard', outcome: 'error', status: 400, reqId: answer.headers['x-request-id'] });
+  });
+}
+
+t.test('at warn, requests are not logged', async (t) => {
+  const { logger, lines } = capturedLog('warn');
   const app = buildApp(config, { logger });
   t.teardown(() => app.close());
   await app.inject({ url: '/api/stats_leaderboard.json?period=nope', headers: { authorization: DEMO } });
-  const answered = lines.find((line) => line['msg'] === 'answered');
-  t.match(answered, { method: 'GET', url: '/api/stats_leaderboard.json?period=nope', status: 400, reqId: String });
+  t.same(lines, [], 'nothing below warn');
 });

@@ -7,8 +7,7 @@ import { answerSource, ownedBy, renderVariant, type Representation, withOwnedByt
 import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
 import { flat } from './cache-status.js';
-import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
-import { CUSTOM_RANGE_CLASSES } from '../deskie/periods.js';
+import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules, periodLabel } from './policy.js';
 import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, type EntryLabel } from './store.js';
 
 /** Credentials whose partition is remembered; a dashboard fleet uses a handful. */
@@ -282,14 +281,7 @@ const credentialKey = (partition: string): string => `credential#${partition}`;
 export const PARTITION_ID_LENGTH = 12;
 
 function entryLabel(query: StatsQuery, partition: string): EntryLabel {
-  const { window, freshness } = query;
-  const custom = (CUSTOM_RANGE_CLASSES as readonly string[]).includes(freshness);
-  return {
-    endpoint: query.endpoint.name,
-    freshness,
-    period: custom ? `${window.from.toISO()}/${window.to.toISO()}` : freshness,
-    partition: partition.slice(0, PARTITION_ID_LENGTH),
-  };
+  return { endpoint: query.endpoint.name, freshness: query.freshness, period: periodLabel(query), partition: partition.slice(0, PARTITION_ID_LENGTH) };
 }
 
 /** The variants rendered on `held` (those in use), and `also`: a new answer for the key renders them up front. */

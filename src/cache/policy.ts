@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { DateTime, Duration, type DurationLike, type Zone } from 'luxon';
 import type { StatsQuery } from '../deskie/query.js';
-import type { Lifetimes } from '../deskie/periods.js';
+import { CUSTOM_RANGE_CLASSES, type Lifetimes } from '../deskie/periods.js';
 
 /**
  * The cache key: endpoint, canonical query, the absolute window of a calendar
@@ -13,6 +13,14 @@ export function cacheKey(query: StatsQuery, partition: string): string {
   const window = query.window.changesAt === null ? '' : `@${query.window.from.toMillis()}`;
   return `${query.endpoint.name}?${query.canonicalQuery}${window}#${partition}`;
 }
+
+/** The period a query asks for as logs and the admin API name it: its name, or a custom range's window as an ISO interval. */
+export function periodLabel(query: StatsQuery): string {
+  const { window, freshness } = query;
+  return CUSTOM_RANGES.has(freshness) ? `${window.from.toISO()}/${window.to.toISO()}` : freshness;
+}
+
+const CUSTOM_RANGES: ReadonlySet<string> = new Set(CUSTOM_RANGE_CLASSES);
 
 /**
  * Partitions entries by credential: an HMAC of the Authorization value, so a

@@ -1,18 +1,35 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import type { AccessLog } from '../access-log.js';
 import { answerCacheStatus, flat } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { renderedVariant } from '../cache/store.js';
-import { ENDPOINTS } from '../deskie/endpoints.js';
+import { ENDPOINTS, type EndpointName } from '../deskie/endpoints.js';
 import { CUSTOM_RANGE_CLASSES, type FreshnessClass } from '../deskie/periods.js';
 import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } from '../deskie/query.js';
 import { unauthorized } from '../errors.js';
 import { remembered } from '../memo.js';
+import { ProxyMetrics } from '../metrics.js';
 import { BOM_PARAMETER, chooseCoding, chooseFormat, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 
 export interface StatsRouteOptions {
   readonly stats: CachedStats;
   readonly clock: () => number;
   readonly queryContext: Omit<QueryContext, 'nowMs' | 'proxyParameters'>;
+  readonly metrics: ProxyMetrics;
+  readonly accessLog: AccessLog;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The access log's logger for this request's query and format, once both are known. */
+    statsLogger?: FastifyBaseLogger;
+    /** Its key in the request metrics, once the query is known (ProxyMetrics.requestBase). */
+    metricsBase?: number;
+  }
+  interface FastifyContextConfig {
+    /** Set on the statistics routes: the endpoint they answer. */
+    endpoint?: EndpointName;
+  }
 }
 
 /** Parameters that steer this proxy only: never sent upstream, never part of the key. */
@@ -30,6 +47,10 @@ interface CheckedQuery {
   /** When it was checked: a clock set back (by hand, or by NTP) must not reuse a later window. */
   readonly sinceMs: number;
   readonly untilMs: number;
+  /** The query's key in the request metrics. */
+  readonly metricsBase: number;
+  /** The access log's logger for each variant it was answered in, made on first use. */
+  readonly loggers: FastifyBaseLogger[];
 }
 
 /** Until when a checked query may be reused: a calendar period until its window changes, a custom range always. */
@@ -40,7 +61,8 @@ function reusableUntil(query: StatsQuery, nowMs: number): number {
 }
 
 /** GET and HEAD for Deskie's three statistics endpoints. */
-export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }: StatsRouteOptions): void {
+export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, metrics, accessLog }: StatsRouteOptions): void {
+  const answered: Answered = { stats, metrics, accessLog };
   const { windows, ranges, extraParameters } = queryContext;
   for (const endpoint of Object.values(ENDPOINTS)) {
     /**
@@ -63,27 +85,36 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
         // A literal rather than a spread of the shared context: the spread cost a hit several microseconds.
         const context: QueryContext = { windows, ranges, extraParameters, proxyParameters: PROXY_PARAMETERS, nowMs };
         const fresh = parseStatsQuery(endpoint, raw, context);
-        known = { query: fresh, sinceMs: nowMs, untilMs: reusableUntil(fresh, nowMs) };
+        known = {
+          query: fresh,
+          sinceMs: nowMs,
+          untilMs: reusableUntil(fresh, nowMs),
+          metricsBase: ProxyMetrics.requestBase(endpoint.name, fresh.freshness),
+          loggers: [],
+        };
         checked.set(raw, known);
       }
       const { query } = known;
       const format = chooseFormat(query.proxy[FORMAT_PARAMETER], request.headers.accept);
       const bom = format === 'csv' && wantsBom(query.proxy[BOM_PARAMETER]);
       const variant = variantOf(format, bom, chooseCoding(request.headers['accept-encoding']));
+      const logger = (known.loggers[variant] ??= accessLog.forQuery(query, variant));
+      request.statsLogger = logger;
+      request.metricsBase = known.metricsBase;
       const result = stats.answer(query, authorization, nowMs, variant);
       if (!(result instanceof Promise)) {
         request.cacheOutcome = result.outcome;
-        return sendAnswer(stats, request, reply, result, variant, nowMs);
+        return sendAnswer(answered, request, reply, result, variant, nowMs);
       }
       return result.then((fetched) => {
         request.cacheOutcome = fetched.outcome;
         // Freshness is told as of now: a miss may have waited seconds for Deskie.
-        return sendAnswer(stats, request, reply, fetched, variant, clock());
+        return sendAnswer(answered, request, reply, fetched, variant, clock());
       });
     };
     // HEAD is declared with GET rather than left to Fastify's automatic HEAD
     // routes, which would label a 304 with "Content-Length: 0" (RFC 9110 §8.6).
-    app.route({ method: ['GET', 'HEAD'], url: endpoint.path, handler });
+    app.route({ method: ['GET', 'HEAD'], url: endpoint.path, handler, config: { endpoint: endpoint.name } });
   }
 }
 
@@ -96,8 +127,14 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext }
  * subtracting the age twice. An answer that could not be stored is no-store:
  * a client must not keep what this cache could not.
  */
+interface Answered {
+  readonly stats: CachedStats;
+  readonly metrics: ProxyMetrics;
+  readonly accessLog: AccessLog;
+}
+
 function sendAnswer(
-  stats: CachedStats,
+  { stats, metrics, accessLog }: Answered,
   request: FastifyRequest,
   reply: FastifyReply,
   result: StatsAnswer,
@@ -118,10 +155,21 @@ function sendAnswer(
     .header('last-modified', answer.lastModified)
     // Accept can pick CSV and Accept-Encoding a coding; Authorization picks the partition,
     // so a client cache must not reuse one credential's answer (or validator) for another.
-    .header('vary', 'Accept, Accept-Encoding, Authorization');
-  if (notModified(request, representation.etag, answer.fetchedAtMs)) return reply.code(304).send();
-  if (representation.contentEncoding !== undefined) reply.header('content-encoding', representation.contentEncoding);
-  return reply.type(representation.contentType).send(representation.body);
+    .header('vary', 'Accept, Accept-Encoding, Authorization')
+    .header('x-request-id', request.id);
+  let status = 200;
+  if (notModified(request, representation.etag, answer.fetchedAtMs)) {
+    status = 304;
+    reply.code(304).send();
+  } else {
+    if (representation.contentEncoding !== undefined) reply.header('content-encoding', representation.contentEncoding);
+    reply.type(representation.contentType).send(representation.body);
+  }
+  // Counted and logged once written: a hit's whole answer went out in send().
+  metrics.count(request.metricsBase as number, outcome, status);
+  const bytes = status === 304 || request.method === 'HEAD' ? 0 : representation.body.length;
+  accessLog.answered(request.statsLogger, request, outcome, status, bytes, outcome === 'hit' || outcome === 'stale' ? undefined : answer.upstreamMs);
+  return reply;
 }
 
 /** Cache-Control values by lifetime, in one piece (see flat()): entries share a handful of lifetimes. */

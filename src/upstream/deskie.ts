@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { EndpointName } from '../deskie/endpoints.js';
 import type { StatsQuery } from '../deskie/query.js';
 import type { JsonObject } from '../deskie/fields.js';
-import { mapUpstreamFailure, pagesTimedOut, UpstreamAnswer, upstreamInvalid } from '../errors.js';
+import { mapUpstreamFailure, pagesTimedOut, UpstreamAnswer, upstreamFailureOf, upstreamInvalid } from '../errors.js';
 import { type DeskiePage, fetchAllPages } from './all-pages.js';
 import { type BudgetGrant, type CallPriority, parseRetryAfter, type UpstreamBudget } from './budget.js';
 import type { DeskieClient } from './client.js';
@@ -23,6 +24,15 @@ export interface DeskieUpstreamOptions {
   readonly pagesTimeoutMs: number;
   readonly clock: () => number;
   readonly log: FastifyBaseLogger;
+  /** Told of every call: the endpoint, Deskie's status (undefined when it gave none) and the real seconds it took. */
+  readonly onCall?: (endpoint: EndpointName, status: number | undefined, seconds: number) => void;
+}
+
+/** Deskie's last answer, for /readyz: its status, or why there was none, and when (epoch ms). */
+export interface LastUpstreamAnswer {
+  readonly status: number | null;
+  readonly failure: string | null;
+  readonly atMs: number;
 }
 
 /** Who is asking, and how urgently. */
@@ -50,6 +60,7 @@ export interface DeskieAnswer extends DeskiePage {
  */
 export class DeskieUpstream {
   readonly #options: DeskieUpstreamOptions;
+  #last: LastUpstreamAnswer | null = null;
 
   constructor(options: DeskieUpstreamOptions) {
     this.#options = options;
@@ -68,11 +79,12 @@ export class DeskieUpstream {
     const grant = await budget.reserve({ calls, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline() });
     try {
       const path = query.endpoint.path;
-      if (!query.allPages) return { ...(await this.#get(path, query.canonicalQuery, call, grant)), calls: 1 };
+      const { name } = query.endpoint;
+      if (!query.allPages) return { ...(await this.#get(name, path, query.canonicalQuery, call, grant)), calls: 1 };
       const fetchPage = async (pageQuery: string): Promise<DeskiePage> => {
         if (performance.now() > mergeDeadline) throw pagesTimedOut(pagesTimeoutMs);
         if (grant.remaining === 0) await grant.extend(1, turnDeadline());
-        return this.#get(path, pageQuery, call, grant);
+        return this.#get(name, path, pageQuery, call, grant);
       };
       // Deskie told the total: the rest is reserved now, so a merge is
       // refused or waits before its second call, never halfway through.
@@ -84,24 +96,35 @@ export class DeskieUpstream {
     }
   }
 
+  /** Deskie's last answer (or failure to answer), null before the first call. */
+  get lastAnswer(): LastUpstreamAnswer | null {
+    return this.#last;
+  }
+
   /** One GET to Deskie, spending one reserved call; Deskie's limit headers go to the budget. */
-  async #get(path: string, upstreamQuery: string, call: UpstreamCall, grant: BudgetGrant): Promise<DeskiePage> {
-    const { client, budget, clock, log } = this.#options;
+  async #get(endpoint: EndpointName, path: string, upstreamQuery: string, call: UpstreamCall, grant: BudgetGrant): Promise<DeskiePage> {
+    const { client, budget, clock, log, onCall } = this.#options;
     const { authorization } = call;
-    const startedMs = clock();
+    const startedAt = performance.now();
     grant.spend();
     let response;
     try {
       response = await client.get(path, upstreamQuery, authorization);
     } catch (error) {
+      const failure = mapUpstreamFailure(error);
+      this.#last = { status: null, failure: upstreamFailureOf(failure) ?? 'failed', atMs: clock() };
+      onCall?.(endpoint, undefined, (performance.now() - startedAt) / 1000);
       log.warn({ path, query: upstreamQuery, err: error }, 'Deskie request failed');
-      throw mapUpstreamFailure(error);
+      throw failure;
     }
     const { statusCode, body, contentType } = response;
+    const upstreamMs = performance.now() - startedAt;
+    this.#last = { status: statusCode, failure: null, atMs: clock() };
+    onCall?.(endpoint, statusCode, upstreamMs / 1000);
     const retryAfterSeconds = parseRetryAfter(response.retryAfter, clock());
     budget.observe({ statusCode, rateLimitPerMinute: response.rateLimitPerMinute, callsLeft: response.callsLeft, retryAfterSeconds });
     log.info(
-      { path, query: upstreamQuery, status: statusCode, upstreamMs: clock() - startedMs, callsLeft: response.callsLeft },
+      { path, query: upstreamQuery, status: statusCode, upstreamMs: Math.round(upstreamMs * 100) / 100, callsLeft: response.callsLeft },
       'fetched from Deskie',
     );
     if (statusCode >= 300 && statusCode < 400) {

@@ -1,7 +1,8 @@
 import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../../src/logging.js';
 
-/** A pino logger whose lines a test can read back, parsed. */
+/** The proxy's logger (redaction and all), writing lines a test can read back, parsed. */
 export function capturedLog(level = 'info'): { logger: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
@@ -10,5 +11,5 @@ export function capturedLog(level = 'info'): { logger: Logger; lines: Array<Reco
       done();
     },
   });
-  return { logger: pino({ level }, sink), lines };
+  return { logger: createLogger(level, sink), lines };
 }
