@@ -71,8 +71,11 @@ export async function startChild(
   args: string[],
   env: Record<string, string>,
   ready: () => Promise<boolean>,
+  { drainStdout = false }: { readonly drainStdout?: boolean } = {},
 ): Promise<Child> {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', drainStdout ? 'pipe' : 'ignore', 'inherit'] });
+  // Read and dropped: the child's writes cost what they cost on a real pipe.
+  child.stdout?.resume();
   const deadline = Date.now() + 20_000;
   while (!(await ready().catch(() => false))) {
     if (child.exitCode !== null) throw new Error(`${command} ${args.join(' ')} exited with ${child.exitCode}`);

@@ -103,8 +103,12 @@ async function startProxy(simulator: Simulator, env: Record<string, string> = {}
   const url = `http://127.0.0.1:${port}`;
   const child = await startChild(
     ...pinned(SERVER_CORE, process.execPath, [...startFlags(), ...nodeFlags, 'dist/server.js']),
-    { PORT: String(port), HOST: '127.0.0.1', DESKIE_URL: simulator.url, LOG_LEVEL: 'warn', NODE_ENV: 'production', NODE_OPTIONS: process.env.BENCH_PROXY_NODE_OPTIONS ?? '', ...env },
+    // Logging as in production: one access line per request at info, to a
+    // pipe that this process drains, as a container runtime reads stdout.
+    // No drain delay on SIGTERM: stop() would wait it out for nothing.
+    { PORT: String(port), HOST: '127.0.0.1', DESKIE_URL: simulator.url, NODE_ENV: 'production', SHUTDOWN_DRAIN_SECONDS: '0', NODE_OPTIONS: process.env.BENCH_PROXY_NODE_OPTIONS ?? '', ...env },
     answers(`${url}/healthz`),
+    { drainStdout: true },
   );
   return { child, url };
 }

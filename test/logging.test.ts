@@ -1,0 +1,46 @@
+import t from 'tap';
+import { redactQuery, stdoutDestination, TurnBatchedDestination } from '../src/logging.js';
+import { capturedLog } from './helpers/log.js';
+
+t.test('the values of user_email and user_phone are redacted from a logged query, however written', async (t) => {
+  t.equal(redactQuery('period=today&user_email=a%40b.c&limit=5'), 'period=today&user_email=[redacted]&limit=5');
+  t.equal(redactQuery('/api/x.json?user_phone=%2B1555&user_email[]=a&user_email%5B%5D=b'), '/api/x.json?user_phone=[redacted]&user_email[]=[redacted]&user_email%5B%5D=[redacted]');
+  t.equal(redactQuery('USER_EMAIL=a'), 'USER_EMAIL=[redacted]', 'names in any case');
+  t.equal(redactQuery('period=today'), 'period=today', 'nothing else changes');
+  t.equal(redactQuery(42), 42, 'a value that is not a string is left alone');
+});
+
+t.test('credentials are redacted wherever a line carries them, errors included', async (t) => {
+  const { logger, lines } = capturedLog('trace');
+  const error = Object.assign(new Error('Parse Error'), { rawPacket: Buffer.from('GET / HTTP/1.1\r\nAuthorization: Basic c2VjcmV0\r\n') });
+  logger.trace({ err: error }, 'client error');
+  logger.info({ headers: { authorization: 'Basic c2VjcmV0', accept: '*/*' }, query: 'user_email=x@y.z' }, 'a request');
+  const text = JSON.stringify(lines);
+  t.notMatch(text, /c2VjcmV0|x@y\.z/, 'neither the credential nor the e-mail');
+  t.match(lines[0], { err: { rawPacket: '[redacted]', message: 'Parse Error' } });
+  t.match(lines[1], { headers: { authorization: '[redacted]', accept: '*/*' }, query: 'user_email=[redacted]' });
+});
+
+t.test('lines logged in one turn of the event loop reach the target in one write, in that turn', async (t) => {
+  const writes: string[] = [];
+  const batched = new TurnBatchedDestination({ write: (chunk: string) => void writes.push(chunk) });
+  batched.write('a\n');
+  batched.write('b\n');
+  t.same(writes, [], 'nothing written yet');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(writes, ['a\nb\n'], 'both lines, one write');
+  batched.flush();
+  t.same(writes, ['a\nb\n'], 'nothing pending: no empty write');
+});
+
+t.test('stdout is pretty on a terminal outside production, JSON lines otherwise', async (t) => {
+  const wasTTY = process.stdout.isTTY;
+  t.teardown(() => {
+    process.stdout.isTTY = wasTTY;
+  });
+  process.stdout.isTTY = true;
+  t.notOk((await stdoutDestination(false)) instanceof TurnBatchedDestination, 'pino-pretty on a terminal');
+  t.ok((await stdoutDestination(true)) instanceof TurnBatchedDestination, 'JSON in production, terminal or not');
+  process.stdout.isTTY = false;
+  t.ok((await stdoutDestination(false)) instanceof TurnBatchedDestination, 'JSON when stdout is not a terminal');
+});
