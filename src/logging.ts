@@ -42,43 +42,70 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return pino({ ...LOGGER_OPTIONS, level }, destination);
 }
 
-/**
- * Writes log lines to `target` once per turn of the event loop, all lines of
- * the turn in one write. A write per line, as pino's stdout does, costs about
- * 2 µs of a system call: with one access line per request, that would be the
- * costliest part of a cache hit. Lines reach the target in the same turn as
- * they were logged, so a quiet server still logs at once, and whatever is
- * pending is written synchronously when the process exits.
- */
-export class TurnBatchedDestination implements DestinationStream {
-  #pending = '';
-  #scheduled = false;
-  readonly #target: DestinationStream & { flushSync?: () => void };
+/** How long a log line may wait to be written with others. */
+export const LOG_FLUSH_MS = 10;
+/** Bytes gathered before they are handed over without waiting. */
+const LOG_BATCH_BYTES = 64 * 1024;
+/** The most one UTF-16 code unit takes in UTF-8: room checked before a line is copied. */
+const MAX_UTF8_PER_UNIT = 3;
 
-  constructor(target: DestinationStream & { flushSync?: () => void }) {
+/**
+ * Gathers log lines into one buffer and hands it to `target` (pino's
+ * asynchronous destination, in buffer mode) at most LOG_FLUSH_MS after the
+ * first line, or once 64 kB are gathered. pino's stdout writes each line on
+ * its own: a system call each, 2 µs a line in a microbenchmark. Gathering
+ * lines into one string instead cost the hit path's profile 0.8 µs a line in
+ * rope flattening and UTF-8 conversion when written; copying each line into
+ * a buffer as it comes costs a tenth of that. Writing, EAGAIN on a full
+ * pipe, and writing out what is left when the process exits stay
+ * sonic-boom's; a process killed outright loses at most the last
+ * LOG_FLUSH_MS of lines.
+ */
+export class BatchedDestination implements DestinationStream {
+  #batch: Buffer | null = null;
+  #used = 0;
+  #scheduled = false;
+  readonly #target: { write(chunk: Buffer): unknown };
+  readonly #schedule: (flush: () => void) => void;
+
+  /** `schedule` calls flush LOG_FLUSH_MS from now; a test passes its own. */
+  constructor(
+    target: { write(chunk: Buffer): unknown },
+    schedule = (flush: () => void): void => {
+      setTimeout(flush, LOG_FLUSH_MS).unref();
+    },
+  ) {
     this.#target = target;
-    process.once('exit', () => this.flush());
+    this.#schedule = schedule;
+    // Before pino's own exit handler, which writes out what its destination holds.
+    process.prependOnceListener('exit', () => this.flush());
   }
 
   write(line: string): void {
-    this.#pending += line;
+    const room = line.length * MAX_UTF8_PER_UNIT;
+    if (this.#batch !== null && this.#used + room > this.#batch.length) this.flush();
+    // A fresh buffer per batch: the target keeps the last one until it is written.
+    this.#batch ??= Buffer.allocUnsafeSlow(Math.max(LOG_BATCH_BYTES, room));
+    this.#used += this.#batch.write(line, this.#used, 'utf8');
     if (!this.#scheduled) {
       this.#scheduled = true;
-      setImmediate(this.flush);
+      this.#schedule(this.flush);
     }
   }
 
+  /** Hands over what is gathered; a scheduled flush finding nothing does nothing. */
   readonly flush = (): void => {
     this.#scheduled = false;
-    if (this.#pending === '') return;
-    const lines = this.#pending;
-    this.#pending = '';
+    if (this.#batch === null || this.#used === 0) return;
+    const lines = this.#batch.subarray(0, this.#used);
+    this.#batch = null;
+    this.#used = 0;
     this.#target.write(lines);
   };
 }
 
 /**
- * stdout for a server: JSON lines, batched per turn of the event loop; or,
+ * stdout for a server: JSON lines, written in batches; or,
  * on a terminal outside production, readable lines through pino-pretty
  * (loaded only then).
  */
@@ -87,5 +114,9 @@ export async function stdoutDestination(production: boolean): Promise<Destinatio
     const { default: pretty } = await import('pino-pretty');
     return pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' });
   }
-  return new TurnBatchedDestination(pino.destination({ dest: 1, sync: true }));
+  // Asynchronous underneath: a slow reader of stdout (a full pipe) makes
+  // lines wait in memory rather than stall the server in a blocking write.
+  const stdout = pino.destination({ dest: 1, sync: false, contentMode: 'buffer' });
+  // In buffer mode sonic-boom takes Buffers, which its types do not say.
+  return new BatchedDestination(stdout as unknown as { write(chunk: Buffer): unknown });
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { redactQuery, stdoutDestination, TurnBatchedDestination } from '../src/logging.js';
+import { BatchedDestination, LOG_FLUSH_MS, redactQuery, stdoutDestination } from '../src/logging.js';
 import { capturedLog } from './helpers/log.js';
 
 t.test('the values of user_email and user_phone are redacted from a logged query, however written', async (t) => {
@@ -21,16 +21,27 @@ t.test('credentials are redacted wherever a line carries them, errors included',
   t.match(lines[1], { headers: { authorization: '[redacted]', accept: '*/*' }, query: 'user_email=[redacted]' });
 });
 
-t.test('lines logged in one turn of the event loop reach the target in one write, in that turn', async (t) => {
+t.test('lines reach the target together, LOG_FLUSH_MS after the first, or at once past 64 kB', async (t) => {
   const writes: string[] = [];
-  const batched = new TurnBatchedDestination({ write: (chunk: string) => void writes.push(chunk) });
+  const scheduled: Array<() => void> = [];
+  const batched = new BatchedDestination({ write: (chunk: Buffer) => void writes.push(chunk.toString()) }, (flush) => {
+    scheduled.push(flush);
+  });
   batched.write('a\n');
   batched.write('b\n');
+  t.equal(scheduled.length, 1, `one flush scheduled (${LOG_FLUSH_MS} ms after the first line)`);
   t.same(writes, [], 'nothing written yet');
-  await new Promise((resolve) => setImmediate(resolve));
+  scheduled.shift()?.();
   t.same(writes, ['a\nb\n'], 'both lines, one write');
   batched.flush();
   t.same(writes, ['a\nb\n'], 'nothing pending: no empty write');
+  batched.write('é'.repeat(20 * 1024));
+  batched.write('x'.repeat(10 * 1024));
+  t.equal(writes.length, 2, 'a batch without room for the next line is handed over at once');
+  t.equal(writes[1], 'é'.repeat(20 * 1024), 'multi-byte text whole');
+  batched.write('y'.repeat(200 * 1024));
+  scheduled.splice(0).forEach((flush) => flush());
+  t.same(writes.slice(2), ['x'.repeat(10 * 1024), 'y'.repeat(200 * 1024)], 'a line longer than a batch gets a buffer of its own size');
 });
 
 t.test('stdout is pretty on a terminal outside production, JSON lines otherwise', async (t) => {
@@ -39,8 +50,8 @@ t.test('stdout is pretty on a terminal outside production, JSON lines otherwise'
     process.stdout.isTTY = wasTTY;
   });
   process.stdout.isTTY = true;
-  t.notOk((await stdoutDestination(false)) instanceof TurnBatchedDestination, 'pino-pretty on a terminal');
-  t.ok((await stdoutDestination(true)) instanceof TurnBatchedDestination, 'JSON in production, terminal or not');
+  t.notOk((await stdoutDestination(false)) instanceof BatchedDestination, 'pino-pretty on a terminal');
+  t.ok((await stdoutDestination(true)) instanceof BatchedDestination, 'JSON in production, terminal or not');
   process.stdout.isTTY = false;
-  t.ok((await stdoutDestination(false)) instanceof TurnBatchedDestination, 'JSON when stdout is not a terminal');
+  t.ok((await stdoutDestination(false)) instanceof BatchedDestination, 'JSON when stdout is not a terminal');
 });
