@@ -1,5 +1,5 @@
-import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import type { AccessLog } from '../access-log.js';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import type { AccessLog, QueryLoggers } from '../access-log.js';
 import { answerCacheStatus, flat } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { renderedVariant } from '../cache/store.js';
@@ -21,8 +21,8 @@ export interface StatsRouteOptions {
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The access log's logger for this request's query and format, once both are known. */
-    statsLogger?: FastifyBaseLogger;
+    /** The access log's loggers for this request's query and format, once both are known. */
+    statsLogger?: QueryLoggers;
     /** Its key in the request metrics, once the query is known (ProxyMetrics.requestBase). */
     metricsBase?: number;
   }
@@ -49,8 +49,8 @@ interface CheckedQuery {
   readonly untilMs: number;
   /** The query's key in the request metrics. */
   readonly metricsBase: number;
-  /** The access log's logger for each variant it was answered in, made on first use. */
-  readonly loggers: FastifyBaseLogger[];
+  /** The access log's loggers for each variant it was answered in, made on first use. */
+  readonly loggers: QueryLoggers[];
 }
 
 /** Until when a checked query may be reused: a calendar period until its window changes, a custom range always. */
