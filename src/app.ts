@@ -183,7 +183,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   app.decorateRequest('statsLogger', undefined);
   app.decorateRequest('metricsBase', undefined);
   // Before any route: the document describes every route registered after it.
-  registerOpenApi(app);
+  registerOpenApi(app, { extraParameters: config.extraParameters });
   const queryContext = {
     windows: new PeriodWindows(config.timezone, config.weekStart),
     ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),

@@ -13,6 +13,19 @@ export interface ValueRule {
   readonly test: (value: string) => boolean;
   /** What is accepted, for the error message. */
   readonly accepted: string;
+  // What `test` checks, as data for the API description (openapi.ts); `test` is built from the same constants.
+  /** Values accepted as they are written. */
+  readonly values?: readonly string[];
+  /** The pattern every other accepted value matches. */
+  readonly pattern?: RegExp;
+  /** Bounds of a value `pattern` reads as an integer. */
+  readonly minimum?: number;
+  readonly maximum?: number;
+  /** Bounds of a text value's length, in UTF-16 code units as `String.length` counts them. */
+  readonly minLength?: number;
+  readonly maxLength?: number;
+  /** Typical values, for the API description. */
+  readonly examples?: readonly string[];
 }
 
 export interface EndpointSpec {
@@ -43,41 +56,61 @@ export const STAFF_STATUS_PAGE_SIZE = 100;
 /** `all` asks this server for every page of the period, merged into one answer. */
 export const ALL_PAGES = 'all';
 
+const PAGE_NUMBER = /^[1-9]\d{0,8}$/;
 const pageNumber: ValueRule = {
-  test: (value) => /^[1-9]\d{0,8}$/.test(value) || value === ALL_PAGES,
+  test: (value) => PAGE_NUMBER.test(value) || value === ALL_PAGES,
   accepted: `a positive integer, or ${ALL_PAGES} for every page merged into one answer`,
+  values: [ALL_PAGES],
+  pattern: PAGE_NUMBER,
+  examples: ['2', ALL_PAGES],
 };
 
+const LIMIT = /^[1-9]\d{0,2}$/;
 const satisfactionLimit: ValueRule = {
-  test: (value) => /^[1-9]\d{0,2}$/.test(value) && Number(value) <= SATISFACTION_MAX_LIMIT,
+  test: (value) => LIMIT.test(value) && Number(value) <= SATISFACTION_MAX_LIMIT,
   accepted: 'an integer from 1 to 100',
+  pattern: LIMIT,
+  minimum: 1,
+  maximum: SATISFACTION_MAX_LIMIT,
 };
 
 
 const oneOf = (...values: string[]): ValueRule => ({
   test: (value) => values.includes(value),
   accepted: values.length === 2 ? `${values[0]} or ${values[1]}` : `one of ${values.join(', ')}`,
+  values,
 });
 
+const ID = /^(0|[1-9]\d{0,17})$/;
 const id: ValueRule = {
-  test: (value) => /^(0|[1-9]\d{0,17})$/.test(value),
+  test: (value) => ID.test(value),
   accepted: 'a numeric id without leading zeros',
+  pattern: ID,
 };
 
+const EVERY_STAFF = 'all';
 const staffId: ValueRule = {
-  test: (value) => value === 'all' || id.test(value),
+  test: (value) => value === EVERY_STAFF || id.test(value),
   accepted: 'a numeric id or all',
+  values: [EVERY_STAFF],
+  pattern: ID,
 };
 
+const CHANNEL = /^([a-z][a-z_]{1,31}|cch[1-9]\d{0,17})$/;
 /** Named channels and groups are open-ended in Deskie; custom channels are cch<id>. */
 const channel: ValueRule = {
-  test: (value) => /^([a-z][a-z_]{1,31}|cch[1-9]\d{0,17})$/.test(value),
+  test: (value) => CHANNEL.test(value),
   accepted: 'a channel such as email, web, call, live_chat or telegram, a group (sync, async, social, messengers), or cch<id>',
+  pattern: CHANNEL,
+  examples: ['email', 'telegram', 'live_chat', 'messengers', 'cch42'],
 };
 
+const TEXT_MAX_LENGTH = 500;
 export const nonEmptyText: ValueRule = {
-  test: (value) => value.length > 0 && value.length <= 500,
+  test: (value) => value.length > 0 && value.length <= TEXT_MAX_LENGTH,
   accepted: 'non-empty text of at most 500 characters',
+  minLength: 1,
+  maxLength: TEXT_MAX_LENGTH,
 };
 
 /** Case filters shared by the leaderboard and satisfaction (public clients of the API). */
@@ -138,4 +171,7 @@ export const ENDPOINTS: Readonly<Record<EndpointName, EndpointSpec>> = {
   },
 };
 
-export const CUSTOM_FIELD = /^custom_fields\[cf_[1-9]\d{0,17}\]$/;
+/** `custom_fields[cf_N]`: the name before the brackets, and the key inside them. */
+export const CUSTOM_FIELDS_PARAMETER = 'custom_fields';
+export const CUSTOM_FIELD_KEY = /^cf_[1-9]\d{0,17}$/;
+export const CUSTOM_FIELD = new RegExp(`^${CUSTOM_FIELDS_PARAMETER}\\[${CUSTOM_FIELD_KEY.source.slice(1, -1)}\\]$`);

@@ -14,11 +14,16 @@ export const FORMAT_PARAMETER = 'format';
 /** The proxy-only query parameter that asks for a UTF-8 byte order mark before CSV. */
 export const BOM_PARAMETER = 'bom';
 
+const BOM_OFF = '0';
+const BOM_ON = '1';
+/** The values `bom=` takes (for the API description): without the mark, with it. */
+export const BOM_VALUES = [BOM_OFF, BOM_ON] as const;
+
 /** `bom=1` asks for the mark, `bom=0` (or none) not. */
 export function wantsBom(parameter: string | undefined): boolean {
-  if (parameter === undefined || parameter === '0') return false;
-  if (parameter === '1') return true;
-  throw badRequest(`bom must be 1 or 0; got ${JSON.stringify(parameter)}`);
+  if (parameter === undefined || parameter === BOM_OFF) return false;
+  if (parameter === BOM_ON) return true;
+  throw badRequest(`bom must be ${BOM_ON} or ${BOM_OFF}; got ${JSON.stringify(parameter)}`);
 }
 
 /**
