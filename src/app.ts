@@ -245,7 +245,8 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   app.setNotFoundHandler((request, reply) => {
     const error = notFound(`no route ${request.method} ${request.url.split('?')[0]}; this server answers GET and HEAD on ${ROUTE_LIST}`);
     const body = errorBody(error.message);
-    reply.code(error.statusCode).header('x-request-id', request.id).type(JSON_TYPE).send(body);
+    // no-store: a 404 is cacheable by default (RFC 9110 §15.5.5), and a route may exist tomorrow.
+    reply.code(error.statusCode).header('x-request-id', request.id).header('cache-control', 'no-store').type(JSON_TYPE).send(body);
     accessLog.other(request, error.statusCode, Buffer.byteLength(body));
     return reply;
   });
