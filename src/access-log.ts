@@ -15,33 +15,43 @@ export const routeLabel = (path: string): string => path.replace(/^\/api\/|\.jso
  * answered, status, bytes, time here and time at Deskie. Never the URL's
  * query (its filters can name a person) and never a header.
  *
- * The fields a query and format always share are bound into a child logger
- * made once per checked query and format: pino serialises them then. A
- * plain hit (GET, 200), the line written most, is written from a template
- * made of that child's own serialised bindings, byte for byte the line pino
- * would write (a test compares them): in the hit path's profile pino's
- * serialiser took 1.2 µs a line, the template a third of that. Every other
- * line goes through pino's redaction; a hit's fields are fixed-list values,
- * numbers and a request id of safe characters (request-id.ts), so a hit's
- * line has nothing to redact. Lines are written in batches (logging.ts).
+ * A plain hit (GET, 200), the line written most, is written from a template
+ * made once per checked query and format: byte for byte the line pino writes
+ * for the same fields through child loggers (a test compares them), made of
+ * pino's own serialised bindings. In the hit path's profile pino's
+ * serialiser took 1.2 µs a line, the template a third of that; and a string
+ * per query holds less than two child loggers would, which a storm of
+ * distinct queries makes by the thousand. Every other line goes through
+ * pino and its redaction; a hit's fields are fixed-list values, numbers and
+ * a request id of safe characters (request-id.ts), so a hit's line has
+ * nothing to redact. Lines are written in batches (logging.ts).
  */
 export class AccessLog {
   readonly #log: FastifyBaseLogger;
+  /** Where a hit's line goes and what every line starts with, when info lines are written at all. */
+  readonly #direct: { readonly stream: { write(line: string): unknown }; readonly bindings: string } | null;
 
   constructor(log: FastifyBaseLogger) {
     this.#log = log;
+    const internals = log as unknown as Record<symbol, unknown> & { levelVal?: number };
+    const bindings = internals[chindingsSym];
+    const stream = internals[streamSym] as { write(line: string): unknown } | undefined;
+    // Anything but a pino logger writing info lines (a higher level, another logger) logs the usual way.
+    const direct = typeof bindings === 'string' && stream !== undefined && internals.levelVal !== undefined && internals.levelVal <= INFO;
+    this.#direct = direct ? { stream, bindings } : null;
   }
 
-  /** The loggers for one checked query answered in one variant. */
-  forQuery(query: StatsQuery, variant: Variant): QueryLoggers {
+  /** What the lines of one checked query answered in one variant say of it. */
+  forQuery(query: StatsQuery, variant: Variant): QueryLog {
     const { rendering, coding } = describeVariant(variant);
-    const any = this.#log.child({ route: routeLabel(query.endpoint.path), period: periodLabel(query), format: rendering, coding });
-    return { any, hit: hitTemplate(any.child({ method: 'GET', outcome: 'hit', status: 200 })) };
+    const fields = { route: routeLabel(query.endpoint.path), period: periodLabel(query), format: rendering, coding };
+    const hitFields = JSON.stringify({ ...fields, method: 'GET', outcome: 'hit', status: 200 }).slice(1, -1);
+    return { fields, hitPrefix: this.#direct === null ? null : `${this.#direct.bindings},${hitFields},"reqId":"` };
   }
 
-  /** A request answered by a statistics route, through its query's loggers (or the plain one when it was refused before). */
+  /** A request answered by a statistics route, with its query's fields (none when it was refused before they were known). */
   answered(
-    loggers: QueryLoggers | undefined,
+    query: QueryLog | undefined,
     request: FastifyRequest,
     outcome: RequestOutcome,
     status: number,
@@ -49,13 +59,12 @@ export class AccessLog {
     upstreamMs?: number,
   ): void {
     const ms = elapsedMs(request.raw);
-    if (loggers === undefined) {
+    if (query === undefined) {
       this.#log.info({ reqId: request.id, method: request.method, route: routeOf(request), outcome, status, bytes, ms }, 'request');
-    } else if (loggers.hit !== null && outcome === 'hit' && status === 200 && request.method === 'GET') {
-      const { stream, prefix } = loggers.hit;
-      stream.write(`{"level":${INFO},"time":${Date.now()}${prefix}${request.id}","bytes":${bytes},"ms":${ms},"msg":"request"}\n`);
+    } else if (query.hitPrefix !== null && this.#direct !== null && outcome === 'hit' && status === 200 && request.method === 'GET') {
+      this.#direct.stream.write(`{"level":${INFO},"time":${Date.now()}${query.hitPrefix}${request.id}","bytes":${bytes},"ms":${ms},"msg":"request"}\n`);
     } else {
-      loggers.any.info({ reqId: request.id, method: request.method, outcome, status, bytes, ms, upstreamMs }, 'request');
+      this.#log.info({ ...query.fields, reqId: request.id, method: request.method, outcome, status, bytes, ms, upstreamMs }, 'request');
     }
   }
 
@@ -70,30 +79,15 @@ export class AccessLog {
   }
 }
 
-/** A query's access loggers: one for any answer, and a plain hit's template (null when info lines are not written). */
-export interface QueryLoggers {
-  readonly any: FastifyBaseLogger;
-  readonly hit: HitTemplate | null;
-}
-
-/** A plain hit's line: what comes between its time and its request id, and where pino writes. */
-interface HitTemplate {
-  readonly prefix: string;
-  readonly stream: { write(line: string): unknown };
+/** What an access line says of a checked query and format, and a plain hit's line up to its request id (null: not written directly). */
+export interface QueryLog {
+  readonly fields: { readonly route: string; readonly period: string; readonly format: string; readonly coding: string };
+  readonly hitPrefix: string | null;
 }
 
 const INFO = 30;
 /** pino's own names for a logger's serialised bindings and its destination (pino.symbols, public). */
 const { chindingsSym, streamSym } = pino.symbols;
-
-function hitTemplate(logger: FastifyBaseLogger): HitTemplate | null {
-  const internals = logger as unknown as Record<symbol, unknown> & { levelVal?: number };
-  const bindings = internals[chindingsSym];
-  const stream = internals[streamSym] as HitTemplate['stream'] | undefined;
-  // Anything but a pino logger writing info lines (a higher level, another logger) logs the usual way.
-  if (typeof bindings !== 'string' || stream === undefined || internals.levelVal === undefined || internals.levelVal > INFO) return null;
-  return { prefix: `${bindings},"reqId":"`, stream };
-}
 
 /** The matched route's path (or the statistics route's name), or the requested path without its query when nothing matched. */
 function routeOf(request: FastifyRequest): string {

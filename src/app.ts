@@ -180,7 +180,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
 
   // Declared up front so every request has the same shape (no per-request property additions).
   app.decorateRequest('cacheOutcome', undefined);
-  app.decorateRequest('statsLogger', undefined);
+  app.decorateRequest('statsLog', undefined);
   app.decorateRequest('metricsBase', undefined);
   // Before any route: the document describes every route registered after it.
   registerOpenApi(app, { extraParameters: config.extraParameters });
@@ -259,7 +259,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
       const status = reply.statusCode;
       metrics.count(request.metricsBase ?? ProxyMetrics.requestBase(endpoint, undefined), 'error', status);
       if ((error as ProxyError).remembered) metrics.countRemembered(endpoint);
-      accessLog.answered(request.statsLogger, request, 'error', status, answered.bytes);
+      accessLog.answered(request.statsLog, request, 'error', status, answered.bytes);
     }
     return answered.reply;
   });

@@ -7,8 +7,8 @@ import { answerSource, ownedBy, renderVariant, type Representation, withOwnedByt
 import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
 import { flat } from './cache-status.js';
-import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules, periodLabel } from './policy.js';
-import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, type EntryLabel } from './store.js';
+import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
+import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome } from './store.js';
 
 /** Credentials whose partition is remembered; a dashboard fleet uses a handful. */
 const REMEMBERED_CREDENTIALS = 1024;
@@ -203,7 +203,7 @@ export class CachedStats {
     );
     return {
       key,
-      label: entryLabel(query, partition),
+      freshness: query.freshness,
       source,
       variants: representations,
       lastModified: new Date(receivedAtMs).toUTCString(),
@@ -277,12 +277,7 @@ export class CachedStats {
 
 const credentialKey = (partition: string): string => `credential#${partition}`;
 
-/** Characters of the partition's HMAC that name it in the admin API: enough to tell a fleet's credentials apart. */
-export const PARTITION_ID_LENGTH = 12;
 
-function entryLabel(query: StatsQuery, partition: string): EntryLabel {
-  return { endpoint: query.endpoint.name, freshness: query.freshness, period: periodLabel(query), partition: partition.slice(0, PARTITION_ID_LENGTH) };
-}
 
 /** The variants rendered on `held` (those in use), and `also`: a new answer for the key renders them up front. */
 function renderedVariants(held: CachedAnswer | undefined, also?: Variant): Variant[] {

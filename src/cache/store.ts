@@ -1,9 +1,10 @@
 import type { AnswerSource, Representation } from '../formats/render.js';
 import type { Variant } from '../formats/representations.js';
 import type { EndpointName } from '../deskie/endpoints.js';
-import type { FreshnessClass } from '../deskie/periods.js';
+import { DateTime } from 'luxon';
+import { CUSTOM_RANGE_CLASSES, type FreshnessClass } from '../deskie/periods.js';
 
-/** What an entry answers, for the admin API and logs: never the credential, never the filters' values. */
+/** What an entry answers, for the admin API: never the credential, never the filters' values. Made on demand by entryLabel(). */
 export interface EntryLabel {
   readonly endpoint: EndpointName;
   readonly freshness: FreshnessClass;
@@ -23,7 +24,8 @@ export interface EntryLabel {
 export interface CachedAnswer {
   /** The store's key: rendered variants' ETags hash it, and a store re-counts the entry by it. */
   readonly key: string;
-  readonly label: EntryLabel;
+  /** The row of Deskie's cache table it was kept by (see entryLabel for the rest of what it answers). */
+  readonly freshness: FreshnessClass;
   readonly source: AnswerSource;
   /**
    * The variants rendered so far, in the order first asked for (a dashboard
@@ -52,6 +54,33 @@ export interface CachedAnswer {
   readonly keepUntilMs: number;
   /** Calls to Deskie the answer took (the pages of a `page=all`). */
   readonly upstreamCalls: number;
+}
+
+/** Characters of the partition's HMAC that name it in the admin API: enough to tell a fleet's credentials apart. */
+export const PARTITION_ID_LENGTH = 12;
+
+const labels = new WeakMap<CachedAnswer, EntryLabel>();
+
+/**
+ * What an entry answers, made from its source and key when the admin API asks
+ * (and kept while the entry lives): a miss storm should not pay for strings
+ * only an operator reads. The key ends with `#` and the partition.
+ */
+export function entryLabel(answer: CachedAnswer): EntryLabel {
+  let label = labels.get(answer);
+  if (label === undefined) {
+    const { source, freshness, key } = answer;
+    const custom = (CUSTOM_RANGE_CLASSES as readonly string[]).includes(freshness);
+    const instant = (ms: number) => DateTime.fromMillis(ms, { zone: source.zone }).toISO() as string;
+    label = {
+      endpoint: source.endpoint,
+      freshness,
+      period: custom ? `${instant(source.fromMs)}/${instant(source.toMs)}` : freshness,
+      partition: key.slice(key.lastIndexOf('#') + 1).slice(0, PARTITION_ID_LENGTH),
+    };
+    labels.set(answer, label);
+  }
+  return label;
 }
 
 /** The variant of an answer, when it has been rendered. */

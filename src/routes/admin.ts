@@ -1,8 +1,8 @@
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { routeLabel } from '../access-log.js';
 import { bearerMatcher } from '../auth/bearer.js';
-import { type CachedStats, PARTITION_ID_LENGTH } from '../cache/cached-stats.js';
-import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, renderedVariant } from '../cache/store.js';
+import type { CachedStats } from '../cache/cached-stats.js';
+import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, entryLabel, PARTITION_ID_LENGTH, renderedVariant } from '../cache/store.js';
 import { ENDPOINTS, type EndpointName, type EndpointSpec } from '../deskie/endpoints.js';
 import { CUSTOM_RANGE_CLASSES, PERIODS } from '../deskie/periods.js';
 import { type ParsedQuery, parseQueryString, QUERY_STRING_REFUSAL } from '../deskie/query-string.js';
@@ -255,7 +255,8 @@ function selectEntries(store: AnswerStore, filter: EntryFilter): CachedAnswer[] 
   return selected;
 }
 
-function matches({ label }: CachedAnswer, filter: EntryFilter): boolean {
+function matches(answer: CachedAnswer, filter: EntryFilter): boolean {
+  const label = entryLabel(answer);
   if (filter.endpoint !== undefined && label.endpoint !== filter.endpoint) return false;
   if (filter.partition !== undefined && label.partition !== filter.partition) return false;
   if (filter.periodClass !== undefined && label.freshness !== filter.periodClass) return false;
@@ -271,14 +272,20 @@ function matches({ label }: CachedAnswer, filter: EntryFilter): boolean {
  * entries are asked for, so pages do not shift under a client walking them.
  */
 function byListOrder(a: CachedAnswer, b: CachedAnswer): number {
-  return compareText(a.label.endpoint, b.label.endpoint) || compareText(a.label.period, b.label.period) || compareText(a.label.partition, b.label.partition) || compareText(a.key, b.key);
+  const [first, second] = [entryLabel(a), entryLabel(b)];
+  return (
+    compareText(first.endpoint, second.endpoint) ||
+    compareText(first.period, second.period) ||
+    compareText(first.partition, second.partition) ||
+    compareText(a.key, b.key)
+  );
 }
 
 const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** What the entries list says of one entry: never its key, which holds the query's filter values. */
 function describeEntry(answer: CachedAnswer, nowMs: number) {
-  const { label } = answer;
+  const label = entryLabel(answer);
   return {
     endpoint: routeLabel(ENDPOINTS[label.endpoint].path),
     period: label.period,

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import type { AccessLog, QueryLoggers } from '../access-log.js';
+import type { AccessLog, QueryLog } from '../access-log.js';
 import { answerCacheStatus, flat } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { renderedVariant } from '../cache/store.js';
@@ -21,8 +21,8 @@ export interface StatsRouteOptions {
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The access log's loggers for this request's query and format, once both are known. */
-    statsLogger?: QueryLoggers;
+    /** What the access line says of this request's query and format, once both are known. */
+    statsLog?: QueryLog;
     /** Its key in the request metrics, once the query is known (ProxyMetrics.requestBase). */
     metricsBase?: number;
   }
@@ -49,8 +49,8 @@ interface CheckedQuery {
   readonly untilMs: number;
   /** The query's key in the request metrics. */
   readonly metricsBase: number;
-  /** The access log's loggers for each variant it was answered in, made on first use. */
-  readonly loggers: QueryLoggers[];
+  /** What the access line says of it in each variant it was answered in, made on first use. */
+  readonly logs: QueryLog[];
 }
 
 /** Until when a checked query may be reused: a calendar period until its window changes, a custom range always. */
@@ -90,7 +90,7 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, 
           sinceMs: nowMs,
           untilMs: reusableUntil(fresh, nowMs),
           metricsBase: ProxyMetrics.requestBase(endpoint.name, fresh.freshness),
-          loggers: [],
+          logs: [],
         };
         checked.set(raw, known);
       }
@@ -98,8 +98,7 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, 
       const format = chooseFormat(query.proxy[FORMAT_PARAMETER], request.headers.accept);
       const bom = format === 'csv' && wantsBom(query.proxy[BOM_PARAMETER]);
       const variant = variantOf(format, bom, chooseCoding(request.headers['accept-encoding']));
-      const logger = (known.loggers[variant] ??= accessLog.forQuery(query, variant));
-      request.statsLogger = logger;
+      request.statsLog = known.logs[variant] ??= accessLog.forQuery(query, variant);
       request.metricsBase = known.metricsBase;
       const result = stats.answer(query, authorization, nowMs, variant);
       if (!(result instanceof Promise)) {
@@ -168,7 +167,7 @@ function sendAnswer(
   // Counted and logged once written: a hit's whole answer went out in send().
   metrics.count(request.metricsBase as number, outcome, status);
   const bytes = status === 304 || request.method === 'HEAD' ? 0 : representation.body.length;
-  accessLog.answered(request.statsLogger, request, outcome, status, bytes, outcome === 'hit' || outcome === 'stale' ? undefined : answer.upstreamMs);
+  accessLog.answered(request.statsLog, request, outcome, status, bytes, outcome === 'hit' || outcome === 'stale' ? undefined : answer.upstreamMs);
   return reply;
 }
 

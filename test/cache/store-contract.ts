@@ -9,7 +9,7 @@ export type StoreFactory = (clock: () => number) => AnswerStore | Promise<Answer
 export function answerOf(key: string, body: Buffer, fetchedAtMs: number, ttlMs: number, keepMs = 0): CachedAnswer {
   return {
     key,
-    label: { endpoint: 'leaderboard', freshness: 'today', period: 'today', partition: 'p' },
+    freshness: 'today',
     // Level 0: stored, not compressed, so a test's body size is what the store counts.
     source: { gzipped: gzipSync(body, { level: 0 }), contentType: 'application/json', endpoint: 'leaderboard', fromMs: 0, toMs: 0, zone: 'UTC' },
     variants: [],
