@@ -28,11 +28,14 @@ export const routeLabel = (path: string): string => path.replace(/^\/api\/|\.jso
  */
 export class AccessLog {
   readonly #log: FastifyBaseLogger;
+  /** Whether info lines are written: when not, nothing is built for them. */
+  readonly #enabled: boolean;
   /** Where a hit's line goes and what every line starts with, when info lines are written at all. */
   readonly #direct: { readonly stream: { write(line: string): unknown }; readonly bindings: string } | null;
 
   constructor(log: FastifyBaseLogger) {
     this.#log = log;
+    this.#enabled = log.level !== 'silent' && ['fatal', 'error', 'warn'].every((level) => log.level !== level);
     const internals = log as unknown as Record<symbol, unknown> & { levelVal?: number };
     const bindings = internals[chindingsSym];
     const stream = internals[streamSym] as { write(line: string): unknown } | undefined;
@@ -58,6 +61,7 @@ export class AccessLog {
     bytes: number,
     upstreamMs?: number,
   ): void {
+    if (!this.#enabled) return;
     const ms = elapsedMs(request.raw);
     if (query === undefined) {
       this.#log.info({ reqId: request.id, method: request.method, route: routeOf(request), outcome, status, bytes, ms }, 'request');

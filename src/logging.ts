@@ -86,7 +86,8 @@ export class BatchedDestination implements DestinationStream {
     if (this.#batch !== null && this.#used + room > this.#batch.length) this.flush();
     // A fresh buffer per batch: the target keeps the last one until it is written.
     this.#batch ??= Buffer.allocUnsafeSlow(Math.max(LOG_BATCH_BYTES, room));
-    this.#used += this.#batch.write(line, this.#used, 'utf8');
+    // utf8Write: Buffer#write without its argument juggling, a third of the cost per line.
+    this.#used += (this.#batch as Buffer & { utf8Write(text: string, offset: number): number }).utf8Write(line, this.#used);
     if (!this.#scheduled) {
       this.#scheduled = true;
       this.#schedule(this.flush);
