@@ -44,6 +44,23 @@ export class AccessLog {
     this.#direct = direct ? { stream, bindings } : null;
   }
 
+  #timeMs = 0;
+  #timeText = '0';
+
+  /**
+   * Date.now() as text, made once per millisecond: a number past 2^31 is
+   * a double in V8, and turning a double into text is the costliest step
+   * of a hit's line.
+   */
+  #time(): string {
+    const now = Date.now();
+    if (now !== this.#timeMs) {
+      this.#timeMs = now;
+      this.#timeText = String(now);
+    }
+    return this.#timeText;
+  }
+
   /** What the lines of one checked query answered in one variant say of it. */
   forQuery(query: StatsQuery, variant: Variant): QueryLog {
     const { rendering, coding } = describeVariant(variant);
@@ -66,7 +83,7 @@ export class AccessLog {
     if (query === undefined) {
       this.#log.info({ reqId: request.id, method: request.method, route: routeOf(request), outcome, status, bytes, ms }, 'request');
     } else if (query.hitPrefix !== null && this.#direct !== null && outcome === 'hit' && status === 200 && request.method === 'GET') {
-      this.#direct.stream.write(`{"level":${INFO},"time":${Date.now()}${query.hitPrefix}${request.id}","bytes":${bytes},"ms":${ms},"msg":"request"}\n`);
+      this.#direct.stream.write(`{"level":${INFO},"time":${this.#time()}${query.hitPrefix}${request.id}","bytes":${bytes},"ms":${decimal(ms)},"msg":"request"}\n`);
     } else {
       this.#log.info({ ...query.fields, reqId: request.id, method: request.method, outcome, status, bytes, ms, upstreamMs }, 'request');
     }
@@ -90,6 +107,13 @@ export interface QueryLog {
 }
 
 const INFO = 30;
+
+/** Milliseconds to 0.01 as a JSON number, from whole numbers (V8 writes those far faster than a double). */
+function decimal(ms: number): string {
+  const hundredths = Math.round(ms * 100);
+  const fraction = hundredths % 100;
+  return `${(hundredths - fraction) / 100}.${fraction < 10 ? '0' : ''}${fraction}`;
+}
 /** pino's own names for a logger's serialised bindings and its destination (pino.symbols, public). */
 const { chindingsSym, streamSym } = pino.symbols;
 
