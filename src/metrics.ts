@@ -137,18 +137,14 @@ export class ProxyMetrics {
         },
       });
     };
-    let snapshot = budget.snapshot();
-    // The budget's gauges share one snapshot per scrape, taken by the first.
-    gauge('budget_calls_left', 'Calls to Deskie the budget still allows in the current minute', () => {
-      snapshot = budget.snapshot();
-      return snapshot.callsLeftThisMinute;
-    });
-    gauge('budget_limit_per_minute', 'Calls to Deskie allowed a minute: the account limit less the reserve, or UPSTREAM_RATE_PER_MIN', () => snapshot.limitPerMinute);
-    gauge('deskie_calls_left', "Deskie's api_calls_left as last seen (NaN until Deskie has said)", () => snapshot.deskieCallsLeft ?? Number.NaN);
-    gauge('budget_circuit_open', '1 while a 429 from Deskie keeps every call back', () => (snapshot.state === 'circuit-open' ? 1 : 0));
-    gauge('budget_paused', "1 while calls are paused because the account's calls are down to the reserve", () => (snapshot.state === 'paused' ? 1 : 0));
-    gauge('budget_queue_length', 'Calls waiting for their turn', () => snapshot.queued);
-    gauge('upstream_in_flight', 'Calls to Deskie under way', () => snapshot.inFlight);
+    // Each gauge reads the budget itself: a scrape of one metric must not see another's snapshot.
+    gauge('budget_calls_left', 'Calls to Deskie the budget still allows in the current minute', () => budget.snapshot().callsLeftThisMinute);
+    gauge('budget_limit_per_minute', 'Calls to Deskie allowed a minute: the account limit less the reserve, or UPSTREAM_RATE_PER_MIN', () => budget.limitPerMinute);
+    gauge('deskie_calls_left', "Deskie's api_calls_left as last seen (NaN until Deskie has said)", () => budget.snapshot().deskieCallsLeft ?? Number.NaN);
+    gauge('budget_circuit_open', '1 while a 429 from Deskie keeps every call back', () => (budget.snapshot().state === 'circuit-open' ? 1 : 0));
+    gauge('budget_paused', "1 while calls are paused because the account's calls are down to the reserve", () => (budget.snapshot().state === 'paused' ? 1 : 0));
+    gauge('budget_queue_length', 'Calls waiting for their turn', () => budget.snapshot().queued);
+    gauge('upstream_in_flight', 'Calls to Deskie under way', () => budget.snapshot().inFlight);
     gauge('store_entries', 'Answers held', () => store.entries);
     gauge('store_bytes', 'Bytes held, as counted against CACHE_MAX_BYTES', () => store.bytes);
     gauge('store_max_bytes', 'CACHE_MAX_BYTES', () => maxBytes);

@@ -15,8 +15,10 @@ t.test('credentials are redacted wherever a line carries them, errors included',
   const error = Object.assign(new Error('Parse Error'), { rawPacket: Buffer.from('GET / HTTP/1.1\r\nAuthorization: Basic c2VjcmV0\r\n') });
   logger.trace({ err: error }, 'client error');
   logger.info({ headers: { authorization: 'Basic c2VjcmV0', accept: '*/*' }, query: 'user_email=x@y.z' }, 'a request');
+  logger.info({ key: 'leaderboard?period=today&user_email=x%40y.z#p' }, 'refresh ahead failed');
+  logger.warn({ err: Object.assign(new Error('wrapped'), { cause: { rawPacket: 'Authorization: Basic c2VjcmV0' } }) }, 'nested');
   const text = JSON.stringify(lines);
-  t.notMatch(text, /c2VjcmV0|x@y\.z/, 'neither the credential nor the e-mail');
+  t.notMatch(text, /c2VjcmV0|x@y\.z|x%40y/, 'neither the credential nor the e-mail, in a query, a cache key or a nested error');
   t.match(lines[0], { err: { rawPacket: '[redacted]', message: 'Parse Error' } });
   t.match(lines[1], { headers: { authorization: '[redacted]', accept: '*/*' }, query: 'user_email=[redacted]' });
 });

@@ -181,7 +181,6 @@ export class CachedStats {
   ): Promise<CachedAnswer> {
     const { upstream, clock, lifetimes, keeping } = this.#options;
     const askedAtMs = clock();
-    const startedAt = performance.now();
     let page;
     try {
       page = await upstream.fetch(query, call);
@@ -210,7 +209,7 @@ export class CachedStats {
       fetchedAtMs: receivedAtMs,
       lastAskedAtMs: receivedAtMs,
       hits: 0,
-      upstreamMs: performance.now() - startedAt,
+      upstreamMs: Math.round(page.upstreamMs * 100) / 100,
       longestGapMs: 0,
       previousGapMs,
       upstreamCalls: page.calls,

@@ -132,13 +132,18 @@ export class MemoryStore implements AnswerStore {
     return this.#lru.calculatedSize;
   }
 
-  *list(): IterableIterator<CachedAnswer> {
-    yield* this.#lru.values();
+  list(): CachedAnswer[] {
+    // forEach, not values(): values() skips an entry while a load for its key
+    // runs (a refresh), and forEach gives the answer still held then.
+    const held: CachedAnswer[] = [];
+    this.#lru.forEach((answer) => held.push(answer));
+    return held;
   }
 
   delete(key: string): boolean {
-    // A load under way is left to finish for its callers; its placeholder is
-    // gone, so lru-cache does not keep what it brings (ignoreFetchAbort).
+    // A load under way is left to finish for its callers; with the entry
+    // gone, lru-cache neither keeps what it brings nor restores the old
+    // answer if it fails (ignoreFetchAbort, noDeleteOnFetchRejection).
     this.#grown.delete(key);
     return this.#lru.delete(key);
   }

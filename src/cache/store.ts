@@ -44,7 +44,7 @@ export interface CachedAnswer {
   lastAskedAtMs: number;
   /** Requests answered from this entry while fresh. */
   hits: number;
-  /** How long Deskie took to give this answer (real ms, all pages of a `page=all`). */
+  /** How long Deskie took to give this answer (real ms to 0.01, all pages of a `page=all`; not the wait for a turn in the budget). */
   readonly upstreamMs: number;
   /** The longest time between two requests for this answer (ms). */
   longestGapMs: number;

@@ -50,6 +50,8 @@ export interface UpstreamCall {
 /** Deskie's answer, and the calls it took. */
 export interface DeskieAnswer extends DeskiePage {
   readonly calls: number;
+  /** Real ms spent waiting for Deskie's answers (all pages), not for a turn in the budget. */
+  readonly upstreamMs: number;
 }
 
 /**
@@ -80,17 +82,26 @@ export class DeskieUpstream {
     try {
       const path = query.endpoint.path;
       const { name } = query.endpoint;
-      if (!query.allPages) return { ...(await this.#get(name, path, query.canonicalQuery, call, grant)), calls: 1 };
+      let upstreamMs = 0;
+      const get = async (pageQuery: string): Promise<DeskiePage> => {
+        const startedAt = performance.now();
+        try {
+          return await this.#get(name, path, pageQuery, call, grant);
+        } finally {
+          upstreamMs += performance.now() - startedAt;
+        }
+      };
+      if (!query.allPages) return { ...(await get(query.canonicalQuery)), calls: 1, upstreamMs };
       const fetchPage = async (pageQuery: string): Promise<DeskiePage> => {
         if (performance.now() > mergeDeadline) throw pagesTimedOut(pagesTimeoutMs);
         if (grant.remaining === 0) await grant.extend(1, turnDeadline());
-        return this.#get(name, path, pageQuery, call, grant);
+        return get(pageQuery);
       };
       // Deskie told the total: the rest is reserved now, so a merge is
       // refused or waits before its second call, never halfway through.
       const reservePages = (pages: number): Promise<void> => grant.extend(Math.max(0, pages - grant.remaining), turnDeadline());
       const merged = await fetchAllPages(query.endpoint, query.pageBase, maxPages, fetchPage, reservePages);
-      return { ...merged, calls: grant.spent };
+      return { ...merged, calls: grant.spent, upstreamMs };
     } finally {
       grant.release();
     }

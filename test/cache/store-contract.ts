@@ -198,6 +198,18 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     t.equal(store.get('k'), undefined, 'the purged key stays empty');
   });
 
+  t.test('an answer being reloaded is still listed; deleted then, a failing reload does not bring it back', async (t) => {
+    const { store, now } = await setup(t);
+    await store.fetch('k', async () => answer('old', now(), 60_000, 60_000));
+    let fail: (error: Error) => void = () => {};
+    const reload = store.fetch('k', () => new Promise<CachedAnswer>((_resolve, reject) => (fail = reject)));
+    t.same([...store.list()].map(textOf), ['{"text":"old"}'], 'the held answer is listed while its reload runs');
+    t.equal(store.delete('k'), true);
+    fail(new Error('Deskie failed'));
+    await t.rejects(reload);
+    t.equal(store.get('k'), undefined, 'the purged answer stays purged');
+  });
+
   t.test('a store is usable until it is closed', async (t) => {
     const { store } = await setup(t);
     t.equal(store.usable, true);
