@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { routeLabel } from './access-log.js';
 import type { AnswerStore } from './cache/store.js';
 import { ENDPOINTS, type EndpointName } from './deskie/endpoints.js';
 import { CUSTOM_RANGE_CLASSES, type FreshnessClass, PERIODS } from './deskie/periods.js';
@@ -9,7 +10,7 @@ export const METRIC_PREFIX = 'deskie_proxy_';
 
 const ENDPOINT_NAMES = Object.keys(ENDPOINTS) as EndpointName[];
 /** The route label: Deskie's name for each path. */
-const ROUTE_LABELS = ENDPOINT_NAMES.map((name) => ENDPOINTS[name].path.replace(/^\/api\/|\.json$/g, ''));
+const ROUTE_LABELS = ENDPOINT_NAMES.map((name) => routeLabel(ENDPOINTS[name].path));
 /** The period_class label: Deskie's cache table's rows, and `none` for a request refused before its period was known. */
 const PERIOD_CLASSES: readonly string[] = [...PERIODS, ...CUSTOM_RANGE_CLASSES, 'none'];
 const NO_PERIOD = PERIOD_CLASSES.length - 1;

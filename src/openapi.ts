@@ -1,3 +1,4 @@
+import { routeLabel } from './access-log.js';
 import { readFileSync } from 'node:fs';
 import swagger, { formatParamUrl, type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -470,7 +471,7 @@ function statsResponses(endpoint: EndpointSpec, head: boolean): Record<string, R
 
 function statsOperation(endpoint: EndpointSpec, method: HTTPMethods): Operation {
   const head = method === 'HEAD';
-  const name = endpoint.path.replace(/^\/api\/|\.json$/g, '');
+  const name = routeLabel(endpoint.path);
   const subject = { leaderboard: 'The agent leaderboard', staff_statuses: "Agents' status changes", satisfaction: 'Satisfaction ratings' }[endpoint.name];
   return {
     tags: [STATISTICS],

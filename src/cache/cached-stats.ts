@@ -85,9 +85,17 @@ export class CachedStats {
   /**
    * A fresh entry is answered at once, without a promise: a hit is a store
    * lookup and a comparison. Anything else goes to Deskie (or its memory of
-   * a refusal) and is answered when that settles.
+   * a refusal) and is answered when that settles. `priority` is the turn a
+   * call takes in the upstream budget: `refresh` for work no client waits
+   * on (the admin API's prewarm), so dashboards go first.
    */
-  answer(query: StatsQuery, authorization: string, nowMs: number, variant: Variant): StatsAnswer | Promise<StatsAnswer> {
+  answer(
+    query: StatsQuery,
+    authorization: string,
+    nowMs: number,
+    variant: Variant,
+    priority: UpstreamCall['priority'] = 'client',
+  ): StatsAnswer | Promise<StatsAnswer> {
     const partition = this.#partitions.memo(authorization);
     let known = this.#keys.get(query);
     if (known?.partition !== partition) {
@@ -111,7 +119,7 @@ export class CachedStats {
       }
       return { answer: held, outcome: 'hit', stored: true };
     }
-    return this.#fetch(key, query, authorization, partition, held, nowMs, variant);
+    return this.#fetch(key, query, authorization, partition, held, nowMs, variant, priority);
   }
 
   /**
@@ -133,12 +141,13 @@ export class CachedStats {
     held: CachedAnswer | undefined,
     nowMs: number,
     variant: Variant,
+    priority: UpstreamCall['priority'],
   ): Promise<StatsAnswer> {
     const { store, clock } = this.#options;
     this.#throwIfRefused(key, partition, nowMs);
     try {
       const result = await store.fetch(key, () =>
-        this.#load(key, query, this.#call(authorization, partition, 'client', held), partition, renderedVariants(held, variant), held?.longestGapMs ?? 0),
+        this.#load(key, query, this.#call(authorization, partition, priority, held), partition, renderedVariants(held, variant), held?.longestGapMs ?? 0),
       );
       if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined };
       if (!result.stored) this.#logUnstored(key, result.answer);

@@ -377,7 +377,8 @@ async function prewarmOne({ stats, clock, queryContext, log }: AdminRouteOptions
   try {
     const nowMs = clock();
     const query = parseStatsQuery(item.endpoint, parseQueryString(item.queryString), { ...queryContext, nowMs });
-    const { answer, outcome } = await stats.answer(query, authorization, nowMs, item.variant);
+    // A refresh's turn in the budget: dashboards waiting on a miss go first.
+    const { answer, outcome } = await stats.answer(query, authorization, nowMs, item.variant, 'refresh');
     // A hit or a collapsed fetch may hold other formats only: render this one now, not on a dashboard's request.
     if (renderedVariant(answer, item.variant) === undefined) stats.representation(answer, item.variant);
     return { query: item.query, outcome, status: 200 };
