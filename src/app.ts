@@ -11,7 +11,7 @@ import { requestIds } from './request-id.js';
 import { errorCacheStatus } from './cache/cache-status.js';
 import { CachedStats } from './cache/cached-stats.js';
 import { MemoryStore } from './cache/memory-store.js';
-import type { AnswerStore, CacheOutcome } from './cache/store.js';
+import type { AnswerStore } from './cache/store.js';
 import type { Config } from './config.js';
 import { ENDPOINTS } from './deskie/endpoints.js';
 import { PeriodWindows } from './deskie/periods.js';
@@ -28,10 +28,6 @@ import { DeskieClient } from './upstream/client.js';
 import { DeskieUpstream } from './upstream/deskie.js';
 
 declare module 'fastify' {
-  interface FastifyRequest {
-    /** How the cache answered, for the access log. */
-    cacheOutcome?: CacheOutcome;
-  }
   interface FastifyInstance {
     /** What /readyz reports; server.ts starts draining on SIGTERM. */
     readiness: Readiness;
@@ -179,7 +175,6 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   });
 
   // Declared up front so every request has the same shape (no per-request property additions).
-  app.decorateRequest('cacheOutcome', undefined);
   app.decorateRequest('statsLog', undefined);
   app.decorateRequest('metricsBase', undefined);
   // Before any route: the document describes every route registered after it.

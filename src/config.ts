@@ -5,7 +5,7 @@ import { IANAZone, type DurationLike } from 'luxon';
 import Type, { type Static, type TSchema } from 'typebox';
 import Value from 'typebox/value';
 import { type EndpointName, ENDPOINTS } from './deskie/endpoints.js';
-import { CUSTOM_RANGE_CLASSES, DEFAULT_LIFETIMES, type FreshnessClass, type Lifetimes, PERIODS, type Weekday } from './deskie/periods.js';
+import { DEFAULT_LIFETIMES, FRESHNESS_CLASSES, type FreshnessClass, type Lifetimes, type Weekday } from './deskie/periods.js';
 
 export const DEFAULT_PORT = 3000;
 export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
@@ -64,7 +64,6 @@ const EnvSchema = Type.Object({
 });
 type Env = Static<typeof EnvSchema>;
 
-const FRESHNESS_CLASSES: readonly FreshnessClass[] = [...PERIODS, ...CUSTOM_RANGE_CLASSES];
 /** `ttlSeconds` for one endpoint is keyed by the endpoint's name as Deskie's path spells it. */
 const ENDPOINT_TTL_KEYS = Object.fromEntries(
   (Object.keys(ENDPOINTS) as EndpointName[]).map((name) => [`stats_${name}`, name]),

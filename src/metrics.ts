@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { routeLabel } from './access-log.js';
 import type { AnswerStore } from './cache/store.js';
 import { ENDPOINTS, type EndpointName } from './deskie/endpoints.js';
-import { CUSTOM_RANGE_CLASSES, type FreshnessClass, PERIODS } from './deskie/periods.js';
+import { FRESHNESS_CLASSES, type FreshnessClass } from './deskie/periods.js';
 import type { UpstreamBudget } from './upstream/budget.js';
 
 /** Metric names start with this. */
@@ -12,7 +12,7 @@ const ENDPOINT_NAMES = Object.keys(ENDPOINTS) as EndpointName[];
 /** The route label: Deskie's name for each path. */
 const ROUTE_LABELS = ENDPOINT_NAMES.map((name) => routeLabel(ENDPOINTS[name].path));
 /** The period_class label: Deskie's cache table's rows, and `none` for a request refused before its period was known. */
-const PERIOD_CLASSES: readonly string[] = [...PERIODS, ...CUSTOM_RANGE_CLASSES, 'none'];
+const PERIOD_CLASSES: readonly string[] = [...FRESHNESS_CLASSES, 'none'];
 const NO_PERIOD = PERIOD_CLASSES.length - 1;
 
 /** How a request was answered, as the metrics and the access log name it. */

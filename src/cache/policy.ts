@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { DateTime, Duration, type DurationLike, type Zone } from 'luxon';
 import type { StatsQuery } from '../deskie/query.js';
-import { CUSTOM_RANGE_CLASSES, type Lifetimes } from '../deskie/periods.js';
+import { type FreshnessClass, isCustomRange, type Lifetimes } from '../deskie/periods.js';
 
 /**
  * The cache key: endpoint, canonical query, the absolute window of a calendar
@@ -14,13 +14,21 @@ export function cacheKey(query: StatsQuery, partition: string): string {
   return `${query.endpoint.name}?${query.canonicalQuery}${window}#${partition}`;
 }
 
-/** The period a query asks for as logs and the admin API name it: its name, or a custom range's window as an ISO interval. */
-export function periodLabel(query: StatsQuery): string {
-  const { window, freshness } = query;
-  return CUSTOM_RANGES.has(freshness) ? `${window.from.toISO()}/${window.to.toISO()}` : freshness;
+/**
+ * The period as logs and the admin API name it: its name, or a custom
+ * range's window as an ISO interval in the account's zone. One function for
+ * a query and for a stored entry, so the admin API's filter matches what the
+ * access log wrote.
+ */
+export function periodText(freshness: FreshnessClass, fromMs: number, toMs: number, zone: string): string {
+  if (!isCustomRange(freshness)) return freshness;
+  const instant = (ms: number) => DateTime.fromMillis(ms, { zone }).toISO() as string;
+  return `${instant(fromMs)}/${instant(toMs)}`;
 }
 
-const CUSTOM_RANGES: ReadonlySet<string> = new Set(CUSTOM_RANGE_CLASSES);
+export function periodLabel({ freshness, window }: StatsQuery): string {
+  return periodText(freshness, window.from.toMillis(), window.to.toMillis(), window.from.zoneName ?? 'UTC');
+}
 
 /**
  * Partitions entries by credential: an HMAC of the Authorization value, so a

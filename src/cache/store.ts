@@ -1,8 +1,8 @@
 import type { AnswerSource, Representation } from '../formats/render.js';
 import type { Variant } from '../formats/representations.js';
 import type { EndpointName } from '../deskie/endpoints.js';
-import { DateTime } from 'luxon';
-import { CUSTOM_RANGE_CLASSES, type FreshnessClass } from '../deskie/periods.js';
+import type { FreshnessClass } from '../deskie/periods.js';
+import { periodText } from './policy.js';
 
 /** What an entry answers, for the admin API: never the credential, never the filters' values. Made on demand by entryLabel(). */
 export interface EntryLabel {
@@ -70,12 +70,10 @@ export function entryLabel(answer: CachedAnswer): EntryLabel {
   let label = labels.get(answer);
   if (label === undefined) {
     const { source, freshness, key } = answer;
-    const custom = (CUSTOM_RANGE_CLASSES as readonly string[]).includes(freshness);
-    const instant = (ms: number) => DateTime.fromMillis(ms, { zone: source.zone }).toISO() as string;
     label = {
       endpoint: source.endpoint,
       freshness,
-      period: custom ? `${instant(source.fromMs)}/${instant(source.toMs)}` : freshness,
+      period: periodText(freshness, source.fromMs, source.toMs, source.zone),
       partition: key.slice(key.lastIndexOf('#') + 1).slice(0, PARTITION_ID_LENGTH),
     };
     labels.set(answer, label);

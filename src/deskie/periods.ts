@@ -32,6 +32,10 @@ export const isPeriod = (value: string): value is Period => PERIOD_SET.has(value
 export const CUSTOM_RANGE_CLASSES = ['custom_up_to_1_day', 'custom_longer'] as const;
 export type CustomRangeClass = (typeof CUSTOM_RANGE_CLASSES)[number];
 export type FreshnessClass = Period | CustomRangeClass;
+/** Every row of Deskie's cache table: the periods, then the custom-range classes. */
+export const FRESHNESS_CLASSES: readonly FreshnessClass[] = [...PERIODS, ...CUSTOM_RANGE_CLASSES];
+const CUSTOM_RANGE_SET: ReadonlySet<string> = new Set(CUSTOM_RANGE_CLASSES);
+export const isCustomRange = (freshness: string): freshness is CustomRangeClass => CUSTOM_RANGE_SET.has(freshness);
 
 /** Deskie's own cache lifetime for each period (deskie-api-stats.txt, "Caching"). */
 export const DESKIE_CACHE_LIFETIME: Readonly<Record<FreshnessClass, DurationLike>> = {

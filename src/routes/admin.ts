@@ -4,7 +4,7 @@ import { bearerMatcher } from '../auth/bearer.js';
 import type { CachedStats } from '../cache/cached-stats.js';
 import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, entryLabel, PARTITION_ID_LENGTH, renderedVariant } from '../cache/store.js';
 import { ENDPOINTS, type EndpointName, type EndpointSpec } from '../deskie/endpoints.js';
-import { CUSTOM_RANGE_CLASSES, PERIODS } from '../deskie/periods.js';
+import { CUSTOM_RANGE_CLASSES, FRESHNESS_CLASSES, PERIODS } from '../deskie/periods.js';
 import { type ParsedQuery, parseQueryString, QUERY_STRING_REFUSAL } from '../deskie/query-string.js';
 import { parseStatsQuery, type QueryContext } from '../deskie/query.js';
 import { badRequest, ProxyError, UpstreamAnswer } from '../errors.js';
@@ -48,7 +48,7 @@ const ENDPOINT_BY_PATH: ReadonlyMap<string, EndpointSpec> = new Map(Object.value
 const ROUTE_PATHS = [...ENDPOINT_BY_PATH.keys()];
 
 /** Period names a filter takes: each period, and the two classes of custom ranges. */
-const PERIOD_CLASSES: ReadonlySet<string> = new Set([...PERIODS, ...CUSTOM_RANGE_CLASSES]);
+const PERIOD_CLASSES: ReadonlySet<string> = new Set(FRESHNESS_CLASSES);
 /** An instant of a custom window as the entries list writes it (luxon's toISO), or in UTC. */
 const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
 const PARTITION_ID = new RegExp(`^[A-Za-z0-9_-]{${PARTITION_ID_LENGTH}}$`);

@@ -4,7 +4,7 @@ import { answerCacheStatus, flat } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { renderedVariant } from '../cache/store.js';
 import { ENDPOINTS, type EndpointName } from '../deskie/endpoints.js';
-import { CUSTOM_RANGE_CLASSES, type FreshnessClass } from '../deskie/periods.js';
+import { isCustomRange } from '../deskie/periods.js';
 import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } from '../deskie/query.js';
 import { unauthorized } from '../errors.js';
 import { remembered } from '../memo.js';
@@ -37,7 +37,6 @@ export const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER, 
 
 const BASIC = /^basic\s+\S/i;
 
-const CUSTOM_RANGES: ReadonlySet<FreshnessClass> = new Set(CUSTOM_RANGE_CLASSES);
 /** How long a rolling period's checked query is reused: its window moves with the clock. */
 const ROLLING_QUERY_REUSE_MS = 1_000;
 
@@ -57,7 +56,7 @@ interface CheckedQuery {
 function reusableUntil(query: StatsQuery, nowMs: number): number {
   const changesAt = query.window.changesAt?.toMillis();
   if (changesAt !== undefined) return changesAt;
-  return CUSTOM_RANGES.has(query.freshness) ? Number.POSITIVE_INFINITY : nowMs + ROLLING_QUERY_REUSE_MS;
+  return isCustomRange(query.freshness) ? Number.POSITIVE_INFINITY : nowMs + ROLLING_QUERY_REUSE_MS;
 }
 
 /** GET and HEAD for Deskie's three statistics endpoints. */
@@ -102,11 +101,9 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, 
       request.metricsBase = known.metricsBase;
       const result = stats.answer(query, authorization, nowMs, variant);
       if (!(result instanceof Promise)) {
-        request.cacheOutcome = result.outcome;
         return sendAnswer(answered, request, reply, result, variant, nowMs);
       }
       return result.then((fetched) => {
-        request.cacheOutcome = fetched.outcome;
         // Freshness is told as of now: a miss may have waited seconds for Deskie.
         return sendAnswer(answered, request, reply, fetched, variant, clock());
       });
