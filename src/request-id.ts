@@ -18,8 +18,9 @@ type ArrivedRequest = IncomingMessage & { [ARRIVED_AT]?: number };
  *
  * The id is kept under 13 characters (5 of prefix, `-`, the counter in base
  * 36: 12 until the two billionth request), because V8 joins longer strings
- * as ropes, which Node then flattens again to check and write the header:
- * measured, a 15-character id cost a hit 1.3 µs more than a short one.
+ * as ropes, which Node then flattens again to check and write the header.
+ * In side-by-side runs against the build without request ids, hits with a
+ * 15-character id cost 2.1 µs more and with Fastify's short ids 0.8 µs more.
  */
 export function requestIds(): (request: IncomingMessage) => string {
   // 30 random bits: replicas tell their ids apart.
