@@ -11,7 +11,7 @@ export const routeLabel = (path: string): string => path.replace(/^\/api\/|\.jso
 
 /**
  * One line per request at info, with what an operator asks of it: who
- * (request id), what (method, route, period, format), how the cache
+ * (request id, and in service mode the client token's name), what (method, route, period, format), how the cache
  * answered, status, bytes, time here and time at Deskie. Never the URL's
  * query (its filters can name a person) and never a header.
  *
@@ -80,12 +80,15 @@ export class AccessLog {
   ): void {
     if (!this.#enabled) return;
     const ms = elapsedMs(request.raw);
+    const { client } = request;
     if (query === undefined) {
-      this.#log.info({ reqId: request.id, method: request.method, route: routeOf(request), outcome, status, bytes, ms }, 'request');
+      this.#log.info({ reqId: request.id, client, method: request.method, route: routeOf(request), outcome, status, bytes, ms }, 'request');
     } else if (query.hitPrefix !== null && this.#direct !== null && outcome === 'hit' && status === 200 && request.method === 'GET') {
-      this.#direct.stream.write(`{"level":${INFO},"time":${this.#time()}${query.hitPrefix}${request.id}","bytes":${bytes},"ms":${decimal(ms)},"msg":"request"}\n`);
+      // A client token's name is one of the operator's (auth/clients.ts): nothing in it needs escaping.
+      const named = client === undefined ? '"' : `","client":"${client}"`;
+      this.#direct.stream.write(`{"level":${INFO},"time":${this.#time()}${query.hitPrefix}${request.id}${named},"bytes":${bytes},"ms":${decimal(ms)},"msg":"request"}\n`);
     } else {
-      this.#log.info({ ...query.fields, reqId: request.id, method: request.method, outcome, status, bytes, ms, upstreamMs }, 'request');
+      this.#log.info({ ...query.fields, reqId: request.id, client, method: request.method, outcome, status, bytes, ms, upstreamMs }, 'request');
     }
   }
 

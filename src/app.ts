@@ -4,7 +4,8 @@ import { LRUCache } from 'lru-cache';
 import { pino } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AccessLog } from './access-log.js';
-import { bearerMatcher } from './auth/bearer.js';
+import { bearerMatcher, type BearerTokens } from './auth/bearer.js';
+import { authenticator, type Caller, readTokenFile, serviceTokens } from './auth/clients.js';
 import { ProxyMetrics } from './metrics.js';
 import { Readiness } from './readiness.js';
 import { requestIds } from './request-id.js';
@@ -31,6 +32,12 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** What /readyz reports; server.ts starts draining on SIGTERM. */
     readiness: Readiness;
+    /**
+     * Reads PROXY_TOKENS_FILE again and swaps the client tokens (server.ts
+     * calls it on SIGHUP); undefined unless the tokens come from a file.
+     * Throws TokenListError, keeping the tokens it had, for a bad file.
+     */
+    reloadClientTokens: (() => { readonly clients: readonly string[] }) | undefined;
   }
 }
 
@@ -144,7 +151,19 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     clock,
     log,
   });
-  const metrics = new ProxyMetrics({ store, budget, maxBytes: config.cacheMaxBytes });
+  const { access } = config;
+  // In service mode with tokens: the set a reload swaps, each token standing for its Caller.
+  const tokens: BearerTokens<Caller> | undefined = access.mode === 'service' && access.clients !== 'none' ? serviceTokens(access) : undefined;
+  const authenticate = authenticator(access, tokens);
+  if (access.mode === 'service' && access.clients === 'none') {
+    log.warn('PROXY_AUTH=none: any client that reaches this server gets the statistics of the Deskie account, without a token');
+  }
+  const metrics = new ProxyMetrics({
+    store,
+    budget,
+    maxBytes: config.cacheMaxBytes,
+    ...(tokens === undefined ? {} : { clientTokens: () => tokens.names.length }),
+  });
   const upstream = new DeskieUpstream({
     client,
     budget,
@@ -169,6 +188,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     lifetimes: config.lifetimes,
     keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshAhead: config.refreshAhead },
     authFailureTtlMs: config.authFailureTtlSeconds * 1000,
+    authRecheckMs: config.authRecheckSeconds * 1000,
     cacheKeySecret: config.cacheKeySecret,
     log,
     afterFetch: () => heap.afterFetch(),
@@ -177,6 +197,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   // Declared up front so every request has the same shape (no per-request property additions).
   app.decorateRequest('statsLog', undefined);
   app.decorateRequest('metricsBase', undefined);
+  app.decorateRequest('client', undefined);
   // Before any route: the document describes every route registered after it.
   registerOpenApi(app, { extraParameters: config.extraParameters });
   const queryContext = {
@@ -184,7 +205,17 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
     extraParameters: config.extraParameters,
   };
-  statsRoutes(app, { stats, clock, queryContext, metrics, accessLog });
+  statsRoutes(app, { stats, clock, queryContext, metrics, accessLog, authenticate });
+  const tokenFile = access.mode === 'service' && access.clients !== 'none' ? access.clients.file : undefined;
+  app.decorate(
+    'reloadClientTokens',
+    tokens === undefined || tokenFile === undefined
+      ? undefined
+      : () => {
+          tokens.replace(readTokenFile(tokenFile));
+          return { clients: tokens.names };
+        },
+  );
 
   const readiness = new Readiness();
   app.decorate('readiness', readiness);
@@ -232,7 +263,15 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
       return reply.type(metrics.contentType).send(await metrics.text());
     });
     if (config.adminToken !== undefined) {
-      adminRoutes(ops, { token: config.adminToken, store, stats, queryContext: { ...queryContext, proxyParameters: PROXY_PARAMETERS }, clock, log });
+      adminRoutes(ops, {
+        token: config.adminToken,
+        store,
+        stats,
+        queryContext: { ...queryContext, proxyParameters: PROXY_PARAMETERS },
+        clock,
+        log,
+        serviceAuthorization: access.mode === 'service' ? access.authorization : undefined,
+      });
     }
     docsRoutes(ops);
   });

@@ -5,6 +5,7 @@ import { IANAZone, type DurationLike } from 'luxon';
 import Type, { type Static, type TSchema } from 'typebox';
 import Value from 'typebox/value';
 import { type EndpointName, ENDPOINTS } from './deskie/endpoints.js';
+import { type Access, parseTokenList, readTokenFile, TokenListError } from './auth/clients.js';
 import { DEFAULT_LIFETIMES, FRESHNESS_CLASSES, type FreshnessClass, type Lifetimes, type Weekday } from './deskie/periods.js';
 
 export const DEFAULT_PORT = 3000;
@@ -23,6 +24,13 @@ export const DEFAULT_UPSTREAM_QUEUE_MS = 10_000;
 export const DEFAULT_UPSTREAM_QUEUE_LENGTH = 1_000;
 export const DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE = 0.1;
 export const DEFAULT_AUTH_FAILURE_TTL_SECONDS = 30;
+/**
+ * How long Deskie's acceptance of a credential lets the cache answer it:
+ * the longest a key revoked in Deskie keeps getting cached answers. Ten
+ * minutes costs each credential at most one call in ten minutes beyond what
+ * freshness already asks (none for one whose entries refresh more often).
+ */
+export const DEFAULT_AUTH_RECHECK_SECONDS = 600;
 /**
  * Long enough for a load balancer probing /readyz every few seconds to see
  * the 503 and stop sending, short enough to fit `docker stop`'s 10 s.
@@ -56,6 +64,14 @@ const EnvSchema = Type.Object({
   UPSTREAM_QUEUE_LENGTH: Type.Integer({ minimum: 1, maximum: 100_000, default: DEFAULT_UPSTREAM_QUEUE_LENGTH }),
   UPSTREAM_NEW_CREDENTIAL_SHARE: Type.Number({ minimum: 0.01, maximum: 1, default: DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE }),
   AUTH_FAILURE_TTL_SECONDS: Type.Integer({ minimum: 0, default: DEFAULT_AUTH_FAILURE_TTL_SECONDS }),
+  AUTH_RECHECK_SECONDS: Type.Integer({ minimum: 1, default: DEFAULT_AUTH_RECHECK_SECONDS }),
+  DESKIE_EMAIL: Type.Optional(Type.String({ minLength: 1 })),
+  DESKIE_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  DESKIE_API_KEY_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  PROXY_TOKENS: Type.Optional(Type.String({ minLength: 1 })),
+  PROXY_TOKENS_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  PROXY_AUTH: Type.Optional(Type.Enum(['none'])),
+  PROXY_AUTH_NONE_IN_PRODUCTION: Type.Optional(Type.Enum(['yes', 'no'])),
   LOG_LEVEL: Type.Enum(LOG_LEVELS, { default: 'info' }),
   SHUTDOWN_DRAIN_SECONDS: Type.Number({ minimum: 0, maximum: 300, default: DEFAULT_SHUTDOWN_DRAIN_SECONDS }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
@@ -132,6 +148,10 @@ export interface Config {
   readonly upstreamNewCredentialShare: number;
   /** How long Deskie's 401/403 for a credential is answered from memory; 0 turns it off. */
   readonly authFailureTtlSeconds: number;
+  /** How long after Deskie last accepted a credential the cache still answers it. */
+  readonly authRecheckSeconds: number;
+  /** Pass-through (each client's Deskie credentials) or service mode (the proxy's own, and client tokens). */
+  readonly access: Access;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   /** After SIGTERM, how long /readyz answers 503 while requests are still served, before the server closes. */
   readonly shutdownDrainSeconds: number;
@@ -172,6 +192,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     );
   }
   const file = readConfigFile(vars, cwd);
+  const access = accessOf(vars, production, cwd);
 
   return Object.freeze({
     port: vars.PORT,
@@ -197,6 +218,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     upstreamQueueLength: vars.UPSTREAM_QUEUE_LENGTH,
     upstreamNewCredentialShare: vars.UPSTREAM_NEW_CREDENTIAL_SHARE,
     authFailureTtlSeconds: vars.AUTH_FAILURE_TTL_SECONDS,
+    authRecheckSeconds: vars.AUTH_RECHECK_SECONDS,
+    access,
     logLevel: vars.LOG_LEVEL,
     shutdownDrainSeconds: vars.SHUTDOWN_DRAIN_SECONDS,
     adminToken: vars.ADMIN_TOKEN,
@@ -256,8 +279,92 @@ function checkUrl(value: string): string {
   return value;
 }
 
+/** An e-mail as Deskie's Basic credentials carry it: the user part, which a colon would end (RFC 7617 §2). */
+const DESKIE_EMAIL = /^[^\s:]+@[^\s:]+$/;
+const DESKIE_API_KEY = /^\S+$/;
+
+/**
+ * Pass-through unless DESKIE_EMAIL and a key are set; in service mode,
+ * client tokens or an explicit PROXY_AUTH=none. Half a configuration is
+ * refused with what is missing, never run as something else.
+ */
+function accessOf(vars: Env, production: boolean, cwd: string): Access {
+  const hasKey = vars.DESKIE_API_KEY !== undefined || vars.DESKIE_API_KEY_FILE !== undefined;
+  const tokensGiven = vars.PROXY_TOKENS !== undefined || vars.PROXY_TOKENS_FILE !== undefined;
+  if (vars.DESKIE_API_KEY !== undefined && vars.DESKIE_API_KEY_FILE !== undefined) {
+    throw new ConfigError('DESKIE_API_KEY and DESKIE_API_KEY_FILE are both set: set one');
+  }
+  if (vars.DESKIE_EMAIL !== undefined && !hasKey) {
+    throw new ConfigError('DESKIE_EMAIL is set without DESKIE_API_KEY (or DESKIE_API_KEY_FILE): service mode needs both, the pass-through mode neither');
+  }
+  if (vars.DESKIE_EMAIL === undefined && hasKey) {
+    throw new ConfigError('DESKIE_API_KEY is set without DESKIE_EMAIL: service mode needs both, the pass-through mode neither');
+  }
+  if (vars.DESKIE_EMAIL === undefined) {
+    if (tokensGiven) {
+      throw new ConfigError(
+        `${vars.PROXY_TOKENS !== undefined ? 'PROXY_TOKENS' : 'PROXY_TOKENS_FILE'} is set without DESKIE_EMAIL and DESKIE_API_KEY: ` +
+          "client tokens are for service mode, where the proxy calls Deskie with its own credential",
+      );
+    }
+    if (vars.PROXY_AUTH === 'none') {
+      throw new ConfigError(
+        'PROXY_AUTH=none is set without DESKIE_EMAIL and DESKIE_API_KEY: it lets clients in without a token in service mode; ' +
+          'in the pass-through mode each client sends its own Deskie credentials',
+      );
+    }
+    return { mode: 'pass-through' };
+  }
+  const email = vars.DESKIE_EMAIL;
+  if (!DESKIE_EMAIL.test(email)) throw new ConfigError(`DESKIE_EMAIL must be the e-mail of a Deskie user, without spaces or colons; got ${JSON.stringify(email)}`);
+  const apiKey = vars.DESKIE_API_KEY ?? readSecretFile(vars.DESKIE_API_KEY_FILE as string, cwd);
+  // Never quoted: it is the credential.
+  if (!DESKIE_API_KEY.test(apiKey)) throw new ConfigError('the Deskie API key (DESKIE_API_KEY or DESKIE_API_KEY_FILE) must be one word, without spaces');
+  const authorization = `Basic ${Buffer.from(`${email}:${apiKey}`).toString('base64')}`;
+
+  if (vars.PROXY_TOKENS !== undefined && vars.PROXY_TOKENS_FILE !== undefined) {
+    throw new ConfigError('PROXY_TOKENS and PROXY_TOKENS_FILE are both set: set one (the file can be reloaded with SIGHUP)');
+  }
+  if (vars.PROXY_AUTH === 'none') {
+    if (tokensGiven) throw new ConfigError('PROXY_AUTH=none and client tokens are both set: with tokens, clients must show one; leave out one of them');
+    if (production && vars.PROXY_AUTH_NONE_IN_PRODUCTION !== 'yes') {
+      throw new ConfigError(
+        'PROXY_AUTH=none lets anyone who reaches this server read the statistics, and NODE_ENV=production: ' +
+          'set PROXY_TOKENS or PROXY_TOKENS_FILE, or PROXY_AUTH_NONE_IN_PRODUCTION=yes if only trusted clients can reach it',
+      );
+    }
+    return { mode: 'service', authorization, clients: 'none' };
+  }
+  if (!tokensGiven) {
+    throw new ConfigError(
+      'service mode (DESKIE_EMAIL and DESKIE_API_KEY) needs client tokens: set PROXY_TOKENS (name:token,name:token) ' +
+        'or PROXY_TOKENS_FILE (one "name token" a line), or PROXY_AUTH=none on a trusted network',
+    );
+  }
+  try {
+    if (vars.PROXY_TOKENS !== undefined) return { mode: 'service', authorization, clients: { tokens: parseTokenList(vars.PROXY_TOKENS), file: undefined } };
+    const file = absolute(vars.PROXY_TOKENS_FILE as string, cwd);
+    return { mode: 'service', authorization, clients: { tokens: readTokenFile(file), file } };
+  } catch (error) {
+    if (error instanceof TokenListError) throw new ConfigError(error.message);
+    throw error;
+  }
+}
+
+const absolute = (path: string, cwd: string): string => (isAbsolute(path) ? path : resolve(cwd, path));
+
+/** A secret from a file (a container secret): its content without the line end an editor adds. */
+function readSecretFile(path: string, cwd: string): string {
+  const file = absolute(path, cwd);
+  try {
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (error) {
+    throw new ConfigError(`DESKIE_API_KEY_FILE ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+}
+
 function readConfigFile(vars: Env, cwd: string): ConfigFile {
-  const path = isAbsolute(vars.CONFIG_FILE) ? vars.CONFIG_FILE : resolve(cwd, vars.CONFIG_FILE);
+  const path = absolute(vars.CONFIG_FILE, cwd);
   if (!existsSync(path)) {
     if (vars.CONFIG_FILE === DEFAULT_CONFIG_FILE) return {};
     throw new ConfigError(`CONFIG_FILE names ${path}, which does not exist`);

@@ -55,8 +55,9 @@ export const badRequest = (message: string): ProxyError => new ProxyError('BAD_R
 
 export const uriTooLong = (message: string): ProxyError => new ProxyError('URI_TOO_LONG', message, 414);
 
-export const unauthorized = (message: string): ProxyError =>
-  new ProxyError('UNAUTHORIZED', message, 401, { 'www-authenticate': 'Basic realm="deskie-stats-proxy"' });
+/** A 401 with its challenge (RFC 9110 §11.6.1): HTTP Basic for Deskie's credentials, Bearer for a client token. */
+export const unauthorized = (message: string, challenge = 'Basic realm="deskie-stats-proxy"'): ProxyError =>
+  new ProxyError('UNAUTHORIZED', message, 401, { 'www-authenticate': challenge });
 
 export const notFound = (message: string): ProxyError => new ProxyError('NOT_FOUND', message, 404);
 

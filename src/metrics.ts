@@ -55,12 +55,15 @@ export class ProxyMetrics {
   readonly #requests = new Map<number, number>();
   /** Refusals answered from memory, by route index: they took no call either. */
   readonly #remembered: number[] = ENDPOINT_NAMES.map(() => 0);
+  /** Requests by client token name, in service mode (names are the operator's, not a client's). */
+  readonly #clients = new Map<string, number>();
   readonly #upstreamCalls: Counter<'route' | 'status'>;
   readonly #upstreamSeconds: Histogram<'route'>;
 
-  constructor({ store, budget, maxBytes }: { store: AnswerStore; budget: UpstreamBudget; maxBytes: number }) {
+  constructor({ store, budget, maxBytes, clientTokens }: { store: AnswerStore; budget: UpstreamBudget; maxBytes: number; clientTokens?: () => number }) {
     const registers = [this.#registry];
     const requests = this.#requests;
+    const clients = this.#clients;
     const remembered = this.#remembered;
     const byRoute = (pick: (outcome: number, status: number) => boolean): number[] => {
       const totals = ENDPOINT_NAMES.map(() => 0);
@@ -90,6 +93,16 @@ export class ProxyMetrics {
             count,
           );
         }
+      },
+    });
+    new Counter({
+      name: `${METRIC_PREFIX}client_requests_total`,
+      help: 'Requests to the statistics routes that showed a valid client token (service mode), by the token\'s name',
+      labelNames: ['client'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [client, count] of clients) this.inc({ client }, count);
       },
     });
     this.#upstreamCalls = new Counter({
@@ -146,6 +159,7 @@ export class ProxyMetrics {
     gauge('budget_paused', "1 while calls are paused because the account's calls are down to the reserve", () => (budget.snapshot().state === 'paused' ? 1 : 0));
     gauge('budget_queue_length', 'Calls waiting for their turn', () => budget.snapshot().queued);
     gauge('upstream_in_flight', 'Calls to Deskie under way', () => budget.snapshot().inFlight);
+    if (clientTokens !== undefined) gauge('client_tokens', 'Client tokens accepted (service mode): PROXY_TOKENS, or PROXY_TOKENS_FILE as last read', clientTokens);
     gauge('store_entries', 'Answers held', () => store.entries);
     gauge('store_bytes', 'Bytes held, as counted against CACHE_MAX_BYTES', () => store.bytes);
     gauge('store_max_bytes', 'CACHE_MAX_BYTES', () => maxBytes);
@@ -174,6 +188,11 @@ export class ProxyMetrics {
   count(base: number, outcome: RequestOutcome, status: number): void {
     const key = (base + OUTCOME_INDEX[outcome]) * STATUS_SPAN + status;
     this.#requests.set(key, (this.#requests.get(key) ?? 0) + 1);
+  }
+
+  /** A request that showed the client token named `client`. */
+  countClient(client: string): void {
+    this.#clients.set(client, (this.#clients.get(client) ?? 0) + 1);
   }
 
   /** A refusal of Deskie's answered from memory, without a call. */

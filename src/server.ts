@@ -60,6 +60,8 @@ export async function startServer(env: Readonly<Record<string, string | undefine
   }
   const app = buildApp({ ...config, deskieUrl: deskieUrl as string }, { logger });
   if (simulator) app.addHook('onClose', () => simulator.close());
+  const stopReloading = reloadTokensOnHangup(app, logger);
+  app.addHook('onClose', async () => stopReloading());
   await app.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG });
   logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone, port: config.port }, 'deskie-stats-proxy ready');
   const stop = async ({ drain = true } = {}): Promise<void> => {
@@ -77,6 +79,26 @@ export async function startServer(env: Readonly<Record<string, string | undefine
     }
   };
   return { app, config, logger, stop };
+}
+
+/**
+ * With client tokens from PROXY_TOKENS_FILE, SIGHUP reads the file again: a
+ * token added works and a token removed stops working from the next request,
+ * without a restart. A file that cannot be read or holds a mistake changes
+ * nothing (the error is logged, never a token). Returns what undoes it.
+ */
+function reloadTokensOnHangup(app: FastifyInstance, logger: Logger): () => void {
+  const reload = app.reloadClientTokens;
+  if (reload === undefined) return () => {};
+  const onHangup = (): void => {
+    try {
+      logger.info({ signal: 'SIGHUP', clients: reload().clients }, 'client tokens reloaded');
+    } catch (error) {
+      logger.error({ signal: 'SIGHUP', reason: (error as Error).message }, 'client tokens not reloaded: the previous ones stay');
+    }
+  };
+  process.on('SIGHUP', onHangup);
+  return () => process.off('SIGHUP', onHangup);
 }
 
 /* c8 ignore start: the process entry, exercised by npm start and the container */

@@ -1,8 +1,12 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
 const BEARER = /^bearer[ \t]+(\S+)[ \t]*$/i;
 
-const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
+const digest = (value: string): Buffer => hash('sha256', value, 'buffer');
+
+/** The token of a bearer Authorization header (RFC 6750 §2.1), or undefined. */
+const bearerToken = (authorization: string | undefined): string | undefined =>
+  authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];
 
 /**
  * Whether an Authorization header carries `token` as a bearer token,
@@ -11,10 +15,51 @@ const digest = (value: string): Buffer => createHash('sha256').update(value).dig
  * time taken.
  */
 export function bearerMatcher(token: string): (authorization: string | undefined) => boolean {
-  const expected = digest(token);
-  return (authorization) => {
-    const given = authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];
-    // A missing token is still hashed and compared, so it takes the same time as a wrong one.
-    return timingSafeEqual(digest(given ?? ''), expected) && given !== undefined;
-  };
+  const tokens = new BearerTokens([{ name: 'token', token }]);
+  return (authorization) => tokens.find(authorization) !== undefined;
+}
+
+/** A token as the operator named it: the name goes in logs and metrics, the token nowhere. */
+export interface NamedToken {
+  readonly name: string;
+  readonly token: string;
+}
+
+/**
+ * A set of named bearer tokens, compared in constant time: the given token
+ * is hashed once and its digest compared with every token's, without
+ * stopping at a match, so neither which token matched nor how much of one
+ * did shows in the time taken. A missing token is hashed and compared too.
+ * Each token stands for a holder (its name by default), made once, so a
+ * request gets the same object every time.
+ */
+export class BearerTokens<Holder = string> {
+  #entries: ReadonlyArray<{ readonly digest: Buffer; readonly name: string; readonly holder: Holder }> = [];
+  readonly #holder: (name: string) => Holder;
+
+  constructor(tokens: readonly NamedToken[], holder: (name: string) => Holder = (name) => name as Holder) {
+    this.#holder = holder;
+    this.replace(tokens);
+  }
+
+  /** Swaps the whole set at once (a reload): a request sees the old set or the new, never a mix. */
+  replace(tokens: readonly NamedToken[]): void {
+    this.#entries = tokens.map(({ name, token }) => ({ digest: digest(token), name, holder: this.#holder(name) }));
+  }
+
+  /** The names of the tokens held. */
+  get names(): string[] {
+    return this.#entries.map((entry) => entry.name);
+  }
+
+  /** The holder of the bearer token in `authorization`, or undefined. */
+  find(authorization: string | undefined): Holder | undefined {
+    const given = bearerToken(authorization);
+    const presented = digest(given ?? '');
+    let found: Holder | undefined;
+    for (const entry of this.#entries) {
+      if (timingSafeEqual(presented, entry.digest) && found === undefined) found = entry.holder;
+    }
+    return given === undefined ? undefined : found;
+  }
 }

@@ -16,6 +16,9 @@ const OUTCOME_PARAMETERS: Readonly<Record<CacheOutcome, string>> = {
 };
 
 const COLLAPSED_ONTO_REFETCH = `${CACHE_NAME}; fwd=stale; collapsed`;
+/** A fresh entry whose credential was due its recheck with Deskie: the request's terms did not let it answer (RFC 9211 §2.2). */
+const RECHECKED = `${CACHE_NAME}; fwd=request`;
+const COLLAPSED_ONTO_RECHECK = `${CACHE_NAME}; fwd=request; collapsed`;
 
 /** Hit headers by ttl, built once per second of ttl rather than per request (they are the most frequent). */
 const hitStatus = remembered(4096, (ttlSeconds: number) => flat(`${OUTCOME_PARAMETERS.hit}; ttl=${ttlSeconds}`));
@@ -25,9 +28,15 @@ const hitStatus = remembered(4096, (ttlSeconds: number) => flat(`${OUTCOME_PARAM
  * negative for a stale answer served because Deskie failed, which also names
  * Deskie's status (when it sent one) and the reason.
  */
-export function answerCacheStatus({ outcome, stored, failure, replacesExpired }: StatsAnswer, ttlSeconds: number): string {
+export function answerCacheStatus({ outcome, stored, failure, replacesExpired, rechecked }: StatsAnswer, ttlSeconds: number): string {
   if (outcome === 'hit') return hitStatus(ttlSeconds);
-  let value = replacesExpired ? COLLAPSED_ONTO_REFETCH : OUTCOME_PARAMETERS[outcome];
+  let value = rechecked
+    ? outcome === 'collapsed'
+      ? COLLAPSED_ONTO_RECHECK
+      : RECHECKED
+    : replacesExpired
+      ? COLLAPSED_ONTO_REFETCH
+      : OUTCOME_PARAMETERS[outcome];
   if (failure !== undefined) {
     if (failure.status !== undefined) value += `; fwd-status=${failure.status}`;
     value += `; detail=${failure.detail}`;

@@ -8,7 +8,7 @@ import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
 import { flat } from './cache-status.js';
 import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
-import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome } from './store.js';
+import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, PARTITION_ID_LENGTH } from './store.js';
 
 /** Credentials whose partition is remembered; a dashboard fleet uses a handful. */
 const REMEMBERED_CREDENTIALS = 1024;
@@ -25,6 +25,8 @@ export interface CachedStatsOptions {
   readonly keeping: KeepingRules;
   /** How long Deskie's 401 or 403 for a credential is answered from memory (0: never). */
   readonly authFailureTtlMs: number;
+  /** How long after Deskie last accepted a credential its requests are answered from the store. */
+  readonly authRecheckMs: number;
   readonly cacheKeySecret: Buffer;
   readonly log: FastifyBaseLogger;
   /** Called after each answer fetched from Deskie (see heap-guard.ts). */
@@ -41,6 +43,11 @@ export interface StatsAnswer {
   readonly failure?: { readonly detail: UpstreamFailure; readonly status: number | undefined };
   /** With `collapsed`: the fetch waited for replaces an expired entry (RFC 9211 `fwd=stale`). */
   readonly replacesExpired?: boolean;
+  /**
+   * The entry was fresh, but Deskie had not accepted the credential within
+   * the recheck time, so it was asked again (RFC 9211 `fwd=request`).
+   */
+  readonly rechecked?: boolean;
 }
 
 interface Refusal {
@@ -55,13 +62,25 @@ interface Refusal {
  * Deskie fails, an expired entry still kept answers instead (stale-if-error).
  * Refusals that a retry cannot change are remembered for a while, so a
  * dashboard polling with a bad key costs one call, not one per poll.
+ *
+ * Revocation: a credential is answered from the store only while Deskie
+ * accepted it (answered it 200) within authRecheckMs; past that, its next
+ * request refreshes the entry it asks for, and everyone waits for Deskie's
+ * verdict. A 401 or 403 from Deskie drops every entry of the credential's
+ * partition at once. When Deskie cannot answer the recheck at all (down,
+ * rate-limited), the entry answers as stale-if-error would: a revocation
+ * cannot be learned from a Deskie that does not answer.
  */
 export class CachedStats {
   readonly #options: CachedStatsOptions;
   /** Authorization value -> its HMAC partition: the HMAC was the costliest step of a hit. */
   readonly #partitions: LRUCache<string, string>;
-  /** Partitions Deskie has answered 200: their calls are not limited to the new-credential share. */
-  readonly #accepted = new LRUCache<string, true>({ max: ACCEPTED_CREDENTIALS });
+  /**
+   * When Deskie last answered each partition's credential 200: it is answered
+   * from the store within authRecheckMs of that, and its calls are not
+   * limited to the new-credential share.
+   */
+  readonly #accepted = new LRUCache<string, number>({ max: ACCEPTED_CREDENTIALS });
   readonly #refusals = new LRUCache<string, Refusal>({ max: REMEMBERED_REFUSALS });
   /** Entries a refresh has been started for: one per entry, and none again after it failed. */
   readonly #refreshStarted = new WeakSet<CachedAnswer>();
@@ -104,7 +123,7 @@ export class CachedStats {
     }
     const { key } = known;
     const held = this.#options.store.get(key);
-    if (held !== undefined && nowMs < held.expiresAtMs) {
+    if (held !== undefined && nowMs < held.expiresAtMs && this.#acceptedLately(partition, nowMs)) {
       const gapMs = nowMs - held.lastAskedAtMs;
       if (gapMs > held.longestGapMs) held.longestGapMs = gapMs;
       held.lastAskedAtMs = nowMs;
@@ -120,6 +139,12 @@ export class CachedStats {
       return { answer: held, outcome: 'hit', stored: true };
     }
     return this.#fetch(key, query, authorization, partition, held, nowMs, variant, priority);
+  }
+
+  /** Whether Deskie accepted the partition's credential within authRecheckMs (or at a time the clock has since gone back past). */
+  #acceptedLately(partition: string, nowMs: number): boolean {
+    const acceptedAtMs = this.#accepted.peek(partition);
+    return acceptedAtMs !== undefined && nowMs - acceptedAtMs < this.#options.authRecheckMs;
   }
 
   /**
@@ -145,18 +170,20 @@ export class CachedStats {
   ): Promise<StatsAnswer> {
     const { store, clock } = this.#options;
     this.#throwIfRefused(key, partition, nowMs);
+    // Still fresh: here only because the credential is due its recheck.
+    const rechecked = held !== undefined && nowMs < held.expiresAtMs ? true : undefined;
     try {
       const result = await store.fetch(key, () =>
         this.#load(key, query, this.#call(authorization, partition, priority, held), partition, renderedVariants(held, variant), held?.longestGapMs ?? 0),
       );
-      if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined };
+      if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined, rechecked };
       if (!result.stored) this.#logUnstored(key, result.answer);
-      return result;
+      return rechecked ? { ...result, rechecked } : result;
     } catch (error) {
       const detail = upstreamFailureOf(error);
       if (detail === undefined || held === undefined || clock() >= held.keepUntilMs) throw error;
       const status = error instanceof UpstreamAnswer ? error.statusCode : undefined;
-      return { answer: held, outcome: 'stale', stored: true, failure: { detail, status } };
+      return { answer: held, outcome: 'stale', stored: true, failure: { detail, status }, rechecked };
     }
   }
 
@@ -173,7 +200,7 @@ export class CachedStats {
       expectedCalls: held?.upstreamCalls ?? 1,
       isNewCredential: () => !this.#accepted.has(partition),
       accepted: () => {
-        this.#accepted.set(partition, true);
+        this.#accepted.set(partition, this.#options.clock());
         this.#refusals.delete(credentialKey(partition));
       },
     };
@@ -255,9 +282,22 @@ export class CachedStats {
     const { authFailureTtlMs, lifetimes } = this.#options;
     if (error instanceof UpstreamAnswer && error.refusesCredential) {
       this.#accepted.delete(partition);
+      this.#dropPartition(partition, error.statusCode);
       if (authFailureTtlMs > 0) this.#refusals.set(credentialKey(partition), { error, untilMs: nowMs + authFailureTtlMs });
     } else if (error instanceof ProxyError && error.code === 'TOO_MANY_PAGES') {
       this.#refusals.set(key, { error, untilMs: freshUntil(query, nowMs, lifetimes) });
+    }
+  }
+
+  /** Deskie refused the credential: none of its entries may answer again (a load under way is not kept either). */
+  #dropPartition(partition: string, status: number): void {
+    const { store, log } = this.#options;
+    const suffix = `#${partition}`;
+    const keys: string[] = [];
+    for (const answer of store.list()) if (answer.key.endsWith(suffix)) keys.push(answer.key);
+    for (const key of keys) store.delete(key);
+    if (keys.length > 0) {
+      log.warn({ partition: partition.slice(0, PARTITION_ID_LENGTH), status, removed: keys.length }, "Deskie refused a credential: its cached answers were dropped");
     }
   }
 

@@ -19,6 +19,8 @@ export interface AdminRouteOptions {
   readonly queryContext: Omit<QueryContext, 'nowMs'>;
   readonly clock: () => number;
   readonly log: FastifyBaseLogger;
+  /** In service mode, the proxy's own credential: prewarm fetches with it and takes none in its body. */
+  readonly serviceAuthorization: string | undefined;
 }
 
 /** Entries one GET /admin/entries answers when it names no `limit`, and the most it names. */
@@ -66,6 +68,7 @@ const LIST_PARAMETERS = [...FILTERS, 'limit', 'offset'];
 const PURGE_PARAMETERS = [...FILTERS, 'all'];
 const PREWARM_FIELDS = ['authorization', 'queries'];
 const PREWARM_SHAPE = '{"authorization": "Basic ...", "queries": ["/api/stats_leaderboard.json?period=today", ...]}';
+const PREWARM_SERVICE_SHAPE = '{"queries": ["/api/stats_leaderboard.json?period=today", ...]}';
 
 /** Which entries an admin request is about; every condition given must hold. */
 interface EntryFilter {
@@ -166,7 +169,7 @@ export function adminRoutes(app: FastifyInstance, options: AdminRouteOptions): v
         throw error;
       });
       prewarm.post(PREWARM, { bodyLimit: PREWARM_BODY_LIMIT_BYTES }, async (request) => {
-        const { authorization, queries } = readPrewarm(request.body, options.queryContext, options.clock());
+        const { authorization, queries } = readPrewarm(request.body, options.queryContext, options.clock(), options.serviceAuthorization);
         const startedAt = performance.now();
         const results = await prewarmAll(options, authorization, queries);
         const outcomes: Record<string, number> = {};
@@ -308,7 +311,12 @@ function formatName(variant: Variant): string {
 }
 
 /** Checks a whole prewarm body before anything is fetched; the first thing wrong is the 400. */
-function readPrewarm(body: unknown, context: Omit<QueryContext, 'nowMs'>, nowMs: number): { authorization: string; queries: PrewarmQuery[] } {
+function readPrewarm(
+  body: unknown,
+  context: Omit<QueryContext, 'nowMs'>,
+  nowMs: number,
+  serviceAuthorization: string | undefined,
+): { authorization: string; queries: PrewarmQuery[] } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest(`POST ${PREWARM} takes a JSON object: ${PREWARM_SHAPE}`);
   const fields = body as Record<string, unknown>;
   const unknown = Object.keys(fields).find((name) => !PREWARM_FIELDS.includes(name));
@@ -317,7 +325,11 @@ function readPrewarm(body: unknown, context: Omit<QueryContext, 'nowMs'>, nowMs:
   // Never quoted back, never logged: it is the credential.
   const { authorization, queries } = fields;
   const basic = typeof authorization === 'string' ? BASIC_CREDENTIALS.exec(authorization) : null;
-  if (typeof authorization !== 'string' || basic === null || !Buffer.from(basic[1] as string, 'base64').toString('utf8').includes(':')) {
+  if (serviceAuthorization !== undefined) {
+    if (authorization !== undefined) {
+      throw badRequest(`in service mode prewarm fetches with the proxy's own Deskie credential: leave authorization out: ${PREWARM_SERVICE_SHAPE}`);
+    }
+  } else if (typeof authorization !== 'string' || basic === null || !Buffer.from(basic[1] as string, 'base64').toString('utf8').includes(':')) {
     throw badRequest(
       'authorization must be HTTP Basic credentials ("Basic " and the base64 of e-mail:API key), exactly as the dashboards send them: ' +
         'entries are kept per credential',
@@ -336,7 +348,7 @@ function readPrewarm(body: unknown, context: Omit<QueryContext, 'nowMs'>, nowMs:
       throw badRequest(`queries[${index}]: ${(error as Error).message}; nothing was fetched`);
     }
   });
-  return { authorization, queries: checked };
+  return { authorization: serviceAuthorization ?? (authorization as string), queries: checked };
 }
 
 /** One query as a dashboard would request it, checked as the stats routes check theirs. */

@@ -6,7 +6,7 @@ import { renderedVariant } from '../cache/store.js';
 import { ENDPOINTS, type EndpointName } from '../deskie/endpoints.js';
 import { isCustomRange } from '../deskie/periods.js';
 import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } from '../deskie/query.js';
-import { unauthorized } from '../errors.js';
+import type { Authenticate } from '../auth/clients.js';
 import { remembered } from '../memo.js';
 import { ProxyMetrics } from '../metrics.js';
 import { BOM_PARAMETER, chooseCoding, chooseFormat, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../formats/representations.js';
@@ -17,6 +17,8 @@ export interface StatsRouteOptions {
   readonly queryContext: Omit<QueryContext, 'nowMs' | 'proxyParameters'>;
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog;
+  /** Who a request is: its Deskie credentials, or in service mode its client token (auth/clients.ts). */
+  readonly authenticate: Authenticate;
 }
 
 declare module 'fastify' {
@@ -25,6 +27,8 @@ declare module 'fastify' {
     statsLog?: QueryLog;
     /** Its key in the request metrics, once the query is known (ProxyMetrics.requestBase). */
     metricsBase?: number;
+    /** The name of the client token it showed, in service mode. */
+    client?: string;
   }
   interface FastifyContextConfig {
     /** Set on the statistics routes: the endpoint they answer. */
@@ -34,8 +38,6 @@ declare module 'fastify' {
 
 /** Parameters that steer this proxy only: never sent upstream, never part of the key. */
 export const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER, BOM_PARAMETER]);
-
-const BASIC = /^basic\s+\S/i;
 
 /** How long a rolling period's checked query is reused: its window moves with the clock. */
 const ROLLING_QUERY_REUSE_MS = 1_000;
@@ -60,7 +62,7 @@ function reusableUntil(query: StatsQuery, nowMs: number): number {
 }
 
 /** GET and HEAD for Deskie's three statistics endpoints. */
-export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, metrics, accessLog }: StatsRouteOptions): void {
+export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, metrics, accessLog, authenticate }: StatsRouteOptions): void {
   const answered: Answered = { stats, metrics, accessLog };
   const { windows, ranges, extraParameters } = queryContext;
   for (const endpoint of Object.values(ENDPOINTS)) {
@@ -73,9 +75,10 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, 
     const checked = new WeakMap<object, CheckedQuery>();
     // Not async: a hit is answered in the same turn, with no promise made.
     const handler: RouteHandlerMethod = (request, reply) => {
-      const authorization = request.headers.authorization;
-      if (!authorization || !BASIC.test(authorization)) {
-        throw unauthorized('HTTP Basic credentials are required: your Deskie e-mail as user and API key as password');
+      const caller = authenticate(request.headers.authorization);
+      if (caller.client !== undefined) {
+        request.client = caller.client;
+        metrics.countClient(caller.client);
       }
       const nowMs = clock();
       const raw = request.query as RawQuery;
@@ -99,7 +102,7 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, 
       const variant = variantOf(format, bom, chooseCoding(request.headers['accept-encoding']));
       request.statsLog = known.logs[variant] ??= accessLog.forQuery(query, variant);
       request.metricsBase = known.metricsBase;
-      const result = stats.answer(query, authorization, nowMs, variant);
+      const result = stats.answer(query, caller.authorization, nowMs, variant);
       if (!(result instanceof Promise)) {
         return sendAnswer(answered, request, reply, result, variant, nowMs);
       }

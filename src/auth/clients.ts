@@ -1,0 +1,143 @@
+import { readFileSync } from 'node:fs';
+import { unauthorized } from '../errors.js';
+import { BearerTokens, type NamedToken } from './bearer.js';
+
+/**
+ * Who asked, as Deskie and the cache see it: the Authorization sent to
+ * Deskie, which also picks the cache partition, and in service mode the
+ * name of the client's token (logged and counted; the token never is).
+ */
+export interface Caller {
+  readonly authorization: string;
+  readonly client: string | undefined;
+}
+
+/** How a statistics request proves who it is: its Caller, or a 401 thrown. */
+export type Authenticate = (authorization: string | undefined) => Caller;
+
+/**
+ * How clients are let in:
+ * - `pass-through`: each dashboard sends its own Deskie credentials (HTTP
+ *   Basic), which are forwarded, and entries are kept apart per credential;
+ * - `service`: the proxy calls Deskie with its own credential and every
+ *   client shares one partition; clients show a bearer token of the
+ *   operator's (`tokens`), or nothing at all (`none`, for trusted networks).
+ */
+export type Access =
+  | { readonly mode: 'pass-through' }
+  | {
+      readonly mode: 'service';
+      /** `Basic` and the base64 of DESKIE_EMAIL:DESKIE_API_KEY. */
+      readonly authorization: string;
+      readonly clients: 'none' | { readonly tokens: readonly NamedToken[]; readonly file: string | undefined };
+    };
+
+/** RFC 7617's scheme; the credentials themselves are Deskie's to judge. */
+const BASIC = /^basic\s+\S/i;
+
+export const PASS_THROUGH_CHALLENGE = 'HTTP Basic credentials are required: your Deskie e-mail as user and API key as password';
+export const TOKEN_CHALLENGE = 'a client token is required: Authorization: Bearer <token>, as issued by whoever runs this proxy';
+
+/** The Authenticate of a mode; in service mode with tokens, `tokens` is the set a reload swaps. */
+export function authenticator(access: Access, tokens?: BearerTokens<Caller>): Authenticate {
+  if (access.mode === 'pass-through') {
+    return (authorization) => {
+      if (authorization === undefined || !BASIC.test(authorization)) throw unauthorized(PASS_THROUGH_CHALLENGE);
+      return { authorization, client: undefined };
+    };
+  }
+  if (access.clients === 'none') {
+    // The client's own Authorization, whatever it holds, is never forwarded.
+    const everyone: Caller = { authorization: access.authorization, client: undefined };
+    return () => everyone;
+  }
+  const known = tokens ?? serviceTokens(access);
+  return (authorization) => {
+    const caller = known.find(authorization);
+    // One answer for no token, a Basic header and a wrong token: nothing tells which part was wrong.
+    if (caller === undefined) throw unauthorized(TOKEN_CHALLENGE, 'Bearer realm="deskie-stats-proxy"');
+    return caller;
+  };
+}
+
+/** The client tokens of service mode, each standing for its Caller. */
+export function serviceTokens(access: Access & { readonly mode: 'service' }): BearerTokens<Caller> {
+  const tokens = access.clients === 'none' ? [] : access.clients.tokens;
+  return new BearerTokens(tokens, (name) => ({ authorization: access.authorization, client: name }));
+}
+
+/** Shortest client token accepted: 16 characters (`openssl rand -hex 32` makes 64). */
+export const MIN_TOKEN_LENGTH = 16;
+/** A token's name, as logs and metric labels carry it. */
+const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** RFC 6750 §2.1's b64token: what a bearer header carries as is. */
+const TOKEN_CHARACTERS = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+export class TokenListError extends Error {
+  override name = 'TokenListError';
+}
+
+/** PROXY_TOKENS: `name:token,name:token`. */
+export function parseTokenList(text: string): NamedToken[] {
+  const items = text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+  return checkTokens(
+    items.map((item, index) => {
+      const colon = item.indexOf(':');
+      const where = `PROXY_TOKENS item ${index + 1}`;
+      if (colon <= 0) throw new TokenListError(`${where} must be name:token`);
+      return { name: item.slice(0, colon), token: item.slice(colon + 1), where };
+    }),
+    'PROXY_TOKENS',
+  );
+}
+
+/** PROXY_TOKENS_FILE: one `name token` a line; blank lines and lines starting with `#` are skipped. */
+export function parseTokenFile(text: string, path: string): NamedToken[] {
+  const entries: Array<NamedToken & { where: string }> = [];
+  for (const [index, line] of text.split(/\r?\n/).entries()) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const where = `${path} line ${index + 1}`;
+    const parts = trimmed.split(/\s+/);
+    if (parts.length !== 2) throw new TokenListError(`${where} must be a name and a token, separated by a space`);
+    entries.push({ name: parts[0] as string, token: parts[1] as string, where });
+  }
+  return checkTokens(entries, path);
+}
+
+/** Reads and checks PROXY_TOKENS_FILE; a TokenListError says what is wrong, never quoting a token. */
+export function readTokenFile(path: string): NamedToken[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new TokenListError(`PROXY_TOKENS_FILE ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  return parseTokenFile(text, path);
+}
+
+function checkTokens(entries: ReadonlyArray<NamedToken & { readonly where: string }>, source: string): NamedToken[] {
+  if (entries.length === 0) throw new TokenListError(`${source} holds no token`);
+  const names = new Set<string>();
+  const tokens = new Map<string, string>();
+  for (const { name, token, where } of entries) {
+    if (!TOKEN_NAME.test(name)) {
+      throw new TokenListError(`${where}: the name ${JSON.stringify(name)} must be up to 64 letters, digits, '_', '.' or '-'`);
+    }
+    if (token.length < MIN_TOKEN_LENGTH) {
+      throw new TokenListError(`${where}: the token of ${name} has ${token.length} characters; a token needs at least ${MIN_TOKEN_LENGTH} (openssl rand -hex 32 makes one)`);
+    }
+    if (!TOKEN_CHARACTERS.test(token)) {
+      throw new TokenListError(`${where}: the token of ${name} may hold letters, digits and -._~+/ only, with = at its end`);
+    }
+    if (names.has(name)) throw new TokenListError(`${where}: the name ${name} is given twice`);
+    const twin = tokens.get(token);
+    if (twin !== undefined) throw new TokenListError(`${where}: ${name} has the same token as ${twin}; give each client its own`);
+    names.add(name);
+    tokens.set(token, name);
+  }
+  return entries.map(({ name, token }) => ({ name, token }));
+}
