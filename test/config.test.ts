@@ -119,3 +119,62 @@ t.test('the committed config file is valid', async (t) => {
   const config = loadConfig({ CONFIG_FILE: 'config/proxy.json' });
   t.same(config.lifetimes.leaderboard.today, { minutes: 5 });
 });
+
+t.test('service mode: half a configuration is refused with what is missing', async (t) => {
+  const key = { DESKIE_EMAIL: 'service@example.com', DESKIE_API_KEY: 'key-1234' };
+  const tokens = { PROXY_TOKENS: 'wall:0123456789abcdef0123' };
+  const refusals: Array<[string, Record<string, string>, RegExp]> = [
+    ['an e-mail without a key', { DESKIE_EMAIL: 'service@example.com', ...tokens }, /DESKIE_EMAIL is set without DESKIE_API_KEY \(or DESKIE_API_KEY_FILE\)/],
+    ['a key without an e-mail', { DESKIE_API_KEY: 'key-1234', ...tokens }, /DESKIE_API_KEY is set without DESKIE_EMAIL/],
+    ['tokens without service credentials', tokens, /PROXY_TOKENS is set without DESKIE_EMAIL and DESKIE_API_KEY/],
+    ['a token file without service credentials', { PROXY_TOKENS_FILE: '/nowhere' }, /PROXY_TOKENS_FILE is set without DESKIE_EMAIL/],
+    ['service credentials without tokens', key, /needs client tokens: set PROXY_TOKENS .* or PROXY_TOKENS_FILE .*, or PROXY_AUTH=none/],
+    ['a token shorter than 16 characters', { ...key, PROXY_TOKENS: 'wall:0123456789abcdef0123,tv:short-one' }, /item 2: the token of tv has 9 characters; a token needs at least 16/],
+    ['a name given twice', { ...key, PROXY_TOKENS: 'wall:0123456789abcdef0123,wall:0123456789abcdef9999' }, /the name wall is given twice/],
+    ['one token for two names', { ...key, PROXY_TOKENS: 'wall:0123456789abcdef0123,tv:0123456789abcdef0123' }, /tv has the same token as wall/],
+    ['a name that is not one', { ...key, PROXY_TOKENS: 'wall board:0123456789abcdef0123' }, /the name "wall board" must be/],
+    ['an item without a name', { ...key, PROXY_TOKENS: '0123456789abcdef0123' }, /item 1 must be name:token/],
+    ['both token settings', { ...key, ...tokens, PROXY_TOKENS_FILE: '/nowhere' }, /PROXY_TOKENS and PROXY_TOKENS_FILE are both set/],
+    ['both key settings', { ...key, DESKIE_API_KEY_FILE: '/nowhere', ...tokens }, /DESKIE_API_KEY and DESKIE_API_KEY_FILE are both set/],
+    ['a key file that cannot be read', { DESKIE_EMAIL: 'service@example.com', DESKIE_API_KEY_FILE: '/nowhere/key', ...tokens }, /DESKIE_API_KEY_FILE \/nowhere\/key cannot be read \(ENOENT\)/],
+    ['a token file that cannot be read', { ...key, PROXY_TOKENS_FILE: '/nowhere/tokens' }, /PROXY_TOKENS_FILE \/nowhere\/tokens cannot be read \(ENOENT\)/],
+    ['an e-mail with a colon', { ...key, DESKIE_EMAIL: 'a:b@example.com', ...tokens }, /DESKIE_EMAIL must be the e-mail of a Deskie user/],
+    ['PROXY_AUTH=none with tokens', { ...key, ...tokens, PROXY_AUTH: 'none' }, /PROXY_AUTH=none and client tokens are both set/],
+    ['PROXY_AUTH=none in pass-through mode', { PROXY_AUTH: 'none' }, /PROXY_AUTH=none is set without DESKIE_EMAIL and DESKIE_API_KEY/],
+    [
+      'PROXY_AUTH=none in production',
+      { ...key, PROXY_AUTH: 'none', NODE_ENV: 'production', DESKIE_URL: 'https://acme.deskie.io' },
+      /set PROXY_TOKENS or PROXY_TOKENS_FILE, or PROXY_AUTH_NONE_IN_PRODUCTION=yes/,
+    ],
+  ];
+  for (const [what, env, message] of refusals) {
+    t.throws(() => loadConfig(env), message, what);
+    try {
+      loadConfig(env);
+    } catch (error) {
+      t.type(error, ConfigError, `${what}: a ConfigError`);
+      for (const secret of ['key-1234', '0123456789abcdef']) t.notMatch((error as Error).message, secret, `${what}: the message quotes no secret`);
+    }
+  }
+});
+
+t.test('service mode: the pieces that make it', async (t) => {
+  const keyFile = fileWith('key-from-a-secret\n');
+  const tokenFile = fileWith('# dashboards\nwall 0123456789abcdef0123\n  tv   fedcba9876543210fedc  \n');
+  const config = loadConfig({ DESKIE_EMAIL: 'service@example.com', DESKIE_API_KEY_FILE: keyFile, PROXY_TOKENS_FILE: tokenFile });
+  t.same(config.access, {
+    mode: 'service',
+    authorization: 'Basic ' + Buffer.from('service@example.com:key-from-a-secret').toString('base64'),
+    clients: {
+      tokens: [
+        { name: 'wall', token: '0123456789abcdef0123' },
+        { name: 'tv', token: 'fedcba9876543210fedc' },
+      ],
+      file: tokenFile,
+    },
+  }, "the key file's line end is dropped; the token file's comments and blanks are skipped");
+  t.same(loadConfig({}).access, { mode: 'pass-through' }, 'pass-through without service credentials');
+  t.equal(loadConfig({}).authRecheckSeconds, 600, 'credentials are rechecked every ten minutes by default');
+  const open = loadConfig({ DESKIE_EMAIL: 'service@example.com', DESKIE_API_KEY: 'k', PROXY_AUTH: 'none', NODE_ENV: 'production', DESKIE_URL: 'https://acme.deskie.io', PROXY_AUTH_NONE_IN_PRODUCTION: 'yes' });
+  t.match(open.access, { mode: 'service', clients: 'none' }, 'PROXY_AUTH=none in production only with the explicit yes');
+});

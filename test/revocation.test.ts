@@ -1,0 +1,95 @@
+import t from 'tap';
+import { capturedLog } from './helpers/log.js';
+import { OTHER, startStack, until } from './helpers/stack.js';
+
+const TODAY = '/api/stats_leaderboard.json?period=today';
+const MONTH = '/api/stats_leaderboard.json?period=this_month';
+const RECHECK_SECONDS = 60;
+const ENV = { AUTH_RECHECK_SECONDS: String(RECHECK_SECONDS), AUTH_FAILURE_TTL_SECONDS: '30' };
+
+const entries = async (stack: Awaited<ReturnType<typeof startStack>>): Promise<number> =>
+  (JSON.parse((await stack.get('/healthz', { authorization: null })).text) as { entries: number }).entries;
+
+t.test('a key revoked in Deskie stops getting cached answers within AUTH_RECHECK_SECONDS, and its entries are dropped', async (t) => {
+  const { logger, lines } = capturedLog();
+  const stack = await startStack(t, { env: ENV, logger });
+  await stack.get(TODAY);
+  await stack.get(MONTH);
+  await stack.get(MONTH, { authorization: OTHER });
+  t.equal(stack.simulator.calls, 3);
+  stack.simulator.revoke('demo@example.com');
+
+  stack.clock.advance((RECHECK_SECONDS - 1) * 1000);
+  const within = await stack.get(MONTH);
+  t.equal(within.status, 200, 'within the recheck time a cached answer is still served (the bound the setting sets)');
+  t.match(within.headers['cache-status'], /; hit;/);
+  t.equal(stack.simulator.calls, 3);
+
+  stack.clock.advance(1000);
+  const rechecked = await stack.get(MONTH);
+  t.equal(rechecked.status, 401, "past it, the request goes to Deskie and gets Deskie's 401");
+  t.notMatch(rechecked.text, /staff/, 'and no data');
+  t.equal(stack.simulator.calls, 4, 'one call: the recheck');
+  t.equal(await entries(stack), 1, "the credential's two entries are dropped; the other credential's stays");
+  t.ok(
+    lines.some((line) => line['msg'] === 'Deskie refused a credential: its cached answers were dropped' && line['removed'] === 2),
+    'the drop is logged with how many entries went',
+  );
+
+  const today = await stack.get(TODAY);
+  t.equal(today.status, 401, 'its other query, fresh a minute ago, gets no data either');
+  t.equal(stack.simulator.calls, 4, "answered from the remembered refusal, without a call");
+  stack.clock.advance(31_000);
+  t.equal((await stack.get(TODAY)).status, 401, 'after the refusal is forgotten, Deskie is asked again: there is no entry to serve');
+  t.equal(stack.simulator.calls, 5);
+
+  const other = await stack.get(MONTH, { authorization: OTHER });
+  t.equal(other.status, 200, 'another credential is not affected');
+  t.match(other.headers['cache-status'], /fwd=request; stored/, 'its own recheck came due and was made');
+});
+
+t.test('past the recheck time a fresh entry is refreshed once for everyone waiting, then served from the cache again', async (t) => {
+  const stack = await startStack(t, { env: ENV });
+  const first = await stack.get(MONTH);
+  stack.clock.advance(RECHECK_SECONDS * 1000);
+  stack.simulator.changeNumbers();
+  stack.simulator.hold();
+  const pending = Promise.all(Array.from({ length: 10 }, () => stack.get(MONTH)));
+  await until(() => stack.simulator.held === 1 && stack.arrivals >= 11);
+  stack.simulator.release();
+  const answers = await pending;
+  t.equal(stack.simulator.calls, 2, 'one recheck call for ten requests');
+  const statuses = answers.map((answer) => String(answer.headers['cache-status']));
+  t.equal(statuses.filter((status) => /^deskie-stats-proxy; fwd=request; stored; ttl=\d+$/.test(status)).length, 1, 'one request made the recheck (RFC 9211 fwd=request)');
+  t.equal(statuses.filter((status) => /^deskie-stats-proxy; fwd=request; collapsed; ttl=\d+$/.test(status)).length, 9, 'the others waited for it');
+  t.not(answers[0]?.text, first.text, 'the answer is new as well');
+
+  stack.clock.advance((RECHECK_SECONDS - 1) * 1000);
+  t.match((await stack.get(MONTH)).headers['cache-status'], /; hit;/, 'the credential is accepted for another recheck time');
+  t.equal(stack.simulator.calls, 2);
+});
+
+t.test('when Deskie cannot answer the recheck, the fresh entry answers and says why', async (t) => {
+  const stack = await startStack(t, { env: ENV });
+  await stack.get(MONTH);
+  stack.clock.advance(RECHECK_SECONDS * 1000);
+  stack.simulator.set({ fault: 'error500' });
+  const answer = await stack.get(MONTH);
+  t.equal(answer.status, 200, 'a Deskie that does not answer cannot revoke anything: the entry still answers');
+  t.match(answer.headers['cache-status'], /^deskie-stats-proxy; fwd=request; fwd-status=500; detail=\S+; ttl=\d+$/, 'Cache-Status says the recheck failed');
+  stack.simulator.set({ fault: 'none' });
+  stack.simulator.revoke('demo@example.com');
+  t.equal((await stack.get(MONTH)).status, 401, 'once Deskie answers again, the revocation takes effect');
+});
+
+t.test('the credential recheck is per credential: one call renews it for all its entries', async (t) => {
+  const stack = await startStack(t, { env: ENV });
+  await stack.get(MONTH);
+  await stack.get('/api/stats_satisfaction.json?period=this_month');
+  stack.clock.advance(RECHECK_SECONDS * 1000);
+  await stack.get(MONTH);
+  t.equal(stack.simulator.calls, 3, 'the first request past the recheck time called Deskie');
+  const satisfaction = await stack.get('/api/stats_satisfaction.json?period=this_month');
+  t.match(satisfaction.headers['cache-status'], /; hit;/, "another entry of the same credential is a hit: Deskie has just accepted it");
+  t.equal(stack.simulator.calls, 3);
+});
