@@ -199,7 +199,10 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   app.decorateRequest('metricsBase', undefined);
   app.decorateRequest('client', undefined);
   // Before any route: the document describes every route registered after it.
-  registerOpenApi(app, { extraParameters: config.extraParameters });
+  registerOpenApi(app, {
+    extraParameters: config.extraParameters,
+    clients: access.mode === 'pass-through' ? 'deskie' : access.clients === 'none' ? 'none' : 'clientToken',
+  });
   const queryContext = {
     windows: new PeriodWindows(config.timezone, config.weekStart),
     ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),

@@ -35,6 +35,8 @@ export const DOCS_PREFIX = '/docs';
 export interface OpenApiOptions {
   /** Names the operator allows besides Deskie's (config `extraParameters`): the validator accepts them, so they are documented. */
   readonly extraParameters?: ReadonlySet<string>;
+  /** How the statistics routes let clients in (auth/clients.ts): Deskie's own credentials, a client token, or nothing. */
+  readonly clients?: 'deskie' | 'clientToken' | 'none';
 }
 
 // The few shapes of OpenAPI 3.1 built here (openapi-types mixes 3.0 into its 3.1 operations and lacks JSON Schema 2020-12 keywords).
@@ -98,6 +100,13 @@ const SECURITY_SCHEMES: Readonly<Record<string, Schema>> = {
       'Your Deskie e-mail as user and Deskie API key as password, exactly as Deskie takes them. ' +
       'Checked by Deskie (a wrong key gets its 401); cached answers are kept apart per credential.',
   },
+  clientToken: {
+    type: 'http',
+    scheme: 'bearer',
+    description:
+      'Service mode: a client token from PROXY_TOKENS or PROXY_TOKENS_FILE. The proxy calls Deskie with its own credential, ' +
+      'and every client shares its cached answers.',
+  },
   metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN, when the server is started with one' },
   adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN; without it the admin API does not exist' },
 };
@@ -119,7 +128,7 @@ export function registerOpenApi(app: FastifyInstance, options: OpenApiOptions = 
     transformObject: (documentObject) => {
       if (!('openapiObject' in documentObject)) throw new Error('the API description is an OpenAPI document');
       // openapi-types' shapes are not the ones built here (see the types above); both are the same JSON.
-      return describe(documentObject.openapiObject as Document, routes, extraParameters) as ReturnType<SwaggerTransformObject>;
+      return describe(documentObject.openapiObject as Document, routes, extraParameters, options.clients ?? 'deskie') as ReturnType<SwaggerTransformObject>;
     },
   });
 }
@@ -133,7 +142,12 @@ export function docsRoutes(app: FastifyInstance): void {
 }
 
 /** Completes the document swagger generated: the statistics routes, descriptions of the others, and anything it missed. */
-function describe(document: Document, routes: readonly RouteOptions[], extraParameters: ReadonlySet<string>): Document {
+function describe(
+  document: Document,
+  routes: readonly RouteOptions[],
+  extraParameters: ReadonlySet<string>,
+  clients: NonNullable<OpenApiOptions['clients']>,
+): Document {
   const paths: Record<string, PathItem> = { ...document.paths };
   for (const route of routes) {
     if (isHidden(route)) continue;
@@ -148,7 +162,7 @@ function describe(document: Document, routes: readonly RouteOptions[], extraPara
     for (const method of methods) {
       const field = method.toLowerCase();
       if (endpoint !== undefined) {
-        item[field] = statsOperation(ENDPOINTS[endpoint], method);
+        item[field] = statsOperation(ENDPOINTS[endpoint], method, clients);
       } else {
         // Swagger's own operation, when it saw the route; a copy per method, as GET and HEAD share one.
         const generated = item[field] as Operation | undefined;
@@ -395,7 +409,7 @@ const HEADERS: Readonly<Record<string, Header>> = {
   'X-Request-Id': header('The request id: the client’s when well-formed, otherwise one made here. Also in the access log.'),
   'Content-Encoding': header(`\`br\` or \`gzip\` when Accept-Encoding asked for it (one of ${CODINGS.join(', ')}).`),
   'Retry-After': header('Seconds until a call to Deskie may go out.', '30'),
-  'WWW-Authenticate': header('The challenge: `Basic realm="deskie-stats-proxy"` for the statistics routes, `Bearer` for /metrics and /admin.'),
+  'WWW-Authenticate': header('The challenge: `Basic realm="deskie-stats-proxy"` for the statistics routes (`Bearer` in service mode), `Bearer` for /metrics and /admin.'),
 };
 
 /** References to the shared headers, by name. */
@@ -408,7 +422,7 @@ const ANSWER_HEADERS = ['Cache-Status', 'ETag', 'Cache-Control', 'Age', 'Last-Mo
 
 const ERROR_STATUSES: Readonly<Record<string, string>> = {
   400: 'A query the validator refuses (an unknown parameter, a bad value, a parameter given twice, a custom range out of bounds), named in `error`; Deskie is not called.',
-  401: 'No HTTP Basic credentials (Deskie is not called), or Deskie refused them (its own answer, passed through and remembered for AUTH_FAILURE_TTL_SECONDS).',
+  401: 'No HTTP Basic credentials, or in service mode no valid client token (Deskie is not called); or Deskie refused the credentials (its own answer, passed through and remembered for AUTH_FAILURE_TTL_SECONDS).',
   403: "Deskie refused the credential for this data: Deskie's own answer, passed through.",
   404: "Deskie's own 404, passed through (this server's own 404 answers paths it does not serve).",
   414: 'A query string longer than 4096 bytes.',
@@ -469,7 +483,7 @@ function statsResponses(endpoint: EndpointSpec, head: boolean): Record<string, R
   return responses;
 }
 
-function statsOperation(endpoint: EndpointSpec, method: HTTPMethods): Operation {
+function statsOperation(endpoint: EndpointSpec, method: HTTPMethods, clients: NonNullable<OpenApiOptions['clients']>): Operation {
   const head = method === 'HEAD';
   const name = routeLabel(endpoint.path);
   const subject = { leaderboard: 'The agent leaderboard', staff_statuses: "Agents' status changes", satisfaction: 'Satisfaction ratings' }[endpoint.name];
@@ -483,7 +497,8 @@ function statsOperation(endpoint: EndpointSpec, method: HTTPMethods): Operation 
       'asked, so an unknown one is a 400. A query is one cache entry however it is written (order, `name`/`name[]`, ' +
       'page 1, the form of a time). When Deskie fails, the last answer for the same window is served, marked stale.' +
       (endpoint.pagination === null ? '' : ` Deskie pages it (${endpoint.pagination}); \`page=${ALL_PAGES}\` merges every page.`),
-    security: [{ deskie: [] }],
+    // PROXY_AUTH=none: an empty requirement, anyone may call.
+    security: clients === 'none' ? [{}] : [{ [clients]: [] }],
     responses: statsResponses(endpoint, head),
   };
 }

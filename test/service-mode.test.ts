@@ -184,6 +184,19 @@ t.test('the token file is read again on SIGHUP: a new token works, a removed one
   t.match(lines.find((line) => /client tokens not reloaded/.test(line)), /line 2: the token of kiosk has 5 characters/, 'and the log says where the mistake is');
 });
 
+t.test('the API description names the scheme the statistics routes take in each mode', async (t) => {
+  const securityOf = async (stack: Stack): Promise<unknown> => {
+    const document = JSON.parse((await stack.get('/docs/json', { authorization: null })).text) as {
+      paths: Record<string, { get: { security: unknown } }>;
+      components: { securitySchemes: Record<string, unknown> };
+    };
+    t.match(document.components.securitySchemes['clientToken'], { type: 'http', scheme: 'bearer' });
+    return document.paths['/api/stats_leaderboard.json']?.get.security;
+  };
+  t.same(await securityOf((await serviceStack(t)).stack), [{ clientToken: [] }], 'service mode: a client token');
+  t.same(await securityOf((await serviceStack(t, { PROXY_AUTH: 'none' })).stack), [{}], 'PROXY_AUTH=none: nothing');
+});
+
 t.test('no secret these tests used appears in any log line', async (t) => {
   t.ok(allLines.length > 40, `lines were captured (${allLines.length})`);
   for (const secret of SECRETS) {
