@@ -31,7 +31,10 @@ export interface NamedToken {
  * stopping at a match, so neither which token matched nor how much of one
  * did shows in the time taken. A missing token is hashed and compared too.
  * Each token stands for a holder (its name by default), made once, so a
- * request gets the same object every time.
+ * request gets the same object every time. The hash and comparisons cost
+ * about 0.9 µs a request with two tokens (a microbenchmark of this loop),
+ * which a cache hit in service mode pays; a lookup by the header's text
+ * would be cheaper, but a map's string comparison is not constant time.
  */
 export class BearerTokens<Holder = string> {
   #entries: ReadonlyArray<{ readonly digest: Buffer; readonly name: string; readonly holder: Holder }> = [];
