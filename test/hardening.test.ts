@@ -1,0 +1,155 @@
+import { connect } from 'node:net';
+import t, { type Test } from 'tap';
+import { DEMO, startStack, type Stack } from './helpers/stack.js';
+
+const LEADERBOARD = '/api/stats_leaderboard.json';
+const TODAY = `${LEADERBOARD}?period=today`;
+const ADMIN_TOKEN = 'admin-token-0123456789';
+const METRICS_TOKEN = 'metrics-token-0123456789';
+const ADMIN = `Bearer ${ADMIN_TOKEN}`;
+
+/** An answer read off the socket, exactly as the server wrote it. */
+interface RawAnswer {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+  /** Everything the server wrote, for checks that no second answer followed. */
+  readonly text: string;
+}
+
+function parseAnswer(text: string): RawAnswer {
+  const end = text.indexOf('\r\n\r\n');
+  const [statusLine = '', ...lines] = text.slice(0, end).split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  let body = text.slice(end + 4);
+  if (headers['transfer-encoding'] === 'chunked') {
+    let decoded = '';
+    for (let at = 0; ; ) {
+      const lineEnd = body.indexOf('\r\n', at);
+      const size = parseInt(body.slice(at, lineEnd), 16);
+      if (!(size > 0)) break;
+      decoded += body.slice(lineEnd + 2, lineEnd + 2 + size);
+      at = lineEnd + 2 + size + 2;
+    }
+    body = decoded;
+  }
+  return { status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(statusLine)?.[1]), headers, body, text };
+}
+
+const portOf = (stack: Stack): number => Number(new URL(stack.proxyUrl).port);
+
+/**
+ * Sends `bytes` on a fresh connection, exactly as written (no client library
+ * to normalise the path or merge headers), and reads until the server closes
+ * it (the requests say `Connection: close`; ending our side first would make
+ * the server drop a miss still waiting for Deskie).
+ */
+function exchange(stack: Stack, bytes: string): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(portOf(stack), '127.0.0.1', () => socket.write(bytes));
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    socket.on('close', () => resolve(parseAnswer(text)));
+    socket.on('error', reject);
+  });
+}
+
+/** A GET of `target` as the request line writes it, with these header lines. */
+const get = (target: string, headers: ReadonlyArray<readonly [string, string]> = [['Authorization', DEMO]]): string =>
+  `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.map(([name, value]) => `${name}: ${value}\r\n`).join('')}Connection: close\r\n\r\n`;
+
+/** The project's error body, and nothing else: no data came with the refusal. */
+function errorOf(t: Test, answer: RawAnswer, what: string): string {
+  const body = JSON.parse(answer.body) as Record<string, unknown>;
+  t.same(Object.keys(body), ['status', 'error'], `${what}: the error shape, no data`);
+  t.match(answer.headers['content-type'], /^application\/json/, `${what}: JSON`);
+  return String(body['error']);
+}
+
+// ---------------------------------------------------------------------------
+// Path tricks
+
+/**
+ * Paths that find-my-way decodes to the real statistics route: it decodes
+ * percent-escapes of unreserved characters (`%2E` is `.`, `%61` is `a`) and
+ * routes an absolute-form target by its path. They must share its one entry.
+ */
+const SAME_ROUTE = [
+  `/api/stats_leaderboard%2Ejson?period=today`,
+  `/api/stats_leaderboard%2ejson?period=today`,
+  `/%61pi/stats_leaderboard.json?period=today`,
+  `http://127.0.0.1/api/stats_leaderboard.json?period=today`,
+];
+
+/**
+ * Paths that name no route once decoded the way the router decodes them:
+ * `..` and `.` segments are not resolved, `%2F` and `%5C` are not path
+ * separators, double encoding decodes once (`%252e` is the text `%2e`), and
+ * matching is exact in case, slashes and a trailing slash.
+ */
+const NOT_FOUND = [
+  '/api/../admin/entries',
+  '/admin/../admin/entries',
+  '/docs/../admin/entries',
+  '/api/%2e%2e/admin/entries',
+  '/api/%2E%2E/admin/entries',
+  '/api/..%2Fadmin/entries',
+  '/api%2F..%2Fadmin/entries',
+  '/admin%2Fentries',
+  '/api%2Fstats_leaderboard.json?period=today',
+  '/api/stats_leaderboard%252Ejson?period=today',
+  '/api%252Fstats_leaderboard.json?period=today',
+  '/api/%252e%252e/admin/entries',
+  '/api/stats_leaderboard.json/?period=today',
+  '/admin/entries/',
+  '/API/Stats_Leaderboard.json?period=today',
+  '/ADMIN/entries',
+  '/api/./stats_leaderboard.json?period=today',
+  '//api/stats_leaderboard.json?period=today',
+  '//admin/entries',
+  '/api\\stats_leaderboard.json?period=today',
+  '/api%5Cstats_leaderboard.json?period=today',
+  '/api/stats_leaderboard.json\\?period=today',
+];
+
+t.test('path tricks reach the statistics route only as itself, share its one cache entry, and never reach /admin/', async (t) => {
+  const stack = await startStack(t, { env: { ADMIN_TOKEN } });
+  const first = await exchange(stack, get(TODAY));
+  t.equal(first.status, 200, 'the route itself');
+  t.equal(stack.simulator.calls, 1, 'one call to Deskie for it');
+  const admin = await exchange(stack, get('/admin/entries', [['Authorization', ADMIN]]));
+  t.equal(admin.status, 200, 'the admin route exists, for a trick to aim at');
+
+  for (const target of SAME_ROUTE) {
+    const answer = await exchange(stack, get(target));
+    t.equal(answer.status, 200, `${target}: decoded to the route itself`);
+    t.match(answer.headers['cache-status'], /; hit;/, `${target}: answered from the same entry`);
+    t.equal(answer.body, first.body, `${target}: the same bytes`);
+  }
+  for (const target of NOT_FOUND) {
+    for (const authorization of [DEMO, ADMIN]) {
+      const answer = await exchange(stack, get(target, [['Authorization', authorization]]));
+      t.equal(answer.status, 404, `${target} with ${authorization.split(' ')[0]}: 404`);
+      t.match(errorOf(t, answer, target), /^no route GET .*; this server answers GET and HEAD on \/api\/stats_leaderboard\.json/);
+    }
+  }
+  // A request target that does not start with a slash is not HTTP at all: Node's parser refuses it.
+  const backslashes = await exchange(stack, get('\\api\\stats_leaderboard.json?period=today'));
+  t.equal(backslashes.status, 400, 'a request target of backslashes: 400');
+  t.equal(errorOf(t, backslashes, 'backslashes'), 'the request could not be read as HTTP');
+  // The API description's static files resolve `..` themselves, and refuse to leave their folder.
+  for (const target of ['/docs/static/../../package.json', '/docs/static/%2e%2e/%2e%2e/package.json']) {
+    const answer = await exchange(stack, get(target));
+    t.equal(answer.status, 403, `${target}: the static files refuse it`);
+    t.equal(errorOf(t, answer, target), 'Forbidden');
+  }
+
+  t.equal(stack.simulator.calls, 1, 'still one call to Deskie: no trick made a second entry');
+  const entries = JSON.parse((await exchange(stack, get('/admin/entries', [['Authorization', ADMIN]]))).body) as { total: number };
+  t.equal(entries.total, 1, 'and the cache holds one entry');
+});
+
