@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AccessLog } from './access-log.js';
 import { bearerMatcher } from './auth/bearer.js';
+import { authorizationOf } from './auth/header.js';
 import { ProxyMetrics } from './metrics.js';
 import { Readiness } from './readiness.js';
 import { requestIds } from './request-id.js';
@@ -196,6 +197,8 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   app.register(async (ops) => {
     ops.addHook('onRequest', async (request, reply) => {
       reply.header('x-request-id', request.id).header('cache-control', 'no-store');
+      // /metrics and /admin/ read request.headers.authorization, which holds only the first of several.
+      authorizationOf(request.raw);
     });
     ops.addHook('onResponse', async (request, reply) => {
       const length = reply.getHeader('content-length');

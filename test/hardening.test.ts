@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import t, { type Test } from 'tap';
-import { DEMO, startStack, type Stack } from './helpers/stack.js';
+import { MAX_AUTHORIZATION_BYTES } from '../src/auth/header.js';
+import { DEMO, startStack, type Stack, WRONG } from './helpers/stack.js';
 
 const LEADERBOARD = '/api/stats_leaderboard.json';
 const TODAY = `${LEADERBOARD}?period=today`;
@@ -151,5 +152,57 @@ t.test('path tricks reach the statistics route only as itself, share its one cac
   t.equal(stack.simulator.calls, 1, 'still one call to Deskie: no trick made a second entry');
   const entries = JSON.parse((await exchange(stack, get('/admin/entries', [['Authorization', ADMIN]]))).body) as { total: number };
   t.equal(entries.total, 1, 'and the cache holds one entry');
+});
+
+// ---------------------------------------------------------------------------
+// Authorization headers
+
+t.test('two Authorization headers are a 400 that says what is accepted, even for a cached answer, and cost no call', async (t) => {
+  const stack = await startStack(t);
+  t.equal((await exchange(stack, get(TODAY))).status, 200, 'the entry is cached');
+  const pairs: Array<[string, ReadonlyArray<readonly [string, string]>]> = [
+    ['the same credential twice', [['Authorization', DEMO], ['Authorization', DEMO]]],
+    ['a good one, then a wrong one', [['Authorization', DEMO], ['Authorization', WRONG]]],
+    ['names in other cases', [['authorization', DEMO], ['AUTHORIZATION', WRONG]]],
+    ['another header between them', [['Authorization', DEMO], ['Accept', '*/*'], ['Authorization', 'Basic x']]],
+  ];
+  for (const [what, headers] of pairs) {
+    const answer = await exchange(stack, get(TODAY, headers));
+    t.equal(answer.status, 400, `${what}: 400`);
+    t.equal(
+      errorOf(t, answer, what),
+      `the request has more than one Authorization header; send exactly one, of at most ${MAX_AUTHORIZATION_BYTES} bytes`,
+    );
+    t.notOk(answer.headers['cache-status'], `${what}: not answered from the cache`);
+  }
+  t.equal(stack.simulator.calls, 1, 'only the first request reached Deskie');
+});
+
+t.test('an Authorization header over 4096 bytes is a 400; one of 4096 bytes is read', async (t) => {
+  const stack = await startStack(t, { env: { METRICS_TOKEN } });
+  const basic = (bytes: number): string => `Basic ${'A'.repeat(bytes - 'Basic '.length)}`;
+  const long = await exchange(stack, get(TODAY, [['Authorization', basic(MAX_AUTHORIZATION_BYTES + 1)]]));
+  t.equal(long.status, 400, 'statistics route: 400');
+  t.equal(errorOf(t, long, 'statistics route'), `the Authorization header is 4097 bytes long; at most 4096 are accepted`);
+  t.equal(stack.simulator.calls, 0, 'and no call to Deskie');
+
+  const bearer = (bytes: number): string => `Bearer ${'t'.repeat(bytes - 'Bearer '.length)}`;
+  const atLimit = await exchange(stack, get('/metrics', [['Authorization', bearer(MAX_AUTHORIZATION_BYTES)]]));
+  t.equal(atLimit.status, 401, '/metrics reads a 4096-byte token (and refuses it as the wrong one)');
+  const overLimit = await exchange(stack, get('/metrics', [['Authorization', bearer(MAX_AUTHORIZATION_BYTES + 1)]]));
+  t.equal(overLimit.status, 400, '/metrics: one byte more is a 400');
+  t.match(errorOf(t, overLimit, '/metrics'), /at most 4096 are accepted/);
+});
+
+t.test('/metrics and /admin/ refuse two Authorization headers too, even when both carry the token', async (t) => {
+  const stack = await startStack(t, { env: { METRICS_TOKEN, ADMIN_TOKEN } });
+  const twice = (token: string): ReadonlyArray<readonly [string, string]> => [['Authorization', `Bearer ${token}`], ['Authorization', `Bearer ${token}`]];
+  for (const [path, token] of [['/metrics', METRICS_TOKEN], ['/admin/entries', ADMIN_TOKEN]] as const) {
+    t.equal((await exchange(stack, get(path, [['Authorization', `Bearer ${token}`]]))).status, 200, `${path} with one: 200`);
+    const answer = await exchange(stack, get(path, twice(token)));
+    t.equal(answer.status, 400, `${path} with two: 400`);
+    t.match(errorOf(t, answer, path), /more than one Authorization header; send exactly one/);
+    t.equal(answer.headers['cache-control'], 'no-store', `${path}: still an operational answer`);
+  }
 });
 

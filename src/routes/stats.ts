@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import type { AccessLog, QueryLog } from '../access-log.js';
+import { authorizationOf } from '../auth/header.js';
 import { answerCacheStatus, flat } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { renderedVariant } from '../cache/store.js';
@@ -73,7 +74,7 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, 
     const checked = new WeakMap<object, CheckedQuery>();
     // Not async: a hit is answered in the same turn, with no promise made.
     const handler: RouteHandlerMethod = (request, reply) => {
-      const authorization = request.headers.authorization;
+      const authorization = authorizationOf(request.raw);
       if (!authorization || !BASIC.test(authorization)) {
         throw unauthorized('HTTP Basic credentials are required: your Deskie e-mail as user and API key as password');
       }
