@@ -86,7 +86,7 @@ function answerClientError(accessLog: AccessLog, error: Error & { code?: string 
     bytes = Buffer.byteLength(body);
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${bytes}\r\n` +
-        `Connection: close\r\n\r\n${body}`,
+        `X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
     );
   }
   accessLog.refused(status, error.code, bytes);
@@ -120,7 +120,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     // A URL Fastify cannot even route (bad percent-encoding) gets our error shape too.
     frameworkErrors: (error, request, reply) => {
       const body = errorBody(`the request could not be read: ${error.message}`);
-      (reply as FastifyReply).code(400).header('x-request-id', request.id).type(JSON_TYPE).send(body);
+      (reply as FastifyReply).code(400).header('x-request-id', request.id).header('x-content-type-options', 'nosniff').type(JSON_TYPE).send(body);
       accessLog.other(request, 400, Buffer.byteLength(body));
     },
   });
@@ -196,7 +196,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   // statistics routes do without (it costs a hit two listeners per response).
   app.register(async (ops) => {
     ops.addHook('onRequest', async (request, reply) => {
-      reply.header('x-request-id', request.id).header('cache-control', 'no-store');
+      reply.header('x-request-id', request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
       // /metrics and /admin/ read request.headers.authorization, which holds only the first of several.
       authorizationOf(request.raw);
     });
@@ -244,7 +244,13 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     const error = notFound(`no route ${request.method} ${request.url.split('?')[0]}; this server answers GET and HEAD on ${ROUTE_LIST}`);
     const body = errorBody(error.message);
     // no-store: a 404 is cacheable by default (RFC 9110 §15.5.5), and a route may exist tomorrow.
-    reply.code(error.statusCode).header('x-request-id', request.id).header('cache-control', 'no-store').type(JSON_TYPE).send(body);
+    reply
+      .code(error.statusCode)
+      .header('x-request-id', request.id)
+      .header('cache-control', 'no-store')
+      .header('x-content-type-options', 'nosniff')
+      .type(JSON_TYPE)
+      .send(body);
     accessLog.other(request, error.statusCode, Buffer.byteLength(body));
     return reply;
   });
@@ -268,7 +274,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     request: FastifyRequest,
     reply: FastifyReply,
   ): { reply: FastifyReply; bytes: number } {
-    reply.header('cache-control', 'no-store').header('x-request-id', request.id);
+    reply.header('cache-control', 'no-store').header('x-request-id', request.id).header('x-content-type-options', 'nosniff');
     const send = (status: number, body: string | Buffer, type: string = JSON_TYPE) => ({
       reply: reply.code(status).type(type).send(body),
       bytes: typeof body === 'string' ? Buffer.byteLength(body) : body.length,

@@ -206,3 +206,42 @@ t.test('/metrics and /admin/ refuse two Authorization headers too, even when bot
   }
 });
 
+// ---------------------------------------------------------------------------
+// Answer headers
+
+t.test('every answer carries X-Content-Type-Options: nosniff', async (t) => {
+  const stack = await startStack(t, { env: { ADMIN_TOKEN, METRICS_TOKEN } });
+  const miss = await stack.get(TODAY);
+  const answers: Array<[string, { status: number; headers: Record<string, unknown> }]> = [
+    ['a miss', miss],
+    ['a hit', await stack.get(TODAY)],
+    ['a 304', await stack.get(TODAY, { headers: { 'if-none-match': String(miss.headers['etag']) } })],
+    ['a HEAD', await stack.get(TODAY, { method: 'HEAD' })],
+    ['CSV, gzipped', await stack.get(`${TODAY}&format=csv`, { headers: { 'accept-encoding': 'gzip' } })],
+    ['a bad query', await stack.get(`${LEADERBOARD}?period=someday`)],
+    ['no credentials', await stack.get(TODAY, { authorization: null })],
+    ["Deskie's own 401", await stack.get(`${LEADERBOARD}?period=yesterday`, { authorization: WRONG })],
+    ['a query string too long', await stack.get(`${TODAY}&channel=${'a'.repeat(5000)}`)],
+    ['a URL that cannot be decoded', await stack.get('/api/%zz')],
+    ['an unknown path', await stack.get('/nowhere')],
+    ['/healthz', await stack.get('/healthz', { authorization: null })],
+    ['/readyz', await stack.get('/readyz', { authorization: null })],
+    ['/metrics', await stack.get('/metrics', { authorization: `Bearer ${METRICS_TOKEN}` })],
+    ['/metrics without its token', await stack.get('/metrics', { authorization: null })],
+    ['/admin/entries', await stack.get('/admin/entries', { authorization: ADMIN })],
+    ['/admin/entries without the token', await stack.get('/admin/entries')],
+    ['/docs', await stack.get('/docs', { authorization: null })],
+    ['/docs/json', await stack.get('/docs/json', { authorization: null })],
+    ['a redirect of the docs', await stack.get('/docs/static/index.html', { authorization: null })],
+  ];
+  stack.simulator.set({ fault: 'error500' });
+  answers.push(["Deskie's own 500", await stack.get(`${LEADERBOARD}?period=last_week`)]);
+  answers.push(['oversized headers (the parser)', await exchange(stack, get(TODAY, [['X-Big', 'a'.repeat(20_000)]]))]);
+  answers.push(['not HTTP (the parser)', await exchange(stack, 'NOT HTTP AT ALL\r\n\r\n')]);
+  answers.push(['a static file out of bounds', await exchange(stack, get('/docs/static/../../package.json'))]);
+
+  const statuses = new Set(answers.map(([, answer]) => answer.status));
+  t.same([...statuses].sort(), [200, 302, 304, 400, 401, 403, 404, 414, 431, 500], 'answers of every kind');
+  for (const [what, answer] of answers) t.equal(answer.headers['x-content-type-options'], 'nosniff', `${what} (${answer.status})`);
+});
+

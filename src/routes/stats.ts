@@ -153,7 +153,8 @@ function sendAnswer(
     // Accept can pick CSV and Accept-Encoding a coding; Authorization picks the partition,
     // so a client cache must not reuse one credential's answer (or validator) for another.
     .header('vary', 'Accept, Accept-Encoding, Authorization')
-    .header('x-request-id', request.id);
+    .header('x-request-id', request.id)
+    .header('x-content-type-options', 'nosniff');
   let status = 200;
   if (notModified(request, representation.etag, answer.fetchedAtMs)) {
     status = 304;
