@@ -245,3 +245,26 @@ t.test('every answer carries X-Content-Type-Options: nosniff', async (t) => {
   for (const [what, answer] of answers) t.equal(answer.headers['x-content-type-options'], 'nosniff', `${what} (${answer.status})`);
 });
 
+t.test('CSV answers are attachments named after the endpoint, from the rendering; JSON answers are not', async (t) => {
+  const stack = await startStack(t);
+  for (const name of ['stats_leaderboard', 'stats_staff_statuses', 'stats_satisfaction']) {
+    const path = `/api/${name}.json?period=today`;
+    const expected = `attachment; filename="${name}.csv"`;
+    for (const [what, query, headers] of [
+      ['format=csv', '&format=csv', {}],
+      ['format=csv&bom=1', '&format=csv&bom=1', {}],
+      ['Accept: text/csv', '', { accept: 'text/csv' }],
+      ['CSV in br', '&format=csv', { 'accept-encoding': 'br' }],
+    ] as const) {
+      const answer = await stack.get(`${path}${query}`, { headers });
+      t.match(answer.headers['content-type'], /^text\/csv/, `${name}, ${what}: CSV`);
+      t.equal(answer.headers['content-disposition'], expected, `${name}, ${what}: ${expected}`);
+    }
+    t.equal((await stack.get(`${path}&format=csv`, { method: 'HEAD' })).headers['content-disposition'], expected, `${name}: HEAD says so too`);
+    for (const format of ['normalized', 'raw', 'rows']) {
+      t.notOk((await stack.get(`${path}&format=${format}`)).headers['content-disposition'], `${name}, ${format}: shown, not saved`);
+    }
+  }
+  t.equal(stack.simulator.calls, 3, 'one call per endpoint: the header costs no fetch');
+});
+

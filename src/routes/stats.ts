@@ -161,6 +161,7 @@ function sendAnswer(
     reply.code(304).send();
   } else {
     if (representation.contentEncoding !== undefined) reply.header('content-encoding', representation.contentEncoding);
+    if (representation.contentDisposition !== undefined) reply.header('content-disposition', representation.contentDisposition);
     reply.type(representation.contentType).send(representation.body);
   }
   // Counted and logged once written: a hit's whole answer went out in send().
