@@ -114,6 +114,8 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     routerOptions: { ignoreTrailingSlash: false, caseSensitive: true, querystringParser: parseQueryString },
     // The routes declare HEAD themselves (see routes/stats.ts).
     exposeHeadRoutes: false,
+    // X-Forwarded-For is a client's to write: believed only from the proxies TRUST_PROXY names.
+    trustProxy: typeof config.trustProxy === 'boolean' ? config.trustProxy : [...config.trustProxy],
     // Requests Node's HTTP parser refuses before routing (oversized headers,
     // malformed request lines, slow clients) get the same error shape.
     clientErrorHandler: (error, socket) => answerClientError(accessLog, error, socket),

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { IANAZone, type DurationLike } from 'luxon';
 import Type, { type Static, type TSchema } from 'typebox';
@@ -61,6 +62,7 @@ const EnvSchema = Type.Object({
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
 });
 type Env = Static<typeof EnvSchema>;
 
@@ -143,6 +145,8 @@ export interface Config {
   readonly lifetimes: Lifetimes;
   /** Query names the operator allows besides the documented ones. */
   readonly extraParameters: ReadonlySet<string>;
+  /** Whose X-Forwarded-For is believed: nobody (false), any peer (true), or peers at these addresses and ranges. */
+  readonly trustProxy: boolean | readonly string[];
 }
 
 export class ConfigError extends Error {
@@ -203,6 +207,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     metricsToken: vars.METRICS_TOKEN,
     lifetimes: lifetimesWith(file.ttlSeconds ?? {}),
     extraParameters: new Set(file.extraParameters ?? []),
+    trustProxy: vars.TRUST_PROXY === undefined ? false : trustedProxies(vars.TRUST_PROXY),
   });
 }
 
@@ -254,6 +259,36 @@ function checkUrl(value: string): string {
     throw new ConfigError('DESKIE_URL must be a plain base URL such as https://acme.deskie.io, without credentials, query or fragment');
   }
   return value;
+}
+
+/** Names Fastify (@fastify/proxy-addr) takes for well-known ranges. */
+const NAMED_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/**
+ * TRUST_PROXY as Fastify's `trustProxy` takes it: `true` (any peer), `false`,
+ * or addresses and CIDR ranges, comma-separated. Not a hop count: Fastify (5.12)
+ * trusts no proxy for one (it cannot check the address the request came from,
+ * so a client could write its own X-Forwarded-For), and a setting that
+ * silently does nothing is worse than a refusal.
+ */
+function trustedProxies(value: string): boolean | readonly string[] {
+  if (value === 'true' || value === 'false') return value === 'true';
+  const accepted = 'true, or addresses and CIDR ranges of the proxies in front, comma-separated (such as 10.0.0.0/8,127.0.0.1, or loopback, linklocal, uniquelocal)';
+  if (/^\d+$/.test(value)) {
+    throw new ConfigError(`TRUST_PROXY takes ${accepted}; not a hop count, which Fastify ignores because it cannot tell a proxy from a client; got ${JSON.stringify(value)}`);
+  }
+  const entries = value.split(',').map((entry) => entry.trim());
+  for (const entry of entries) {
+    if (NAMED_RANGES.includes(entry)) continue;
+    const [address = '', prefix, ...rest] = entry.split('/');
+    const family = isIP(address);
+    const bits = family === 4 ? 32 : 128;
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) >= 1 && Number(prefix) <= bits);
+    if (family === 0 || !prefixOk || rest.length > 0) {
+      throw new ConfigError(`TRUST_PROXY takes ${accepted}; ${JSON.stringify(entry)} is neither an address nor a range`);
+    }
+  }
+  return Object.freeze(entries);
 }
 
 function readConfigFile(vars: Env, cwd: string): ConfigFile {

@@ -1,6 +1,8 @@
 import { connect } from 'node:net';
 import t, { type Test } from 'tap';
 import { MAX_AUTHORIZATION_BYTES } from '../src/auth/header.js';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { capturedLog } from './helpers/log.js';
 import { DEMO, startStack, type Stack, WRONG } from './helpers/stack.js';
 
 const LEADERBOARD = '/api/stats_leaderboard.json';
@@ -266,5 +268,60 @@ t.test('CSV answers are attachments named after the endpoint, from the rendering
     }
   }
   t.equal(stack.simulator.calls, 3, 'one call per endpoint: the header costs no fetch');
+});
+
+// ---------------------------------------------------------------------------
+// TRUST_PROXY
+
+/** The access lines of answers with this status. */
+const accessLines = (lines: ReadonlyArray<Record<string, unknown>>, status: number) => lines.filter((line) => line['msg'] === 'request' && line['status'] === status);
+
+t.test('without TRUST_PROXY, X-Forwarded-For is ignored: refused answers log the peer address', async (t) => {
+  const { logger, lines } = capturedLog('info');
+  const stack = await startStack(t, { logger });
+  const forwarded = { 'x-forwarded-for': '203.0.113.7' };
+  await stack.get(TODAY, { headers: forwarded });
+  await stack.get(TODAY, { headers: forwarded });
+  await stack.get(TODAY, { authorization: null, headers: forwarded });
+  await stack.get(`${LEADERBOARD}?period=someday`, { headers: forwarded });
+  await stack.get('/nowhere', { headers: forwarded });
+
+  for (const status of [400, 401, 404]) t.match(accessLines(lines, status), [{ ip: '127.0.0.1' }], `${status}: the peer's address`);
+  const ok = accessLines(lines, 200);
+  t.equal(ok.length, 2, 'a miss and a hit');
+  for (const line of ok) t.notOk('ip' in line, `a ${line['outcome']} that went well logs no address`);
+});
+
+t.test('with TRUST_PROXY naming the proxy, refused answers log the client it forwarded for', async (t) => {
+  // The proxy on 127.0.0.1 says it was sent the request by 203.0.113.7, which says it came from 198.51.100.1.
+  const forwarded = { 'x-forwarded-for': '198.51.100.1, 203.0.113.7' };
+  for (const trust of ['127.0.0.1', 'loopback', '10.0.0.0/8, 127.0.0.0/8']) {
+    const { logger, lines } = capturedLog('info');
+    const stack = await startStack(t, { logger, env: { TRUST_PROXY: trust } });
+    await stack.get('/nowhere', { headers: forwarded });
+    t.match(accessLines(lines, 404), [{ ip: '203.0.113.7' }], `TRUST_PROXY=${trust}: the address the trusted proxy saw, no further`);
+  }
+  {
+    const { logger, lines } = capturedLog('info');
+    const stack = await startStack(t, { logger, env: { TRUST_PROXY: 'true' } });
+    await stack.get('/nowhere', { headers: forwarded });
+    t.match(accessLines(lines, 404), [{ ip: '198.51.100.1' }], 'TRUST_PROXY=true: every hop is believed, to the first address');
+  }
+  const { logger, lines } = capturedLog('info');
+  const stack = await startStack(t, { logger, env: { TRUST_PROXY: '10.0.0.0/8' } });
+  await stack.get('/nowhere', { headers: { 'x-forwarded-for': '203.0.113.7' } });
+  t.match(accessLines(lines, 404), [{ ip: '127.0.0.1' }], 'a peer outside the trusted ranges is not believed');
+});
+
+t.test('TRUST_PROXY takes true or addresses and ranges; a hop count or a bad entry stops start-up', async (t) => {
+  t.equal(loadConfig({}).trustProxy, false, 'off unless set');
+  t.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true);
+  t.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false);
+  t.same(loadConfig({ TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,::1,fd00::/8,uniquelocal' }).trustProxy, ['10.0.0.1', '192.168.0.0/16', '::1', 'fd00::/8', 'uniquelocal']);
+  t.throws(() => loadConfig({ TRUST_PROXY: '1' }), new ConfigError(''), 'a hop count');
+  t.throws(() => loadConfig({ TRUST_PROXY: '1' }), /TRUST_PROXY takes true, or addresses and CIDR ranges .*; not a hop count/);
+  for (const bad of ['yes', '10.0.0.0/33', '10.0.0.0/0', '::1/129', '10.0.0.1/8/8', 'example.com', '10.0.0.1,', '300.1.1.1']) {
+    t.throws(() => loadConfig({ TRUST_PROXY: bad }), /^TRUST_PROXY takes true, or addresses and CIDR ranges .* is neither an address nor a range$/, bad);
+  }
 });
 
