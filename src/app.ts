@@ -67,6 +67,15 @@ const ROUTE_LIST = Object.values(ENDPOINTS)
 const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = { HPE_HEADER_OVERFLOW: 431, ERR_HTTP_REQUEST_TIMEOUT: 408 };
 
 /**
+ * How often Node looks for connections past HEADERS_TIMEOUT_MS or
+ * REQUEST_TIMEOUT_MS. Its default, 30 s, would let a slow loris keep a
+ * connection up to 30 s past the headers timeout; a tenth of that timeout,
+ * at most a second, enforces it promptly. Each look walks only the
+ * connections still sending a request.
+ */
+const connectionsCheckMs = (headersTimeoutMs: number): number => Math.min(1_000, Math.max(10, Math.ceil(headersTimeoutMs / 10)));
+
+/**
  * Answers a request the HTTP parser refused, in the JSON error shape, and
  * closes the connection. The error itself is not logged: it carries the raw
  * request bytes, credentials included.
@@ -116,6 +125,13 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     exposeHeadRoutes: false,
     // X-Forwarded-For is a client's to write: believed only from the proxies TRUST_PROXY names.
     trustProxy: typeof config.trustProxy === 'boolean' ? config.trustProxy : [...config.trustProxy],
+    // A slow client cannot hold a connection: its request line and headers,
+    // its whole request, an idle keep-alive connection and a connection
+    // without a byte either way each have a bound (config.ts says why each).
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: connectionsCheckMs(config.headersTimeoutMs) },
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    connectionTimeout: config.connectionTimeoutMs,
     // Requests Node's HTTP parser refuses before routing (oversized headers,
     // malformed request lines, slow clients) get the same error shape.
     clientErrorHandler: (error, socket) => answerClientError(accessLog, error, socket),

@@ -29,6 +29,31 @@ export const DEFAULT_AUTH_FAILURE_TTL_SECONDS = 30;
  * the 503 and stop sending, short enough to fit `docker stop`'s 10 s.
  */
 export const DEFAULT_SHUTDOWN_DRAIN_SECONDS = 5;
+/**
+ * A dashboard sends its request line and headers in milliseconds; 10 s
+ * leaves room for a poor link, and a client that trickles them (slow loris)
+ * holds its connection 10 s rather than Node's 60.
+ */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+/**
+ * The whole request, headers and body. Only POST /admin/prewarm has a body
+ * (at most 1 MiB); Fastify leaves this off, so a body trickled in byte by
+ * byte would hold its connection without end.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * An idle connection between requests. Longer than the idle timeout of
+ * common load balancers (AWS ALB's 60 s), so the balancer closes first and
+ * never sends a request on a connection this server is closing (Fastify's
+ * default, for the same reason); dashboards polling every few seconds keep theirs.
+ */
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 72_000;
+/**
+ * How much longer than the longest wait for Deskie a connection may go
+ * without a byte in either direction, when CONNECTION_TIMEOUT_MS is not set:
+ * a miss waits that long with nothing sent, and its answer still goes out.
+ */
+export const CONNECTION_TIMEOUT_MARGIN_MS = 10_000;
 
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -63,6 +88,10 @@ const EnvSchema = Type.Object({
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
+  HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_HEADERS_TIMEOUT_MS }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_REQUEST_TIMEOUT_MS }),
+  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_KEEP_ALIVE_TIMEOUT_MS }),
+  CONNECTION_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 type Env = Static<typeof EnvSchema>;
 
@@ -147,6 +176,14 @@ export interface Config {
   readonly extraParameters: ReadonlySet<string>;
   /** Whose X-Forwarded-For is believed: nobody (false), any peer (true), or peers at these addresses and ranges. */
   readonly trustProxy: boolean | readonly string[];
+  /** How long a client may take to send a request's line and headers. */
+  readonly headersTimeoutMs: number;
+  /** How long a client may take to send a whole request, body included. */
+  readonly requestTimeoutMs: number;
+  /** How long a connection may stay open idle between requests. */
+  readonly keepAliveTimeoutMs: number;
+  /** How long a connection may go without a byte in either direction; longer than any wait for Deskie. */
+  readonly connectionTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -173,6 +210,19 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     throw new ConfigError(
       `UPSTREAM_CONCURRENCY (${vars.UPSTREAM_CONCURRENCY}) must not exceed UPSTREAM_CONNECTIONS (${vars.UPSTREAM_CONNECTIONS}): ` +
         'a call must never wait for a connection after its turn came',
+    );
+  }
+  if (vars.HEADERS_TIMEOUT_MS > vars.REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(
+      `HEADERS_TIMEOUT_MS (${vars.HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${vars.REQUEST_TIMEOUT_MS}): the headers are part of the request`,
+    );
+  }
+  // The same wait server.ts allows requests in flight on shutdown.
+  const longestUpstreamWaitMs = vars.UPSTREAM_QUEUE_MS + vars.PAGE_ALL_TIMEOUT_MS + vars.UPSTREAM_TIMEOUT_MS;
+  if (vars.CONNECTION_TIMEOUT_MS !== undefined && vars.CONNECTION_TIMEOUT_MS <= longestUpstreamWaitMs) {
+    throw new ConfigError(
+      `CONNECTION_TIMEOUT_MS (${vars.CONNECTION_TIMEOUT_MS}) must exceed UPSTREAM_QUEUE_MS + PAGE_ALL_TIMEOUT_MS + UPSTREAM_TIMEOUT_MS ` +
+        `(${longestUpstreamWaitMs}): a miss waits that long for Deskie with nothing sent on its connection`,
     );
   }
   const file = readConfigFile(vars, cwd);
@@ -208,6 +258,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     lifetimes: lifetimesWith(file.ttlSeconds ?? {}),
     extraParameters: new Set(file.extraParameters ?? []),
     trustProxy: vars.TRUST_PROXY === undefined ? false : trustedProxies(vars.TRUST_PROXY),
+    headersTimeoutMs: vars.HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: vars.REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: vars.KEEP_ALIVE_TIMEOUT_MS,
+    connectionTimeoutMs: vars.CONNECTION_TIMEOUT_MS ?? longestUpstreamWaitMs + CONNECTION_TIMEOUT_MARGIN_MS,
   });
 }
 

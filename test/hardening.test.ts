@@ -1,7 +1,9 @@
 import { connect } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import t, { type Test } from 'tap';
+import { request } from 'undici';
 import { MAX_AUTHORIZATION_BYTES } from '../src/auth/header.js';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, CONNECTION_TIMEOUT_MARGIN_MS, loadConfig } from '../src/config.js';
 import { capturedLog } from './helpers/log.js';
 import { DEMO, startStack, type Stack, WRONG } from './helpers/stack.js';
 
@@ -325,3 +327,112 @@ t.test('TRUST_PROXY takes true or addresses and ranges; a hop count or a bad ent
   }
 });
 
+// ---------------------------------------------------------------------------
+// Timeouts
+
+t.test('timeouts: sensible defaults, the connection timeout past the longest wait for Deskie, and the server gets them all', async (t) => {
+  t.match(loadConfig({}), {
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 72_000,
+    connectionTimeoutMs: 10_000 + 120_000 + 30_000 + CONNECTION_TIMEOUT_MARGIN_MS,
+  });
+  t.equal(
+    loadConfig({ UPSTREAM_QUEUE_MS: '1000', PAGE_ALL_TIMEOUT_MS: '2000', UPSTREAM_TIMEOUT_MS: '3000' }).connectionTimeoutMs,
+    6000 + CONNECTION_TIMEOUT_MARGIN_MS,
+    'by default, the longest wait for Deskie plus a margin',
+  );
+  t.throws(
+    () => loadConfig({ CONNECTION_TIMEOUT_MS: '160000' }),
+    /^CONNECTION_TIMEOUT_MS \(160000\) must exceed UPSTREAM_QUEUE_MS \+ PAGE_ALL_TIMEOUT_MS \+ UPSTREAM_TIMEOUT_MS \(160000\)/,
+  );
+  t.throws(() => loadConfig({ HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '4000' }), /^HEADERS_TIMEOUT_MS \(5000\) must not exceed REQUEST_TIMEOUT_MS \(4000\)/);
+  t.throws(() => loadConfig({ KEEP_ALIVE_TIMEOUT_MS: '0' }), /KEEP_ALIVE_TIMEOUT_MS/);
+
+  const stack = await startStack(t, {
+    env: { HEADERS_TIMEOUT_MS: '2000', REQUEST_TIMEOUT_MS: '3000', KEEP_ALIVE_TIMEOUT_MS: '4000', CONNECTION_TIMEOUT_MS: '170001' },
+  });
+  const server = stack.app.server;
+  t.match(server, { headersTimeout: 2000, requestTimeout: 3000, keepAliveTimeout: 4000, timeout: 170_001 }, 'Node holds each');
+  t.match(server, { connectionsCheckingInterval: 200 }, 'and looks for late requests every tenth of the headers timeout');
+  const defaults = await startStack(t);
+  t.match(defaults.app.server, { headersTimeout: 10_000, connectionsCheckingInterval: 1000 }, 'at most every second');
+});
+
+/**
+ * Writes `head` on a fresh connection, then `trickle` one byte every
+ * `everyMs`, until the server closes the connection; the answer and how long it took.
+ */
+function trickle(stack: Stack, head: string, trickle: string, everyMs: number): Promise<{ answer: RawAnswer; ms: number; sent: number }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    let sent = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const socket = connect(portOf(stack), '127.0.0.1', () => {
+      socket.write(head);
+      timer = setInterval(() => {
+        if (sent < trickle.length && socket.writable) socket.write(trickle[sent++] as string);
+      }, everyMs);
+    });
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    socket.on('close', () => {
+      clearInterval(timer);
+      resolve({ answer: parseAnswer(text), ms: performance.now() - started, sent });
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // The server may close while a byte is on its way.
+      if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') reject(error);
+    });
+  });
+}
+
+t.test('a client trickling its headers a byte at a time gets a 408 and is cut off at HEADERS_TIMEOUT_MS', async (t) => {
+  const { logger, lines } = capturedLog('info');
+  const stack = await startStack(t, { logger, env: { HEADERS_TIMEOUT_MS: '200', REQUEST_TIMEOUT_MS: '200' } });
+  const headers = `GET ${TODAY} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${DEMO}\r\nX-Slow: ${'a'.repeat(500)}\r\n\r\n`;
+  const { answer, ms, sent } = await trickle(stack, '', headers, 5);
+  t.equal(answer.status, 408, 'a 408');
+  t.equal(errorOf(t, answer, 'the 408'), 'the request took too long to arrive');
+  t.equal(answer.headers['x-content-type-options'], 'nosniff');
+  t.equal(answer.headers['connection'], 'close', 'and the connection closed');
+  t.ok(sent < headers.length, `cut off after ${sent} of ${headers.length} bytes`);
+  t.ok(ms >= 190, `not before HEADERS_TIMEOUT_MS (${Math.round(ms)} ms)`);
+  t.ok(ms < 1000, `within a small bound past it (${Math.round(ms)} ms)`);
+  t.equal(stack.simulator.calls, 0, 'Deskie was never asked');
+  t.match(lines.filter((line) => line['msg'] === 'request refused'), [{ status: 408, code: 'ERR_HTTP_REQUEST_TIMEOUT' }], 'the refusal is logged');
+});
+
+t.test('a body trickled in after complete headers gets a 408 at REQUEST_TIMEOUT_MS', async (t) => {
+  const stack = await startStack(t, { env: { ADMIN_TOKEN, HEADERS_TIMEOUT_MS: '100', REQUEST_TIMEOUT_MS: '300' } });
+  const body = JSON.stringify({ authorization: DEMO, queries: [TODAY] });
+  const head = `POST /admin/prewarm HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${ADMIN}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+  const { answer, ms, sent } = await trickle(stack, head, body, 5);
+  t.equal(answer.status, 408, 'a 408');
+  t.equal(errorOf(t, answer, 'the 408'), 'the request took too long to arrive');
+  t.ok(sent < body.length, `cut off after ${sent} of ${body.length} bytes of body`);
+  t.ok(ms >= 290 && ms < 1200, `at REQUEST_TIMEOUT_MS, not at HEADERS_TIMEOUT_MS (${Math.round(ms)} ms)`);
+  t.equal(stack.simulator.calls, 0, 'nothing was prewarmed');
+});
+
+t.test('a prewarm that waits on Deskie longer than CONNECTION_TIMEOUT_MS still gets its answer', async (t) => {
+  // The longest wait for one miss is 50 + 50 + 200 ms, so a connection may idle 301 ms;
+  // twelve queries four at a time, each 150 ms at Deskie, take longer with nothing sent.
+  const stack = await startStack(t, {
+    env: { ADMIN_TOKEN, UPSTREAM_QUEUE_MS: '50', PAGE_ALL_TIMEOUT_MS: '50', UPSTREAM_TIMEOUT_MS: '200', CONNECTION_TIMEOUT_MS: '301' },
+  });
+  t.equal((await stack.get(TODAY)).status, 200, 'Deskie knows the credential');
+  stack.simulator.set({ latencyMs: 150 });
+  const periods = ['yesterday', 'this_week', 'last_week', 'this_month', 'last_month', 'this_year', 'last_year', 'last_7_days', 'last_14_days', 'last_30_days', 'month_2', 'month_3'];
+  const started = performance.now();
+  const answer = await request(`${stack.proxyUrl}/admin/prewarm`, {
+    method: 'POST',
+    headers: { authorization: ADMIN, 'content-type': 'application/json' },
+    body: JSON.stringify({ authorization: DEMO, queries: periods.map((period) => `${LEADERBOARD}?period=${period}`) }),
+  });
+  const ms = performance.now() - started;
+  t.equal(answer.statusCode, 200, 'answered');
+  const { results } = (await answer.body.json()) as { results: Array<{ outcome: string }> };
+  t.same(results.map((result) => result.outcome), periods.map(() => 'miss'), 'every query fetched');
+  t.ok(ms > 301, `after longer than CONNECTION_TIMEOUT_MS (${Math.round(ms)} ms)`);
+});
