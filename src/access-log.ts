@@ -82,19 +82,19 @@ export class AccessLog {
     const ms = elapsedMs(request.raw);
     const { client } = request;
     if (query === undefined) {
-      this.#log.info({ reqId: request.id, client, method: request.method, route: routeOf(request), outcome, status, bytes, ms }, 'request');
+      this.#log.info({ reqId: request.id, client, method: request.method, route: routeOf(request), outcome, status, bytes, ms, ip: ipOf(request, status) }, 'request');
     } else if (query.hitPrefix !== null && this.#direct !== null && outcome === 'hit' && status === 200 && request.method === 'GET') {
       // A client token's name is one of the operator's (auth/clients.ts): nothing in it needs escaping.
       const named = client === undefined ? '"' : `","client":"${client}"`;
       this.#direct.stream.write(`{"level":${INFO},"time":${this.#time()}${query.hitPrefix}${request.id}${named},"bytes":${bytes},"ms":${decimal(ms)},"msg":"request"}\n`);
     } else {
-      this.#log.info({ ...query.fields, reqId: request.id, client, method: request.method, outcome, status, bytes, ms, upstreamMs }, 'request');
+      this.#log.info({ ...query.fields, reqId: request.id, client, method: request.method, outcome, status, bytes, ms, upstreamMs, ip: ipOf(request, status) }, 'request');
     }
   }
 
   /** Any other request: health, metrics, admin, docs, an unknown path. */
   other(request: FastifyRequest, status: number, bytes: number | undefined): void {
-    this.#log.info({ reqId: request.id, method: request.method, route: routeOf(request), status, bytes, ms: elapsedMs(request.raw) }, 'request');
+    this.#log.info({ reqId: request.id, method: request.method, route: routeOf(request), status, bytes, ms: elapsedMs(request.raw), ip: ipOf(request, status) }, 'request');
   }
 
   /** A request Node's HTTP parser refused before Fastify saw it. */
@@ -119,6 +119,13 @@ function decimal(ms: number): string {
 }
 /** pino's own names for a logger's serialised bindings and its destination (pino.symbols, public). */
 const { chindingsSym, streamSym } = pino.symbols;
+
+/**
+ * The client's address on a refused or failed answer, to trace a misbehaving
+ * client; answers that went well carry none. Fastify's `request.ip`: the
+ * peer's address, or with TRUST_PROXY the client X-Forwarded-For names.
+ */
+const ipOf = (request: FastifyRequest, status: number): string | undefined => (status >= 400 ? request.ip : undefined);
 
 /** The matched route's path (or the statistics route's name), or the requested path without its query when nothing matched. */
 function routeOf(request: FastifyRequest): string {

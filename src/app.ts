@@ -6,6 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { AccessLog } from './access-log.js';
 import { bearerMatcher, type BearerTokens } from './auth/bearer.js';
 import { authenticator, type Caller, readTokenFile, serviceTokens } from './auth/clients.js';
+import { authorizationOf } from './auth/header.js';
 import { ProxyMetrics } from './metrics.js';
 import { Readiness } from './readiness.js';
 import { requestIds } from './request-id.js';
@@ -73,6 +74,15 @@ const ROUTE_LIST = Object.values(ENDPOINTS)
 const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = { HPE_HEADER_OVERFLOW: 431, ERR_HTTP_REQUEST_TIMEOUT: 408 };
 
 /**
+ * How often Node looks for connections past HEADERS_TIMEOUT_MS or
+ * REQUEST_TIMEOUT_MS. Its default, 30 s, would let a slow loris keep a
+ * connection up to 30 s past the headers timeout; a tenth of that timeout,
+ * at most a second, enforces it promptly. Each look walks only the
+ * connections still sending a request.
+ */
+const connectionsCheckMs = (headersTimeoutMs: number): number => Math.min(1_000, Math.max(10, Math.ceil(headersTimeoutMs / 10)));
+
+/**
  * Answers a request the HTTP parser refused, in the JSON error shape, and
  * closes the connection. The error itself is not logged: it carries the raw
  * request bytes, credentials included.
@@ -92,7 +102,7 @@ function answerClientError(accessLog: AccessLog, error: Error & { code?: string 
     bytes = Buffer.byteLength(body);
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${bytes}\r\n` +
-        `Connection: close\r\n\r\n${body}`,
+        `X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
     );
   }
   accessLog.refused(status, error.code, bytes);
@@ -120,13 +130,22 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     routerOptions: { ignoreTrailingSlash: false, caseSensitive: true, querystringParser: parseQueryString },
     // The routes declare HEAD themselves (see routes/stats.ts).
     exposeHeadRoutes: false,
+    // X-Forwarded-For is a client's to write: believed only from the proxies TRUST_PROXY names.
+    trustProxy: typeof config.trustProxy === 'boolean' ? config.trustProxy : [...config.trustProxy],
+    // A slow client cannot hold a connection: its request line and headers,
+    // its whole request, an idle keep-alive connection and a connection
+    // without a byte either way each have a bound (config.ts says why each).
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: connectionsCheckMs(config.headersTimeoutMs) },
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    connectionTimeout: config.connectionTimeoutMs,
     // Requests Node's HTTP parser refuses before routing (oversized headers,
     // malformed request lines, slow clients) get the same error shape.
     clientErrorHandler: (error, socket) => answerClientError(accessLog, error, socket),
     // A URL Fastify cannot even route (bad percent-encoding) gets our error shape too.
     frameworkErrors: (error, request, reply) => {
       const body = errorBody(`the request could not be read: ${error.message}`);
-      (reply as FastifyReply).code(400).header('x-request-id', request.id).type(JSON_TYPE).send(body);
+      (reply as FastifyReply).code(400).header('x-request-id', request.id).header('x-content-type-options', 'nosniff').type(JSON_TYPE).send(body);
       accessLog.other(request, 400, Buffer.byteLength(body));
     },
   });
@@ -229,7 +248,9 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   // statistics routes do without (it costs a hit two listeners per response).
   app.register(async (ops) => {
     ops.addHook('onRequest', async (request, reply) => {
-      reply.header('x-request-id', request.id).header('cache-control', 'no-store');
+      reply.header('x-request-id', request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
+      // /metrics and /admin/ read request.headers.authorization, which holds only the first of several.
+      authorizationOf(request.raw);
     });
     ops.addHook('onResponse', async (request, reply) => {
       const length = reply.getHeader('content-length');
@@ -283,7 +304,13 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     const error = notFound(`no route ${request.method} ${request.url.split('?')[0]}; this server answers GET and HEAD on ${ROUTE_LIST}`);
     const body = errorBody(error.message);
     // no-store: a 404 is cacheable by default (RFC 9110 §15.5.5), and a route may exist tomorrow.
-    reply.code(error.statusCode).header('x-request-id', request.id).header('cache-control', 'no-store').type(JSON_TYPE).send(body);
+    reply
+      .code(error.statusCode)
+      .header('x-request-id', request.id)
+      .header('cache-control', 'no-store')
+      .header('x-content-type-options', 'nosniff')
+      .type(JSON_TYPE)
+      .send(body);
     accessLog.other(request, error.statusCode, Buffer.byteLength(body));
     return reply;
   });
@@ -307,7 +334,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     request: FastifyRequest,
     reply: FastifyReply,
   ): { reply: FastifyReply; bytes: number } {
-    reply.header('cache-control', 'no-store').header('x-request-id', request.id);
+    reply.header('cache-control', 'no-store').header('x-request-id', request.id).header('x-content-type-options', 'nosniff');
     const send = (status: number, body: string | Buffer, type: string = JSON_TYPE) => ({
       reply: reply.code(status).type(type).send(body),
       bytes: typeof body === 'string' ? Buffer.byteLength(body) : body.length,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { IANAZone, type DurationLike } from 'luxon';
 import Type, { type Static, type TSchema } from 'typebox';
@@ -36,6 +37,31 @@ export const DEFAULT_AUTH_RECHECK_SECONDS = 600;
  * the 503 and stop sending, short enough to fit `docker stop`'s 10 s.
  */
 export const DEFAULT_SHUTDOWN_DRAIN_SECONDS = 5;
+/**
+ * A dashboard sends its request line and headers in milliseconds; 10 s
+ * leaves room for a poor link, and a client that trickles them (slow loris)
+ * holds its connection 10 s rather than Node's 60.
+ */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+/**
+ * The whole request, headers and body. Only POST /admin/prewarm has a body
+ * (at most 1 MiB); Fastify leaves this off, so a body trickled in byte by
+ * byte would hold its connection without end.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * An idle connection between requests. Longer than the idle timeout of
+ * common load balancers (AWS ALB's 60 s), so the balancer closes first and
+ * never sends a request on a connection this server is closing (Fastify's
+ * default, for the same reason); dashboards polling every few seconds keep theirs.
+ */
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 72_000;
+/**
+ * How much longer than the longest wait for Deskie a connection may go
+ * without a byte in either direction, when CONNECTION_TIMEOUT_MS is not set:
+ * a miss waits that long with nothing sent, and its answer still goes out.
+ */
+export const CONNECTION_TIMEOUT_MARGIN_MS = 10_000;
 
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -77,6 +103,11 @@ const EnvSchema = Type.Object({
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
+  HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_HEADERS_TIMEOUT_MS }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_REQUEST_TIMEOUT_MS }),
+  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_KEEP_ALIVE_TIMEOUT_MS }),
+  CONNECTION_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 type Env = Static<typeof EnvSchema>;
 
@@ -163,6 +194,16 @@ export interface Config {
   readonly lifetimes: Lifetimes;
   /** Query names the operator allows besides the documented ones. */
   readonly extraParameters: ReadonlySet<string>;
+  /** Whose X-Forwarded-For is believed: nobody (false), any peer (true), or peers at these addresses and ranges. */
+  readonly trustProxy: boolean | readonly string[];
+  /** How long a client may take to send a request's line and headers. */
+  readonly headersTimeoutMs: number;
+  /** How long a client may take to send a whole request, body included. */
+  readonly requestTimeoutMs: number;
+  /** How long a connection may stay open idle between requests. */
+  readonly keepAliveTimeoutMs: number;
+  /** How long a connection may go without a byte in either direction; longer than any wait for Deskie. */
+  readonly connectionTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -189,6 +230,19 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     throw new ConfigError(
       `UPSTREAM_CONCURRENCY (${vars.UPSTREAM_CONCURRENCY}) must not exceed UPSTREAM_CONNECTIONS (${vars.UPSTREAM_CONNECTIONS}): ` +
         'a call must never wait for a connection after its turn came',
+    );
+  }
+  if (vars.HEADERS_TIMEOUT_MS > vars.REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(
+      `HEADERS_TIMEOUT_MS (${vars.HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${vars.REQUEST_TIMEOUT_MS}): the headers are part of the request`,
+    );
+  }
+  // The same wait server.ts allows requests in flight on shutdown.
+  const longestUpstreamWaitMs = vars.UPSTREAM_QUEUE_MS + vars.PAGE_ALL_TIMEOUT_MS + vars.UPSTREAM_TIMEOUT_MS;
+  if (vars.CONNECTION_TIMEOUT_MS !== undefined && vars.CONNECTION_TIMEOUT_MS <= longestUpstreamWaitMs) {
+    throw new ConfigError(
+      `CONNECTION_TIMEOUT_MS (${vars.CONNECTION_TIMEOUT_MS}) must exceed UPSTREAM_QUEUE_MS + PAGE_ALL_TIMEOUT_MS + UPSTREAM_TIMEOUT_MS ` +
+        `(${longestUpstreamWaitMs}): a miss waits that long for Deskie with nothing sent on its connection`,
     );
   }
   const file = readConfigFile(vars, cwd);
@@ -226,6 +280,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     metricsToken: vars.METRICS_TOKEN,
     lifetimes: lifetimesWith(file.ttlSeconds ?? {}),
     extraParameters: new Set(file.extraParameters ?? []),
+    trustProxy: vars.TRUST_PROXY === undefined ? false : trustedProxies(vars.TRUST_PROXY),
+    headersTimeoutMs: vars.HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: vars.REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: vars.KEEP_ALIVE_TIMEOUT_MS,
+    connectionTimeoutMs: vars.CONNECTION_TIMEOUT_MS ?? longestUpstreamWaitMs + CONNECTION_TIMEOUT_MARGIN_MS,
   });
 }
 
@@ -361,6 +420,36 @@ function readSecretFile(path: string, cwd: string): string {
   } catch (error) {
     throw new ConfigError(`DESKIE_API_KEY_FILE ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
+}
+
+/** Names Fastify (@fastify/proxy-addr) takes for well-known ranges. */
+const NAMED_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/**
+ * TRUST_PROXY as Fastify's `trustProxy` takes it: `true` (any peer), `false`,
+ * or addresses and CIDR ranges, comma-separated. Not a hop count: Fastify (5.12)
+ * trusts no proxy for one (it cannot check the address the request came from,
+ * so a client could write its own X-Forwarded-For), and a setting that
+ * silently does nothing is worse than a refusal.
+ */
+function trustedProxies(value: string): boolean | readonly string[] {
+  if (value === 'true' || value === 'false') return value === 'true';
+  const accepted = 'true, or addresses and CIDR ranges of the proxies in front, comma-separated (such as 10.0.0.0/8,127.0.0.1, or loopback, linklocal, uniquelocal)';
+  if (/^\d+$/.test(value)) {
+    throw new ConfigError(`TRUST_PROXY takes ${accepted}; not a hop count, which Fastify ignores because it cannot tell a proxy from a client; got ${JSON.stringify(value)}`);
+  }
+  const entries = value.split(',').map((entry) => entry.trim());
+  for (const entry of entries) {
+    if (NAMED_RANGES.includes(entry)) continue;
+    const [address = '', prefix, ...rest] = entry.split('/');
+    const family = isIP(address);
+    const bits = family === 4 ? 32 : 128;
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) >= 1 && Number(prefix) <= bits);
+    if (family === 0 || !prefixOk || rest.length > 0) {
+      throw new ConfigError(`TRUST_PROXY takes ${accepted}; ${JSON.stringify(entry)} is neither an address nor a range`);
+    }
+  }
+  return Object.freeze(entries);
 }
 
 function readConfigFile(vars: Env, cwd: string): ConfigFile {

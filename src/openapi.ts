@@ -213,7 +213,8 @@ function info(): Readonly<Record<string, unknown>> {
       'parameters and credentials, from a cache that knows when each period changes, and adds dashboard-ready formats. ' +
       'Every error is `{"status":"error","error":"<what is wrong, and what is accepted>"}`, except an answer of Deskie ' +
       "passed through as it came; any other path is a 404 in that shape. Request and response headers follow RFC 9110 " +
-      'and RFC 9111; `Cache-Status` is RFC 9211.',
+      'and RFC 9111; `Cache-Status` is RFC 9211. Every answer carries `X-Content-Type-Options: nosniff`; a request with ' +
+      'more than one `Authorization` header, or one over 4096 bytes, is a 400 on every route that reads it.',
   };
 }
 
@@ -408,6 +409,8 @@ const HEADERS: Readonly<Record<string, Header>> = {
   Vary: header('The answer depends on the format asked for, the coding and the credential.', 'Accept, Accept-Encoding, Authorization'),
   'X-Request-Id': header('The request id: the client’s when well-formed, otherwise one made here. Also in the access log.'),
   'Content-Encoding': header(`\`br\` or \`gzip\` when Accept-Encoding asked for it (one of ${CODINGS.join(', ')}).`),
+  'Content-Disposition': header('CSV only: a file to save, named after the endpoint.', 'attachment; filename="stats_leaderboard.csv"'),
+  'X-Content-Type-Options': header('`nosniff`: the content type is to be taken as sent.', 'nosniff'),
   'Retry-After': header('Seconds until a call to Deskie may go out.', '30'),
   'WWW-Authenticate': header('The challenge: `Basic realm="deskie-stats-proxy"` for the statistics routes (`Bearer` in service mode), `Bearer` for /metrics and /admin.'),
 };
@@ -418,10 +421,10 @@ function headers(...names: Array<keyof typeof HEADERS & string>): Record<string,
 }
 
 /** The headers of every statistics answer, 200 and 304. */
-const ANSWER_HEADERS = ['Cache-Status', 'ETag', 'Cache-Control', 'Age', 'Last-Modified', 'Vary', 'X-Request-Id'] as const;
+const ANSWER_HEADERS = ['Cache-Status', 'ETag', 'Cache-Control', 'Age', 'Last-Modified', 'Vary', 'X-Request-Id', 'X-Content-Type-Options'] as const;
 
 const ERROR_STATUSES: Readonly<Record<string, string>> = {
-  400: 'A query the validator refuses (an unknown parameter, a bad value, a parameter given twice, a custom range out of bounds), named in `error`; Deskie is not called.',
+  400: 'A query the validator refuses (an unknown parameter, a bad value, a parameter given twice, a custom range out of bounds), named in `error`, or more than one Authorization header, or one over 4096 bytes; Deskie is not called.',
   401: 'No HTTP Basic credentials, or in service mode no valid client token (Deskie is not called); or Deskie refused the credentials (its own answer, passed through and remembered for AUTH_FAILURE_TTL_SECONDS).',
   403: "Deskie refused the credential for this data: Deskie's own answer, passed through.",
   404: "Deskie's own 404, passed through (this server's own 404 answers paths it does not serve).",
@@ -439,6 +442,7 @@ function errorHeaders(status: string): Record<string, Reference> {
   return headers(
     'Cache-Control',
     'X-Request-Id',
+    'X-Content-Type-Options',
     ...(status === '400' || status === '414' || status === '500' ? [] : (['Cache-Status'] as const)),
     ...(status === '401' ? (['WWW-Authenticate'] as const) : []),
     ...(status === '429' || status === '503' ? (['Retry-After'] as const) : []),
@@ -460,7 +464,7 @@ function statsResponses(endpoint: EndpointSpec, head: boolean): Record<string, R
     description:
       'The answer, from the cache or from Deskie. JSON for `normalized`, `raw` (Deskie\'s content type) and `rows`; ' +
       `${CSV_MEDIA} for \`csv\` (a header row, CRLF line ends, empty cells for null, formula-like text prefixed with \`'\`).`,
-    headers: headers(...ANSWER_HEADERS, 'Content-Encoding'),
+    headers: headers(...ANSWER_HEADERS, 'Content-Encoding', 'Content-Disposition'),
     ...(head
       ? {}
       : {

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { basename } from 'node:path/posix';
 import { brotliCompressSync, constants as zlib, gunzipSync, gzipSync } from 'node:zlib';
 import { DateTime } from 'luxon';
-import type { EndpointName } from '../deskie/endpoints.js';
+import { type EndpointName, ENDPOINTS } from '../deskie/endpoints.js';
 import { asObject, normalizeBody } from '../deskie/fields.js';
 import { toCsv } from './csv.js';
 import { type Coding, CSV_TYPE, describeVariant, JSON_TYPE, type Rendering, type Variant } from './representations.js';
@@ -15,6 +16,8 @@ export interface Representation {
   readonly contentType: string;
   /** Content-Encoding to send, or undefined for identity. */
   readonly contentEncoding: 'gzip' | 'br' | undefined;
+  /** Content-Disposition to send (CSV is a file to save), or undefined. */
+  readonly contentDisposition: string | undefined;
   /** Strong validator, distinct per entry (URL and credential), variant and bytes. */
   readonly etag: string;
 }
@@ -41,6 +44,15 @@ export interface SourceWindow {
 }
 
 const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/**
+ * CSV is saved as a file named after Deskie's endpoint (`stats_leaderboard.csv`,
+ * RFC 6266), whatever the period: one value per endpoint, made once and
+ * shared by every representation.
+ */
+const CSV_DISPOSITION: Readonly<Record<EndpointName, string>> = Object.fromEntries(
+  Object.values(ENDPOINTS).map((endpoint) => [endpoint.name, `attachment; filename="${basename(endpoint.path, '.json')}.csv"`]),
+) as Record<EndpointName, string>;
 /**
  * Brotli's quality 5 compresses a leaderboard in about the time gzip takes
  * and a tenth smaller; its default (11) takes fifty times longer.
@@ -99,12 +111,13 @@ export function withOwnedBytes(
  */
 export function renderVariant(source: AnswerSource, entryTag: string, variant: Variant, parsed?: unknown): Representation {
   const { rendering, coding } = describeVariant(variant);
-  if (rendering === 'raw' && coding === 'gzip') return represent(source.gzipped, source.contentType, 'gzip', entryTag, variant);
+  if (rendering === 'raw' && coding === 'gzip') return represent(source.gzipped, source.contentType, 'gzip', undefined, entryTag, variant);
   const [identity, contentType] = renderIdentity(source, rendering, parsed);
+  const disposition = rendering === 'csv' || rendering === 'csv+bom' ? CSV_DISPOSITION[source.endpoint] : undefined;
   const coded = encode(identity, coding);
   return coded.length < identity.length
-    ? represent(coded, contentType, coding === 'identity' ? undefined : coding, entryTag, variant)
-    : represent(identity, contentType, undefined, entryTag, variant);
+    ? represent(coded, contentType, coding === 'identity' ? undefined : coding, disposition, entryTag, variant)
+    : represent(identity, contentType, undefined, disposition, entryTag, variant);
 }
 
 function renderIdentity(source: AnswerSource, rendering: Rendering, parsed: unknown): [Buffer, string] {
@@ -129,7 +142,14 @@ function encode(identity: Buffer, coding: Coding): Buffer {
   return identity;
 }
 
-function represent(body: Buffer, contentType: string, contentEncoding: Representation['contentEncoding'], entryTag: string, variant: Variant): Representation {
+function represent(
+  body: Buffer,
+  contentType: string,
+  contentEncoding: Representation['contentEncoding'],
+  contentDisposition: string | undefined,
+  entryTag: string,
+  variant: Variant,
+): Representation {
   const digest = createHash('sha256').update(entryTag).update('\0').update(String(variant)).update('\0').update(body).digest('base64url');
-  return { variant, body, contentType, contentEncoding, etag: `"${digest.slice(0, 27)}"` };
+  return { variant, body, contentType, contentEncoding, contentDisposition, etag: `"${digest.slice(0, 27)}"` };
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import type { AccessLog, QueryLog } from '../access-log.js';
+import { authorizationOf } from '../auth/header.js';
 import { answerCacheStatus, flat } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { renderedVariant } from '../cache/store.js';
@@ -75,7 +76,7 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, 
     const checked = new WeakMap<object, CheckedQuery>();
     // Not async: a hit is answered in the same turn, with no promise made.
     const handler: RouteHandlerMethod = (request, reply) => {
-      const caller = authenticate(request.headers.authorization);
+      const caller = authenticate(authorizationOf(request.raw));
       if (caller.client !== undefined) {
         request.client = caller.client;
         metrics.countClient(caller.client);
@@ -155,13 +156,15 @@ function sendAnswer(
     // Accept can pick CSV and Accept-Encoding a coding; Authorization picks the partition,
     // so a client cache must not reuse one credential's answer (or validator) for another.
     .header('vary', 'Accept, Accept-Encoding, Authorization')
-    .header('x-request-id', request.id);
+    .header('x-request-id', request.id)
+    .header('x-content-type-options', 'nosniff');
   let status = 200;
   if (notModified(request, representation.etag, answer.fetchedAtMs)) {
     status = 304;
     reply.code(304).send();
   } else {
     if (representation.contentEncoding !== undefined) reply.header('content-encoding', representation.contentEncoding);
+    if (representation.contentDisposition !== undefined) reply.header('content-disposition', representation.contentDisposition);
     reply.type(representation.contentType).send(representation.body);
   }
   // Counted and logged once written: a hit's whole answer went out in send().

@@ -58,7 +58,7 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     await store.fetch('k', async () => answer('grows', now(), 10_000));
     const held = store.get('k') as CachedAnswer;
     const before = store.bytes;
-    held.variants.push({ variant: 0, body: Buffer.alloc(5_000), contentType: 'application/json', contentEncoding: undefined, etag: '"v"' });
+    held.variants.push({ variant: 0, body: Buffer.alloc(5_000), contentType: 'application/json', contentEncoding: undefined, contentDisposition: undefined, etag: '"v"' });
     store.resize(held);
     t.ok(store.bytes >= before + 5_000, `${before} bytes, then ${store.bytes}`);
     t.equal(store.get('k'), held, 'the same answer is held');
@@ -82,7 +82,7 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     });
     const held = store.get('k') as CachedAnswer;
     const before = store.bytes;
-    held.variants.push({ variant: 0, body: Buffer.alloc(5_000), contentType: 'application/json', contentEncoding: undefined, etag: '"v"' });
+    held.variants.push({ variant: 0, body: Buffer.alloc(5_000), contentType: 'application/json', contentEncoding: undefined, contentDisposition: undefined, etag: '"v"' });
     store.resize(held);
     release();
     await t.rejects(failing, /deskie is down/, 'the load ran to its end');
