@@ -1,17 +1,20 @@
 import t from 'tap';
-import { capturedLog } from './helpers/log.js';
-import { OTHER, startStack, until } from './helpers/stack.js';
+import { capturedLog, everyCapturedLine } from './helpers/log.js';
+import { DEMO, OTHER, startStack, until } from './helpers/stack.js';
 
 const TODAY = '/api/stats_leaderboard.json?period=today';
 const MONTH = '/api/stats_leaderboard.json?period=this_month';
 const RECHECK_SECONDS = 60;
 const ENV = { AUTH_RECHECK_SECONDS: String(RECHECK_SECONDS), AUTH_FAILURE_TTL_SECONDS: '30' };
 
+/** Every stack logs at trace into everyCapturedLine, which the last test greps for the credentials used. */
+const traced = () => ({ env: ENV, logger: capturedLog('trace').logger });
+
 const entries = async (stack: Awaited<ReturnType<typeof startStack>>): Promise<number> =>
   (JSON.parse((await stack.get('/healthz', { authorization: null })).text) as { entries: number }).entries;
 
 t.test('a key revoked in Deskie stops getting cached answers within AUTH_RECHECK_SECONDS, and its entries are dropped', async (t) => {
-  const { logger, lines } = capturedLog();
+  const { logger, lines } = capturedLog('trace');
   const stack = await startStack(t, { env: ENV, logger });
   await stack.get(TODAY);
   await stack.get(MONTH);
@@ -49,7 +52,7 @@ t.test('a key revoked in Deskie stops getting cached answers within AUTH_RECHECK
 });
 
 t.test('past the recheck time a fresh entry is refreshed once for everyone waiting, then served from the cache again', async (t) => {
-  const stack = await startStack(t, { env: ENV });
+  const stack = await startStack(t, traced());
   const first = await stack.get(MONTH);
   stack.clock.advance(RECHECK_SECONDS * 1000);
   stack.simulator.changeNumbers();
@@ -70,7 +73,7 @@ t.test('past the recheck time a fresh entry is refreshed once for everyone waiti
 });
 
 t.test('when Deskie cannot answer the recheck, the fresh entry answers and says why', async (t) => {
-  const stack = await startStack(t, { env: ENV });
+  const stack = await startStack(t, traced());
   await stack.get(MONTH);
   stack.clock.advance(RECHECK_SECONDS * 1000);
   stack.simulator.set({ fault: 'error500' });
@@ -83,7 +86,7 @@ t.test('when Deskie cannot answer the recheck, the fresh entry answers and says 
 });
 
 t.test('the credential recheck is per credential: one call renews it for all its entries', async (t) => {
-  const stack = await startStack(t, { env: ENV });
+  const stack = await startStack(t, traced());
   await stack.get(MONTH);
   await stack.get('/api/stats_satisfaction.json?period=this_month');
   stack.clock.advance(RECHECK_SECONDS * 1000);
@@ -92,4 +95,11 @@ t.test('the credential recheck is per credential: one call renews it for all its
   const satisfaction = await stack.get('/api/stats_satisfaction.json?period=this_month');
   t.match(satisfaction.headers['cache-status'], /; hit;/, "another entry of the same credential is a hit: Deskie has just accepted it");
   t.equal(stack.simulator.calls, 3);
+});
+
+t.test('no credential these tests used appears in any log line, the refusals and drops included', async (t) => {
+  t.ok(everyCapturedLine.length > 20, `lines were captured (${everyCapturedLine.length})`);
+  for (const secret of [DEMO.slice('Basic '.length), OTHER.slice('Basic '.length), 'other@example.com:secret', 'demo@example.com:demo']) {
+    t.notOk(everyCapturedLine.some((line) => line.includes(secret)), `${secret.slice(0, 4)}… appears in no line`);
+  }
 });

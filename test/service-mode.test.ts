@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { request } from 'undici';
 import { startServer } from '../src/server.js';
 import { startSimulator } from '../src/simulator/index.js';
-import { capturedLog } from './helpers/log.js';
+import { capturedLog, everyCapturedLine } from './helpers/log.js';
 import { DEMO, type Stack, startStack, until } from './helpers/stack.js';
 
 const TODAY = '/api/stats_leaderboard.json?period=today';
@@ -23,8 +23,8 @@ const ADMIN_TOKEN = 'admin-token-0123456789';
 /** Every secret these tests use: none may appear in any log line. */
 const SECRETS = [SERVICE_KEY, SERVICE_BASIC.slice('Basic '.length), WALL, LAPTOP, KIOSK, ADMIN_TOKEN, DEMO.slice('Basic '.length)];
 
-/** Every line logged in this file, at trace: the last test greps them all for secrets. */
-const allLines: string[] = [];
+/** Lines of the servers this file starts itself (the stacks' lines are in everyCapturedLine): the last test greps them all. */
+const serverLines: string[] = [];
 
 const bearer = (token: string): string => `Bearer ${token}`;
 const SERVICE_ENV = { DESKIE_EMAIL: SERVICE_EMAIL, DESKIE_API_KEY: SERVICE_KEY, ADMIN_TOKEN };
@@ -32,9 +32,6 @@ const USERS = { [SERVICE_EMAIL]: SERVICE_KEY, 'demo@example.com': 'demo' };
 
 async function serviceStack(t: Test, env: Record<string, string> = { PROXY_TOKENS: `wall:${WALL},laptop:${LAPTOP}` }) {
   const { logger, lines } = capturedLog('trace');
-  t.teardown(() => {
-    allLines.push(...lines.map((line) => JSON.stringify(line)));
-  });
   const stack = await startStack(t, { logger, env: { ...SERVICE_ENV, ...env }, simulator: { users: USERS } });
   return { stack, lines };
 }
@@ -151,7 +148,7 @@ t.test('the token file is read again on SIGHUP: a new token works, a removed one
     },
   });
   t.teardown(() => {
-    allLines.push(...lines);
+    serverLines.push(...lines);
   });
   const { app, stop } = await startServer(
     { PORT: '0', HOST: '127.0.0.1', DESKIE_URL: simulator.url, ...SERVICE_ENV, PROXY_TOKENS_FILE: file, LOG_LEVEL: 'trace', SHUTDOWN_DRAIN_SECONDS: '0' },
@@ -198,6 +195,7 @@ t.test('the API description names the scheme the statistics routes take in each 
 });
 
 t.test('no secret these tests used appears in any log line', async (t) => {
+  const allLines = [...everyCapturedLine, ...serverLines];
   t.ok(allLines.length > 40, `lines were captured (${allLines.length})`);
   for (const secret of SECRETS) {
     t.notOk(
