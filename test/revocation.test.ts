@@ -1,6 +1,6 @@
 import t from 'tap';
 import { capturedLog, everyCapturedLine } from './helpers/log.js';
-import { DEMO, OTHER, startStack, until } from './helpers/stack.js';
+import { DEMO, OTHER, settled, startStack, until } from './helpers/stack.js';
 
 const TODAY = '/api/stats_leaderboard.json?period=today';
 const MONTH = '/api/stats_leaderboard.json?period=this_month';
@@ -22,13 +22,14 @@ t.test('a key revoked in Deskie stops getting cached answers within AUTH_RECHECK
   t.equal(stack.simulator.calls, 3);
   stack.simulator.revoke('demo@example.com');
 
-  stack.clock.advance((RECHECK_SECONDS - 1) * 1000);
+  stack.clock.advance(RECHECK_SECONDS * 500);
   const within = await stack.get(MONTH);
-  t.equal(within.status, 200, 'within the recheck time a cached answer is still served (the bound the setting sets)');
+  t.equal(within.status, 200, 'well within the recheck time a cached answer is still served (the bound the setting sets)');
   t.match(within.headers['cache-status'], /; hit;/);
-  t.equal(stack.simulator.calls, 3);
+  await settled(stack);
+  t.equal(stack.simulator.calls, 3, 'and Deskie is not asked');
 
-  stack.clock.advance(1000);
+  stack.clock.advance(RECHECK_SECONDS * 1000);
   const rechecked = await stack.get(MONTH);
   t.equal(rechecked.status, 401, "past it, the request goes to Deskie and gets Deskie's 401");
   t.notMatch(rechecked.text, /staff/, 'and no data');
@@ -40,8 +41,8 @@ t.test('a key revoked in Deskie stops getting cached answers within AUTH_RECHECK
   );
 
   const today = await stack.get(TODAY);
-  t.equal(today.status, 401, 'its other query, fresh a minute ago, gets no data either');
-  t.equal(stack.simulator.calls, 4, "answered from the remembered refusal, without a call");
+  t.equal(today.status, 401, 'its other query, fresh until now, gets no data either');
+  t.equal(stack.simulator.calls, 4, 'answered from the remembered refusal, without a call');
   stack.clock.advance(31_000);
   t.equal((await stack.get(TODAY)).status, 401, 'after the refusal is forgotten, Deskie is asked again: there is no entry to serve');
   t.equal(stack.simulator.calls, 5);
@@ -49,6 +50,21 @@ t.test('a key revoked in Deskie stops getting cached answers within AUTH_RECHECK
   const other = await stack.get(MONTH, { authorization: OTHER });
   t.equal(other.status, 200, 'another credential is not affected');
   t.match(other.headers['cache-status'], /fwd=request; stored/, 'its own recheck came due and was made');
+});
+
+t.test('a credential in use is rechecked in the background before it is due, so its dashboards never wait for it', async (t) => {
+  const stack = await startStack(t, traced());
+  await stack.get(MONTH);
+  await stack.get(TODAY);
+  stack.simulator.revoke('demo@example.com');
+  stack.clock.advance(RECHECK_SECONDS * 900);
+  const hit = await stack.get(MONTH);
+  t.equal(hit.status, 200, 'in the last fifth of the recheck time a request is still answered at once');
+  t.match(hit.headers['cache-status'], /; hit;/);
+  await settled(stack);
+  t.equal(stack.simulator.calls, 3, 'while one background call rechecks the credential');
+  t.equal((await stack.get(TODAY)).status, 401, "Deskie's refusal took effect before the recheck time was up");
+  t.equal(await entries(stack), 0, 'and the entries are gone');
 });
 
 t.test('past the recheck time a fresh entry is refreshed once for everyone waiting, then served from the cache again', async (t) => {
@@ -72,7 +88,7 @@ t.test('past the recheck time a fresh entry is refreshed once for everyone waiti
   t.equal(stack.simulator.calls, 2);
 });
 
-t.test('when Deskie cannot answer the recheck, the fresh entry answers and says why', async (t) => {
+t.test('when Deskie cannot answer the recheck, the fresh entry answers, says why, and the next try waits 30 s', async (t) => {
   const stack = await startStack(t, traced());
   await stack.get(MONTH);
   stack.clock.advance(RECHECK_SECONDS * 1000);
@@ -80,9 +96,40 @@ t.test('when Deskie cannot answer the recheck, the fresh entry answers and says 
   const answer = await stack.get(MONTH);
   t.equal(answer.status, 200, 'a Deskie that does not answer cannot revoke anything: the entry still answers');
   t.match(answer.headers['cache-status'], /^deskie-stats-proxy; fwd=request; fwd-status=500; detail=\S+; ttl=\d+$/, 'Cache-Status says the recheck failed');
+  const callsAfterFailure = stack.simulator.calls;
+  for (let poll = 0; poll < 5; poll++) {
+    stack.clock.advance(5_000);
+    t.match((await stack.get(MONTH)).headers['cache-status'], /; hit;/, `poll ${poll + 1} within 30 s of the failure is a hit`);
+  }
+  await settled(stack);
+  t.ok(stack.simulator.calls <= callsAfterFailure + 1, 'and at most one background try went to Deskie meanwhile, not one per poll');
   stack.simulator.set({ fault: 'none' });
   stack.simulator.revoke('demo@example.com');
+  stack.clock.advance(6_000);
+  await stack.get(MONTH);
+  await settled(stack);
   t.equal((await stack.get(MONTH)).status, 401, 'once Deskie answers again, the revocation takes effect');
+});
+
+t.test('a 200 for a call sent before the refusal neither stores its answer nor accepts the credential again', async (t) => {
+  const stack = await startStack(t, traced());
+  await stack.get(TODAY);
+  stack.simulator.hold();
+  const slow = stack.get(MONTH);
+  await until(() => stack.simulator.held === 1);
+  // The held call was let in while the key was valid; Deskie refuses the next one, answered at once.
+  stack.simulator.revoke('demo@example.com');
+  stack.simulator.stopHolding();
+  stack.clock.advance(RECHECK_SECONDS * 1000);
+  const today = await stack.get(TODAY);
+  stack.simulator.release();
+  const month = await slow;
+  t.equal(today.status, 401);
+  t.equal(month.status, 401, 'the answer that arrived after the refusal is not served');
+  t.equal(await entries(stack), 0, 'nor stored');
+  const again = await stack.get(MONTH);
+  t.equal(again.status, 401, 'and the credential stays refused');
+  t.match(again.headers['cache-status'], /remembered-401/, 'answered from the remembered refusal, without a call');
 });
 
 t.test('the credential recheck is per credential: one call renews it for all its entries', async (t) => {

@@ -16,6 +16,28 @@ const REMEMBERED_CREDENTIALS = 1024;
 const ACCEPTED_CREDENTIALS = 10_000;
 /** Refusals remembered: credentials Deskie refused, `page=all` queries too large to merge. */
 const REMEMBERED_REFUSALS = 10_000;
+/**
+ * The last part of AUTH_RECHECK_SECONDS in which a hit starts one background
+ * call for the credential (a refresh of the entry hit) and is answered at
+ * once: a credential in use is rechecked before it is due, and its
+ * dashboards never wait for the recheck.
+ */
+const RECHECK_AHEAD = 0.2;
+/**
+ * After a recheck Deskie could not answer (down, timing out, or the budget
+ * held the call back), how long the credential is answered from the cache
+ * before the next try: one call in this time rather than one per request.
+ */
+const RECHECK_RETRY_MS = 30_000;
+
+/** How far a credential's acceptance by Deskie lets the cache answer it. */
+const enum Standing {
+  Accepted,
+  /** Accepted, but a recheck should start now (RECHECK_AHEAD). */
+  DueSoon,
+  /** Not accepted within AUTH_RECHECK_SECONDS: Deskie must be asked first. */
+  Due,
+}
 
 export interface CachedStatsOptions {
   readonly store: AnswerStore;
@@ -81,6 +103,14 @@ export class CachedStats {
    * limited to the new-credential share.
    */
   readonly #accepted = new LRUCache<string, number>({ max: ACCEPTED_CREDENTIALS });
+  /** Partitions whose recheck Deskie could not answer: answered from the cache until then (RECHECK_RETRY_MS). */
+  readonly #recheckRetryAt = new LRUCache<string, number>({ max: ACCEPTED_CREDENTIALS });
+  /** Partitions with a recheck ahead under way: one at a time each. */
+  readonly #recheckingAhead = new Set<string>();
+  /** Refusals of credentials so far, numbering them: a call tells by it whether its credential was refused while it ran. */
+  #credentialRefusals = 0;
+  /** Each refused partition's latest refusal: its number and Deskie's answer. */
+  readonly #refusedLast = new LRUCache<string, { readonly number: number; readonly error: UpstreamAnswer }>({ max: ACCEPTED_CREDENTIALS });
   readonly #refusals = new LRUCache<string, Refusal>({ max: REMEMBERED_REFUSALS });
   /** Entries a refresh has been started for: one per entry, and none again after it failed. */
   readonly #refreshStarted = new WeakSet<CachedAnswer>();
@@ -123,7 +153,8 @@ export class CachedStats {
     }
     const { key } = known;
     const held = this.#options.store.get(key);
-    if (held !== undefined && nowMs < held.expiresAtMs && this.#acceptedLately(partition, nowMs)) {
+    const standing = held !== undefined && nowMs < held.expiresAtMs ? this.#standing(partition, nowMs) : Standing.Due;
+    if (held !== undefined && standing !== Standing.Due) {
       const gapMs = nowMs - held.lastAskedAtMs;
       if (gapMs > held.longestGapMs) held.longestGapMs = gapMs;
       held.lastAskedAtMs = nowMs;
@@ -133,7 +164,9 @@ export class CachedStats {
       // it expired. Refreshing earlier costs Deskie calls for nothing: a
       // 5-minute entry refreshed 30 s early makes 11% more calls. Never
       // before refreshAtMs, so keys polled rarely still refresh ahead.
-      if (nowMs >= held.refreshAtMs && nowMs + Math.max(held.longestGapMs, held.previousGapMs) >= held.expiresAtMs) {
+      if (standing === Standing.DueSoon) {
+        this.#recheckAhead(key, query, authorization, partition, held);
+      } else if (nowMs >= held.refreshAtMs && nowMs + Math.max(held.longestGapMs, held.previousGapMs) >= held.expiresAtMs) {
         this.#refreshAhead(key, query, authorization, partition, held);
       }
       return { answer: held, outcome: 'hit', stored: true };
@@ -141,10 +174,20 @@ export class CachedStats {
     return this.#fetch(key, query, authorization, partition, held, nowMs, variant, priority);
   }
 
-  /** Whether Deskie accepted the partition's credential within authRecheckMs (or at a time the clock has since gone back past). */
-  #acceptedLately(partition: string, nowMs: number): boolean {
+  /**
+   * How the partition's credential stands: accepted by Deskie within
+   * authRecheckMs (due a recheck ahead in its last part), or due. A clock
+   * set back before the acceptance makes it due: the time since is unknown.
+   */
+  #standing(partition: string, nowMs: number): Standing {
     const acceptedAtMs = this.#accepted.peek(partition);
-    return acceptedAtMs !== undefined && nowMs - acceptedAtMs < this.#options.authRecheckMs;
+    if (acceptedAtMs === undefined || nowMs < acceptedAtMs) return Standing.Due;
+    const { authRecheckMs } = this.#options;
+    const sinceMs = nowMs - acceptedAtMs;
+    if (sinceMs < authRecheckMs * (1 - RECHECK_AHEAD)) return Standing.Accepted;
+    if (sinceMs < authRecheckMs) return Standing.DueSoon;
+    const retryAtMs = this.#recheckRetryAt.peek(partition);
+    return retryAtMs !== undefined && nowMs < retryAtMs ? Standing.DueSoon : Standing.Due;
   }
 
   /**
@@ -181,6 +224,7 @@ export class CachedStats {
       return rechecked ? { ...result, rechecked } : result;
     } catch (error) {
       const detail = upstreamFailureOf(error);
+      if (rechecked && detail !== undefined) this.#recheckRetryAt.set(partition, clock() + RECHECK_RETRY_MS);
       if (detail === undefined || held === undefined || clock() >= held.keepUntilMs) throw error;
       const status = error instanceof UpstreamAnswer ? error.statusCode : undefined;
       return { answer: held, outcome: 'stale', stored: true, failure: { detail, status }, rechecked };
@@ -193,16 +237,30 @@ export class CachedStats {
     await Promise.allSettled([...this.#refreshes]);
   }
 
-  #call(authorization: string, partition: string, priority: UpstreamCall['priority'], held: CachedAnswer | undefined): UpstreamCall {
+  /**
+   * A call for the partition's credential. Deskie's 200 accepts the
+   * credential as of when the call was made, unless Deskie refused it while
+   * the call ran: a refusal is newer news than a call sent before it.
+   */
+  #call(authorization: string, partition: string, priority: UpstreamCall['priority'], held: CachedAnswer | undefined): CredentialCall {
+    const refusalsBefore = this.#credentialRefusals;
+    const madeAtMs = this.#options.clock();
+    const refusedSince = (): UpstreamAnswer | undefined => {
+      const last = this.#refusedLast.peek(partition);
+      return last !== undefined && last.number > refusalsBefore ? last.error : undefined;
+    };
     return {
       authorization,
       priority,
       expectedCalls: held?.upstreamCalls ?? 1,
       isNewCredential: () => !this.#accepted.has(partition),
       accepted: () => {
-        this.#accepted.set(partition, this.#options.clock());
+        if (refusedSince() !== undefined) return;
+        this.#accepted.set(partition, madeAtMs);
+        this.#recheckRetryAt.delete(partition);
         this.#refusals.delete(credentialKey(partition));
       },
+      refusedSince,
     };
   }
 
@@ -210,7 +268,7 @@ export class CachedStats {
   async #load(
     key: string,
     query: StatsQuery,
-    call: UpstreamCall,
+    call: CredentialCall,
     partition: string,
     variants: readonly Variant[],
     previousGapMs: number,
@@ -224,6 +282,9 @@ export class CachedStats {
       this.#rememberRefusal(error, key, query, partition, askedAtMs);
       throw error;
     }
+    // Refused while this call ran (its partition has been dropped): nothing of it is kept or served.
+    const refusal = call.refusedSince();
+    if (refusal !== undefined) throw refusal.asRemembered();
     const receivedAtMs = clock();
     this.#options.afterFetch?.();
     const { window } = query;
@@ -259,8 +320,11 @@ export class CachedStats {
    * entry as it was and is not retried: when the entry expires, the next
    * request fetches (and falls back to it if Deskie still fails).
    */
-  #refreshAhead(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer): void {
-    if (this.#closed || this.#refreshStarted.has(held)) return;
+  #refreshAhead(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer, onSettled?: () => void): void {
+    if (this.#closed || this.#refreshStarted.has(held)) {
+      onSettled?.();
+      return;
+    }
     this.#refreshStarted.add(held);
     const { store, log } = this.#options;
     const refresh = store
@@ -269,8 +333,18 @@ export class CachedStats {
         (result) => log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed ahead of expiry'),
         (error: unknown) => log.info({ key, err: error }, 'refresh ahead failed; the entry stays until it expires'),
       )
-      .finally(() => this.#refreshes.delete(refresh));
+      .finally(() => {
+        this.#refreshes.delete(refresh);
+        onSettled?.();
+      });
     this.#refreshes.add(refresh);
+  }
+
+  /** One background refresh of the entry hit, for its credential's recheck: one per partition at a time. */
+  #recheckAhead(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer): void {
+    if (this.#recheckingAhead.has(partition)) return;
+    this.#recheckingAhead.add(partition);
+    this.#refreshAhead(key, query, authorization, partition, held, () => this.#recheckingAhead.delete(partition));
   }
 
   /**
@@ -281,8 +355,11 @@ export class CachedStats {
   #rememberRefusal(error: unknown, key: string, query: StatsQuery, partition: string, nowMs: number): void {
     const { authFailureTtlMs, lifetimes } = this.#options;
     if (error instanceof UpstreamAnswer && error.refusesCredential) {
-      this.#accepted.delete(partition);
-      this.#dropPartition(partition, error.statusCode);
+      this.#credentialRefusals += 1;
+      this.#refusedLast.set(partition, { number: this.#credentialRefusals, error });
+      this.#recheckRetryAt.delete(partition);
+      // A credential never accepted has no entries (a wrong password's 401 costs no scan of the store).
+      if (this.#accepted.delete(partition)) this.#dropPartition(partition, error.statusCode);
       if (authFailureTtlMs > 0) this.#refusals.set(credentialKey(partition), { error, untilMs: nowMs + authFailureTtlMs });
     } else if (error instanceof ProxyError && error.code === 'TOO_MANY_PAGES') {
       this.#refusals.set(key, { error, untilMs: freshUntil(query, nowMs, lifetimes) });
@@ -324,6 +401,11 @@ export class CachedStats {
 }
 
 const credentialKey = (partition: string): string => `credential#${partition}`;
+
+/** A call to Deskie that can tell whether its credential was refused while it ran (and by which answer). */
+interface CredentialCall extends UpstreamCall {
+  refusedSince(): UpstreamAnswer | undefined;
+}
 
 
 

@@ -55,6 +55,8 @@ export interface Simulator {
   hold(): void;
   /** Sends every held answer, in arrival order, and stops holding. */
   release(): void;
+  /** Later answers go out at once again; those already held still wait for release(). */
+  stopHolding(): void;
   /** Requests waiting for release(). */
   readonly held: number;
   resetCounters(): void; // calls = 0, requests = []
@@ -94,6 +96,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   let url = '';
   /** Answers waiting for release(); null when not holding. */
   let heldAnswers: Array<() => void> | null = null;
+  /** Whether new answers join heldAnswers. */
+  let holding = false;
 
   // Built before the server so control requests can never reach it half-made.
   const simulator: Simulator = {
@@ -141,12 +145,17 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       users.set(email, apiKey);
     },
     hold() {
+      holding = true;
       heldAnswers ??= [];
     },
     release() {
       const answers = heldAnswers ?? [];
       heldAnswers = null;
+      holding = false;
       for (const send of answers) send();
+    },
+    stopHolding() {
+      holding = false;
     },
     get held() {
       return heldAnswers?.length ?? 0;
@@ -180,13 +189,16 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     calls += 1;
     requests.push(recordRequest(req, path, query));
     const quota = rateLimit.take(clock());
+    // Decided as the request arrives, as a server authenticates a request before working on it:
+    // a key revoked while a held answer waits still gets that answer.
+    const authenticated = isAuthenticated(req.headers.authorization, users);
     const current = knobs;
     const fault = calls > current.faultAfterCalls ? current.fault : 'none';
     if (fault === 'hang') {
       return; // never answered; close() ends the socket
     }
     const respondLater = (respond: () => void): void => {
-      if (heldAnswers === null) afterLatency(res, current.latencyMs, respond);
+      if (heldAnswers === null || !holding) afterLatency(res, current.latencyMs, respond);
       else heldAnswers.push(() => afterLatency(res, current.latencyMs, respond));
     };
     respondLater(() => {
@@ -197,7 +209,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       }
       let reply: SimulatorReply;
       try {
-        reply = faultReply(fault, current) ?? answer(req, path, query, quota);
+        reply = faultReply(fault, current) ?? answer(req, path, query, quota, authenticated);
       } catch {
         // The simulator may run inside the proxy's process (npm start without
         // DESKIE_URL): a bug here must answer 500, not end the process.
@@ -225,7 +237,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     });
   }
 
-  function answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota): SimulatorReply {
+  function answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota, authenticated: boolean): SimulatorReply {
     if (!quota.admitted) {
       return errorReply(429, 'rate limit exceeded', { retry_after: String(quota.retryAfterSeconds) });
     }
@@ -233,7 +245,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (endpoint === undefined) {
       return errorReply(404, `no such endpoint: ${req.method ?? ''} ${path}`);
     }
-    if (!isAuthenticated(req.headers.authorization, users)) {
+    if (!authenticated) {
       return errorReply(401, 'authentication failed');
     }
     return answerStats(endpoint, new URLSearchParams(query), DateTime.fromMillis(clock(), { zone: timezone }), generation);
