@@ -234,7 +234,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     tokens === undefined || tokenFile === undefined
       ? undefined
       : () => {
-          tokens.replace(readTokenFile(tokenFile));
+          tokens.replace(readTokenFile(tokenFile, { allowEmpty: true }));
           return { clients: tokens.names };
         },
   );

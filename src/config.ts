@@ -306,6 +306,9 @@ function pickKnown(env: Readonly<Record<string, string | undefined>>): Record<st
   return known;
 }
 
+/** Settings whose values are credentials. */
+const SECRET_SETTINGS: ReadonlySet<string> = new Set(['CACHE_KEY_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'DESKIE_API_KEY', 'PROXY_TOKENS']);
+
 function parse<S extends TSchema>(schema: S, input: unknown, where: (path: string) => string): Static<S> {
   const value = Value.Default(schema, Value.Convert(schema, Value.Clone(input)));
   if (Value.Check(schema, value)) return value as Static<S>;
@@ -318,7 +321,9 @@ function parse<S extends TSchema>(schema: S, input: unknown, where: (path: strin
     : first?.keyword === 'boolean' || first?.message === 'schema is false'
       ? `is not a known setting (ttlSeconds takes ${FRESHNESS_CLASSES.join(', ')}, or one of ${Object.keys(ENDPOINT_TTL_KEYS).join(', ')} holding those)`
       : (first?.message ?? 'is invalid');
-  throw new ConfigError(`${where(path)} ${detail}${got === undefined ? '' : `; got ${JSON.stringify(got)}`}`);
+  // A secret is never quoted back: the message goes to stderr and logs.
+  const quoted = got === undefined || SECRET_SETTINGS.has(path) ? '' : `; got ${JSON.stringify(got)}`;
+  throw new ConfigError(`${where(path)} ${detail}${quoted}`);
 }
 
 function checkUrl(value: string): string {
@@ -350,6 +355,9 @@ const DESKIE_API_KEY = /^\S+$/;
 function accessOf(vars: Env, production: boolean, cwd: string): Access {
   const hasKey = vars.DESKIE_API_KEY !== undefined || vars.DESKIE_API_KEY_FILE !== undefined;
   const tokensGiven = vars.PROXY_TOKENS !== undefined || vars.PROXY_TOKENS_FILE !== undefined;
+  if (vars.PROXY_AUTH_NONE_IN_PRODUCTION === 'yes' && vars.PROXY_AUTH !== 'none') {
+    throw new ConfigError('PROXY_AUTH_NONE_IN_PRODUCTION=yes is set without PROXY_AUTH=none, which it is the confirmation of');
+  }
   if (vars.DESKIE_API_KEY !== undefined && vars.DESKIE_API_KEY_FILE !== undefined) {
     throw new ConfigError('DESKIE_API_KEY and DESKIE_API_KEY_FILE are both set: set one');
   }
@@ -375,9 +383,11 @@ function accessOf(vars: Env, production: boolean, cwd: string): Access {
     return { mode: 'pass-through' };
   }
   const email = vars.DESKIE_EMAIL;
-  if (!DESKIE_EMAIL.test(email)) throw new ConfigError(`DESKIE_EMAIL must be the e-mail of a Deskie user, without spaces or colons; got ${JSON.stringify(email)}`);
+  // Not quoted: a key pasted after the e-mail (`stats@acme.com:KEY`) would be printed.
+  if (!DESKIE_EMAIL.test(email)) throw new ConfigError('DESKIE_EMAIL must be the e-mail of a Deskie user alone, without spaces or colons');
   const apiKey = vars.DESKIE_API_KEY ?? readSecretFile(vars.DESKIE_API_KEY_FILE as string, cwd);
   // Never quoted: it is the credential.
+  if (apiKey === '') throw new ConfigError('DESKIE_API_KEY_FILE is empty: it must hold the Deskie API key');
   if (!DESKIE_API_KEY.test(apiKey)) throw new ConfigError('the Deskie API key (DESKIE_API_KEY or DESKIE_API_KEY_FILE) must be one word, without spaces');
   const authorization = `Basic ${Buffer.from(`${email}:${apiKey}`).toString('base64')}`;
 
@@ -416,7 +426,8 @@ const absolute = (path: string, cwd: string): string => (isAbsolute(path) ? path
 function readSecretFile(path: string, cwd: string): string {
   const file = absolute(path, cwd);
   try {
-    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    // A byte order mark and the line end (or blank lines) an editor adds are not part of the key.
+    return readFileSync(file, 'utf8').replace(/^\uFEFF/, '').trim();
   } catch (error) {
     throw new ConfigError(`DESKIE_API_KEY_FILE ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }

@@ -60,9 +60,11 @@ export async function startServer(env: Readonly<Record<string, string | undefine
   }
   const app = buildApp({ ...config, deskieUrl: deskieUrl as string }, { logger });
   if (simulator) app.addHook('onClose', () => simulator.close());
-  const stopReloading = reloadTokensOnHangup(app, logger);
+  // SIGHUP is handled once the server listens (a failed start leaves no listener behind) and until it closes.
+  let stopReloading = (): void => {};
   app.addHook('onClose', async () => stopReloading());
   await app.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG });
+  stopReloading = reloadTokensOnHangup(app, logger);
   logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone, port: config.port }, 'deskie-stats-proxy ready');
   const stop = async ({ drain = true } = {}): Promise<void> => {
     app.readiness.startDraining();
@@ -82,17 +84,25 @@ export async function startServer(env: Readonly<Record<string, string | undefine
 }
 
 /**
- * With client tokens from PROXY_TOKENS_FILE, SIGHUP reads the file again: a
+ * SIGHUP reads PROXY_TOKENS_FILE again, when the tokens come from one: a
  * token added works and a token removed stops working from the next request,
- * without a restart. A file that cannot be read or holds a mistake changes
- * nothing (the error is logged, never a token). Returns what undoes it.
+ * without a restart; a file without tokens lets no client in. A file that
+ * cannot be read or holds a mistake changes nothing (the error is logged,
+ * never a token). Otherwise SIGHUP is logged and ignored: a reload signal
+ * (systemd's ExecReload, a process supervisor) must never end the server.
+ * Returns what undoes it.
  */
 function reloadTokensOnHangup(app: FastifyInstance, logger: Logger): () => void {
   const reload = app.reloadClientTokens;
-  if (reload === undefined) return () => {};
   const onHangup = (): void => {
+    if (reload === undefined) {
+      logger.info({ signal: 'SIGHUP' }, 'nothing to reload: client tokens are read again only from PROXY_TOKENS_FILE');
+      return;
+    }
     try {
-      logger.info({ signal: 'SIGHUP', clients: reload().clients }, 'client tokens reloaded');
+      const { clients } = reload();
+      if (clients.length === 0) logger.warn({ signal: 'SIGHUP', clients }, 'client tokens reloaded: the file holds none, so every request is refused');
+      else logger.info({ signal: 'SIGHUP', clients }, 'client tokens reloaded');
     } catch (error) {
       logger.error({ signal: 'SIGHUP', reason: (error as Error).message }, 'client tokens not reloaded: the previous ones stay');
     }

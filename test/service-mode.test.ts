@@ -178,7 +178,36 @@ t.test('the token file is read again on SIGHUP: a new token works, a removed one
   process.kill(process.pid, 'SIGHUP');
   await until(() => reloads(/client tokens not reloaded/) === 1);
   t.equal(await status(KIOSK), 200, 'a file with a mistake changes nothing');
-  t.match(lines.find((line) => /client tokens not reloaded/.test(line)), /line 2: the token of kiosk has 5 characters/, 'and the log says where the mistake is');
+  t.match(lines.find((line) => /client tokens not reloaded/.test(line)), /line 2: the token has 5 characters/, 'and the log says where the mistake is');
+
+  writeFileSync(file, '# every token withdrawn\n');
+  process.kill(process.pid, 'SIGHUP');
+  await until(() => reloads(/the file holds none, so every request is refused/) === 1);
+  t.equal(await status(WALL), 401, 'a file emptied of tokens lets no client in');
+  t.equal(await status(KIOSK), 401);
+});
+
+t.test('SIGHUP without a token file is logged and does not end the server', async (t) => {
+  const simulator = await startSimulator({ users: USERS });
+  t.teardown(() => simulator.close());
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  t.teardown(() => {
+    serverLines.push(...lines);
+  });
+  const { app, stop } = await startServer({ PORT: '0', HOST: '127.0.0.1', DESKIE_URL: simulator.url, SHUTDOWN_DRAIN_SECONDS: '0' }, sink);
+  t.teardown(() => stop({ drain: false }));
+  process.kill(process.pid, 'SIGHUP');
+  await until(() => lines.some((line) => /nothing to reload/.test(line)));
+  const { port } = app.server.address() as { port: number };
+  const response = await request(`http://127.0.0.1:${port}/healthz`);
+  await response.body.dump();
+  t.equal(response.statusCode, 200, 'the server still answers');
 });
 
 t.test('the API description names the scheme the statistics routes take in each mode', async (t) => {

@@ -94,50 +94,64 @@ export function parseTokenList(text: string): NamedToken[] {
   );
 }
 
-/** PROXY_TOKENS_FILE: one `name token` a line; blank lines and lines starting with `#` are skipped. */
-export function parseTokenFile(text: string, path: string): NamedToken[] {
+/**
+ * PROXY_TOKENS_FILE: one `name token` a line; blank lines and lines starting
+ * with `#` are skipped. `allowEmpty`: a file without tokens means no client
+ * gets in (a reload's way of withdrawing every token); at start-up it is
+ * refused as the likelier mistake.
+ */
+export function parseTokenFile(text: string, path: string, { allowEmpty = false } = {}): NamedToken[] {
   const entries: Array<NamedToken & { where: string }> = [];
   for (const [index, line] of text.split(/\r?\n/).entries()) {
     const trimmed = line.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     const where = `${path} line ${index + 1}`;
     const parts = trimmed.split(/\s+/);
-    if (parts.length !== 2) throw new TokenListError(`${where} must be a name and a token, separated by a space`);
+    if (parts.length !== 2) throw new TokenListError(`${where} must be a name and a token, separated by a space (a comment takes a line of its own)`);
     entries.push({ name: parts[0] as string, token: parts[1] as string, where });
   }
+  if (entries.length === 0 && allowEmpty) return [];
   return checkTokens(entries, path);
 }
 
 /** Reads and checks PROXY_TOKENS_FILE; a TokenListError says what is wrong, never quoting a token. */
-export function readTokenFile(path: string): NamedToken[] {
+export function readTokenFile(path: string, options: { allowEmpty?: boolean } = {}): NamedToken[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
     throw new TokenListError(`PROXY_TOKENS_FILE ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
-  return parseTokenFile(text, path);
+  return parseTokenFile(text, path, options);
 }
 
+/**
+ * Names, lengths and uniqueness. Neither a name nor a token is ever quoted: a
+ * line written the wrong way round (`token name`) would put the token in a
+ * message, which start-up prints and a reload logs.
+ */
 function checkTokens(entries: ReadonlyArray<NamedToken & { readonly where: string }>, source: string): NamedToken[] {
   if (entries.length === 0) throw new TokenListError(`${source} holds no token`);
-  const names = new Set<string>();
+  const names = new Map<string, string>();
   const tokens = new Map<string, string>();
   for (const { name, token, where } of entries) {
     if (!TOKEN_NAME.test(name)) {
-      throw new TokenListError(`${where}: the name ${JSON.stringify(name)} must be up to 64 letters, digits, '_', '.' or '-'`);
+      throw new TokenListError(`${where}: the name must be up to 64 letters, digits, '_', '.' or '-' (is the order name, then token?)`);
     }
     if (token.length < MIN_TOKEN_LENGTH) {
-      throw new TokenListError(`${where}: the token of ${name} has ${token.length} characters; a token needs at least ${MIN_TOKEN_LENGTH} (openssl rand -hex 32 makes one)`);
+      throw new TokenListError(
+        `${where}: the token has ${token.length} characters; a token needs at least ${MIN_TOKEN_LENGTH} (openssl rand -hex 32 makes one)`,
+      );
     }
     if (!TOKEN_CHARACTERS.test(token)) {
-      throw new TokenListError(`${where}: the token of ${name} may hold letters, digits and -._~+/ only, with = at its end`);
+      throw new TokenListError(`${where}: the token may hold letters, digits and -._~+/ only, with = at its end`);
     }
-    if (names.has(name)) throw new TokenListError(`${where}: the name ${name} is given twice`);
-    const twin = tokens.get(token);
-    if (twin !== undefined) throw new TokenListError(`${where}: ${name} has the same token as ${twin}; give each client its own`);
-    names.add(name);
-    tokens.set(token, name);
+    const sameName = names.get(name);
+    if (sameName !== undefined) throw new TokenListError(`${where}: the name is given again (first at ${sameName})`);
+    const sameToken = tokens.get(token);
+    if (sameToken !== undefined) throw new TokenListError(`${where}: the same token as ${sameToken}; give each client its own`);
+    names.set(name, where);
+    tokens.set(token, where);
   }
   return entries.map(({ name, token }) => ({ name, token }));
 }
