@@ -27,6 +27,21 @@ const SECRETS = [SERVICE_KEY, SERVICE_BASIC.slice('Basic '.length), WALL, LAPTOP
 const serverLines: string[] = [];
 
 const bearer = (token: string): string => `Bearer ${token}`;
+
+/** A log destination for startServer: its lines, as written, kept for the last test's grep too. */
+function serverLog(t: Test): { lines: string[]; sink: Writable } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  t.teardown(() => {
+    serverLines.push(...lines);
+  });
+  return { lines, sink };
+}
 const SERVICE_ENV = { DESKIE_EMAIL: SERVICE_EMAIL, DESKIE_API_KEY: SERVICE_KEY, ADMIN_TOKEN };
 const USERS = { [SERVICE_EMAIL]: SERVICE_KEY, 'demo@example.com': 'demo' };
 
@@ -140,16 +155,7 @@ t.test('the token file is read again on SIGHUP: a new token works, a removed one
   t.teardown(() => simulator.close());
   const file = join(mkdtempSync(join(tmpdir(), 'proxy-tokens-')), 'tokens');
   writeFileSync(file, `# dashboards\nwall ${WALL}\n\nlaptop ${LAPTOP}\n`);
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(...chunk.toString().split('\n').filter(Boolean));
-      done();
-    },
-  });
-  t.teardown(() => {
-    serverLines.push(...lines);
-  });
+  const { lines, sink } = serverLog(t);
   const { app, stop } = await startServer(
     { PORT: '0', HOST: '127.0.0.1', DESKIE_URL: simulator.url, ...SERVICE_ENV, PROXY_TOKENS_FILE: file, LOG_LEVEL: 'trace', SHUTDOWN_DRAIN_SECONDS: '0' },
     sink,
@@ -190,16 +196,7 @@ t.test('the token file is read again on SIGHUP: a new token works, a removed one
 t.test('SIGHUP without a token file is logged and does not end the server', async (t) => {
   const simulator = await startSimulator({ users: USERS });
   t.teardown(() => simulator.close());
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(...chunk.toString().split('\n').filter(Boolean));
-      done();
-    },
-  });
-  t.teardown(() => {
-    serverLines.push(...lines);
-  });
+  const { lines, sink } = serverLog(t);
   const { app, stop } = await startServer({ PORT: '0', HOST: '127.0.0.1', DESKIE_URL: simulator.url, SHUTDOWN_DRAIN_SECONDS: '0' }, sink);
   t.teardown(() => stop({ drain: false }));
   process.kill(process.pid, 'SIGHUP');
