@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -57,4 +58,15 @@ t.test('nothing is written at run time, so `docker run --read-only --tmpfs /tmp`
     }
   }
   t.same(writers, [], `the server's files use only ${[...READS].join(', ')} of fs`);
+});
+
+t.test('the Dockerfile passes a Dockerfile linter (dockerfile-utils, the Docker language server\'s checks) without a warning', async (t) => {
+  let output: string;
+  try {
+    output = execFileSync(process.execPath, ['node_modules/dockerfile-utils/bin/dockerfile-utils', 'lint', 'Dockerfile'], { encoding: 'utf8' });
+  } catch (error) {
+    // It exits 1 for an error, which it prints.
+    output = String((error as { stdout?: string }).stdout ?? error);
+  }
+  t.equal(output.trim(), '', 'no error and no warning');
 });
