@@ -406,6 +406,12 @@ t.test('a prewarm body that is not what it takes is a clear 400, 413 or 415, and
     ['Basic and no base64', { body: { authorization: 'Basic !!!', queries: [TODAY] } }, 400, /^authorization must be HTTP Basic/],
     ['Basic without a colon', { body: { authorization: `Basic ${Buffer.from('demo').toString('base64')}`, queries: [TODAY] } }, 400, /^authorization must be HTTP Basic/],
     ['a number as authorization', { body: { authorization: 42, queries: [TODAY] } }, 400, /^authorization must be HTTP Basic/],
+    [
+      'an authorization longer than a request may carry',
+      { body: { authorization: `Basic ${Buffer.from(`demo@example.com:${'k'.repeat(4096)}`).toString('base64')}`, queries: [TODAY] } },
+      400,
+      /^authorization must be HTTP Basic credentials .*at most 4096 characters/,
+    ],
     ['queries not an array', { body: { authorization: DEMO, queries: TODAY } }, 400, /^queries must be an array/],
     ['no queries', { body: { authorization: DEMO } }, 400, /^queries must be an array/],
     ['empty queries', { body: { authorization: DEMO, queries: [] } }, 400, /^queries is empty; give 1 to 1000/],

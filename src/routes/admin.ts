@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { routeLabel } from '../access-log.js';
 import { bearerMatcher } from '../auth/bearer.js';
+import { MAX_AUTHORIZATION_BYTES } from '../auth/header.js';
 import type { CachedStats } from '../cache/cached-stats.js';
 import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, entryLabel, PARTITION_ID_LENGTH, renderedVariant } from '../cache/store.js';
 import { ENDPOINTS, type EndpointName, type EndpointSpec } from '../deskie/endpoints.js';
@@ -332,9 +333,15 @@ function readPrewarm(
     if (authorization !== undefined) {
       throw badRequest(`in service mode prewarm fetches with the proxy's own Deskie credential: leave authorization out: ${PREWARM_SERVICE_SHAPE}`);
     }
-  } else if (typeof authorization !== 'string' || basic === null || !Buffer.from(basic[1] as string, 'base64').toString('utf8').includes(':')) {
+  } else if (
+    typeof authorization !== 'string' ||
+    // What a dashboard's request may carry (auth/header.ts): longer would make entries no dashboard could reach.
+    authorization.length > MAX_AUTHORIZATION_BYTES ||
+    basic === null ||
+    !Buffer.from(basic[1] as string, 'base64').toString('utf8').includes(':')
+  ) {
     throw badRequest(
-      'authorization must be HTTP Basic credentials ("Basic " and the base64 of e-mail:API key), exactly as the dashboards send them: ' +
+      `authorization must be HTTP Basic credentials ("Basic " and the base64 of e-mail:API key, at most ${MAX_AUTHORIZATION_BYTES} characters), exactly as the dashboards send them: ` +
         'entries are kept per credential',
     );
   }
