@@ -4,6 +4,7 @@ import { periodLabel } from './cache/policy.js';
 import type { StatsQuery } from './deskie/query.js';
 import { describeVariant, type Variant } from './formats/representations.js';
 import type { RequestOutcome } from './metrics.js';
+import { BatchedDestination } from './logging.js';
 import { elapsedMs } from './request-id.js';
 
 /** The route label of a statistics path: Deskie's name for it. */
@@ -33,6 +34,8 @@ export class AccessLog {
   readonly #enabled: boolean;
   /** Where a hit's line goes and what every line starts with, when info lines are written at all. */
   readonly #direct: { readonly stream: { write(line: string): unknown }; readonly bindings: string } | null;
+  /** The direct stream when it batches lines in a buffer: a hit's line is then written there in parts. */
+  readonly #batched: BatchedDestination | null;
 
   constructor(log: FastifyBaseLogger) {
     this.#log = log;
@@ -43,6 +46,7 @@ export class AccessLog {
     // Anything but a pino logger writing info lines (a higher level, another logger) logs the usual way.
     const direct = typeof bindings === 'string' && stream !== undefined && internals.levelVal !== undefined && internals.levelVal <= INFO;
     this.#direct = direct ? { stream, bindings } : null;
+    this.#batched = direct && stream instanceof BatchedDestination ? stream : null;
   }
 
   #timeMs = 0;
@@ -66,7 +70,8 @@ export class AccessLog {
     const { rendering, coding } = describeVariant(variant);
     const fields = { route: routeLabel(query.endpoint.path), period: periodLabel(query), format: rendering, coding };
     const hitFields = JSON.stringify({ ...fields, method: 'GET', outcome: 'hit', status: 200 }).slice(1, -1);
-    return { fields, hitPrefix: this.#direct === null ? null : `${this.#direct.bindings},${hitFields},"reqId":"` };
+    const hitPrefix = this.#direct === null ? null : `${this.#direct.bindings},${hitFields},"reqId":"`;
+    return { fields, hitPrefix, hitPrefixBytes: hitPrefix === null ? null : Buffer.from(hitPrefix) };
   }
 
   /** A request answered by a statistics route, with its query's fields (none when it was refused before they were known). */
@@ -86,10 +91,40 @@ export class AccessLog {
     } else if (query.hitPrefix !== null && this.#direct !== null && outcome === 'hit' && status === 200 && request.method === 'GET') {
       // A client token's name is one of the operator's (auth/clients.ts): nothing in it needs escaping.
       const named = client === undefined ? '"' : `","client":"${client}"`;
-      this.#direct.stream.write(`{"level":${INFO},"time":${this.#time()}${query.hitPrefix}${request.id}${named},"bytes":${bytes},"ms":${decimal(ms)},"msg":"request"}\n`);
+      if (this.#batched !== null && query.hitPrefixBytes !== null) {
+        this.#writeHit(this.#batched, query.hitPrefixBytes, request.id, named, bytes, ms);
+      } else {
+        this.#direct.stream.write(`{"level":${INFO},"time":${this.#time()}${query.hitPrefix}${request.id}${named},"bytes":${bytes},"ms":${decimal(ms)},"msg":"request"}\n`);
+      }
     } else {
       this.#log.info({ ...query.fields, reqId: request.id, client, method: request.method, outcome, status, bytes, ms, upstreamMs, ip: ipOf(request, status) }, 'request');
     }
+  }
+
+  /**
+   * A plain hit's line, the same bytes as the template string, written in
+   * parts into the batch: the query's prefix copied as bytes, the rest
+   * (digits, the request id and a token's name, ASCII by construction) a
+   * character a byte. Joining the parts into a string first made a rope for
+   * V8 to flatten and Node to encode: side by side (eight rounds each, in both
+   * orders), this way cost hits 0.5 and 0.7 µs less.
+   */
+  #writeHit(out: BatchedDestination, prefix: Buffer, id: string, named: string, bytes: number, ms: number): void {
+    const time = this.#time();
+    const size = String(bytes);
+    const duration = decimal(ms);
+    const batch = out.reserve(HIT_LINE_FIXED_BYTES + time.length + prefix.length + id.length + named.length + size.length + duration.length);
+    let at = writeAscii(batch, out.used, HIT_LINE_START);
+    at = writeAscii(batch, at, time);
+    batch.set(prefix, at);
+    at += prefix.length;
+    at = writeAscii(batch, at, id);
+    at = writeAscii(batch, at, named);
+    at = writeAscii(batch, at, HIT_LINE_BYTES);
+    at = writeAscii(batch, at, size);
+    at = writeAscii(batch, at, HIT_LINE_MS);
+    at = writeAscii(batch, at, duration);
+    out.commit(writeAscii(batch, at, HIT_LINE_END));
   }
 
   /** Any other request: health, metrics, admin, docs, an unknown path. */
@@ -107,9 +142,23 @@ export class AccessLog {
 export interface QueryLog {
   readonly fields: { readonly route: string; readonly period: string; readonly format: string; readonly coding: string };
   readonly hitPrefix: string | null;
+  /** hitPrefix in UTF-8, copied into the batch as it is. */
+  readonly hitPrefixBytes: Buffer | null;
 }
 
 const INFO = 30;
+/** The fixed parts of a plain hit's line around its prefix, request id and numbers. */
+const HIT_LINE_START = `{"level":${INFO},"time":`;
+const HIT_LINE_BYTES = ',"bytes":';
+const HIT_LINE_MS = ',"ms":';
+const HIT_LINE_END = ',"msg":"request"}\n';
+const HIT_LINE_FIXED_BYTES = HIT_LINE_START.length + HIT_LINE_BYTES.length + HIT_LINE_MS.length + HIT_LINE_END.length;
+
+/** Writes an ASCII string into `buffer` at `at`, a character a byte; returns where it ends. */
+function writeAscii(buffer: Buffer, at: number, text: string): number {
+  for (let index = 0; index < text.length; index++) buffer[at + index] = text.charCodeAt(index);
+  return at + text.length;
+}
 
 /** Milliseconds to 0.01 as a JSON number, from whole numbers (V8 writes those far faster than a double). */
 function decimal(ms: number): string {

@@ -93,11 +93,30 @@ export class BatchedDestination implements DestinationStream {
   }
 
   write(line: string): void {
-    const room = line.length * MAX_UTF8_PER_UNIT;
-    if (this.#batch !== null && this.#used + room > this.#batch.length) this.flush();
+    const batch = this.reserve(line.length * MAX_UTF8_PER_UNIT);
+    this.commit(this.#used + (UTF8_WRITE ? (batch as Buffer & FastUtf8).utf8Write(line, this.#used) : batch.write(line, this.#used, 'utf8')));
+  }
+
+  /**
+   * Room for `bytes` more in the batch: the buffer to write them into at
+   * `used`, then commit() the end. For a line written in parts straight
+   * into the batch, without joining them into a string first (access-log.ts).
+   */
+  reserve(bytes: number): Buffer {
+    if (this.#batch !== null && this.#used + bytes > this.#batch.length) this.flush();
     // A fresh buffer per batch: the target keeps the last one until it is written.
-    this.#batch ??= Buffer.allocUnsafeSlow(Math.max(LOG_BATCH_BYTES, room));
-    this.#used += UTF8_WRITE ? (this.#batch as Buffer & FastUtf8).utf8Write(line, this.#used) : this.#batch.write(line, this.#used, 'utf8');
+    this.#batch ??= Buffer.allocUnsafeSlow(Math.max(LOG_BATCH_BYTES, bytes));
+    return this.#batch;
+  }
+
+  /** Where the next line goes in the buffer reserve() gave. */
+  get used(): number {
+    return this.#used;
+  }
+
+  /** The line written into the reserved buffer ends at `end`. */
+  commit(end: number): void {
+    this.#used = end;
     if (!this.#scheduled) {
       this.#scheduled = true;
       this.#schedule(this.flush);

@@ -1,4 +1,12 @@
 import t from 'tap';
+import { Writable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import { pino } from 'pino';
+import { AccessLog } from '../src/access-log.js';
+import { ENDPOINTS } from '../src/deskie/endpoints.js';
+import { PeriodWindows } from '../src/deskie/periods.js';
+import { parseStatsQuery } from '../src/deskie/query.js';
+import { PROXY_PARAMETERS } from '../src/routes/stats.js';
 import { BatchedDestination, LOG_FLUSH_MS, redactQuery, stdoutDestination } from '../src/logging.js';
 import { capturedLog } from './helpers/log.js';
 
@@ -56,4 +64,36 @@ t.test('stdout is pretty on a terminal outside production, JSON lines otherwise'
   t.ok((await stdoutDestination(true)) instanceof BatchedDestination, 'JSON in production, terminal or not');
   process.stdout.isTTY = false;
   t.ok((await stdoutDestination(false)) instanceof BatchedDestination, 'JSON when stdout is not a terminal');
+});
+
+t.test("a hit's access line written in parts into the batch is byte for byte the template's line", async (t) => {
+  // A host name outside ASCII: the prefix is copied as UTF-8 bytes.
+  const base = { pid: 7, hostname: 'hôte-é' };
+  const batchedWrites: string[] = [];
+  const batched = new BatchedDestination({ write: (chunk: Buffer) => void batchedWrites.push(chunk.toString('utf8')) }, () => {});
+  const plainWrites: string[] = [];
+  const plain = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      plainWrites.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const inParts = new AccessLog(pino({ base }, batched));
+  const asString = new AccessLog(pino({ base }, plain));
+  const query = parseStatsQuery(ENDPOINTS.leaderboard, { period: 'today' }, {
+    windows: new PeriodWindows('UTC', 1),
+    ranges: new LRUCache({ max: 1 }),
+    extraParameters: new Set(),
+    proxyParameters: PROXY_PARAMETERS,
+    nowMs: Date.parse('2026-11-28T12:00:00Z'),
+  });
+  for (const client of [undefined, 'wall-tv']) {
+    const request = { id: 'dash-42.a', method: 'GET', raw: {}, client } as never;
+    inParts.answered(inParts.forQuery(query, 0), request, 'hit', 200, 3018);
+    asString.answered(asString.forQuery(query, 0), request, 'hit', 200, 3018);
+  }
+  batched.flush();
+  const withoutTime = (text: string) => text.replace(/"time":\d+/g, '"time":0');
+  t.equal(withoutTime(batchedWrites.join('')), withoutTime(plainWrites.join('')), 'the same bytes, with and without a client name');
+  t.match(batchedWrites.join(''), /"hostname":"hôte-é".*"reqId":"dash-42.a","bytes":3018,"ms":0\.00,"msg":"request"}\n.*"client":"wall-tv"/s);
 });
