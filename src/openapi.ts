@@ -9,8 +9,7 @@ import { type FieldKind, RECORD_SCHEMAS } from './deskie/fields.js';
 import { PERIODS } from './deskie/periods.js';
 import { EARLIEST_YEAR, LATEST_YEAR, MAX_VALUES_PER_FILTER } from './deskie/query.js';
 import { ACCEPTED_TIME_FORMS } from './deskie/time.js';
-import { BOM_PARAMETER, BOM_VALUES, CODINGS, CSV_TYPE, DEFAULT_FORMAT, FORMAT_PARAMETER, FORMATS } from './formats/representations.js';
-import { PROXY_PARAMETERS } from './routes/stats.js';
+import { BOM_PARAMETER, BOM_VALUES, CODINGS, CSV_TYPE, DEFAULT_FORMAT, FORMAT_PARAMETER, FORMATS, PROXY_PARAMETERS } from './formats/representations.js';
 
 /**
  * The API description: an OpenAPI 3.1 document at /docs/json and Swagger UI at /docs.

@@ -6,7 +6,7 @@ import { AccessLog } from '../src/access-log.js';
 import { ENDPOINTS } from '../src/deskie/endpoints.js';
 import { PeriodWindows } from '../src/deskie/periods.js';
 import { parseStatsQuery } from '../src/deskie/query.js';
-import { PROXY_PARAMETERS } from '../src/routes/stats.js';
+import { PROXY_PARAMETERS } from '../src/formats/representations.js';
 import { BatchedDestination, LOG_FLUSH_MS, redactQuery, stdoutDestination } from '../src/logging.js';
 import { capturedLog } from './helpers/log.js';
 

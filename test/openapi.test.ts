@@ -11,7 +11,7 @@ import { ENDPOINTS, type EndpointSpec, nonEmptyText, type ValueRule } from '../s
 import { PERIODS } from '../src/deskie/periods.js';
 import { BOM_PARAMETER, BOM_VALUES, FORMAT_PARAMETER, FORMATS } from '../src/formats/representations.js';
 import { DOCS_PREFIX, valueSchema } from '../src/openapi.js';
-import { PROXY_PARAMETERS } from '../src/routes/stats.js';
+import { PROXY_PARAMETERS } from '../src/formats/representations.js';
 import { DEMO, type Stack, startStack } from './helpers/stack.js';
 
 type Json = Record<string, unknown>;

@@ -14,6 +14,9 @@ export const FORMAT_PARAMETER = 'format';
 /** The proxy-only query parameter that asks for a UTF-8 byte order mark before CSV. */
 export const BOM_PARAMETER = 'bom';
 
+/** Parameters that steer this proxy only: never sent upstream, never part of the key. */
+export const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER, BOM_PARAMETER]);
+
 const BOM_OFF = '0';
 const BOM_ON = '1';
 /** The values `bom=` takes (for the API description): without the mark, with it. */

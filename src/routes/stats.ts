@@ -10,7 +10,7 @@ import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } fr
 import type { Authenticate } from '../auth/clients.js';
 import { remembered } from '../memo.js';
 import { ProxyMetrics } from '../metrics.js';
-import { BOM_PARAMETER, chooseCoding, chooseFormat, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../formats/representations.js';
+import { BOM_PARAMETER, chooseCoding, chooseFormat, FORMAT_PARAMETER, PROXY_PARAMETERS, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 
 export interface StatsRouteOptions {
   readonly stats: CachedStats;
@@ -36,9 +36,6 @@ declare module 'fastify' {
     endpoint?: EndpointName;
   }
 }
-
-/** Parameters that steer this proxy only: never sent upstream, never part of the key. */
-export const PROXY_PARAMETERS: ReadonlySet<string> = new Set([FORMAT_PARAMETER, BOM_PARAMETER]);
 
 /** How long a rolling period's checked query is reused: its window moves with the clock. */
 const ROLLING_QUERY_REUSE_MS = 1_000;
