@@ -35,8 +35,8 @@ export type Access =
 /** RFC 7617's scheme; the credentials themselves are Deskie's to judge. */
 const BASIC = /^basic\s+\S/i;
 
-export const PASS_THROUGH_CHALLENGE = 'HTTP Basic credentials are required: your Deskie e-mail as user and API key as password';
-export const TOKEN_CHALLENGE = 'a client token is required: Authorization: Bearer <token>, as issued by whoever runs this proxy';
+const PASS_THROUGH_CHALLENGE = 'HTTP Basic credentials are required: your Deskie e-mail as user and API key as password';
+const TOKEN_CHALLENGE = 'a client token is required: Authorization: Bearer <token>, as issued by whoever runs this proxy';
 
 /** The Authenticate of a mode; in service mode with tokens, `tokens` is the set a reload swaps. */
 export function authenticator(access: Access, tokens?: BearerTokens<Caller>): Authenticate {
@@ -67,7 +67,7 @@ export function serviceTokens(access: Access & { readonly mode: 'service' }): Be
 }
 
 /** Shortest client token accepted: 16 characters (`openssl rand -hex 32` makes 64). */
-export const MIN_TOKEN_LENGTH = 16;
+const MIN_TOKEN_LENGTH = 16;
 /** A token's name, as logs and metric labels carry it. */
 const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** RFC 6750 §2.1's b64token: what a bearer header carries as is. */
