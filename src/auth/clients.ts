@@ -69,7 +69,13 @@ export function serviceTokens(access: Access & { readonly mode: 'service' }): Be
 /** Shortest client token accepted: 16 characters (`openssl rand -hex 32` makes 64). */
 const MIN_TOKEN_LENGTH = 16;
 /** A token's name, as logs and metric labels carry it. */
-const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
+/**
+ * A name that could be a token (16 or more hex digits, what `openssl rand -hex`
+ * makes): refused, so a line written the wrong way round cannot start with
+ * its token as a name, which logs and metrics would then carry.
+ */
+const TOKEN_LIKE_NAME = /^[0-9a-f]{16,}$/i;
 /** RFC 6750 §2.1's b64token: what a bearer header carries as is. */
 const TOKEN_CHARACTERS = /^[A-Za-z0-9\-._~+/]+=*$/;
 
@@ -135,8 +141,10 @@ function checkTokens(entries: ReadonlyArray<NamedToken & { readonly where: strin
   const names = new Map<string, string>();
   const tokens = new Map<string, string>();
   for (const { name, token, where } of entries) {
-    if (!TOKEN_NAME.test(name)) {
-      throw new TokenListError(`${where}: the name must be up to 64 letters, digits, '_', '.' or '-' (is the order name, then token?)`);
+    if (!TOKEN_NAME.test(name) || TOKEN_LIKE_NAME.test(name)) {
+      throw new TokenListError(
+        `${where}: the name must be up to 32 letters, digits, '_', '.' or '-', and not look like a token (is the order name, then token?)`,
+      );
     }
     if (token.length < MIN_TOKEN_LENGTH) {
       throw new TokenListError(

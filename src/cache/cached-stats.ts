@@ -35,6 +35,8 @@ const enum Standing {
   Accepted,
   /** Accepted, but a recheck should start now (RECHECK_AHEAD). */
   DueSoon,
+  /** Due, but Deskie could not answer its last recheck: answered from the cache, with no call, until RECHECK_RETRY_MS. */
+  Deferred,
   /** Not accepted within AUTH_RECHECK_SECONDS: Deskie must be asked first. */
   Due,
 }
@@ -165,7 +167,8 @@ export class CachedStats {
       // 5-minute entry refreshed 30 s early makes 11% more calls. Never
       // before refreshAtMs, so keys polled rarely still refresh ahead.
       if (standing === Standing.DueSoon) {
-        this.#recheckAhead(key, query, authorization, partition, held);
+        // A `page=all` entry would cost all its pages for what one page proves: another entry rechecks it, or its own request when due.
+        if (!query.allPages) this.#recheckAhead(key, query, authorization, partition, held, nowMs);
       } else if (nowMs >= held.refreshAtMs && nowMs + Math.max(held.longestGapMs, held.previousGapMs) >= held.expiresAtMs) {
         this.#refreshAhead(key, query, authorization, partition, held);
       }
@@ -187,7 +190,7 @@ export class CachedStats {
     if (sinceMs < authRecheckMs * (1 - RECHECK_AHEAD)) return Standing.Accepted;
     if (sinceMs < authRecheckMs) return Standing.DueSoon;
     const retryAtMs = this.#recheckRetryAt.peek(partition);
-    return retryAtMs !== undefined && nowMs < retryAtMs ? Standing.DueSoon : Standing.Due;
+    return retryAtMs !== undefined && nowMs < retryAtMs ? Standing.Deferred : Standing.Due;
   }
 
   /**
@@ -320,31 +323,61 @@ export class CachedStats {
    * entry as it was and is not retried: when the entry expires, the next
    * request fetches (and falls back to it if Deskie still fails).
    */
-  #refreshAhead(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer, onSettled?: () => void): void {
-    if (this.#closed || this.#refreshStarted.has(held)) {
-      onSettled?.();
-      return;
-    }
+  #refreshAhead(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer): void {
+    if (this.#closed || this.#refreshStarted.has(held)) return;
     this.#refreshStarted.add(held);
+    this.#refreshInBackground(key, query, authorization, partition, held, () => {});
+  }
+
+  /** Refreshes `held` with no client waiting; `failed` hears why it did not. */
+  #refreshInBackground(
+    key: string,
+    query: StatsQuery,
+    authorization: string,
+    partition: string,
+    held: CachedAnswer,
+    failed: (error: unknown) => void,
+    settled?: () => void,
+  ): void {
     const { store, log } = this.#options;
     const refresh = store
       .fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'refresh', held), partition, renderedVariants(held), held.longestGapMs))
       .then(
         (result) => log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed ahead of expiry'),
-        (error: unknown) => log.info({ key, err: error }, 'refresh ahead failed; the entry stays until it expires'),
+        (error: unknown) => {
+          log.info({ key, err: error }, 'refresh ahead failed; the entry stays until it expires');
+          failed(error);
+        },
       )
       .finally(() => {
         this.#refreshes.delete(refresh);
-        onSettled?.();
+        settled?.();
       });
     this.#refreshes.add(refresh);
   }
 
-  /** One background refresh of the entry hit, for its credential's recheck: one per partition at a time. */
-  #recheckAhead(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer): void {
-    if (this.#recheckingAhead.has(partition)) return;
+  /**
+   * One background refresh of the entry hit, for its credential's recheck:
+   * one per partition at a time, whatever became of earlier refreshes of the
+   * entry. When Deskie cannot answer it, the partition waits RECHECK_RETRY_MS
+   * before the next try, as after a failed recheck a request waited for.
+   */
+  #recheckAhead(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer, nowMs: number): void {
+    if (this.#closed || this.#recheckingAhead.has(partition)) return;
+    const retryAtMs = this.#recheckRetryAt.peek(partition);
+    if (retryAtMs !== undefined && nowMs < retryAtMs) return;
     this.#recheckingAhead.add(partition);
-    this.#refreshAhead(key, query, authorization, partition, held, () => this.#recheckingAhead.delete(partition));
+    this.#refreshInBackground(
+      key,
+      query,
+      authorization,
+      partition,
+      held,
+      (error) => {
+        if (upstreamFailureOf(error) !== undefined) this.#recheckRetryAt.set(partition, this.#options.clock() + RECHECK_RETRY_MS);
+      },
+      () => this.#recheckingAhead.delete(partition),
+    );
   }
 
   /**
@@ -358,8 +391,10 @@ export class CachedStats {
       this.#credentialRefusals += 1;
       this.#refusedLast.set(partition, { number: this.#credentialRefusals, error });
       this.#recheckRetryAt.delete(partition);
-      // A credential never accepted has no entries (a wrong password's 401 costs no scan of the store).
-      if (this.#accepted.delete(partition)) this.#dropPartition(partition, error.statusCode);
+      this.#accepted.delete(partition);
+      // Every time, not only for a partition still remembered as accepted: one forgotten among many may still hold entries.
+      // A credential's refusals are remembered for AUTH_FAILURE_TTL_SECONDS, so it scans at most once in that time.
+      this.#dropPartition(partition, error.statusCode);
       if (authFailureTtlMs > 0) this.#refusals.set(credentialKey(partition), { error, untilMs: nowMs + authFailureTtlMs });
     } else if (error instanceof ProxyError && error.code === 'TOO_MANY_PAGES') {
       this.#refusals.set(key, { error, untilMs: freshUntil(query, nowMs, lifetimes) });
