@@ -109,6 +109,16 @@ function answerClientError(accessLog: AccessLog, error: Error & { code?: string 
   socket.destroy();
 }
 
+/**
+ * The headers of every answer that is not a cached statistics answer (an
+ * error, a 404, an operations route): the request id, no-store (nothing of
+ * the kind is for a client cache to keep; a 404 is cacheable by default,
+ * RFC 9110 §15.5.5, and a route may exist tomorrow) and nosniff.
+ */
+function ownAnswerHeaders(reply: FastifyReply, request: FastifyRequest): FastifyReply {
+  return reply.header('x-request-id', request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
+}
+
 /** Builds the proxy without listening; server.ts owns the process. */
 export function buildApp(config: Config & { readonly deskieUrl: string }, options: AppOptions = {}): FastifyInstance {
   const clock = options.clock ?? Date.now;
@@ -145,7 +155,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     // A URL Fastify cannot even route (bad percent-encoding) gets our error shape too.
     frameworkErrors: (error, request, reply) => {
       const body = errorBody(`the request could not be read: ${error.message}`);
-      (reply as FastifyReply).code(400).header('x-request-id', request.id).header('x-content-type-options', 'nosniff').type(JSON_TYPE).send(body);
+      ownAnswerHeaders(reply as FastifyReply, request).code(400).type(JSON_TYPE).send(body);
       accessLog.other(request, 400, Buffer.byteLength(body));
     },
   });
@@ -248,7 +258,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   // statistics routes do without (it costs a hit two listeners per response).
   app.register(async (ops) => {
     ops.addHook('onRequest', async (request, reply) => {
-      reply.header('x-request-id', request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
+      ownAnswerHeaders(reply, request);
       // /metrics and /admin/ read request.headers.authorization, which holds only the first of several.
       authorizationOf(request.raw);
     });
@@ -303,14 +313,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   app.setNotFoundHandler((request, reply) => {
     const error = notFound(`no route ${request.method} ${request.url.split('?')[0]}; this server answers GET and HEAD on ${ROUTE_LIST}`);
     const body = errorBody(error.message);
-    // no-store: a 404 is cacheable by default (RFC 9110 §15.5.5), and a route may exist tomorrow.
-    reply
-      .code(error.statusCode)
-      .header('x-request-id', request.id)
-      .header('cache-control', 'no-store')
-      .header('x-content-type-options', 'nosniff')
-      .type(JSON_TYPE)
-      .send(body);
+    ownAnswerHeaders(reply, request).code(error.statusCode).type(JSON_TYPE).send(body);
     accessLog.other(request, error.statusCode, Buffer.byteLength(body));
     return reply;
   });
@@ -334,7 +337,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     request: FastifyRequest,
     reply: FastifyReply,
   ): { reply: FastifyReply; bytes: number } {
-    reply.header('cache-control', 'no-store').header('x-request-id', request.id).header('x-content-type-options', 'nosniff');
+    ownAnswerHeaders(reply, request);
     const send = (status: number, body: string | Buffer, type: string = JSON_TYPE) => ({
       reply: reply.code(status).type(type).send(body),
       bytes: typeof body === 'string' ? Buffer.byteLength(body) : body.length,
