@@ -4,8 +4,8 @@ import { LRUCache } from 'lru-cache';
 import { pino } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AccessLog } from './access-log.js';
-import { bearerMatcher, type BearerTokens } from './auth/bearer.js';
-import { authenticator, type Caller, readTokenFile, serviceTokens } from './auth/clients.js';
+import { bearerMatcher } from './auth/bearer.js';
+import { clientAccess, readTokenFile } from './auth/clients.js';
 import { authorizationOf } from './auth/header.js';
 import { ProxyMetrics } from './metrics.js';
 import { Readiness } from './readiness.js';
@@ -181,9 +181,8 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     log,
   });
   const { access } = config;
-  // In service mode with tokens: the set a reload swaps, each token standing for its Caller.
-  const tokens: BearerTokens<Caller> | undefined = access.mode === 'service' && access.clients !== 'none' ? serviceTokens(access) : undefined;
-  const authenticate = authenticator(access, tokens);
+  // In service mode with tokens, `tokens` is the set a reload swaps.
+  const { authenticate, tokens } = clientAccess(access);
   if (access.mode === 'service' && access.clients === 'none') {
     log.warn('PROXY_AUTH=none: any client that reaches this server gets the statistics of the Deskie account, without a token');
   }

@@ -38,32 +38,36 @@ const BASIC = /^basic\s+\S/i;
 const PASS_THROUGH_CHALLENGE = 'HTTP Basic credentials are required: your Deskie e-mail as user and API key as password';
 const TOKEN_CHALLENGE = 'a client token is required: Authorization: Bearer <token>, as issued by whoever runs this proxy';
 
-/** The Authenticate of a mode; in service mode with tokens, `tokens` is the set a reload swaps. */
-export function authenticator(access: Access, tokens?: BearerTokens<Caller>): Authenticate {
+/**
+ * How a mode lets requests in, and in service mode with tokens the token set
+ * itself, which a reload of PROXY_TOKENS_FILE swaps.
+ */
+export function clientAccess(access: Access): { readonly authenticate: Authenticate; readonly tokens: BearerTokens<Caller> | undefined } {
   if (access.mode === 'pass-through') {
-    return (authorization) => {
-      if (authorization === undefined || !BASIC.test(authorization)) throw unauthorized(PASS_THROUGH_CHALLENGE);
-      return { authorization, client: undefined };
+    return {
+      authenticate: (authorization) => {
+        if (authorization === undefined || !BASIC.test(authorization)) throw unauthorized(PASS_THROUGH_CHALLENGE);
+        return { authorization, client: undefined };
+      },
+      tokens: undefined,
     };
   }
   if (access.clients === 'none') {
     // The client's own Authorization, whatever it holds, is never forwarded.
     const everyone: Caller = { authorization: access.authorization, client: undefined };
-    return () => everyone;
+    return { authenticate: () => everyone, tokens: undefined };
   }
-  const known = tokens ?? serviceTokens(access);
-  return (authorization) => {
-    const caller = known.find(authorization);
-    // One answer for no token, a Basic header and a wrong token: nothing tells which part was wrong.
-    if (caller === undefined) throw unauthorized(TOKEN_CHALLENGE, 'Bearer realm="deskie-stats-proxy"');
-    return caller;
+  // Each token stands for its Caller: the proxy's credential and the token's name.
+  const tokens = new BearerTokens(access.clients.tokens, (name): Caller => ({ authorization: access.authorization, client: name }));
+  return {
+    authenticate: (authorization) => {
+      const caller = tokens.find(authorization);
+      // One answer for no token, a Basic header and a wrong token: nothing tells which part was wrong.
+      if (caller === undefined) throw unauthorized(TOKEN_CHALLENGE, 'Bearer realm="deskie-stats-proxy"');
+      return caller;
+    },
+    tokens,
   };
-}
-
-/** The client tokens of service mode, each standing for its Caller. */
-export function serviceTokens(access: Access & { readonly mode: 'service' }): BearerTokens<Caller> {
-  const tokens = access.clients === 'none' ? [] : access.clients.tokens;
-  return new BearerTokens(tokens, (name) => ({ authorization: access.authorization, client: name }));
 }
 
 /** Shortest client token accepted: 16 characters (`openssl rand -hex 32` makes 64). */
