@@ -11,6 +11,11 @@ import { DEFAULT_LIFETIMES, FRESHNESS_CLASSES, type FreshnessClass, type Lifetim
 
 export const DEFAULT_PORT = 3000;
 export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
+/** With REDIS_URL: the in-process copy of fresh answers in front of Redis (L1_MAX_BYTES). */
+export const DEFAULT_L1_MAX_BYTES = 32 * 1024 * 1024;
+/** With REDIS_URL: no request waits on Redis longer (REDIS_TIMEOUT_MS). */
+export const DEFAULT_REDIS_TIMEOUT_MS = 250;
+export const DEFAULT_REDIS_PREFIX = 'deskie-stats-proxy:';
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000;
 export const DEFAULT_UPSTREAM_MAX_BODY_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_UPSTREAM_CONNECTIONS = 8;
@@ -108,6 +113,10 @@ const EnvSchema = Type.Object({
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_REQUEST_TIMEOUT_MS }),
   KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_KEEP_ALIVE_TIMEOUT_MS }),
   CONNECTION_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 1 })),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', default: DEFAULT_REDIS_PREFIX }),
+  REDIS_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 60_000, default: DEFAULT_REDIS_TIMEOUT_MS }),
+  L1_MAX_BYTES: Type.Integer({ minimum: 1024 * 1024, default: DEFAULT_L1_MAX_BYTES }),
 });
 type Env = Static<typeof EnvSchema>;
 
@@ -204,6 +213,17 @@ export interface Config {
   readonly keepAliveTimeoutMs: number;
   /** How long a connection may go without a byte in either direction; longer than any wait for Deskie. */
   readonly connectionTimeoutMs: number;
+  /** The Redis replicas share, when REDIS_URL is set; otherwise each process keeps its own memory store. */
+  readonly redis: RedisSettings | undefined;
+}
+
+/** REDIS_URL and what goes with it (README, "Running several replicas"). */
+export interface RedisSettings {
+  readonly url: string;
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  /** Bytes of fresh answers each replica keeps in its own memory in front of Redis. */
+  readonly l1MaxBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -243,6 +263,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     throw new ConfigError(
       `CONNECTION_TIMEOUT_MS (${vars.CONNECTION_TIMEOUT_MS}) must exceed UPSTREAM_QUEUE_MS + PAGE_ALL_TIMEOUT_MS + UPSTREAM_TIMEOUT_MS ` +
         `(${longestUpstreamWaitMs}): a miss waits that long for Deskie with nothing sent on its connection`,
+    );
+  }
+  if (vars.REDIS_URL !== undefined && !vars.CACHE_KEY_SECRET) {
+    throw new ConfigError(
+      'CACHE_KEY_SECRET is required with REDIS_URL: every replica must derive the same cache keys and ETags, or none would find ' +
+        "another's answers; set the same random string of 16 characters or more on each",
     );
   }
   const file = readConfigFile(vars, cwd);
@@ -285,6 +311,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     requestTimeoutMs: vars.REQUEST_TIMEOUT_MS,
     keepAliveTimeoutMs: vars.KEEP_ALIVE_TIMEOUT_MS,
     connectionTimeoutMs: vars.CONNECTION_TIMEOUT_MS ?? longestUpstreamWaitMs + CONNECTION_TIMEOUT_MARGIN_MS,
+    redis:
+      vars.REDIS_URL === undefined
+        ? undefined
+        : { url: vars.REDIS_URL, prefix: vars.REDIS_PREFIX, timeoutMs: vars.REDIS_TIMEOUT_MS, l1MaxBytes: vars.L1_MAX_BYTES },
   });
 }
 
@@ -307,7 +337,7 @@ function pickKnown(env: Readonly<Record<string, string | undefined>>): Record<st
 }
 
 /** Settings whose values are credentials. */
-const SECRET_SETTINGS: ReadonlySet<string> = new Set(['CACHE_KEY_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'DESKIE_API_KEY', 'PROXY_TOKENS']);
+const SECRET_SETTINGS: ReadonlySet<string> = new Set(['CACHE_KEY_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'DESKIE_API_KEY', 'PROXY_TOKENS', 'REDIS_URL']);
 
 function parse<S extends TSchema>(schema: S, input: unknown, where: (path: string) => string): Static<S> {
   const value = Value.Default(schema, Value.Convert(schema, Value.Clone(input)));
