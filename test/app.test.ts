@@ -10,12 +10,13 @@ const config = { ...loadConfig({ CACHE_KEY_SECRET: 'test-secret-of-16-bytes' }),
 t.test('an unexpected failure is a 500 JSON that leaks no stack, and the server keeps answering', async (t) => {
   const broken: AnswerStore = {
     get: () => undefined,
+    peek: async () => undefined,
     fetch: async () => {
       throw new Error('disk on fire at /srv/secret/path');
     },
     resize: () => {},
-    list: () => [],
-    delete: () => false,
+    list: async () => [],
+    delete: async () => false,
     entries: 0,
     bytes: 0,
     evictions: 0,

@@ -8,7 +8,7 @@ import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
 import { flat } from './cache-status.js';
 import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
-import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, PARTITION_ID_LENGTH } from './store.js';
+import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, PARTITION_ID_LENGTH, type ReusePolicy, type StoreResult } from './store.js';
 
 /** Credentials whose partition is remembered; a dashboard fleet uses a handful. */
 const REMEMBERED_CREDENTIALS = 1024;
@@ -218,19 +218,60 @@ export class CachedStats {
     this.#throwIfRefused(key, partition, nowMs);
     // Still fresh: here only because the credential is due its recheck.
     const rechecked = held !== undefined && nowMs < held.expiresAtMs ? true : undefined;
+    const call = this.#call(authorization, partition, priority, held);
     try {
-      const result = await store.fetch(key, () =>
-        this.#load(key, query, this.#call(authorization, partition, priority, held), partition, renderedVariants(held, variant), held?.longestGapMs ?? 0),
+      const result = await store.fetch(
+        key,
+        () => this.#load(key, query, call, partition, renderedVariants(held, variant), held?.longestGapMs ?? 0),
+        // Another replica's answer to a call made after this recheck was decided proves as much as this one's would.
+        this.#reusable(partition, rechecked ? nowMs + 1 : Number.NEGATIVE_INFINITY),
       );
+      this.#acceptedElsewhere(result, call);
       if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined, rechecked };
+      if (result.outcome === 'hit') return result;
       if (!result.stored) this.#logUnstored(key, result.answer);
       return rechecked ? { ...result, rechecked } : result;
     } catch (error) {
       const detail = upstreamFailureOf(error);
       if (rechecked && detail !== undefined) this.#recheckRetryAt.set(partition, clock() + RECHECK_RETRY_MS);
-      if (detail === undefined || held === undefined || clock() >= held.keepUntilMs) throw error;
+      if (detail === undefined) throw error;
+      // A shared store holds only fresh answers in this process: an expired one is asked of Redis.
+      const kept = held ?? (await store.peek(key));
+      if (kept === undefined || clock() >= kept.keepUntilMs) throw error;
       const status = error instanceof UpstreamAnswer ? error.statusCode : undefined;
-      return { answer: held, outcome: 'stale', stored: true, failure: { detail, status }, rechecked };
+      return { answer: kept, outcome: 'stale', stored: true, failure: { detail, status }, rechecked };
+    }
+  }
+
+  /**
+   * Which answer another replica stored may answer for the partition's
+   * credential: one still fresh, from a call made no earlier than
+   * `askedAfterMs`, and within authRecheckMs of the credential's latest
+   * acceptance (that call counts: Deskie answered it 200).
+   */
+  #reusable(partition: string, askedAfterMs: number): ReusePolicy {
+    return (answer) => {
+      const nowMs = this.#options.clock();
+      if (nowMs >= answer.expiresAtMs || answer.askedAtMs < askedAfterMs) return false;
+      const acceptedAtMs = Math.max(this.#accepted.peek(partition) ?? Number.NEGATIVE_INFINITY, answer.askedAtMs);
+      return acceptedAtMs <= nowMs && nowMs - acceptedAtMs < this.#options.authRecheckMs;
+    };
+  }
+
+  /**
+   * An answer this process did not fetch (another replica's, from a shared
+   * store) tells that Deskie accepted the credential when it was asked,
+   * unless Deskie refused it here since.
+   */
+  #acceptedElsewhere(result: StoreResult, call: CredentialCall): void {
+    if (result.outcome !== 'hit' && result.outcome !== 'collapsed') return;
+    const refusal = call.refusedSince();
+    if (refusal !== undefined) throw refusal.asRemembered();
+    const { partition } = call;
+    const acceptedAtMs = this.#accepted.peek(partition);
+    if (acceptedAtMs === undefined || acceptedAtMs < result.answer.askedAtMs) {
+      this.#accepted.set(partition, result.answer.askedAtMs);
+      this.#recheckRetryAt.delete(partition);
     }
   }
 
@@ -254,6 +295,7 @@ export class CachedStats {
     };
     return {
       authorization,
+      partition,
       priority,
       expectedCalls: held?.upstreamCalls ?? 1,
       isNewCredential: () => !this.#accepted.has(partition),
@@ -282,7 +324,7 @@ export class CachedStats {
     try {
       page = await upstream.fetch(query, call);
     } catch (error) {
-      this.#rememberRefusal(error, key, query, partition, askedAtMs);
+      await this.#rememberRefusal(error, key, query, partition, askedAtMs);
       throw error;
     }
     // Refused while this call ran (its partition has been dropped): nothing of it is kept or served.
@@ -307,6 +349,7 @@ export class CachedStats {
       variants: representations,
       lastModified: new Date(receivedAtMs).toUTCString(),
       fetchedAtMs: receivedAtMs,
+      askedAtMs,
       lastAskedAtMs: receivedAtMs,
       hits: 0,
       upstreamMs: Math.round(page.upstreamMs * 100) / 100,
@@ -326,7 +369,8 @@ export class CachedStats {
   #refreshAhead(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer): void {
     if (this.#closed || this.#refreshStarted.has(held)) return;
     this.#refreshStarted.add(held);
-    this.#refreshInBackground(key, query, authorization, partition, held, () => {});
+    // Another replica's newer answer is the refresh: a hot key is refreshed once for the cluster.
+    this.#refreshInBackground(key, query, authorization, partition, held, held.askedAtMs + 1, () => {});
   }
 
   /** Refreshes `held` with no client waiting; `failed` hears why it did not. */
@@ -336,12 +380,18 @@ export class CachedStats {
     authorization: string,
     partition: string,
     held: CachedAnswer,
+    askedAfterMs: number,
     failed: (error: unknown) => void,
     settled?: () => void,
   ): void {
     const { store, log } = this.#options;
+    const call = this.#call(authorization, partition, 'refresh', held);
     const refresh = store
-      .fetch(key, () => this.#load(key, query, this.#call(authorization, partition, 'refresh', held), partition, renderedVariants(held), held.longestGapMs))
+      .fetch(key, () => this.#load(key, query, call, partition, renderedVariants(held), held.longestGapMs), this.#reusable(partition, askedAfterMs))
+      .then((result) => {
+        this.#acceptedElsewhere(result, call);
+        return result;
+      })
       .then(
         (result) => log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed ahead of expiry'),
         (error: unknown) => {
@@ -373,6 +423,8 @@ export class CachedStats {
       authorization,
       partition,
       held,
+      // Another replica's answer rechecks the credential if it leaves it accepted for a while.
+      nowMs - this.#options.authRecheckMs * (1 - RECHECK_AHEAD),
       (error) => {
         if (upstreamFailureOf(error) !== undefined) this.#recheckRetryAt.set(partition, this.#options.clock() + RECHECK_RETRY_MS);
       },
@@ -385,7 +437,7 @@ export class CachedStats {
    * `page=all` too large to merge for its key until the answer would have
    * expired: asking again cannot change either sooner.
    */
-  #rememberRefusal(error: unknown, key: string, query: StatsQuery, partition: string, nowMs: number): void {
+  async #rememberRefusal(error: unknown, key: string, query: StatsQuery, partition: string, nowMs: number): Promise<void> {
     const { authFailureTtlMs, lifetimes } = this.#options;
     if (error instanceof UpstreamAnswer && error.refusesCredential) {
       this.#credentialRefusals += 1;
@@ -394,20 +446,20 @@ export class CachedStats {
       this.#accepted.delete(partition);
       // Every time, not only for a partition still remembered as accepted: one forgotten among many may still hold entries.
       // A credential's refusals are remembered for AUTH_FAILURE_TTL_SECONDS, so it scans at most once in that time.
-      this.#dropPartition(partition, error.statusCode);
       if (authFailureTtlMs > 0) this.#refusals.set(credentialKey(partition), { error, untilMs: nowMs + authFailureTtlMs });
+      await this.#dropPartition(partition, error.statusCode);
     } else if (error instanceof ProxyError && error.code === 'TOO_MANY_PAGES') {
       this.#refusals.set(key, { error, untilMs: freshUntil(query, nowMs, lifetimes) });
     }
   }
 
   /** Deskie refused the credential: none of its entries may answer again (a load under way is not kept either). */
-  #dropPartition(partition: string, status: number): void {
+  async #dropPartition(partition: string, status: number): Promise<void> {
     const { store, log } = this.#options;
     const suffix = `#${partition}`;
     const keys: string[] = [];
-    for (const answer of store.list()) if (answer.key.endsWith(suffix)) keys.push(answer.key);
-    for (const key of keys) store.delete(key);
+    for (const answer of await store.list()) if (answer.key.endsWith(suffix)) keys.push(answer.key);
+    await Promise.all(keys.map((key) => store.delete(key)));
     if (keys.length > 0) {
       log.warn({ partition: partition.slice(0, PARTITION_ID_LENGTH), status, removed: keys.length }, "Deskie refused a credential: its cached answers were dropped");
     }
@@ -439,6 +491,7 @@ const credentialKey = (partition: string): string => `credential#${partition}`;
 
 /** A call to Deskie that can tell whether its credential was refused while it ran (and by which answer). */
 interface CredentialCall extends UpstreamCall {
+  readonly partition: string;
   refusedSince(): UpstreamAnswer | undefined;
 }
 

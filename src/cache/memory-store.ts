@@ -14,7 +14,15 @@ export interface MemoryStoreOptions {
   readonly maxBytes: number;
   /** Epoch milliseconds; injected so tests move time instead of sleeping. */
   readonly clock: () => number;
+  /**
+   * Until when an answer is held (epoch ms): its keepUntilMs by default. In
+   * front of a shared store, its expiresAtMs: a replica keeps only fresh
+   * copies, and asks the shared store for anything older.
+   */
+  readonly holdUntil?: (answer: CachedAnswer) => number;
 }
+
+const keptUntil = (answer: CachedAnswer): number => answer.keepUntilMs;
 
 const OUTCOME_BY_FETCH_STATUS: Readonly<Record<string, StoreResult['outcome']>> = {
   miss: 'miss',
@@ -35,6 +43,7 @@ export class MemoryStore implements AnswerStore {
   /** Answers lru-cache was told not to keep; checked only when a load ends. */
   readonly #unstored = new WeakSet<CachedAnswer>();
   readonly #clock: () => number;
+  readonly #holdUntil: (answer: CachedAnswer) => number;
   /** Callers of fetch() under way, by key: an entry is not re-counted while a load for its key runs. */
   readonly #loading = new Map<string, number>();
   /** Keys whose answer grew while a load ran: re-counted when the last caller is done. */
@@ -42,8 +51,9 @@ export class MemoryStore implements AnswerStore {
   #evictions = 0;
   #closed = false;
 
-  constructor({ maxBytes, clock }: MemoryStoreOptions) {
+  constructor({ maxBytes, clock, holdUntil = keptUntil }: MemoryStoreOptions) {
     this.#clock = clock;
+    this.#holdUntil = holdUntil;
     this.#lru = new LRUCache<string, CachedAnswer, AnswerLoader>({
       maxSize: maxBytes,
       sizeCalculation: (answer, key) => {
@@ -51,7 +61,7 @@ export class MemoryStore implements AnswerStore {
         // An answer already past its keeping time (one fetched across a
         // window change) is sized past the bound: lru-cache then hands it to
         // its callers and drops it, the same way as one too large to hold.
-        if (size > maxBytes || answer.keepUntilMs <= clock()) {
+        if (size > maxBytes || holdUntil(answer) <= clock()) {
           this.#unstored.add(answer);
           return maxBytes + 1;
         }
@@ -75,13 +85,17 @@ export class MemoryStore implements AnswerStore {
         const answer = await load();
         // lru-cache counts an entry gone once more than `ttl` ms have passed,
         // so one ms less drops it exactly at keepUntilMs.
-        options.ttl = Math.max(1, answer.keepUntilMs - clock() - 1);
+        options.ttl = Math.max(1, holdUntil(answer) - clock() - 1);
         return answer;
       },
     });
   }
 
   get(key: string): CachedAnswer | undefined {
+    return this.#lru.get(key);
+  }
+
+  async peek(key: string): Promise<CachedAnswer | undefined> {
     return this.#lru.get(key);
   }
 
@@ -120,7 +134,7 @@ export class MemoryStore implements AnswerStore {
     }
     if (this.#lru.peek(key) !== answer) return;
     this.#lru.delete(key);
-    const ttl = answer.keepUntilMs - this.#clock() - 1;
+    const ttl = this.#holdUntil(answer) - this.#clock() - 1;
     if (ttl > 0) this.#lru.set(key, answer, { ttl });
   }
 
@@ -132,7 +146,7 @@ export class MemoryStore implements AnswerStore {
     return this.#lru.calculatedSize;
   }
 
-  list(): CachedAnswer[] {
+  async list(): Promise<CachedAnswer[]> {
     // forEach, not values(): values() skips an entry while a load for its key
     // runs (a refresh), and forEach gives the answer still held then.
     const held: CachedAnswer[] = [];
@@ -140,7 +154,12 @@ export class MemoryStore implements AnswerStore {
     return held;
   }
 
-  delete(key: string): boolean {
+  async delete(key: string): Promise<boolean> {
+    return this.deleteHeld(key);
+  }
+
+  /** delete(), answered at once: a shared store drops its own copy with it. */
+  deleteHeld(key: string): boolean {
     // A load under way is left to finish for its callers; with the entry
     // gone, lru-cache neither keeps what it brings nor restores the old
     // answer if it fails (ignoreFetchAbort, noDeleteOnFetchRejection).

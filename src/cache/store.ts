@@ -36,6 +36,8 @@ export interface CachedAnswer {
   readonly lastModified: string;
   /** When the body was fetched from Deskie (epoch ms). */
   readonly fetchedAtMs: number;
+  /** When the call that fetched it was made (epoch ms): Deskie accepted the credential as of then. */
+  readonly askedAtMs: number;
   /** When it stops being fresh (epoch ms): Deskie's lifetime, cut at the next window change. */
   readonly expiresAtMs: number;
   /** The earliest a hit may start one background refresh (epoch ms); +Infinity for never. See CachedStats. */
@@ -100,7 +102,8 @@ export type CacheOutcome = 'hit' | 'miss' | 'refreshed' | 'collapsed' | 'stale';
 /** What a store's fetch did. */
 export interface StoreResult {
   readonly answer: CachedAnswer;
-  readonly outcome: 'miss' | 'refreshed' | 'collapsed';
+  /** `hit`: a shared store's answer stored by another replica, which `reuse` accepted; nothing was loaded. */
+  readonly outcome: 'hit' | 'miss' | 'refreshed' | 'collapsed';
   /** False when the answer could not be kept: larger than the store allows, or already past keepUntilMs. */
   readonly stored: boolean;
 }
@@ -128,35 +131,62 @@ export function answerBytes(answer: CachedAnswer): number {
 export type AnswerLoader = () => Promise<CachedAnswer>;
 
 /**
+ * Whether an answer held elsewhere (another replica's, in a shared store) may
+ * answer a fetch instead of a load: the caller's freshness rules, applied to
+ * what the store found.
+ */
+export type ReusePolicy = (answer: CachedAnswer) => boolean;
+
+/**
  * Where answers live. Freshness is the caller's business: a store holds each
  * answer until its keepUntilMs (or until its bound drops it) and loads once
- * per key however many callers ask while a load runs.
+ * per key however many callers ask while a load runs. A shared store (Redis)
+ * loads once per key across every replica, and keeps in this process only
+ * answers still fresh.
  */
 export interface AnswerStore {
-  /** The answer held for `key`, fresh or not, without loading; while a load runs, the one it will replace. */
+  /**
+   * The answer this process holds for `key`, without loading and without
+   * waiting: a hit's only lookup. A shared store holds only fresh answers
+   * here; a memory store holds them until keepUntilMs. While a load runs,
+   * the one it will replace.
+   */
   get(key: string): CachedAnswer | undefined;
+  /** The answer held for `key` anywhere, fresh or not (for stale-if-error); a shared store's may take a round trip. */
+  peek(key: string): Promise<CachedAnswer | undefined>;
   /**
    * Calls `load` and holds its answer in place of the previous one, or, while
    * a load for `key` already runs, waits for that one. Whatever `load` throws
-   * reaches every waiter and the previous answer stays held.
+   * reaches every waiter and the previous answer stays held. A shared store
+   * first answers with what another replica stored when `reuse` accepts it
+   * (outcome `hit`), and otherwise waits for another replica's load under way.
    */
-  fetch(key: string, load: AnswerLoader): Promise<StoreResult>;
-  /** Number of entries held. */
+  fetch(key: string, load: AnswerLoader, reuse?: ReusePolicy): Promise<StoreResult>;
+  /** Number of entries held in this process. */
   readonly entries: number;
-  /** The answers held (not the loads under way), most recently used first. */
-  list(): Iterable<CachedAnswer>;
-  /** Drops the answer held for `key`; a load under way for it still answers its callers but is not kept. */
-  delete(key: string): boolean;
+  /** The answers held (not the loads under way), most recently used first for a memory store. */
+  list(): Promise<CachedAnswer[]>;
+  /** Drops the answer held for `key` (on every replica, for a shared store); a load under way for it still answers its callers but is not kept. */
+  delete(key: string): Promise<boolean>;
   /** Entries dropped to stay within the bound since the store was made. */
   readonly evictions: number;
-  /** False once the store cannot hold or give answers (closed; for a remote store, unreachable). */
+  /** False once the store cannot hold or give answers (closed). */
   readonly usable: boolean;
   /**
    * Counts again the bytes of `answer`, held under its key, after a variant
    * was added to it; nothing when another answer (or none) is held there.
    */
   resize(answer: CachedAnswer): void;
-  /** Bytes held, as the store counts them against its bound. */
+  /** Bytes held in this process, as the store counts them against its bound. */
   readonly bytes: number;
+  /** For /readyz and the metrics: what a shared store's connection is doing; undefined for a memory store. */
+  readonly shared?: SharedStoreState;
   close(): Promise<void>;
+}
+
+/** A shared store's view of its Redis. */
+export interface SharedStoreState {
+  readonly redis: 'connecting' | 'up' | 'down' | 'closed';
+  /** Commands that failed or timed out since start. */
+  readonly errors: number;
 }

@@ -127,7 +127,7 @@ export function adminRoutes(app: FastifyInstance, options: AdminRouteOptions): v
       const limit = readInteger(parameters, 'limit', PAGE_SIZE, `an integer from 1 to ${MAX_ENTRIES_PAGE}`, DEFAULT_ENTRIES_PAGE, MAX_ENTRIES_PAGE);
       const offset = readInteger(parameters, 'offset', OFFSET, 'a whole number (0 or more)', 0);
       const nowMs = options.clock();
-      const matching = selectEntries(store, filter).sort(byListOrder);
+      const matching = (await selectEntries(store, filter)).sort(byListOrder);
       const entries = matching.slice(offset, offset + limit).map((answer) => describeEntry(answer, nowMs));
       log.info({ admin: 'list', filter: filterText(parameters), total: matching.length, listed: entries.length }, 'admin: entries listed');
       return { total: matching.length, offset, limit, entries };
@@ -144,9 +144,9 @@ export function adminRoutes(app: FastifyInstance, options: AdminRouteOptions): v
       }
       const filter = readFilter(parameters);
       // Keys first, then deletes: the store is not changed while it is walked.
-      const keys = selectEntries(store, filter).map((answer) => answer.key);
-      let removed = 0;
-      for (const key of keys) if (store.delete(key)) removed += 1;
+      const keys = (await selectEntries(store, filter)).map((answer) => answer.key);
+      const deleted = await Promise.all(keys.map((key) => store.delete(key)));
+      const removed = deleted.filter(Boolean).length;
       log.info({ admin: 'purge', filter: filterText(parameters), removed }, 'admin: entries purged');
       return { removed };
     });
@@ -256,9 +256,9 @@ function filterText(parameters: Readonly<Record<string, string>>): Record<string
   return text;
 }
 
-function selectEntries(store: AnswerStore, filter: EntryFilter): CachedAnswer[] {
+async function selectEntries(store: AnswerStore, filter: EntryFilter): Promise<CachedAnswer[]> {
   const selected: CachedAnswer[] = [];
-  for (const answer of store.list()) if (matches(answer, filter)) selected.push(answer);
+  for (const answer of await store.list()) if (matches(answer, filter)) selected.push(answer);
   return selected;
 }
 
