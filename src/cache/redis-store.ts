@@ -1,0 +1,396 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { EndpointName } from '../deskie/endpoints.js';
+import type { FreshnessClass } from '../deskie/periods.js';
+import type { SharedRedis } from '../redis/connection.js';
+import { MemoryStore } from './memory-store.js';
+import type { AnswerLoader, AnswerStore, CachedAnswer, ReusePolicy, SharedStoreState, StoreResult } from './store.js';
+
+/**
+ * How long a replica's claim on a key's load lasts without being renewed. The
+ * holder renews it every third of that while Deskie answers, so a load may
+ * take as long as it takes; a holder that dies stops renewing, and another
+ * replica takes the load over within this time.
+ */
+export const LEASE_MS = 5_000;
+/** Longest a replica waiting for another's load goes without looking at Redis itself (a lost message costs this much). */
+const POLL_MS = 200;
+/** Published with a key when its answer was stored or its load ended: waiters look at once. */
+const LOADED_CHANNEL = 'loaded';
+/** Published with a key when it was purged: every replica drops its own copy. */
+const PURGED_CHANNEL = 'purged';
+/** SCAN's batch when the admin API lists entries. */
+const SCAN_COUNT = 500;
+
+/** Deletes a lease only if it is still the holder's (a lease that expired may be another replica's now). */
+const RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const RENEW_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+
+export interface RedisStoreOptions {
+  readonly redis: SharedRedis;
+  /** L1_MAX_BYTES: fresh answers this replica keeps in its own memory. */
+  readonly l1MaxBytes: number;
+  readonly clock: () => number;
+  readonly log: FastifyBaseLogger;
+  /** LEASE_MS unless a test wants a holder's death noticed sooner. */
+  readonly leaseMs?: number;
+}
+
+/** What Redis holds beside the body, as JSON; `refreshAtMs` null stands for never. */
+interface StoredMeta {
+  readonly key: string;
+  readonly freshness: FreshnessClass;
+  readonly contentType: string;
+  readonly endpoint: EndpointName;
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly zone: string;
+  readonly lastModified: string;
+  readonly fetchedAtMs: number;
+  readonly askedAtMs: number;
+  readonly expiresAtMs: number;
+  readonly refreshAtMs: number | null;
+  readonly keepUntilMs: number;
+  readonly upstreamMs: number;
+  readonly upstreamCalls: number;
+  readonly previousGapMs: number;
+}
+
+/**
+ * Answers shared by every replica through Redis, with a small in-process
+ * copy (L1) of the fresh ones in front, so a hit never waits on Redis.
+ *
+ * - Redis holds Deskie's body (compressed) and its times, under
+ *   `<REDIS_PREFIX>v1:a:<key>`, until keepUntilMs (freshness plus the
+ *   stale-if-error window). Variants are rendered by each replica on first use.
+ * - One load per key across the cluster: a replica takes a lease
+ *   (`…:lease:<key>`, SET NX PX, renewed while it loads); the others wait for
+ *   its answer, woken by a message or, if that is lost, by polling every
+ *   POLL_MS, and take over once the lease lapses. A holder whose load failed
+ *   lets the lease go: the next replica to ask tries Deskie itself.
+ * - Before loading, an answer another replica stored is used when the
+ *   caller's `reuse` accepts it (outcome `hit`).
+ * - Redis down or slower than REDIS_TIMEOUT_MS: every command fails fast, and
+ *   the replica answers from L1 and loads from Deskie by itself. Nothing here
+ *   waits on Redis longer than the command timeout, except a wait for
+ *   another replica's load, which is bounded by its lease.
+ */
+export class RedisStore implements AnswerStore {
+  readonly #redis: SharedRedis;
+  readonly #l1: MemoryStore;
+  readonly #clock: () => number;
+  readonly #log: FastifyBaseLogger;
+  readonly #leaseMs: number;
+  /** How each answer this replica's cluster loads came about, read by fetch() for the caller that started the load. */
+  readonly #outcomes = new WeakMap<CachedAnswer, StoreResult['outcome']>();
+  /** Answers Redis holds (written by this replica or read from it). */
+  readonly #inRedis = new WeakSet<CachedAnswer>();
+  /** Keys this replica is loading; those purged meanwhile are not written to Redis. */
+  readonly #loading = new Map<string, { purged: boolean }>();
+  /** This replica's callers waiting for another's load, woken by key. */
+  readonly #waiting = new Map<string, Set<() => void>>();
+  #closed = false;
+
+  constructor({ redis, l1MaxBytes, clock, log, leaseMs = LEASE_MS }: RedisStoreOptions) {
+    this.#redis = redis;
+    this.#clock = clock;
+    this.#log = log;
+    this.#leaseMs = leaseMs;
+    // Fresh copies only: anything older is asked of Redis, which every replica keeps current.
+    this.#l1 = new MemoryStore({ maxBytes: l1MaxBytes, clock, holdUntil: (answer) => answer.expiresAtMs });
+    redis.listen(LOADED_CHANNEL, (key) => this.#wake(key));
+    redis.listen(PURGED_CHANNEL, (key) => this.#dropCopy(key));
+  }
+
+  get(key: string): CachedAnswer | undefined {
+    return this.#l1.get(key);
+  }
+
+  async peek(key: string): Promise<CachedAnswer | undefined> {
+    return this.#l1.get(key) ?? (await this.#read(key));
+  }
+
+  async fetch(key: string, load: AnswerLoader, reuse?: ReusePolicy): Promise<StoreResult> {
+    // L1 joins this replica's callers into one cluster load; it keeps the answer while fresh.
+    const result = await this.#l1.fetch(key, () => this.#clusterLoad(key, load, reuse));
+    if (result.outcome === 'collapsed') return result;
+    const { answer } = result;
+    return { answer, outcome: this.#outcomes.get(answer) ?? result.outcome, stored: result.stored || this.#inRedis.has(answer) };
+  }
+
+  get entries(): number {
+    return this.#l1.entries;
+  }
+
+  get bytes(): number {
+    return this.#l1.bytes;
+  }
+
+  get evictions(): number {
+    return this.#l1.evictions;
+  }
+
+  get usable(): boolean {
+    return !this.#closed;
+  }
+
+  get shared(): SharedStoreState {
+    return { redis: this.#redis.state, errors: this.#redis.errors };
+  }
+
+  resize(answer: CachedAnswer): void {
+    this.#l1.resize(answer);
+  }
+
+  /** Every answer Redis holds (SCAN, then the bodies in batches); this replica's own copies when Redis cannot answer. */
+  async list(): Promise<CachedAnswer[]> {
+    const { command } = this.#redis;
+    const held: CachedAnswer[] = [];
+    try {
+      let cursor = '0';
+      do {
+        const [next, names] = await command.scan(cursor, 'MATCH', this.#redis.key('a:*'), 'COUNT', SCAN_COUNT);
+        cursor = next;
+        if (names.length === 0) continue;
+        const values = await command.mgetBuffer(...names);
+        for (const value of values) {
+          const answer = value === null ? undefined : this.#decode(value);
+          if (answer !== undefined && answer.keepUntilMs > this.#clock()) held.push(answer);
+        }
+      } while (cursor !== '0');
+      return held;
+    } catch (error) {
+      return this.#redis.failed(error, await this.#l1.list());
+    }
+  }
+
+  /** Drops the answer on every replica: from Redis, from this L1, and by a message from the others' L1. */
+  async delete(key: string): Promise<boolean> {
+    const hadCopy = this.#dropCopy(key);
+    let removed = false;
+    try {
+      removed = (await this.#redis.command.del(this.#answerKey(key))) > 0;
+    } catch (error) {
+      this.#redis.failed(error, undefined);
+    }
+    await this.#redis.publish(PURGED_CHANNEL, key);
+    return removed || hadCopy;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const wakers of this.#waiting.values()) for (const wake of wakers) wake();
+    await this.#l1.close();
+  }
+
+  /** This replica's copy of a purged key goes, and a load of it under way here is not stored. */
+  #dropCopy(key: string): boolean {
+    const loading = this.#loading.get(key);
+    if (loading !== undefined) loading.purged = true;
+    return this.#l1.deleteHeld(key);
+  }
+
+  /**
+   * What the cluster has for `key`, or one load of it: another replica's
+   * answer when `reuse` takes it; else the lease, and a load here; else a
+   * wait for the holder's answer (outcome `collapsed`), taking over if its
+   * lease lapses without one.
+   */
+  async #clusterLoad(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined): Promise<CachedAnswer> {
+    // From the start: a purge while Redis is read or a lease waited for counts too.
+    const loading = { purged: false };
+    this.#loading.set(key, loading);
+    try {
+      return await this.#loadOnce(key, load, reuse, loading);
+    } finally {
+      if (this.#loading.get(key) === loading) this.#loading.delete(key);
+    }
+  }
+
+  async #loadOnce(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined, loading: { purged: boolean }): Promise<CachedAnswer> {
+    const seen = await this.#read(key);
+    if (seen !== undefined && reuse?.(seen)) return this.#outcome(seen, 'hit');
+    const replaces = seen !== undefined || this.#l1.get(key) !== undefined;
+    // Bounded however Redis behaves: past it, this replica loads by itself.
+    const giveUpAt = performance.now() + 3 * this.#leaseMs;
+    while (!this.#closed && this.#redis.state === 'up' && performance.now() < giveUpAt) {
+      const lease = await this.#takeLease(key);
+      if (lease !== false) return this.#load(load, replaces, loading, key, lease);
+      await this.#waitForLoad(key);
+      const current = await this.#read(key);
+      if (current !== undefined && current.fetchedAtMs > (seen?.fetchedAtMs ?? Number.NEGATIVE_INFINITY)) return this.#outcome(current, 'collapsed');
+    }
+    return this.#load(load, replaces, loading, key, undefined);
+  }
+
+  /** Loads here (holding `lease` when Redis gave one), stores the answer in Redis, and wakes the replicas waiting for it. */
+  async #load(load: AnswerLoader, replaces: boolean, loading: { readonly purged: boolean }, key: string, lease: string | undefined): Promise<CachedAnswer> {
+    const renewal = lease === undefined ? undefined : setInterval(() => void this.#renewLease(key, lease), Math.max(1, Math.floor(this.#leaseMs / 3)));
+    renewal?.unref();
+    try {
+      const answer = await load();
+      if (!loading.purged && (await this.#write(answer))) this.#inRedis.add(answer);
+      return this.#outcome(answer, replaces ? 'refreshed' : 'miss');
+    } finally {
+      clearInterval(renewal);
+      if (lease !== undefined) {
+        await this.#releaseLease(key, lease);
+        await this.#redis.publish(LOADED_CHANNEL, key);
+      }
+    }
+  }
+
+  #outcome(answer: CachedAnswer, outcome: StoreResult['outcome']): CachedAnswer {
+    this.#outcomes.set(answer, outcome);
+    if (outcome !== 'miss' && outcome !== 'refreshed') this.#inRedis.add(answer);
+    return answer;
+  }
+
+  /** The lease's token when this replica now holds it, false when another does, undefined when Redis could not say. */
+  async #takeLease(key: string): Promise<string | false | undefined> {
+    const token = `${this.#redis.replicaId}:${process.hrtime.bigint()}`;
+    try {
+      const taken = await this.#redis.command.set(this.#leaseKey(key), token, 'PX', this.#leaseMs, 'NX');
+      return taken === 'OK' ? token : false;
+    } catch (error) {
+      return this.#redis.failed(error, undefined);
+    }
+  }
+
+  async #renewLease(key: string, token: string): Promise<void> {
+    try {
+      await this.#redis.command.eval(RENEW_LEASE, 1, this.#leaseKey(key), token, this.#leaseMs);
+    } catch (error) {
+      this.#redis.failed(error, undefined);
+    }
+  }
+
+  async #releaseLease(key: string, token: string): Promise<void> {
+    try {
+      await this.#redis.command.eval(RELEASE_LEASE, 1, this.#leaseKey(key), token);
+    } catch (error) {
+      // It lapses by itself within the lease.
+      this.#redis.failed(error, undefined);
+    }
+  }
+
+  /** Until a replica says the key's load ended, or POLL_MS. */
+  #waitForLoad(key: string): Promise<void> {
+    return new Promise((resolve) => {
+      let wakers = this.#waiting.get(key);
+      if (wakers === undefined) this.#waiting.set(key, (wakers = new Set()));
+      const done = (): void => {
+        clearTimeout(timer);
+        const set = this.#waiting.get(key);
+        set?.delete(done);
+        if (set?.size === 0) this.#waiting.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(done, POLL_MS);
+      wakers.add(done);
+    });
+  }
+
+  #wake(key: string): void {
+    const wakers = this.#waiting.get(key);
+    if (wakers !== undefined) for (const wake of [...wakers]) wake();
+  }
+
+  /** The answer Redis holds for `key` and still keeps; undefined when none, or when Redis cannot answer. */
+  async #read(key: string): Promise<CachedAnswer | undefined> {
+    if (this.#redis.state !== 'up') return undefined;
+    try {
+      const value = await this.#redis.command.getBuffer(this.#answerKey(key));
+      const answer = value === null ? undefined : this.#decode(value);
+      return answer !== undefined && answer.key === key && answer.keepUntilMs > this.#clock() ? answer : undefined;
+    } catch (error) {
+      return this.#redis.failed(error, undefined);
+    }
+  }
+
+  /** Stores `answer` until its keepUntilMs; false when it is already past that or Redis failed. */
+  async #write(answer: CachedAnswer): Promise<boolean> {
+    const keepMs = answer.keepUntilMs - this.#clock();
+    if (keepMs <= 0 || this.#redis.state !== 'up') return false;
+    try {
+      await this.#redis.command.set(this.#answerKey(answer.key), encode(answer), 'PX', keepMs);
+      return true;
+    } catch (error) {
+      return this.#redis.failed(error, false);
+    }
+  }
+
+  #decode(value: Buffer): CachedAnswer | undefined {
+    try {
+      return decode(value);
+    } catch (error) {
+      this.#log.warn({ err: error }, 'an entry in Redis could not be read: ignored');
+      return undefined;
+    }
+  }
+
+  #answerKey(key: string): string {
+    return this.#redis.key(`a:${key}`);
+  }
+
+  #leaseKey(key: string): string {
+    return this.#redis.key(`lease:${key}`);
+  }
+}
+
+/** An answer as Redis holds it: the length of its JSON times (4 bytes), the times, then the compressed body. */
+export function encode(answer: CachedAnswer): Buffer {
+  const { source } = answer;
+  const meta: StoredMeta = {
+    key: answer.key,
+    freshness: answer.freshness,
+    contentType: source.contentType,
+    endpoint: source.endpoint,
+    fromMs: source.fromMs,
+    toMs: source.toMs,
+    zone: source.zone,
+    lastModified: answer.lastModified,
+    fetchedAtMs: answer.fetchedAtMs,
+    askedAtMs: answer.askedAtMs,
+    expiresAtMs: answer.expiresAtMs,
+    refreshAtMs: Number.isFinite(answer.refreshAtMs) ? answer.refreshAtMs : null,
+    keepUntilMs: answer.keepUntilMs,
+    upstreamMs: answer.upstreamMs,
+    upstreamCalls: answer.upstreamCalls,
+    previousGapMs: answer.previousGapMs,
+  };
+  const json = Buffer.from(JSON.stringify(meta));
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(json.length);
+  return Buffer.concat([length, json, source.gzipped]);
+}
+
+export function decode(value: Buffer): CachedAnswer {
+  const length = value.readUInt32BE(0);
+  const meta = JSON.parse(value.subarray(4, 4 + length).toString()) as StoredMeta;
+  return {
+    key: meta.key,
+    freshness: meta.freshness,
+    source: {
+      // Its own copy: the reply's buffer is not kept alive by it.
+      gzipped: Buffer.from(value.subarray(4 + length)),
+      contentType: meta.contentType,
+      endpoint: meta.endpoint,
+      fromMs: meta.fromMs,
+      toMs: meta.toMs,
+      zone: meta.zone,
+    },
+    variants: [],
+    lastModified: meta.lastModified,
+    fetchedAtMs: meta.fetchedAtMs,
+    askedAtMs: meta.askedAtMs,
+    expiresAtMs: meta.expiresAtMs,
+    refreshAtMs: meta.refreshAtMs ?? Number.POSITIVE_INFINITY,
+    keepUntilMs: meta.keepUntilMs,
+    lastAskedAtMs: meta.fetchedAtMs,
+    hits: 0,
+    upstreamMs: meta.upstreamMs,
+    longestGapMs: 0,
+    previousGapMs: meta.previousGapMs,
+    upstreamCalls: meta.upstreamCalls,
+  };
+}

@@ -1,0 +1,180 @@
+import { once } from 'node:events';
+import t, { type Test } from 'tap';
+import { pino } from 'pino';
+import { RedisStore } from '../../src/cache/redis-store.js';
+import type { CachedAnswer } from '../../src/cache/store.js';
+import { SharedRedis } from '../../src/redis/connection.js';
+import { redisSkip, startRedis, type TestRedis } from '../helpers/redis.js';
+import { answerOf, storeContract, textOf } from './store-contract.js';
+
+const MIB = 1024 * 1024;
+const quiet = pino({ enabled: false });
+let namespaces = 0;
+
+/** A connection of its own (a replica's), connected before the test goes on, closed when the test ends. */
+async function connect(t: Test, redis: TestRedis, prefix: string, timeoutMs = 250): Promise<SharedRedis> {
+  const shared = new SharedRedis({ url: redis.url, prefix, timeoutMs, log: quiet });
+  t.teardown(() => shared.close());
+  if (shared.state !== 'up') await once(shared.command, 'ready');
+  return shared;
+}
+
+/** Two replicas' stores on one Redis, on one clock the test moves. */
+async function replicas(t: Test, redis: TestRedis, options: { leaseMs?: number } = {}) {
+  let now = 1_000_000;
+  const clock = () => now;
+  const prefix = `test${(namespaces += 1)}:`;
+  const make = async () => {
+    const store = new RedisStore({ redis: await connect(t, redis, prefix), l1MaxBytes: 16 * MIB, clock, log: quiet, ...options });
+    t.teardown(() => store.close());
+    return store;
+  };
+  return { a: await make(), b: await make(), now: () => now, advance: (ms: number) => (now += ms), prefix };
+}
+
+const answer = (text: string, fetchedAtMs: number, ttlMs: number, keepMs = 0, key = 'k'): CachedAnswer =>
+  answerOf(key, Buffer.from(JSON.stringify({ text })), fetchedAtMs, ttlMs, keepMs);
+
+/** Polls until `check` holds, for at most two seconds: a message between replicas arrives in well under that. */
+async function eventually(check: () => boolean | Promise<boolean>): Promise<boolean> {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return false;
+}
+
+t.test('RedisStore', redisSkip(), async (t) => {
+  const redis = await startRedis(t);
+
+  t.test('keeps the store contract', async (t) => {
+    storeContract(t, async (clock) => {
+      const shared = await connect(t, redis, `contract${(namespaces += 1)}:`);
+      return new RedisStore({ redis: shared, l1MaxBytes: 16 * MIB, clock, log: quiet });
+    });
+  });
+
+  t.test("a replica answers with another's stored answer when the caller's policy accepts it, and loads when not", async (t) => {
+    const { a, b, now } = await replicas(t, redis);
+    await a.fetch('k', async () => answer('from a', now(), 60_000));
+    let loads = 0;
+    const reused = await b.fetch('k', async () => (loads++, answer('from b', now(), 60_000)), () => true);
+    t.match(reused, { outcome: 'hit', stored: true });
+    t.equal(textOf(reused.answer), '{"text":"from a"}');
+    t.equal(loads, 0, 'nothing loaded');
+    t.equal(textOf(b.get('k')), '{"text":"from a"}', "kept in b's own memory while fresh");
+    const refused = await b.fetch('k', async () => (loads++, answer('from b', now(), 60_000)), () => false);
+    t.equal(refused.outcome, 'refreshed', 'the policy said no: loaded, replacing what Redis held');
+    t.equal(loads, 1);
+    t.equal(textOf(await a.peek('k')), '{"text":"from a"}', "a's fresh copy is its own");
+  });
+
+  t.test('concurrent fetches of one key on two replicas make one load; the other replica waits for it', async (t) => {
+    const { a, b, now } = await replicas(t, redis);
+    let loads = 0;
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const load = async () => {
+      loads++;
+      await gate;
+      return answer('once', now(), 60_000);
+    };
+    const first = a.fetch('k', load);
+    // Let a take the lease before b asks.
+    await eventually(() => loads === 1);
+    const waiting = Array.from({ length: 5 }, () => b.fetch('k', load));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    const results = await Promise.all([first, ...waiting]);
+    t.equal(loads, 1, 'one load across both replicas');
+    t.same(results.map((result) => result.outcome), ['miss', 'collapsed', 'collapsed', 'collapsed', 'collapsed', 'collapsed']);
+    t.ok(results.every((result) => textOf(result.answer) === '{"text":"once"}'));
+  });
+
+  t.test("a holder that stops renewing its lease (dead) is taken over once the lease lapses", async (t) => {
+    const { a, b, now, prefix } = await replicas(t, redis, { leaseMs: 300 });
+    // A dead holder's lease: taken, never renewed, never released.
+    const other = await connect(t, redis, prefix);
+    await other.command.set(other.key('lease:k'), 'dead-replica', 'PX', 300, 'NX');
+    const startedAt = performance.now();
+    let loads = 0;
+    const result = await b.fetch('k', async () => (loads++, answer('taken over', now(), 60_000)));
+    const waitedMs = performance.now() - startedAt;
+    t.equal(loads, 1, 'b loaded it itself');
+    t.equal(result.outcome, 'miss');
+    t.ok(waitedMs >= 200 && waitedMs < 2_000, `waited ${Math.round(waitedMs)} ms for the lease to lapse`);
+    t.equal(textOf(await a.peek('k')), '{"text":"taken over"}', 'and stored it for the others');
+  });
+
+  t.test('a long load keeps its lease: nobody takes over a live holder', async (t) => {
+    const { a, b, now } = await replicas(t, redis, { leaseMs: 150 });
+    let loads = 0;
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow = a.fetch('k', async () => (loads++, await gate, answer('slow', now(), 60_000)));
+    await eventually(() => loads === 1);
+    const waiter = b.fetch('k', async () => (loads++, answer('second', now(), 60_000)));
+    // Four lease lifetimes: renewed by a all along.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    release();
+    const [, waited] = await Promise.all([slow, waiter]);
+    t.equal(loads, 1);
+    t.equal(waited.outcome, 'collapsed');
+  });
+
+  t.test('a purge on one replica drops the answer from Redis and from the other replica too', async (t) => {
+    const { a, b, now } = await replicas(t, redis);
+    await a.fetch('k', async () => answer('shared', now(), 60_000));
+    await b.fetch('k', async () => answer('unused', now(), 60_000), () => true);
+    t.ok(b.get('k'), 'b holds a copy');
+    t.equal(await a.delete('k'), true);
+    t.ok(await eventually(() => b.get('k') === undefined), "b's copy is gone");
+    t.equal(await b.peek('k'), undefined, 'and Redis holds nothing');
+    t.same(await a.list(), []);
+  });
+
+  t.test('an expired answer is asked of Redis for stale-if-error; this replica keeps only fresh copies', async (t) => {
+    const { a, b, now, advance } = await replicas(t, redis);
+    await a.fetch('k', async () => answer('old', now(), 10_000, 60_000));
+    advance(10_000);
+    t.equal(a.get('k'), undefined, 'no longer fresh: not held here');
+    t.equal(textOf(await b.peek('k')), '{"text":"old"}', 'still kept in Redis');
+    t.same((await b.list()).map(textOf), ['{"text":"old"}'], 'listed from Redis');
+  });
+
+  t.test('answers of another prefix or format version are never read', async (t) => {
+    const { a, now } = await replicas(t, redis);
+    await a.fetch('k', async () => answer('v1', now(), 60_000));
+    const other = await connect(t, redis, 'another-proxy:');
+    const elsewhere = new RedisStore({ redis: other, l1MaxBytes: MIB, clock: now, log: quiet });
+    t.teardown(() => elsewhere.close());
+    t.equal(await elsewhere.peek('k'), undefined);
+  });
+
+  t.test('with Redis down, a replica answers from its own memory and loads by itself, never waiting past the timeout; it reconnects by itself', async (t) => {
+    const own = await startRedis(t);
+    let now = 1_000_000;
+    const shared = await connect(t, own, 'down:', 100);
+    const store = new RedisStore({ redis: shared, l1MaxBytes: MIB, clock: () => now, log: quiet });
+    t.teardown(() => store.close());
+    await store.fetch('fresh', async () => answer('fresh', now, 60_000, 0, 'fresh'));
+    await own.stop();
+    t.ok(await eventually(() => shared.state === 'down'), 'the loss is noticed');
+    t.equal(textOf(store.get('fresh')), '{"text":"fresh"}', 'a fresh copy still answers');
+    const startedAt = performance.now();
+    let loads = 0;
+    const result = await store.fetch('k', async () => (loads++, answer('alone', now, 60_000)));
+    t.equal(loads, 1);
+    t.equal(textOf(result.answer), '{"text":"alone"}');
+    t.equal(await store.peek('gone'), undefined, 'a peek does not wait either');
+    t.same((await store.list()).map(textOf).sort(), ['{"text":"alone"}', '{"text":"fresh"}'], 'the list falls back on its own copies');
+    t.equal(await store.delete('fresh'), true, "a purge still drops this replica's copy");
+    t.ok(performance.now() - startedAt < 1_000, 'nothing waited on Redis');
+    t.ok(store.shared.errors > 0, 'errors are counted');
+    await own.start();
+    t.ok(await eventually(() => shared.state === 'up'), 'reconnected by itself');
+    now += 1;
+    await store.fetch('after', async () => answer('after', now, 60_000, 0, 'after'));
+    t.ok(await shared.command.exists(shared.key('a:after')), 'writes to Redis resume');
+  });
+});
