@@ -13,6 +13,8 @@ import { requestIds } from './request-id.js';
 import { errorCacheStatus } from './cache/cache-status.js';
 import { CachedStats } from './cache/cached-stats.js';
 import { MemoryStore } from './cache/memory-store.js';
+import { RedisStore } from './cache/redis-store.js';
+import { SharedRedis } from './redis/connection.js';
 import type { AnswerStore } from './cache/store.js';
 import type { Config } from './config.js';
 import { ENDPOINTS } from './deskie/endpoints.js';
@@ -170,7 +172,14 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     maxBodyBytes: config.upstreamMaxBodyBytes,
     connections: config.upstreamConnections,
   });
-  const store = options.store ?? new MemoryStore({ maxBytes: config.cacheMaxBytes, clock });
+  // With REDIS_URL, replicas share answers (and the budget) through Redis; this process keeps fresh copies in L1.
+  const redis = config.redis === undefined ? undefined : new SharedRedis({ ...config.redis, log });
+  const store: AnswerStore =
+    options.store ??
+    (redis === undefined || config.redis === undefined
+      ? new MemoryStore({ maxBytes: config.cacheMaxBytes, clock })
+      : new RedisStore({ redis, l1MaxBytes: config.redis.l1MaxBytes, clock, log }));
+  const storeMaxBytes = config.redis?.l1MaxBytes ?? config.cacheMaxBytes;
   const budget = new UpstreamBudget({
     ratePerMinute: config.upstreamRatePerMin,
     reserve: config.upstreamReserve,
@@ -189,7 +198,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   const metrics = new ProxyMetrics({
     store,
     budget,
-    maxBytes: config.cacheMaxBytes,
+    maxBytes: storeMaxBytes,
     ...(tokens === undefined ? {} : { clientTokens: () => tokens.names.length }),
   });
   const upstream = new DeskieUpstream({
@@ -280,7 +289,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
         const last = upstream.lastAnswer;
         return reply.code(ready ? 200 : 503).send({
           status,
-          store: { usable: store.usable, entries: store.entries, bytes: store.bytes, maxBytes: config.cacheMaxBytes },
+          store: { usable: store.usable, entries: store.entries, bytes: store.bytes, maxBytes: storeMaxBytes, ...(store.shared === undefined ? {} : { shared: store.shared }) },
           upstream: {
             ...budget.snapshot(),
             lastAnswer: last === null ? null : { status: last.status, failure: last.failure, at: new Date(last.atMs).toISOString() },
@@ -370,6 +379,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     budget.close();
     await stats.close();
     await Promise.all([client.close(), store.close()]);
+    await redis?.close();
   });
 
   return app;

@@ -160,9 +160,22 @@ export class ProxyMetrics {
     gauge('budget_queue_length', 'Calls waiting for their turn', () => budget.snapshot().queued);
     gauge('upstream_in_flight', 'Calls to Deskie under way', () => budget.snapshot().inFlight);
     if (clientTokens !== undefined) gauge('client_tokens', 'Client tokens accepted (service mode): PROXY_TOKENS, or PROXY_TOKENS_FILE as last read', clientTokens);
-    gauge('store_entries', 'Answers held', () => store.entries);
-    gauge('store_bytes', 'Bytes held, as counted against CACHE_MAX_BYTES', () => store.bytes);
-    gauge('store_max_bytes', 'CACHE_MAX_BYTES', () => maxBytes);
+    gauge('store_entries', 'Answers held in this process (with REDIS_URL: its fresh copies, L1)', () => store.entries);
+    gauge('store_bytes', 'Bytes held in this process, as counted against CACHE_MAX_BYTES (with REDIS_URL: L1_MAX_BYTES)', () => store.bytes);
+    gauge('store_max_bytes', 'CACHE_MAX_BYTES (with REDIS_URL: L1_MAX_BYTES)', () => maxBytes);
+    const { shared } = store;
+    if (shared !== undefined) {
+      gauge('redis_up', '1 while this replica reaches Redis and it answers in time (REDIS_URL)', () => (store.shared?.redis === 'up' ? 1 : 0));
+      new Counter({
+        name: `${METRIC_PREFIX}redis_errors_total`,
+        help: 'Redis commands that failed or timed out, and failed attempts to connect',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(store.shared?.errors ?? 0);
+        },
+      });
+    }
     new Counter({
       name: `${METRIC_PREFIX}store_evictions_total`,
       help: 'Answers dropped before their time to stay within CACHE_MAX_BYTES',

@@ -232,10 +232,8 @@ export class RedisStore implements AnswerStore {
       return this.#outcome(answer, replaces ? 'refreshed' : 'miss');
     } finally {
       clearInterval(renewal);
-      if (lease !== undefined) {
-        await this.#releaseLease(key, lease);
-        await this.#redis.publish(LOADED_CHANNEL, key);
-      }
+      // The caller has its answer: waiters are told after it, whatever Redis takes.
+      if (lease !== undefined) void this.#releaseLease(key, lease).then(() => this.#redis.publish(LOADED_CHANNEL, key));
     }
   }
 

@@ -4,6 +4,12 @@ import { Redis, type RedisOptions } from 'ioredis';
 
 /** Longest pause between two attempts to reconnect: a Redis back up is found within it. */
 const MAX_RECONNECT_DELAY_MS = 2_000;
+/**
+ * After a command fails or times out on a connection still up (a Redis too
+ * slow), how long Redis is left alone: one request in this time pays the
+ * timeout, not every request.
+ */
+const SKIP_AFTER_FAILURE_MS = 1_000;
 
 export interface SharedRedisOptions {
   /** REDIS_URL: `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. */
@@ -15,7 +21,7 @@ export interface SharedRedisOptions {
   readonly log: FastifyBaseLogger;
 }
 
-/** Redis as this process sees it: connected, or not (and then every command fails at once). */
+/** Redis as this process sees it: connected and answering, or not (then nothing waits on it). */
 export type RedisState = 'connecting' | 'up' | 'down' | 'closed';
 
 /** Version of what is written to Redis: a rolling upgrade that changes it cannot read the other's entries. */
@@ -37,7 +43,10 @@ export class SharedRedis {
   readonly replicaId = randomUUID();
   readonly #prefix: string;
   readonly #log: FastifyBaseLogger;
+  /** The connection's state: `up` once ready, `down` from its loss until it is ready again. */
   #state: RedisState = 'connecting';
+  /** performance.now() until which Redis is not asked, after a command failed on a live connection. */
+  #skipUntil = 0;
   #errors = 0;
   readonly #channels = new Map<string, (message: string) => void>();
 
@@ -55,14 +64,24 @@ export class SharedRedis {
     };
     this.command = new Redis(url, options);
     // Subscriptions made while down are sent once connected; they are re-made after every reconnect.
-    this.subscriber = new Redis(url, { ...options, enableOfflineQueue: true, commandTimeout: undefined, autoResubscribe: true });
-    this.command.on('ready', () => this.#changeState('up'));
+    // No ready check: it sends INFO, which a connection already subscribed may not.
+    this.subscriber = new Redis(url, { ...options, enableOfflineQueue: true, enableReadyCheck: false, commandTimeout: undefined, autoResubscribe: true });
+    this.command.on('ready', () => {
+      this.#skipUntil = 0;
+      this.#changeState('up');
+    });
     this.command.on('end', () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
     this.command.on('close', () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
-    for (const connection of [this.command, this.subscriber]) {
-      // ioredis emits every failed attempt to connect: counted, and logged once per change of state.
-      connection.on('error', (error: Error) => this.#failed(error));
-    }
+    // ioredis emits every failed attempt to connect: counted, and logged once per change of state.
+    this.command.on('error', (error: Error) => {
+      this.#errors += 1;
+      this.#log.debug({ err: error }, 'Redis connection failed');
+    });
+    // The subscriber's losses show on the command connection too (same Redis); counted only.
+    this.subscriber.on('error', (error: Error) => {
+      this.#errors += 1;
+      this.#log.debug({ err: error }, 'Redis subscription failed');
+    });
     this.subscriber.on('message', (channel: string, message: string) => this.#channels.get(channel)?.(message));
   }
 
@@ -71,7 +90,9 @@ export class SharedRedis {
     return this.#prefix + name;
   }
 
+  /** `up` while connected and no command failed in the last SKIP_AFTER_FAILURE_MS: callers ask Redis only then. */
   get state(): RedisState {
+    if (this.#state === 'up' && performance.now() < this.#skipUntil) return 'down';
     return this.#state;
   }
 
@@ -93,7 +114,8 @@ export class SharedRedis {
   listen(channel: string, onMessage: (message: string) => void): void {
     const name = this.key(channel);
     this.#channels.set(name, onMessage);
-    this.subscriber.subscribe(name).catch((error: unknown) => this.#failed(error));
+    // Made again on every reconnection (autoResubscribe); a failure here is only counted.
+    this.subscriber.subscribe(name).catch(() => (this.#errors += 1));
   }
 
   /** Publishes on `channel`; a failure is counted and otherwise ignored (listeners fall back on polling or expiry). */
@@ -114,15 +136,16 @@ export class SharedRedis {
 
   #failed(error: unknown): void {
     this.#errors += 1;
-    if (this.#state === 'up') this.#changeState('down', error);
-    else this.#log.debug({ err: error }, 'Redis command failed');
+    if (this.#state !== 'up') return;
+    if (performance.now() >= this.#skipUntil) this.#log.warn({ err: error }, `a Redis command failed: Redis is left alone for ${SKIP_AFTER_FAILURE_MS} ms`);
+    this.#skipUntil = performance.now() + SKIP_AFTER_FAILURE_MS;
   }
 
-  #changeState(state: RedisState, error?: unknown): void {
+  #changeState(state: RedisState): void {
     if (state === this.#state || this.#state === 'closed') return;
     const was = this.#state;
     this.#state = state;
     if (state === 'up') this.#log.info({ redis: state, was }, 'connected to Redis');
-    else this.#log.warn({ redis: state, err: error }, 'Redis is unreachable: answering from this replica\'s memory and Deskie, within its share of the budget');
+    else if (was === 'up') this.#log.warn({ redis: state }, "Redis is unreachable: answering from this replica's memory and Deskie, within its share of the budget");
   }
 }

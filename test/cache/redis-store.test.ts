@@ -138,7 +138,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
     await a.fetch('k', async () => answer('old', now(), 10_000, 60_000));
     advance(10_000);
     t.equal(a.get('k'), undefined, 'no longer fresh: not held here');
-    t.equal(textOf(await b.peek('k')), '{"text":"old"}', 'still kept in Redis');
+    t.equal(textOf(await b.peek('k')), '{"text":"old"}', 'still kept in Redis', { diag: { a: a.shared, b: b.shared } });
     t.same((await b.list()).map(textOf), ['{"text":"old"}'], 'listed from Redis');
   });
 
