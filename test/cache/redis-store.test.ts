@@ -151,6 +151,27 @@ t.test('RedisStore', redisSkip(), async (t) => {
     t.equal(await elsewhere.peek('k'), undefined);
   });
 
+  t.test('with Redis too slow, a request waits no longer than REDIS_TIMEOUT_MS, and the next ones not at all for a while', async (t) => {
+    const own = await startRedis(t);
+    const now = 1_000_000;
+    const shared = await connect(t, own, 'slow:', 100);
+    const store = new RedisStore({ redis: shared, l1MaxBytes: MIB, clock: () => now, log: quiet });
+    t.teardown(() => store.close());
+    const sleeper = await connect(t, own, 'slow:', 5_000);
+    const asleep = sleeper.command.call('DEBUG', 'SLEEP', '0.8');
+    let startedAt = performance.now();
+    const first = await store.fetch('a', async () => answer('a', now, 60_000, 0, 'a'));
+    const firstMs = performance.now() - startedAt;
+    t.equal(textOf(first.answer), '{"text":"a"}', 'answered');
+    t.ok(firstMs >= 90 && firstMs < 400, `the first request waited ${Math.round(firstMs)} ms: one timeout`);
+    t.equal(shared.state, 'down', 'Redis is left alone');
+    startedAt = performance.now();
+    await store.fetch('b', async () => answer('b', now, 60_000, 0, 'b'));
+    t.ok(performance.now() - startedAt < 50, 'the next request did not wait on Redis');
+    await asleep;
+    t.ok(await eventually(() => shared.state === 'up'), 'asked again a second later');
+  });
+
   t.test('with Redis down, a replica answers from its own memory and loads by itself, never waiting past the timeout; it reconnects by itself', async (t) => {
     const own = await startRedis(t);
     let now = 1_000_000;

@@ -49,8 +49,14 @@ export async function startRedis(t: Test): Promise<TestRedis> {
   let server: ChildProcess | undefined;
   const start = async (): Promise<void> => {
     // Nothing persisted: a restart is an empty Redis, as after a crash without persistence.
-    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    // DEBUG SLEEP lets a test make Redis slow rather than gone.
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local'];
+    const started = spawn('redis-server', args, { stdio: 'ignore' });
+    server = started;
+    let failure: Error | undefined;
+    started.once('error', (error) => (failure = error));
     for (let attempt = 0; attempt < 200; attempt += 1) {
+      if (failure !== undefined) throw new Error(`redis-server could not be started (${failure.message}); install it: apt-get install redis-server`);
       if (await accepting(port)) return;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
