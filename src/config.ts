@@ -120,6 +120,9 @@ const EnvSchema = Type.Object({
 });
 type Env = Static<typeof EnvSchema>;
 
+/** Every environment variable the server reads (the deployment files are checked against it). */
+export const SETTING_NAMES: readonly string[] = Object.keys(EnvSchema.properties);
+
 /** `ttlSeconds` for one endpoint is keyed by the endpoint's name as Deskie's path spells it. */
 const ENDPOINT_TTL_KEYS = Object.fromEntries(
   (Object.keys(ENDPOINTS) as EndpointName[]).map((name) => [`stats_${name}`, name]),

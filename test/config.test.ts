@@ -185,3 +185,29 @@ t.test('service mode: the pieces that make it', async (t) => {
   const open = loadConfig({ DESKIE_EMAIL: 'service@example.com', DESKIE_API_KEY: 'k', PROXY_AUTH: 'none', NODE_ENV: 'production', DESKIE_URL: 'https://acme.deskie.io', PROXY_AUTH_NONE_IN_PRODUCTION: 'yes' });
   t.match(open.access, { mode: 'service', clients: 'none' }, 'PROXY_AUTH=none in production only with the explicit yes');
 });
+
+t.test('REDIS_URL: shared by replicas, so it needs the same CACHE_KEY_SECRET on each, and is never quoted', async (t) => {
+  t.equal(loadConfig({}).redis, undefined, 'no Redis by default: each process keeps its own store');
+  t.same(loadConfig({ REDIS_URL: 'redis://redis:6379', CACHE_KEY_SECRET: 'a-long-enough-secret' }).redis, {
+    url: 'redis://redis:6379',
+    prefix: 'deskie-stats-proxy:',
+    timeoutMs: 250,
+    l1MaxBytes: 32 * 1024 * 1024,
+  });
+  t.match(
+    loadConfig({ REDIS_URL: 'rediss://user:pw@redis:6380/2', CACHE_KEY_SECRET: 'a-long-enough-secret', REDIS_PREFIX: 'team-a:', REDIS_TIMEOUT_MS: '100', L1_MAX_BYTES: '8388608' }).redis,
+    { url: 'rediss://user:pw@redis:6380/2', prefix: 'team-a:', timeoutMs: 100, l1MaxBytes: 8_388_608 },
+  );
+  t.throws(() => loadConfig({ REDIS_URL: 'redis://redis:6379' }), { name: 'ConfigError', message: /CACHE_KEY_SECRET is required with REDIS_URL/ });
+  const refused = (() => {
+    try {
+      loadConfig({ REDIS_URL: 'http://user:hunter2-password@redis', CACHE_KEY_SECRET: 'a-long-enough-secret' });
+    } catch (error) {
+      return error as Error;
+    }
+    return undefined;
+  })();
+  t.ok(refused instanceof ConfigError && /REDIS_URL/.test(refused.message), 'a URL that is not redis:// is refused');
+  t.notOk(refused?.message.includes('hunter2'), 'without quoting it: it may hold a password');
+  t.throws(() => loadConfig({ REDIS_PREFIX: 'has space' }), /REDIS_PREFIX/);
+});

@@ -70,3 +70,20 @@ t.test('the Dockerfile passes a Dockerfile linter (dockerfile-utils, the Docker 
   }
   t.equal(output.trim(), '', 'no error and no warning');
 });
+
+t.test('the two-replica compose file: every replica on one Redis, with the same key secret, and only settings the server reads', async (t) => {
+  const compose = readFileSync('deploy/docker-compose.yml', 'utf8');
+  const { SETTING_NAMES } = await import('../src/config.js');
+  // The shared environment's block: indented keys under `environment: &proxy-environment`.
+  const block = /environment: &proxy-environment\n((?: {4}.*\n)+)/.exec(compose)?.[1] ?? '';
+  const settings = [...block.matchAll(/^ {4}([A-Z0-9_]+):/gm)].map((match) => match[1] as string);
+  t.ok(settings.length >= 3, `the replicas' environment: ${settings.join(', ')}`);
+  for (const name of settings) t.ok(SETTING_NAMES.includes(name), `${name} is a setting the server reads`);
+  for (const name of ['REDIS_URL', 'CACHE_KEY_SECRET', 'DESKIE_URL']) t.ok(settings.includes(name), `${name} is set`);
+  t.match(compose, /CACHE_KEY_SECRET: \$\{CACHE_KEY_SECRET:\?/, 'the secret comes from the operator, never from the file');
+  const replicas = [...compose.matchAll(/^ {2}([a-z0-9-]+):\n {4}<<: \*proxy$/gm)].map((match) => match[1]);
+  t.same(replicas, ['proxy-a', 'proxy-b'], 'two replicas share that definition');
+  t.match(compose, /^ {2}redis:\n {4}image: (redis|valkey\/valkey):/m, 'a Redis (or Valkey) service');
+  t.match(compose, /REDIS_URL: redis:\/\/redis:6379/, 'which the replicas reach by its service name');
+  t.match(compose, /dist\/simulator\/cli\.js/, 'and the simulator, from the same image');
+});
