@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import { ProxyError, UpstreamAnswer, upstreamFailureOf } from '../errors.js';
 import type { EndpointName } from '../deskie/endpoints.js';
 import type { FreshnessClass } from '../deskie/periods.js';
 import type { SharedRedis } from '../redis/connection.js';
@@ -18,6 +19,13 @@ const POLL_MS = 200;
 const LOADED_CHANNEL = 'loaded';
 /** Published with a key when it was purged: every replica drops its own copy. */
 const PURGED_CHANNEL = 'purged';
+/**
+ * How long a holder's failure stays readable for the replicas that waited on
+ * it: they are woken at once, or look within POLL_MS.
+ */
+const FAILURE_KEPT_MS = 2_000;
+/** Largest body of Deskie's failing answer passed to the replicas that waited (a 5xx page is small). */
+const MAX_SHARED_FAILURE_BODY = 16 * 1024;
 /** SCAN's batch when the admin API lists entries. */
 const SCAN_COUNT = 500;
 
@@ -34,6 +42,19 @@ export interface RedisStoreOptions {
   /** LEASE_MS unless a test wants a holder's death noticed sooner. */
   readonly leaseMs?: number;
 }
+
+/** A lease holder's failure as the replicas that waited on it read it: Deskie's own answer, or the proxy's error. */
+type SharedFailure =
+  | {
+      readonly lease: string;
+      readonly deskie: { readonly status: number; readonly body: string; readonly contentType: string | null; readonly retryAfterSeconds: number | null };
+      readonly proxy?: undefined;
+    }
+  | {
+      readonly lease: string;
+      readonly deskie?: undefined;
+      readonly proxy: Pick<ProxyError, 'code' | 'message' | 'statusCode' | 'headers' | 'failure'>;
+    };
 
 /** What Redis holds beside the body, as JSON; `refreshAtMs` null stands for never. */
 interface StoredMeta {
@@ -215,9 +236,13 @@ export class RedisStore implements AnswerStore {
     while (!this.#closed && this.#redis.state === 'up' && performance.now() < giveUpAt) {
       const lease = await this.#takeLease(key);
       if (lease !== false) return this.#load(load, replaces, loading, key, lease);
+      const holder = await this.#leaseHolder(key);
       await this.#waitForLoad(key);
       const current = await this.#read(key);
       if (current !== undefined && current.fetchedAtMs > (seen?.fetchedAtMs ?? Number.NEGATIVE_INFINITY)) return this.#outcome(current, 'collapsed');
+      // Deskie failed the holder's call: this replica's callers get that failure (or their stale answer), not a second wait.
+      const failure = holder === undefined ? undefined : await this.#sharedFailure(key, holder);
+      if (failure !== undefined) throw failure;
     }
     return this.#load(load, replaces, loading, key, undefined);
   }
@@ -226,14 +251,82 @@ export class RedisStore implements AnswerStore {
   async #load(load: AnswerLoader, replaces: boolean, loading: { readonly purged: boolean }, key: string, lease: string | undefined): Promise<CachedAnswer> {
     const renewal = lease === undefined ? undefined : setInterval(() => void this.#renewLease(key, lease), Math.max(1, Math.floor(this.#leaseMs / 3)));
     renewal?.unref();
+    let failed: unknown;
     try {
       const answer = await load();
       if (!loading.purged && (await this.#write(answer))) this.#inRedis.add(answer);
       return this.#outcome(answer, replaces ? 'refreshed' : 'miss');
+    } catch (error) {
+      failed = error;
+      throw error;
     } finally {
       clearInterval(renewal);
       // The caller has its answer: waiters are told after it, whatever Redis takes.
-      if (lease !== undefined) void this.#releaseLease(key, lease).then(() => this.#redis.publish(LOADED_CHANNEL, key));
+      if (lease !== undefined) {
+        void this.#shareFailure(key, lease, failed)
+          .then(() => this.#releaseLease(key, lease))
+          .then(() => this.#redis.publish(LOADED_CHANNEL, key));
+      }
+    }
+  }
+
+  /**
+   * Deskie's failure of the holder's call, for the replicas that waited on
+   * it: only a failure a stale answer may stand in for (Deskie down, slow,
+   * failing, rate-limited). Anything else (a refused credential, a query
+   * Deskie rejects) the next replica learns from Deskie itself.
+   */
+  async #shareFailure(key: string, lease: string, error: unknown): Promise<void> {
+    if (upstreamFailureOf(error) === undefined) return;
+    const shared: SharedFailure =
+      error instanceof UpstreamAnswer
+        ? {
+            lease,
+            deskie: {
+              status: error.statusCode,
+              body: error.body.length <= MAX_SHARED_FAILURE_BODY ? error.body.toString('base64') : '',
+              contentType: error.contentType ?? null,
+              retryAfterSeconds: error.retryAfterSeconds ?? null,
+            },
+          }
+        : { lease, proxy: proxyErrorFields(error as ProxyError) };
+    try {
+      await this.#redis.command.set(this.#failureKey(key), JSON.stringify(shared), 'PX', FAILURE_KEPT_MS);
+    } catch (failure) {
+      this.#redis.failed(failure, undefined);
+    }
+  }
+
+  /** The failure the holder of `lease` shared, as the error its own callers got. */
+  async #sharedFailure(key: string, lease: string): Promise<ProxyError | UpstreamAnswer | undefined> {
+    let text: string | null;
+    try {
+      text = await this.#redis.command.get(this.#failureKey(key));
+    } catch (error) {
+      return this.#redis.failed(error, undefined);
+    }
+    if (text === null) return undefined;
+    try {
+      const shared = JSON.parse(text) as SharedFailure;
+      if (shared.lease !== lease) return undefined;
+      if (shared.deskie !== undefined) {
+        const { status, body, contentType, retryAfterSeconds } = shared.deskie;
+        return new UpstreamAnswer(status, Buffer.from(body, 'base64'), contentType ?? undefined, retryAfterSeconds ?? undefined);
+      }
+      const { code, message, statusCode, headers, failure } = shared.proxy;
+      return new ProxyError(code, message, statusCode, headers, failure);
+    } catch (error) {
+      this.#log.warn({ err: error }, "another replica's failure could not be read: ignored");
+      return undefined;
+    }
+  }
+
+  /** Who holds the key's lease now: its token, or undefined (none, or Redis could not say). */
+  async #leaseHolder(key: string): Promise<string | undefined> {
+    try {
+      return (await this.#redis.command.get(this.#leaseKey(key))) ?? undefined;
+    } catch (error) {
+      return this.#redis.failed(error, undefined);
     }
   }
 
@@ -333,6 +426,14 @@ export class RedisStore implements AnswerStore {
   #leaseKey(key: string): string {
     return this.#redis.key(`lease:${key}`);
   }
+
+  #failureKey(key: string): string {
+    return this.#redis.key(`failed:${key}`);
+  }
+}
+
+function proxyErrorFields({ code, message, statusCode, headers, failure }: ProxyError): Pick<ProxyError, 'code' | 'message' | 'statusCode' | 'headers' | 'failure'> {
+  return { code, message, statusCode, headers, failure };
 }
 
 /** An answer as Redis holds it: the length of its JSON times (4 bytes), the times, then the compressed body. */

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import { RedisStore } from '../../src/cache/redis-store.js';
+import { ProxyError, UpstreamAnswer } from '../../src/errors.js';
 import type { CachedAnswer } from '../../src/cache/store.js';
 import { SharedRedis } from '../../src/redis/connection.js';
 import { redisSkip, startRedis, type TestRedis } from '../helpers/redis.js';
@@ -120,6 +121,52 @@ t.test('RedisStore', redisSkip(), async (t) => {
     const [, waited] = await Promise.all([slow, waiter]);
     t.equal(loads, 1);
     t.equal(waited.outcome, 'collapsed');
+  });
+
+  t.test("Deskie's failure of the holder's call reaches the replicas that waited on it, without a call of their own", async (t) => {
+    const { a, b, now } = await replicas(t, redis);
+    let loads = 0;
+    let fail: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (fail = resolve));
+    const failing = a.fetch('k', async () => {
+      loads++;
+      await gate;
+      throw new UpstreamAnswer(503, Buffer.from('{"error":"maintenance"}'), 'application/json', 30);
+    });
+    await eventually(() => loads === 1);
+    const waiting = b.fetch('k', async () => (loads++, answer('second call', now(), 60_000)));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    fail();
+    t.match(await failing.then(() => undefined, (rejected: unknown) => rejected), { statusCode: 503 }, "the holder's caller gets it");
+    const error = await waiting.then(() => undefined, (rejected: unknown) => rejected);
+    t.ok(error instanceof UpstreamAnswer, "the waiter gets Deskie's answer");
+    t.match(error, { statusCode: 503, retryAfterSeconds: 30, failure: 'deskie-error' });
+    t.equal((error as UpstreamAnswer).body.toString(), '{"error":"maintenance"}');
+    t.equal(loads, 1, 'no second call');
+    const later = await b.fetch('k', async () => (loads++, answer('later', now(), 60_000)));
+    t.equal(textOf(later.answer), '{"text":"later"}', 'the next request calls Deskie again');
+  });
+
+  t.test("a failure the proxy itself gave (a timeout) reaches waiters too; a refused credential does not", async (t) => {
+    const { a, b, now } = await replicas(t, redis);
+    const holdAndFail = async (key: string, error: Error) => {
+      let loads = 0;
+      let fail: () => void = () => {};
+      const gate = new Promise<void>((resolve) => (fail = resolve));
+      const failing = a.fetch(key, async () => (loads++, await gate, Promise.reject(error)));
+      await eventually(() => loads === 1);
+      const waiting = b.fetch(key, async () => (loads++, answer('own call', now(), 60_000, 0, key)));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      fail();
+      await failing.catch(() => undefined);
+      return { result: await waiting.then((value) => value, (rejected: unknown) => rejected), loads: () => loads };
+    };
+    const timedOut = await holdAndFail('t', new ProxyError('UPSTREAM_TIMEOUT', 'Deskie did not answer in time', 504, {}, 'timeout'));
+    t.match(timedOut.result, { statusCode: 504, failure: 'timeout', message: 'Deskie did not answer in time' });
+    t.equal(timedOut.loads(), 1);
+    const refused = await holdAndFail('r', new UpstreamAnswer(401, Buffer.from('{}'), 'application/json', undefined));
+    t.match(refused.result, { outcome: 'miss' }, 'a 401 is learned from Deskie by each replica');
+    t.equal(refused.loads(), 2);
   });
 
   t.test('a purge on one replica drops the answer from Redis and from the other replica too', async (t) => {
