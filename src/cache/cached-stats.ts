@@ -458,7 +458,7 @@ export class CachedStats {
     const { store, log } = this.#options;
     const suffix = `#${partition}`;
     const keys: string[] = [];
-    for (const answer of await store.list()) if (answer.key.endsWith(suffix)) keys.push(answer.key);
+    for (const answer of await store.list(suffix)) keys.push(answer.key);
     await Promise.all(keys.map((key) => store.delete(key)));
     if (keys.length > 0) {
       log.warn({ partition: partition.slice(0, PARTITION_ID_LENGTH), status, removed: keys.length }, "Deskie refused a credential: its cached answers were dropped");

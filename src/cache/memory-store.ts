@@ -146,11 +146,13 @@ export class MemoryStore implements AnswerStore {
     return this.#lru.calculatedSize;
   }
 
-  async list(): Promise<CachedAnswer[]> {
+  async list(keySuffix?: string): Promise<CachedAnswer[]> {
     // forEach, not values(): values() skips an entry while a load for its key
     // runs (a refresh), and forEach gives the answer still held then.
     const held: CachedAnswer[] = [];
-    this.#lru.forEach((answer) => held.push(answer));
+    this.#lru.forEach((answer, key) => {
+      if (keySuffix === undefined || key.endsWith(keySuffix)) held.push(answer);
+    });
     return held;
   }
 

@@ -162,25 +162,32 @@ export class RedisStore implements AnswerStore {
     this.#l1.resize(answer);
   }
 
-  /** Every answer Redis holds (SCAN, then the bodies in batches); this replica's own copies when Redis cannot answer. */
-  async list(): Promise<CachedAnswer[]> {
+  /**
+   * Every answer Redis holds (SCAN, then the bodies in batches), as this
+   * replica's own copy where it has the same one (with its hits and
+   * formats); its own copies alone when Redis cannot answer.
+   */
+  async list(keySuffix?: string): Promise<CachedAnswer[]> {
     const { command } = this.#redis;
+    const own = new Map((await this.#l1.list(keySuffix)).map((answer) => [answer.key, answer]));
     const held: CachedAnswer[] = [];
     try {
       let cursor = '0';
       do {
-        const [next, names] = await command.scan(cursor, 'MATCH', this.#redis.key('a:*'), 'COUNT', SCAN_COUNT);
+        const [next, names] = await command.scan(cursor, 'MATCH', this.#redis.key(`a:*${escapeGlob(keySuffix ?? '')}`), 'COUNT', SCAN_COUNT);
         cursor = next;
         if (names.length === 0) continue;
         const values = await command.mgetBuffer(...names);
         for (const value of values) {
           const answer = value === null ? undefined : this.#decode(value);
-          if (answer !== undefined && answer.keepUntilMs > this.#clock()) held.push(answer);
+          if (answer === undefined || answer.keepUntilMs <= this.#clock()) continue;
+          const copy = own.get(answer.key);
+          held.push(copy?.fetchedAtMs === answer.fetchedAtMs ? copy : answer);
         }
       } while (cursor !== '0');
       return held;
     } catch (error) {
-      return this.#redis.failed(error, await this.#l1.list());
+      return this.#redis.failed(error, [...own.values()]);
     }
   }
 
@@ -430,6 +437,11 @@ export class RedisStore implements AnswerStore {
   #failureKey(key: string): string {
     return this.#redis.key(`failed:${key}`);
   }
+}
+
+/** `text` matched literally by SCAN's MATCH. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (character) => `\\${character}`);
 }
 
 function proxyErrorFields({ code, message, statusCode, headers, failure }: ProxyError): Pick<ProxyError, 'code' | 'message' | 'statusCode' | 'headers' | 'failure'> {

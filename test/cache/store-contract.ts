@@ -190,6 +190,14 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     t.equal(again.outcome, 'miss', 'the deleted key is loaded anew');
   });
 
+  t.test("list with a key suffix gives one partition's answers, whatever characters the keys hold", async (t) => {
+    const { store, now } = await setup(t);
+    for (const key of ['a?period=today#p1', 'b*[x]#p2', 'c?q=*#p1', 'd#p1x']) await store.fetch(key, async () => answer(key, now(), 60_000, 0, key));
+    t.same((await store.list('#p1')).map((held) => held.key).sort(), ['a?period=today#p1', 'c?q=*#p1']);
+    t.same((await store.list('[x]#p2')).map((held) => held.key), ['b*[x]#p2'], 'glob characters are matched as themselves');
+    t.same(await store.list('#none'), []);
+  });
+
   t.test('a load under way when its key is deleted answers its callers and is not kept', async (t) => {
     const { store, now } = await setup(t);
     let release: () => void = () => {};
