@@ -607,7 +607,8 @@ const OPS_OPERATIONS: Readonly<Record<string, Partial<Operation>>> = {
     summary: 'Send me requests',
     description:
       "For a load balancer: 503 while starting, once SIGTERM starts draining, or when the store is unusable. Deskie's state " +
-      '(budget, circuit, last answer) is shown and never failed on: cached answers still serve while Deskie is limited.',
+      '(budget, circuit, last answer) is shown and never failed on: cached answers still serve while Deskie is limited. ' +
+        "With REDIS_URL, `store.shared` shows whether Redis answers; a Redis down is shown, never failed on, for the same reason.",
     responses: {
       200: { description: 'Ready.', headers: headers('X-Request-Id', 'Cache-Control'), content: { [JSON_MEDIA]: { schema: HEALTH_BODY } } },
       503: {
