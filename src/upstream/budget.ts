@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { overBudget, shuttingDown, upstreamBusy } from '../errors.js';
+import type { SharedAccount, SharedBudget } from './shared-budget.js';
 
 /** Deskie counts its limit per minute (deskie-api-notes.md, "Rate limits"). */
 export const BUDGET_WINDOW_MS = 60_000;
@@ -11,6 +12,12 @@ export const DEFAULT_CIRCUIT_OPEN_SECONDS = 60;
 export const MAX_RETRY_AFTER_SECONDS = 3_600;
 /** Shortest wait before the queue is looked at again for calls the clock lets out. */
 const MIN_WAKE_MS = 25;
+/**
+ * Longest wait, in real ms, before a call the shared log refused asks again:
+ * another replica may give back calls it took and never sent before the
+ * oldest leaves the minute.
+ */
+const SHARED_RETRY_MS = 1_000;
 
 /** Client misses go out before background refreshes. */
 export type CallPriority = 'client' | 'refresh';
@@ -29,6 +36,12 @@ export interface BudgetOptions {
   /** Epoch ms; the minute, pauses and the circuit are measured on it, so tests move time instead of sleeping. */
   readonly clock: () => number;
   readonly log: FastifyBaseLogger;
+  /**
+   * The part the replicas share in Redis (REDIS_URL): their calls of the
+   * minute, the account's limit, pause and circuit. Without it the budget is
+   * this process's alone. The budget closes it.
+   */
+  readonly shared?: SharedBudget | undefined;
 }
 
 export interface BudgetRequest {
@@ -63,7 +76,18 @@ export interface BudgetSnapshot {
   readonly state: BudgetState;
   readonly inFlight: number;
   readonly queued: number;
+  readonly sharing: BudgetSharing;
 }
+
+/**
+ * Where the minute's calls are counted: with the other replicas in Redis;
+ * by this replica alone on its share of the limit while Redis is
+ * unreachable; or locally, without Redis.
+ */
+export type BudgetSharing =
+  | { readonly mode: 'redis'; readonly replicas: number }
+  | { readonly mode: 'replica-share'; readonly replicas: number; readonly perMinute: number }
+  | { readonly mode: 'local' };
 
 type BudgetState = 'open' | 'paused' | 'circuit-open';
 
@@ -73,6 +97,12 @@ interface Waiter {
   /** A grant that asks for more calls already holds its slot. */
   readonly needsSlot: boolean;
   readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** A granted call waiting for room in the shared log. */
+interface SharedWait {
   readonly reject: (error: Error) => void;
   readonly timer: NodeJS.Timeout;
 }
@@ -91,6 +121,12 @@ interface Waiter {
  *   so junk credentials cannot starve known dashboards.
  * Calls wait in a bounded queue, client misses before refreshes, each until
  * its own deadline. A call is counted when it is sent, not when reserved.
+ *
+ * With a SharedBudget (several replicas, one Redis), the minute's limit,
+ * pause and circuit are the account's across replicas: a call the local
+ * budget grants is handed out only once the shared log has room for it too
+ * (see #takeShared), and each replica adopts the others' 429s and pauses.
+ * While Redis is unreachable the local log is held to this replica's share.
  */
 export class UpstreamBudget {
   readonly #options: BudgetOptions;
@@ -109,10 +145,14 @@ export class UpstreamBudget {
   readonly #queues: Record<CallPriority, Waiter[]> = { client: [], refresh: [] };
   #wakeTimer: NodeJS.Timeout | undefined;
   #wakeTimerAt = Number.POSITIVE_INFINITY;
+  readonly #shared: SharedBudget | undefined;
+  readonly #sharedWaits = new Set<SharedWait>();
   #closed = false;
 
   constructor(options: BudgetOptions) {
     this.#options = options;
+    this.#shared = options.shared;
+    this.#shared?.attach({ account: (account) => this.#adopt(account), modeChanged: () => this.#dispatch() });
   }
 
   /** Calls allowed in any minute. */
@@ -131,12 +171,29 @@ export class UpstreamBudget {
   async reserve(request: BudgetRequest): Promise<BudgetGrant> {
     const grant = new BudgetGrant(this, request);
     await this.#wait(request, grant, true);
+    if (this.#shared !== undefined) {
+      try {
+        await this.#takeShared(this.#shared, grant, request.calls, request.deadline);
+      } catch (error) {
+        grant.release();
+        throw error;
+      }
+    }
     return grant;
+  }
+
+  /** Where the minute's calls are counted (for /readyz and the metrics). */
+  get sharing(): BudgetSharing {
+    const shared = this.#shared;
+    if (shared === undefined) return { mode: 'local' };
+    const { replicas } = shared;
+    return shared.mode === 'redis' ? { mode: 'redis', replicas } : { mode: 'replica-share', replicas, perMinute: shared.share(this.limitPerMinute) };
   }
 
   /** Deskie's answer tells the budget about the account: its limit, what is left, a 429. */
   observe(headers: DeskieLimitHeaders): void {
     const now = this.#options.clock();
+    const before = { accountLimit: this.#accountLimit, pausedUntil: this.#pausedUntil, circuitOpenUntil: this.#circuitOpenUntil };
     const limit = wholeNumber(headers.rateLimitPerMinute);
     if (limit !== undefined && limit > 0) this.#accountLimit = limit;
     const left = wholeNumber(headers.callsLeft);
@@ -153,6 +210,16 @@ export class UpstreamBudget {
     }
     this.#updateState(now);
     this.#dispatch();
+    const account: SharedAccount = {
+      accountLimit: this.#accountLimit,
+      callsLeft: this.#deskieCallsLeft,
+      pausedUntil: this.#pausedUntil,
+      circuitOpenUntil: this.#circuitOpenUntil,
+    };
+    // A 429, a pause or a new limit stops or changes every replica at once; calls left only matter at the next take.
+    const urgent =
+      account.accountLimit !== before.accountLimit || account.pausedUntil !== before.pausedUntil || account.circuitOpenUntil !== before.circuitOpenUntil;
+    this.#shared?.report(account, urgent);
   }
 
   snapshot(): BudgetSnapshot {
@@ -161,11 +228,12 @@ export class UpstreamBudget {
     return {
       limitPerMinute: this.limitPerMinute,
       accountLimitPerMinute: this.#accountLimit,
-      callsLeftThisMinute: Math.max(0, this.limitPerMinute - this.#used(this.#sent, now) - this.#reserved),
+      callsLeftThisMinute: Math.max(0, this.#windowLimit() - this.#used(this.#sent, now) - this.#reserved),
       deskieCallsLeft: this.#deskieCallsLeft,
       state: this.#state,
       inFlight: this.#inFlight,
       queued: this.#queues.client.length + this.#queues.refresh.length,
+      sharing: this.sharing,
     };
   }
 
@@ -179,15 +247,33 @@ export class UpstreamBudget {
         waiter.reject(shuttingDown());
       }
     }
+    this.#refuseSharedWaits(shuttingDown());
+    this.#shared?.close();
   }
 
   /** @internal BudgetGrant's way in. */
   extend(grant: BudgetGrant, calls: number, deadline: number): Promise<void> {
-    return this.#wait({ ...grant.request, calls, deadline }, grant, false);
+    const granted = this.#wait({ ...grant.request, calls, deadline }, grant, false);
+    const shared = this.#shared;
+    return shared === undefined || calls === 0 ? granted : granted.then(() => this.#extendShared(shared, grant, calls, deadline));
   }
 
-  /** @internal A reserved call goes out now. */
-  spend(newCredential: boolean): void {
+  /** The calls an extension was granted here, taken from the shared log too. */
+  async #extendShared(shared: SharedBudget, grant: BudgetGrant, calls: number, deadline: number): Promise<void> {
+    try {
+      await this.#takeShared(shared, grant, calls, deadline);
+    } catch (error) {
+      // The grant stays (its earlier calls may be under way); only these calls go back.
+      this.#reserved -= calls;
+      if (grant.newCredential) this.#reservedNew -= calls;
+      grant.add(-calls);
+      this.#dispatch();
+      throw error;
+    }
+  }
+
+  /** @internal A reserved call goes out now (`member`: its entry in the shared log, if it took one). */
+  spend(newCredential: boolean, member?: string): void {
     const now = this.#options.clock();
     this.#reserved -= 1;
     this.#sent.push(now);
@@ -195,6 +281,7 @@ export class UpstreamBudget {
       this.#reservedNew -= 1;
       this.#sentNew.push(now);
     }
+    this.#shared?.sent(member);
   }
 
   /** @internal Deskie accepted the grant's credential: its slot and reserved calls leave the new-credential share. */
@@ -204,8 +291,9 @@ export class UpstreamBudget {
     this.#dispatch();
   }
 
-  /** @internal The grant is done: its slot and unspent calls go back. */
-  release(newCredential: boolean, unspent: number): void {
+  /** @internal The grant is done: its slot and unspent calls go back, here and in the shared log. */
+  release(newCredential: boolean, unspent: number, unspentMembers: readonly string[] = []): void {
+    this.#shared?.giveBack(unspentMembers);
     this.#inFlight -= 1;
     this.#reserved -= unspent;
     if (newCredential) {
@@ -291,12 +379,12 @@ export class UpstreamBudget {
     if (this.#state === 'paused') return { shareOnly: false, freesAt: this.#pausedUntil };
     if (this.#state === 'circuit-open') return { shareOnly: false, freesAt: this.#circuitOpenUntil };
     if (needsSlot && this.#inFlight >= this.#options.concurrency) return { shareOnly: false, freesAt: never };
-    if (this.#used(this.#sent, now) + this.#reserved + request.calls > this.limitPerMinute) {
+    if (this.#used(this.#sent, now) + this.#reserved + request.calls > this.#windowLimit()) {
       return { shareOnly: false, freesAt: (this.#sent[0] ?? never) + BUDGET_WINDOW_MS };
     }
     if (!(needsSlot ? request.isNewCredential() : grant.newCredential)) return undefined;
     if (needsSlot && this.#inFlightNew >= this.#newCredentialSlots()) return { shareOnly: true, freesAt: never };
-    if (this.#used(this.#sentNew, now) + this.#reservedNew + request.calls > this.#allowance(true)) {
+    if (this.#used(this.#sentNew, now) + this.#reservedNew + request.calls > this.#allowance(true, this.#windowLimit())) {
       return { shareOnly: true, freesAt: (this.#sentNew[0] ?? never) + BUDGET_WINDOW_MS };
     }
     return undefined;
@@ -335,6 +423,89 @@ export class UpstreamBudget {
     this.#wakeTimer.unref();
   }
 
+  /**
+   * The calls a minute this replica's own log is held to: the whole limit,
+   * or its share of it while the shared log is unreachable. (Whether a merge
+   * could ever fit, the 422, is still asked of the whole limit: the share is
+   * a passing state, worth a 503 and a retry.)
+   */
+  #windowLimit(): number {
+    const shared = this.#shared;
+    const limit = this.limitPerMinute;
+    return shared !== undefined && shared.mode === 'replica-share' ? shared.share(limit) : limit;
+  }
+
+  /**
+   * After the local grant: the same calls taken from the log the replicas
+   * share, so that together they stay under the limit. The grant keeps its
+   * slot while it waits, so at most `concurrency` calls of this replica ask
+   * Redis again (each ask bounded by REDIS_TIMEOUT_MS); the circuit, close
+   * and the deadline end the wait at once. Taken at reserve time like the
+   * local calls, so a merge waits or is refused before its first call;
+   * whatever is not sent is given back on release.
+   */
+  async #takeShared(shared: SharedBudget, grant: BudgetGrant, calls: number, deadline: number): Promise<void> {
+    let notBefore = 0;
+    for (;;) {
+      const now = this.#options.clock();
+      if (performance.now() >= deadline) throw this.#busy(now, notBefore);
+      const take = await shared.take(calls, this.limitPerMinute);
+      if (take.outcome === 'taken') {
+        if (this.#closed) {
+          shared.giveBack(take.members);
+          throw shuttingDown();
+        }
+        grant.hold(take.members);
+        return;
+      }
+      if (this.#closed) throw shuttingDown();
+      this.#updateState(now);
+      if (this.#state === 'circuit-open') throw this.#busy(now);
+      if (take.outcome === 'wait') notBefore = take.until;
+      else {
+        // Redis is away: this replica's log, on its share, decides. The call was granted under the whole limit if Redis fell meanwhile.
+        if (this.#used(this.#sent, now) + this.#reserved <= this.#windowLimit()) return;
+        notBefore = (this.#sent[0] ?? now) + BUDGET_WINDOW_MS;
+      }
+      await this.#sharedWait(notBefore, deadline, now);
+    }
+  }
+
+  /** Sleeps until `notBefore` (clock ms), at most SHARED_RETRY_MS and no later than the deadline; refused by the circuit or close. */
+  #sharedWait(notBefore: number, deadline: number, now: number): Promise<void> {
+    const ms = Math.min(Math.max(MIN_WAKE_MS, notBefore - now), SHARED_RETRY_MS, Math.max(0, deadline - performance.now()));
+    return new Promise<void>((resolve, reject) => {
+      const wait: SharedWait = {
+        reject,
+        timer: setTimeout(() => {
+          this.#sharedWaits.delete(wait);
+          resolve();
+        }, ms),
+      };
+      wait.timer.unref();
+      this.#sharedWaits.add(wait);
+    });
+  }
+
+  #refuseSharedWaits(error: Error): void {
+    for (const wait of this.#sharedWaits) {
+      clearTimeout(wait.timer);
+      wait.reject(error);
+    }
+    this.#sharedWaits.clear();
+  }
+
+  /** What another replica heard from Deskie: its limit and calls left as said, the pause and circuit if they end later. */
+  #adopt({ accountLimit, callsLeft, pausedUntil, circuitOpenUntil }: SharedAccount): void {
+    if (this.#closed) return;
+    if (accountLimit !== null && accountLimit > 0) this.#accountLimit = accountLimit;
+    if (callsLeft !== null) this.#deskieCallsLeft = callsLeft;
+    this.#pausedUntil = Math.max(this.#pausedUntil, pausedUntil);
+    this.#circuitOpenUntil = Math.max(this.#circuitOpenUntil, circuitOpenUntil);
+    this.#updateState(this.#options.clock());
+    this.#dispatch();
+  }
+
   /** Calls in the last minute, forgetting older ones. */
   #used(log: number[], now: number): number {
     let expired = 0;
@@ -343,8 +514,7 @@ export class UpstreamBudget {
     return log.length;
   }
 
-  #allowance(newCredential: boolean): number {
-    const limit = this.limitPerMinute;
+  #allowance(newCredential: boolean, limit = this.limitPerMinute): number {
     return newCredential ? Math.max(1, Math.floor(limit * this.#options.newCredentialShare)) : limit;
   }
 
@@ -372,6 +542,7 @@ export class UpstreamBudget {
           waiter.reject(this.#busy(now));
         }
       }
+      this.#refuseSharedWaits(this.#busy(now));
     } else if (state === 'paused') {
       log.warn({ budget: state, untilMs: this.#pausedUntil, deskieCallsLeft: this.#deskieCallsLeft }, "the account's calls are down to its reserve: calls to Deskie paused");
     } else {
@@ -379,8 +550,9 @@ export class UpstreamBudget {
     }
   }
 
-  #busy(now: number): Error {
-    const retryAfter = this.#retryAfterSeconds(now);
+  /** The 503 for a call that cannot go out; `notBefore`, the shared log's answer, when it said later than the local one. */
+  #busy(now: number, notBefore = 0): Error {
+    const retryAfter = this.#retryAfterSeconds(now, notBefore);
     if (this.#state === 'circuit-open') {
       return upstreamBusy(`Deskie is rate-limiting this account; no call goes out for ${retryAfter} s`, retryAfter, 'circuit-open');
     }
@@ -391,8 +563,9 @@ export class UpstreamBudget {
         'budget-exhausted',
       );
     }
+    const perMinute = this.sharing.mode === 'replica-share' ? `${this.#windowLimit()} calls a minute, this replica's share while Redis is unreachable` : `${this.limitPerMinute} calls a minute`;
     return upstreamBusy(
-      `no call to Deskie could go out in time: the upstream budget (${this.limitPerMinute} calls a minute, ` +
+      `no call to Deskie could go out in time: the upstream budget (${perMinute}, ` +
         `${this.#options.concurrency} at once) is spent; retry in ${retryAfter} s`,
       retryAfter,
       'budget-exhausted',
@@ -400,9 +573,9 @@ export class UpstreamBudget {
   }
 
   /** Whole seconds until a call can go out, at least 1. */
-  #retryAfterSeconds(now: number): number {
-    let at = Math.max(this.#circuitOpenUntil, this.#pausedUntil);
-    if (this.#used(this.#sent, now) + this.#reserved >= this.limitPerMinute && this.#sent.length > 0) {
+  #retryAfterSeconds(now: number, notBefore = 0): number {
+    let at = Math.max(this.#circuitOpenUntil, this.#pausedUntil, notBefore);
+    if (this.#used(this.#sent, now) + this.#reserved >= this.#windowLimit() && this.#sent.length > 0) {
       at = Math.max(at, (this.#sent[0] as number) + BUDGET_WINDOW_MS);
     }
     return Math.max(1, Math.ceil((at - now) / 1000));
@@ -419,6 +592,8 @@ export class BudgetGrant {
   #spent = 0;
   #released = false;
   #newCredential = false;
+  /** Entries taken in the shared log and not yet sent (fewer than #reserved for calls granted on the fallback share). */
+  readonly #members: string[] = [];
 
   constructor(
     readonly budget: UpstreamBudget,
@@ -456,6 +631,11 @@ export class BudgetGrant {
     this.#reserved += calls;
   }
 
+  /** @internal Entries the shared log gave for reserved calls. */
+  hold(members: readonly string[]): void {
+    this.#members.push(...members);
+  }
+
   /** Reserves more calls for the same answer, first in the queue, until the deadline. */
   extend(calls: number, deadline: number): Promise<void> {
     return this.budget.extend(this, calls, deadline);
@@ -466,13 +646,13 @@ export class BudgetGrant {
     if (this.#reserved <= 0) throw new Error('no reserved call left to spend');
     this.#reserved -= 1;
     this.#spent += 1;
-    this.budget.spend(this.#newCredential);
+    this.budget.spend(this.#newCredential, this.#members.pop());
   }
 
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    this.budget.release(this.#newCredential, this.#reserved);
+    this.budget.release(this.#newCredential, this.#reserved, this.#members.splice(0));
     this.#reserved = 0;
   }
 }
