@@ -28,6 +28,7 @@ import { docsRoutes, registerOpenApi } from './openapi.js';
 import { adminRoutes } from './routes/admin.js';
 import { statsRoutes } from './routes/stats.js';
 import { UpstreamBudget } from './upstream/budget.js';
+import { SharedBudget } from './upstream/shared-budget.js';
 import { DeskieClient } from './upstream/client.js';
 import { DeskieUpstream } from './upstream/deskie.js';
 
@@ -188,6 +189,8 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     queueLength: config.upstreamQueueLength,
     clock,
     log,
+    // The account's limit is one across replicas: its minute, pause and circuit are kept in Redis (closed with the budget).
+    shared: redis === undefined ? undefined : new SharedBudget({ redis, clock, log }),
   });
   const { access } = config;
   // In service mode with tokens, `tokens` is the set a reload swaps.

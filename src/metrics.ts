@@ -157,6 +157,11 @@ export class ProxyMetrics {
     gauge('deskie_calls_left', "Deskie's api_calls_left as last seen (NaN until Deskie has said)", () => budget.snapshot().deskieCallsLeft ?? Number.NaN);
     gauge('budget_circuit_open', '1 while a 429 from Deskie keeps every call back', () => (budget.snapshot().state === 'circuit-open' ? 1 : 0));
     gauge('budget_paused', "1 while calls are paused because the account's calls are down to the reserve", () => (budget.snapshot().state === 'paused' ? 1 : 0));
+    gauge(
+      'budget_replica_share',
+      "1 while Redis is unreachable and this replica counts its calls alone, within its share of the account's limit (REDIS_URL)",
+      () => (budget.sharing.mode === 'replica-share' ? 1 : 0),
+    );
     gauge('budget_queue_length', 'Calls waiting for their turn', () => budget.snapshot().queued);
     gauge('upstream_in_flight', 'Calls to Deskie under way', () => budget.snapshot().inFlight);
     if (clientTokens !== undefined) gauge('client_tokens', 'Client tokens accepted (service mode): PROXY_TOKENS, or PROXY_TOKENS_FILE as last read', clientTokens);

@@ -81,6 +81,20 @@ t.test('replicas on one Redis', redisSkip(), async (t) => {
     t.equal(simulator.calls, 2, "the dead holder's call and the one that took over");
   });
 
+  t.test('a budget of 10 calls a minute holds across three replicas', async (t) => {
+    const { simulator, replicas } = await cluster(t, 3, { UPSTREAM_RATE_PER_MIN: '10', UPSTREAM_QUEUE_MS: '500' });
+    // Thirty distinct queries, ten to each replica: each replica alone would allow all of its ten.
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, index) => get(replicas[index % 3] as Replica, `/api/stats_staff_statuses.json?period=today&page=${index + 1}`)),
+    );
+    const statuses = answers.map((answer) => answer.status);
+    t.equal(simulator.calls, 10, 'ten calls reached Deskie: the whole limit, and no more');
+    t.equal(statuses.filter((status) => status === 200).length, simulator.calls, 'each call answered one request');
+    t.same(new Set(statuses.filter((status) => status !== 200)), new Set([503]), 'the rest wait their turn, then get a 503 that says when to retry');
+    const readiness = (await (await request(`${(replicas[0] as Replica).url}/readyz`)).body.json()) as { upstream: { sharing: unknown } };
+    t.same(readiness.upstream.sharing, { mode: 'redis', replicas: 3 }, '/readyz shows the budget shared by three replicas');
+  });
+
   t.test('a purge on one replica is seen by the other: its next request goes to Deskie', async (t) => {
     const { simulator, replicas } = await cluster(t, 2);
     const [first, second] = replicas as [Replica, Replica];
