@@ -59,8 +59,6 @@ export class SharedRedis {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), MAX_RECONNECT_DELAY_MS),
-      // The URL may hold a password: ioredis would otherwise name the host in its errors, never the password; keep it that way.
-      showFriendlyErrorStack: false,
     };
     this.command = new Redis(url, options);
     // Subscriptions made while down are sent once connected; they are re-made after every reconnect.
@@ -146,6 +144,7 @@ export class SharedRedis {
     const was = this.#state;
     this.#state = state;
     if (state === 'up') this.#log.info({ redis: state, was }, 'connected to Redis');
-    else if (was === 'up') this.#log.warn({ redis: state }, "Redis is unreachable: answering from this replica's memory and Deskie, within its share of the budget");
+    // Once when it is lost, and once when it cannot be reached at start (was `connecting`).
+    else if (state === 'down') this.#log.warn({ redis: state, was }, "Redis is unreachable: answering from this replica's memory and Deskie, within its share of the budget");
   }
 }

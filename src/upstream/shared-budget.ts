@@ -207,7 +207,9 @@ export class SharedBudget {
     redis.listen(CHANNEL, (message) => this.#heard(message));
     this.#heartbeat = setInterval(() => void this.heartbeat(), heartbeatMs);
     this.#heartbeat.unref();
-    void this.heartbeat();
+    // Not connected yet (at start): this replica counts alone until the connection is ready, which beats at once.
+    if (redis.state === 'up') void this.heartbeat();
+    else this.#mode = 'replica-share';
   }
 
   /** The budget that adopts what the other replicas learn; one per shared budget. */
@@ -364,7 +366,7 @@ export class SharedBudget {
     this.#adopt(account);
     if (this.#mode === 'replica-share') {
       this.#mode = 'redis';
-      this.#log.info({ budget: 'redis', replicas: this.#replicas, reasserted: sent.length / 2 }, 'the shared upstream budget is reachable again: calls to Deskie are counted in Redis');
+      this.#log.info({ budget: 'redis', replicas: this.#replicas, reasserted: sent.length / 2 }, 'the shared upstream budget is reachable: calls to Deskie are counted in Redis');
       this.#listener?.modeChanged();
     }
     this.#giveBackOrphans(now);
