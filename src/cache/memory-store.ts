@@ -177,6 +177,12 @@ export class MemoryStore implements AnswerStore {
     return !this.#closed;
   }
 
+  /** Drops every answer held (loads under way still answer their callers and are not kept). */
+  clear(): void {
+    this.#grown.clear();
+    this.#lru.clear();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#lru.clear();

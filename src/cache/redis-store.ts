@@ -120,6 +120,8 @@ export class RedisStore implements AnswerStore {
     this.#l1 = new MemoryStore({ maxBytes: l1MaxBytes, clock, holdUntil: (answer) => answer.expiresAtMs });
     redis.listen(LOADED_CHANNEL, (key) => this.#wake(key));
     redis.listen(PURGED_CHANNEL, (key) => this.#dropCopy(key));
+    // A purge published while this replica was not subscribed never reaches it: its copies may be purged ones.
+    redis.onSubscribed(() => this.#l1.clear());
   }
 
   get(key: string): CachedAnswer | undefined {

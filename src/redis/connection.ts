@@ -49,6 +49,7 @@ export class SharedRedis {
   #skipUntil = 0;
   #errors = 0;
   readonly #channels = new Map<string, (message: string) => void>();
+  readonly #subscribed: Array<() => void> = [];
 
   constructor({ url, prefix, timeoutMs, log }: SharedRedisOptions) {
     this.#prefix = `${prefix}${REDIS_FORMAT_VERSION}:`;
@@ -61,9 +62,11 @@ export class SharedRedis {
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), MAX_RECONNECT_DELAY_MS),
     };
     this.command = new Redis(url, options);
-    // Subscriptions made while down are sent once connected; they are re-made after every reconnect.
-    // No ready check: it sends INFO, which a connection already subscribed may not.
-    this.subscriber = new Redis(url, { ...options, enableOfflineQueue: true, enableReadyCheck: false, commandTimeout: undefined, autoResubscribe: true });
+    // No ready check: it sends INFO, which a connection already subscribed may not. Its channels
+    // are subscribed each time it is ready (#subscribeAll), not by ioredis: a SUBSCRIBE sent
+    // before the first connection would be dropped with a failed attempt, and never made again.
+    this.subscriber = new Redis(url, { ...options, enableReadyCheck: false, commandTimeout: undefined, autoResubscribe: false });
+    this.subscriber.on('ready', () => this.#subscribeAll());
     this.command.on('ready', () => {
       this.#skipUntil = 0;
       this.#changeState('up');
@@ -112,8 +115,28 @@ export class SharedRedis {
   listen(channel: string, onMessage: (message: string) => void): void {
     const name = this.key(channel);
     this.#channels.set(name, onMessage);
-    // Made again on every reconnection (autoResubscribe); a failure here is only counted.
-    this.subscriber.subscribe(name).catch(() => (this.#errors += 1));
+    if (this.subscriber.status === 'ready') this.subscriber.subscribe(name).catch(() => (this.#errors += 1));
+  }
+
+  /**
+   * Called each time the subscriptions are made anew (at the first
+   * connection and after each reconnection): messages published while they
+   * were down are lost, and a listener may need to forget what they would
+   * have told it.
+   */
+  onSubscribed(callback: () => void): void {
+    this.#subscribed.push(callback);
+  }
+
+  #subscribeAll(): void {
+    const names = [...this.#channels.keys()];
+    if (names.length === 0) return;
+    this.subscriber.subscribe(...names).then(
+      () => {
+        for (const callback of this.#subscribed) callback();
+      },
+      () => (this.#errors += 1),
+    );
   }
 
   /** Publishes on `channel`; a failure is counted and otherwise ignored (listeners fall back on polling or expiry). */

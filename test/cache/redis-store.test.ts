@@ -17,6 +17,8 @@ async function connect(t: Test, redis: TestRedis, prefix: string, timeoutMs = 25
   const shared = new SharedRedis({ url: redis.url, prefix, timeoutMs, log: quiet });
   t.teardown(() => shared.close());
   if (shared.state !== 'up') await once(shared.command, 'ready');
+  // Subscribed before a store listens: a first subscription made later would clear its copies (see onSubscribed).
+  if (shared.subscriber.status !== 'ready') await once(shared.subscriber, 'ready');
   return shared;
 }
 
@@ -178,6 +180,33 @@ t.test('RedisStore', redisSkip(), async (t) => {
     t.ok(await eventually(() => b.get('k') === undefined), "b's copy is gone");
     t.equal(await b.peek('k'), undefined, 'and Redis holds nothing');
     t.same(await a.list(), []);
+  });
+
+  t.test("a purge published while another replica's subscription was down still reaches its copies", async (t) => {
+    const { a, b, now, prefix } = await replicas(t, redis);
+    await a.fetch('k', async () => answer('wrong numbers', now(), 3_600_000));
+    await b.fetch('k', async () => answer('unused', now(), 3_600_000), () => true);
+    t.ok(b.get('k'), 'b holds a copy');
+    const admin = await connect(t, redis, prefix);
+    // Every subscriber connection drops at once: the purge below is published to nobody.
+    await admin.command.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    t.equal(await a.delete('k'), true);
+    t.ok(await eventually(() => b.get('k') === undefined), 'b dropped its copies when it subscribed again');
+    t.equal(await b.peek('k'), undefined);
+  });
+
+  t.test('a replica that starts while Redis is down subscribes once Redis is up', async (t) => {
+    const own = await startRedis(t);
+    await own.stop();
+    const late = new SharedRedis({ url: own.url, prefix: 'late:', timeoutMs: 100, log: quiet });
+    t.teardown(() => late.close());
+    const heard: string[] = [];
+    late.listen('purged', (message) => heard.push(message));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await own.start();
+    t.ok(await eventually(() => late.state === 'up' && late.subscriber.status === 'ready'), 'connected');
+    const other = await connect(t, own, 'late:');
+    t.ok(await eventually(async () => (await other.command.publish(other.key('purged'), 'k')) === 1 && heard.includes('k')), 'it hears what is published');
   });
 
   t.test('an expired answer is asked of Redis for stale-if-error; this replica keeps only fresh copies', async (t) => {
