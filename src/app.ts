@@ -179,7 +179,13 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     options.store ??
     (redis === undefined || config.redis === undefined
       ? new MemoryStore({ maxBytes: config.cacheMaxBytes, clock })
-      : new RedisStore({ redis, l1MaxBytes: config.redis.l1MaxBytes, clock, log }));
+      : new RedisStore({
+          redis,
+          l1MaxBytes: config.redis.l1MaxBytes,
+          clock,
+          log,
+          longestLoadMs: config.upstreamQueueMs + config.pageAllTimeoutMs + config.upstreamTimeoutMs,
+        }));
   const storeMaxBytes = config.redis?.l1MaxBytes ?? config.cacheMaxBytes;
   const budget = new UpstreamBudget({
     ratePerMinute: config.upstreamRatePerMin,

@@ -41,6 +41,12 @@ export interface RedisStoreOptions {
   readonly log: FastifyBaseLogger;
   /** LEASE_MS unless a test wants a holder's death noticed sooner. */
   readonly leaseMs?: number;
+  /**
+   * The longest a load may take (real ms): the wait for a turn in the budget,
+   * a whole `page=all` merge, the last call. A replica waits that long for a
+   * holder that keeps its lease, and then loads by itself.
+   */
+  readonly longestLoadMs: number;
 }
 
 /** A lease holder's failure as the replicas that waited on it read it: Deskie's own answer, or the proxy's error. */
@@ -101,6 +107,7 @@ export class RedisStore implements AnswerStore {
   readonly #clock: () => number;
   readonly #log: FastifyBaseLogger;
   readonly #leaseMs: number;
+  readonly #longestLoadMs: number;
   /** How each answer this replica's cluster loads came about, read by fetch() for the caller that started the load. */
   readonly #outcomes = new WeakMap<CachedAnswer, StoreResult['outcome']>();
   /** Answers Redis holds (written by this replica or read from it). */
@@ -111,7 +118,8 @@ export class RedisStore implements AnswerStore {
   readonly #waiting = new Map<string, Set<() => void>>();
   #closed = false;
 
-  constructor({ redis, l1MaxBytes, clock, log, leaseMs = LEASE_MS }: RedisStoreOptions) {
+  constructor({ redis, l1MaxBytes, clock, log, leaseMs = LEASE_MS, longestLoadMs }: RedisStoreOptions) {
+    this.#longestLoadMs = longestLoadMs;
     this.#redis = redis;
     this.#clock = clock;
     this.#log = log;
@@ -240,8 +248,9 @@ export class RedisStore implements AnswerStore {
     const seen = await this.#read(key);
     if (seen !== undefined && reuse?.(seen)) return this.#outcome(seen, 'hit');
     const replaces = seen !== undefined || this.#l1.get(key) !== undefined;
-    // Bounded however Redis behaves: past it, this replica loads by itself.
-    const giveUpAt = performance.now() + 3 * this.#leaseMs;
+    // A live holder renews its lease for as long as its load takes, which has bounds of its own;
+    // past them (and a lease to lapse), something is wrong with Redis, and this replica loads by itself.
+    const giveUpAt = performance.now() + this.#longestLoadMs + this.#leaseMs;
     while (!this.#closed && this.#redis.state === 'up' && performance.now() < giveUpAt) {
       const lease = await this.#takeLease(key);
       if (lease !== false) return this.#load(load, replaces, loading, key, lease);

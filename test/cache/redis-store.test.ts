@@ -10,6 +10,8 @@ import { answerOf, storeContract, textOf } from './store-contract.js';
 
 const MIB = 1024 * 1024;
 const quiet = pino({ enabled: false });
+/** Longer than any load here: a waiter gives up on a live holder only past it. */
+const LONGEST_LOAD_MS = 10_000;
 let namespaces = 0;
 
 /** A connection of its own (a replica's), connected before the test goes on, closed when the test ends. */
@@ -28,7 +30,7 @@ async function replicas(t: Test, redis: TestRedis, options: { leaseMs?: number }
   const clock = () => now;
   const prefix = `test${(namespaces += 1)}:`;
   const make = async () => {
-    const store = new RedisStore({ redis: await connect(t, redis, prefix), l1MaxBytes: 16 * MIB, clock, log: quiet, ...options });
+    const store = new RedisStore({ redis: await connect(t, redis, prefix), l1MaxBytes: 16 * MIB, clock, log: quiet, longestLoadMs: LONGEST_LOAD_MS, ...options });
     t.teardown(() => store.close());
     return store;
   };
@@ -53,7 +55,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
   t.test('keeps the store contract', async (t) => {
     storeContract(t, async (clock) => {
       const shared = await connect(t, redis, `contract${(namespaces += 1)}:`);
-      return new RedisStore({ redis: shared, l1MaxBytes: 16 * MIB, clock, log: quiet });
+      return new RedisStore({ redis: shared, l1MaxBytes: 16 * MIB, clock, log: quiet, longestLoadMs: LONGEST_LOAD_MS });
     });
   });
 
@@ -110,15 +112,15 @@ t.test('RedisStore', redisSkip(), async (t) => {
   });
 
   t.test('a long load keeps its lease: nobody takes over a live holder', async (t) => {
-    const { a, b, now } = await replicas(t, redis, { leaseMs: 150 });
+    const { a, b, now } = await replicas(t, redis, { leaseMs: 100 });
     let loads = 0;
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
     const slow = a.fetch('k', async () => (loads++, await gate, answer('slow', now(), 60_000)));
     await eventually(() => loads === 1);
     const waiter = b.fetch('k', async () => (loads++, answer('second', now(), 60_000)));
-    // Four lease lifetimes: renewed by a all along.
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    // Nine lease lifetimes: renewed by a all along.
+    await new Promise((resolve) => setTimeout(resolve, 900));
     release();
     const [, waited] = await Promise.all([slow, waiter]);
     t.equal(loads, 1);
@@ -222,7 +224,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
     const { a, now } = await replicas(t, redis);
     await a.fetch('k', async () => answer('v1', now(), 60_000));
     const other = await connect(t, redis, 'another-proxy:');
-    const elsewhere = new RedisStore({ redis: other, l1MaxBytes: MIB, clock: now, log: quiet });
+    const elsewhere = new RedisStore({ redis: other, l1MaxBytes: MIB, clock: now, log: quiet, longestLoadMs: LONGEST_LOAD_MS });
     t.teardown(() => elsewhere.close());
     t.equal(await elsewhere.peek('k'), undefined);
   });
@@ -231,7 +233,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
     const own = await startRedis(t);
     const now = 1_000_000;
     const shared = await connect(t, own, 'slow:', 100);
-    const store = new RedisStore({ redis: shared, l1MaxBytes: MIB, clock: () => now, log: quiet });
+    const store = new RedisStore({ redis: shared, l1MaxBytes: MIB, clock: () => now, log: quiet, longestLoadMs: LONGEST_LOAD_MS });
     t.teardown(() => store.close());
     const sleeper = await connect(t, own, 'slow:', 5_000);
     const asleep = sleeper.command.call('DEBUG', 'SLEEP', '0.8');
@@ -252,7 +254,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
     const own = await startRedis(t);
     let now = 1_000_000;
     const shared = await connect(t, own, 'down:', 100);
-    const store = new RedisStore({ redis: shared, l1MaxBytes: MIB, clock: () => now, log: quiet });
+    const store = new RedisStore({ redis: shared, l1MaxBytes: MIB, clock: () => now, log: quiet, longestLoadMs: LONGEST_LOAD_MS });
     t.teardown(() => store.close());
     await store.fetch('fresh', async () => answer('fresh', now, 60_000, 0, 'fresh'));
     await own.stop();
