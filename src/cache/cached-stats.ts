@@ -112,7 +112,7 @@ export class CachedStats {
   /** Refusals of credentials so far, numbering them: a call tells by it whether its credential was refused while it ran. */
   #credentialRefusals = 0;
   /** Each refused partition's latest refusal: its number and Deskie's answer. */
-  readonly #refusedLast = new LRUCache<string, { readonly number: number; readonly error: UpstreamAnswer }>({ max: ACCEPTED_CREDENTIALS });
+  readonly #refusedLast = new LRUCache<string, { readonly number: number; readonly error: UpstreamAnswer; readonly atMs: number }>({ max: ACCEPTED_CREDENTIALS });
   readonly #refusals = new LRUCache<string, Refusal>({ max: REMEMBERED_REFUSALS });
   /** Entries a refresh has been started for: one per entry, and none again after it failed. */
   readonly #refreshStarted = new WeakSet<CachedAnswer>();
@@ -253,6 +253,9 @@ export class CachedStats {
     return (answer) => {
       const nowMs = this.#options.clock();
       if (nowMs >= answer.expiresAtMs || answer.askedAtMs < askedAfterMs) return false;
+      // Deskie refused the credential here after that call was made: its 200 proves nothing now.
+      const refusedAtMs = this.#refusedLast.peek(partition)?.atMs;
+      if (refusedAtMs !== undefined && answer.askedAtMs <= refusedAtMs) return false;
       const acceptedAtMs = Math.max(this.#accepted.peek(partition) ?? Number.NEGATIVE_INFINITY, answer.askedAtMs);
       return acceptedAtMs <= nowMs && nowMs - acceptedAtMs < this.#options.authRecheckMs;
     };
@@ -441,7 +444,7 @@ export class CachedStats {
     const { authFailureTtlMs, lifetimes } = this.#options;
     if (error instanceof UpstreamAnswer && error.refusesCredential) {
       this.#credentialRefusals += 1;
-      this.#refusedLast.set(partition, { number: this.#credentialRefusals, error });
+      this.#refusedLast.set(partition, { number: this.#credentialRefusals, error, atMs: this.#options.clock() });
       this.#recheckRetryAt.delete(partition);
       this.#accepted.delete(partition);
       // Every time, not only for a partition still remembered as accepted: one forgotten among many may still hold entries.
@@ -456,12 +459,10 @@ export class CachedStats {
   /** Deskie refused the credential: none of its entries may answer again (a load under way is not kept either). */
   async #dropPartition(partition: string, status: number): Promise<void> {
     const { store, log } = this.#options;
-    const suffix = `#${partition}`;
-    const keys: string[] = [];
-    for (const answer of await store.list(suffix)) keys.push(answer.key);
-    await Promise.all(keys.map((key) => store.delete(key)));
-    if (keys.length > 0) {
-      log.warn({ partition: partition.slice(0, PARTITION_ID_LENGTH), status, removed: keys.length }, "Deskie refused a credential: its cached answers were dropped");
+    // On every replica, for a shared store; a load under way elsewhere is not kept either.
+    const removed = await store.dropEnding(`#${partition}`);
+    if (removed > 0) {
+      log.warn({ partition: partition.slice(0, PARTITION_ID_LENGTH), status, removed }, "Deskie refused a credential: its cached answers were dropped");
     }
   }
 

@@ -160,6 +160,13 @@ export class MemoryStore implements AnswerStore {
     return this.deleteHeld(key);
   }
 
+  async dropEnding(keySuffix: string): Promise<number> {
+    // A load under way here is refused by its caller (CachedStats numbers its refusals).
+    const keys = (await this.list(keySuffix)).map((answer) => answer.key);
+    for (const key of keys) this.deleteHeld(key);
+    return keys.length;
+  }
+
   /** delete(), answered at once: a shared store drops its own copy with it. */
   deleteHeld(key: string): boolean {
     // A load under way is left to finish for its callers; with the entry
@@ -175,6 +182,11 @@ export class MemoryStore implements AnswerStore {
 
   get usable(): boolean {
     return !this.#closed;
+  }
+
+  /** The keys of the answers held, at once. */
+  keys(): string[] {
+    return [...this.#lru.keys()];
   }
 
   /** Drops every answer held (loads under way still answer their callers and are not kept). */

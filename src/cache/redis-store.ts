@@ -19,6 +19,8 @@ const POLL_MS = 200;
 const LOADED_CHANNEL = 'loaded';
 /** Published with a key when it was purged: every replica drops its own copy. */
 const PURGED_CHANNEL = 'purged';
+/** Published with a key suffix (a partition) when it was dropped: every replica drops its copies and loads of it. */
+const DROPPED_CHANNEL = 'dropped';
 /**
  * How long a holder's failure stays readable for the replicas that waited on
  * it: they are woken at once, or look within POLL_MS.
@@ -31,6 +33,15 @@ const SCAN_COUNT = 500;
 
 /** Deletes a lease only if it is still the holder's (a lease that expired may be another replica's now). */
 const RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+/**
+ * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2] holds
+ * when) after its call was made (ARGV[3]): a call that was under way when
+ * Deskie refused the credential is not kept.
+ */
+const WRITE_ANSWER =
+  "local dropped = tonumber(redis.call('get', KEYS[2]) or '-1') " +
+  "if dropped >= tonumber(ARGV[3]) then return 0 end " +
+  "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
 const RENEW_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
 export interface RedisStoreOptions {
@@ -128,6 +139,7 @@ export class RedisStore implements AnswerStore {
     this.#l1 = new MemoryStore({ maxBytes: l1MaxBytes, clock, holdUntil: (answer) => answer.expiresAtMs });
     redis.listen(LOADED_CHANNEL, (key) => this.#wake(key));
     redis.listen(PURGED_CHANNEL, (key) => this.#dropCopy(key));
+    redis.listen(DROPPED_CHANNEL, (keySuffix) => this.#dropCopies(keySuffix));
     // A purge published while this replica was not subscribed never reaches it: its copies may be purged ones.
     redis.onSubscribed(() => this.#l1.clear());
   }
@@ -199,6 +211,38 @@ export class RedisStore implements AnswerStore {
     } catch (error) {
       return this.#redis.failed(error, [...own.values()]);
     }
+  }
+
+  /**
+   * Marks the partition dropped as of now, for as long as a load may still
+   * be under way (no answer from an earlier call is written after it), then
+   * drops what Redis and this replica hold of it, and tells the others.
+   */
+  async dropEnding(keySuffix: string): Promise<number> {
+    try {
+      await this.#redis.command.set(this.#droppedKey(keySuffix), String(this.#clock()), 'PX', this.#longestLoadMs + this.#leaseMs);
+    } catch (error) {
+      this.#redis.failed(error, undefined);
+    }
+    const keys = new Set((await this.list(keySuffix)).map((answer) => answer.key));
+    for (const key of this.#dropCopies(keySuffix)) keys.add(key);
+    try {
+      if (keys.size > 0) await this.#redis.command.del(...[...keys].map((key) => this.#answerKey(key)));
+    } catch (error) {
+      this.#redis.failed(error, undefined);
+    }
+    await this.#redis.publish(DROPPED_CHANNEL, keySuffix);
+    return keys.size;
+  }
+
+  /** This replica's copies and loads of keys ending with `keySuffix` go (see #dropCopy); answers the keys it held. */
+  #dropCopies(keySuffix: string): string[] {
+    for (const key of this.#loading.keys()) if (key.endsWith(keySuffix)) this.#dropCopy(key);
+    const held: string[] = [];
+    for (const key of this.#l1.keys()) {
+      if (key.endsWith(keySuffix) && this.#dropCopy(key)) held.push(key);
+    }
+    return held;
   }
 
   /** Drops the answer on every replica: from Redis, from this L1, and by a message from the others' L1. */
@@ -420,9 +464,9 @@ export class RedisStore implements AnswerStore {
   async #write(answer: CachedAnswer): Promise<boolean> {
     const keepMs = answer.keepUntilMs - this.#clock();
     if (keepMs <= 0 || this.#redis.state !== 'up') return false;
+    const { key, askedAtMs } = answer;
     try {
-      await this.#redis.command.set(this.#answerKey(answer.key), encode(answer), 'PX', keepMs);
-      return true;
+      return (await this.#redis.command.eval(WRITE_ANSWER, 2, this.#answerKey(key), this.#droppedKey(partitionSuffix(key)), encode(answer), keepMs, askedAtMs)) === 1;
     } catch (error) {
       return this.#redis.failed(error, false);
     }
@@ -445,9 +489,19 @@ export class RedisStore implements AnswerStore {
     return this.#redis.key(`lease:${key}`);
   }
 
+  #droppedKey(keySuffix: string): string {
+    return this.#redis.key(`dropped:${keySuffix}`);
+  }
+
   #failureKey(key: string): string {
     return this.#redis.key(`failed:${key}`);
   }
+}
+
+/** The partition a key ends with (`#<partition>`), or '' for a key without one. */
+function partitionSuffix(key: string): string {
+  const at = key.lastIndexOf('#');
+  return at === -1 ? '' : key.slice(at);
 }
 
 /** `text` matched literally by SCAN's MATCH. */

@@ -172,6 +172,13 @@ export interface AnswerStore {
   list(keySuffix?: string): Promise<CachedAnswer[]>;
   /** Drops the answer held for `key` (on every replica, for a shared store); a load under way for it still answers its callers but is not kept. */
   delete(key: string): Promise<boolean>;
+  /**
+   * Drops every answer whose key ends with `keySuffix` (a partition's,
+   * `#<partition>`: Deskie refused its credential) and answers how many. A
+   * shared store also refuses to keep any such answer from a call made
+   * until now, such as another replica's load under way.
+   */
+  dropEnding(keySuffix: string): Promise<number>;
   /** Entries dropped to stay within the bound since the store was made. */
   readonly evictions: number;
   /** False once the store cannot hold or give answers (closed). */

@@ -211,6 +211,25 @@ t.test('RedisStore', redisSkip(), async (t) => {
     t.ok(await eventually(async () => (await other.command.publish(other.key('purged'), 'k')) === 1 && heard.includes('k')), 'it hears what is published');
   });
 
+  t.test("a partition dropped on one replica (Deskie refused its credential) is not written back by another's load under way", async (t) => {
+    const { a, b, now } = await replicas(t, redis);
+    await a.fetch('today#p1', async () => answer('today', now(), 60_000, 0, 'today#p1'));
+    await a.fetch('today#p2', async () => answer('other credential', now(), 60_000, 0, 'today#p2'));
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // b's call was made before the refusal, and answers after it.
+    const late = b.fetch('yesterday#p1', async () => (await gate, answer('yesterday', now(), 60_000, 0, 'yesterday#p1')));
+    t.equal(await a.dropEnding('#p1'), 1, "the partition's one stored answer is dropped");
+    release();
+    t.equal(textOf((await late).answer), '{"text":"yesterday"}', "b's caller still gets its answer");
+    t.equal(await a.peek('yesterday#p1'), undefined, 'but it is not stored');
+    t.equal(await b.peek('today#p1'), undefined);
+    t.ok(await eventually(() => b.get('yesterday#p1') === undefined && b.get('today#p1') === undefined), 'nor kept by b');
+    t.equal(textOf(await b.peek('today#p2')), '{"text":"other credential"}', 'another partition is untouched');
+    const after = await b.fetch('yesterday#p1', async () => answer('after', now() + 1, 60_000, 0, 'yesterday#p1'));
+    t.equal(after.stored, true, 'a call made after the drop is stored again');
+  });
+
   t.test('an expired answer is asked of Redis for stale-if-error; this replica keeps only fresh copies', async (t) => {
     const { a, b, now, advance } = await replicas(t, redis);
     await a.fetch('k', async () => answer('old', now(), 10_000, 60_000));
