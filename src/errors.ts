@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'UPSTREAM_INVALID'
   | 'UPSTREAM_TIMEOUT'
   | 'UPSTREAM_BUSY'
-  | 'SHUTTING_DOWN';
+  | 'SHUTTING_DOWN'
+  | 'STORE_UNAVAILABLE';
 
 /**
  * Why a failed call to Deskie may be answered with a stale entry instead, as
@@ -95,6 +96,10 @@ export const pagesTimedOut = (timeoutMs: number): ProxyError =>
  */
 export const upstreamBusy = (message: string, retryAfterSeconds: number, failure: UpstreamFailure): ProxyError =>
   new ProxyError('UPSTREAM_BUSY', message, 503, { 'retry-after': String(retryAfterSeconds) }, failure);
+
+/** The shared store (Redis) cannot be reached, and what was asked needs it. */
+export const storeUnavailable = (message: string): ProxyError =>
+  new ProxyError('STORE_UNAVAILABLE', message, 503, { 'retry-after': '5' });
 
 export const shuttingDown = (): ProxyError =>
   new ProxyError('SHUTTING_DOWN', 'the proxy is shutting down; retry against another instance', 503, { 'retry-after': '1' });

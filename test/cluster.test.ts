@@ -127,6 +127,9 @@ t.test('replicas on one Redis', redisSkip(), async (t) => {
     const ready = (await readiness.body.json()) as { store: { shared: { redis: string } } };
     t.equal(readiness.statusCode, 200, 'still ready: it serves');
     t.equal(ready.store.shared.redis, 'down', '/readyz shows Redis down');
+    const purge = await request(`${(replicas[0] as Replica).url}/admin/entries?all=true`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    t.equal(purge.statusCode, 503, 'a purge that could not reach the other replicas is refused, not reported done');
+    t.match(await purge.body.json(), { error: /Redis cannot be reached/ });
     await redis.start();
     t.ok(
       await eventually(async () => {

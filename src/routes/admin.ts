@@ -8,7 +8,7 @@ import { ENDPOINTS, type EndpointName, type EndpointSpec } from '../deskie/endpo
 import { CUSTOM_RANGE_CLASSES, FRESHNESS_CLASSES, PERIODS } from '../deskie/periods.js';
 import { type ParsedQuery, parseQueryString, QUERY_STRING_REFUSAL } from '../deskie/query-string.js';
 import { parseStatsQuery, type QueryContext } from '../deskie/query.js';
-import { badRequest, ProxyError, UpstreamAnswer } from '../errors.js';
+import { badRequest, ProxyError, storeUnavailable, UpstreamAnswer } from '../errors.js';
 import { BOM_PARAMETER, chooseFormat, describeVariant, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 
 export interface AdminRouteOptions {
@@ -123,6 +123,7 @@ export function adminRoutes(app: FastifyInstance, options: AdminRouteOptions): v
 
     admin.get(ENTRIES, async (request) => {
       const parameters = readParameters(request, LIST_PARAMETERS, `GET ${ENTRIES}`);
+      needsSharedStore(store, 'listed');
       const filter = readFilter(parameters);
       const limit = readInteger(parameters, 'limit', PAGE_SIZE, `an integer from 1 to ${MAX_ENTRIES_PAGE}`, DEFAULT_ENTRIES_PAGE, MAX_ENTRIES_PAGE);
       const offset = readInteger(parameters, 'offset', OFFSET, 'a whole number (0 or more)', 0);
@@ -143,6 +144,7 @@ export function adminRoutes(app: FastifyInstance, options: AdminRouteOptions): v
         throw badRequest(`give a filter (${FILTERS.map((name) => `${name}=`).join(', ')}) or all=true: an empty filter never purges everything`);
       }
       const filter = readFilter(parameters);
+      needsSharedStore(store, 'purged');
       // Keys first, then deletes: the store is not changed while it is walked.
       const keys = (await selectEntries(store, filter)).map((answer) => answer.key);
       const deleted = await Promise.all(keys.map((key) => store.delete(key)));
@@ -247,6 +249,18 @@ function readWindow(text: string): { fromMs: number; toMs: number } | undefined 
   const fromMs = Date.parse(from);
   const toMs = Date.parse(to);
   return Number.isNaN(fromMs) || Number.isNaN(toMs) ? undefined : { fromMs, toMs };
+}
+
+/**
+ * With a shared store, the entries are the cluster's: while Redis cannot be
+ * reached, a list would show this replica's copies only, and a purge would
+ * leave Redis and the other replicas as they are. Both are refused instead.
+ */
+function needsSharedStore(store: AnswerStore, action: string): void {
+  const { shared } = store;
+  if (shared !== undefined && shared.redis !== 'up') {
+    throw storeUnavailable(`Redis cannot be reached, so the replicas' entries cannot be ${action}; retry once it is back (see /readyz)`);
+  }
 }
 
 /** The filter as the request wrote it, for the log line (no credential can be in it). */
