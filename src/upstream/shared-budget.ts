@@ -182,6 +182,12 @@ export class SharedBudget {
   #minted = 0;
   /** Calls this replica sent in the last minute, oldest first: written again into the log after an outage. */
   readonly #sent: SentEntry[] = [];
+  /**
+   * Members taken and not yet sent or given back (a `page=all` merge's later
+   * pages): the log forgets an entry a minute after its score, so each
+   * heartbeat scores these anew while they are held.
+   */
+  readonly #held = new Set<string>();
   /** Members a take that timed out may have added: given back once Redis answers again. */
   readonly #orphans: SentEntry[] = [];
   /** Whether the next heartbeat writes #sent into the log again (after a failure or a reconnection). */
@@ -251,7 +257,9 @@ export class SharedBudget {
     }
     const [notBefore, ...account] = reply as [number, ...AccountReply];
     this.#adopt(account);
-    return notBefore === 0 ? { outcome: 'taken', members } : { outcome: 'wait', until: Number(notBefore) };
+    if (notBefore !== 0) return { outcome: 'wait', until: Number(notBefore) };
+    for (const member of members) this.#held.add(member);
+    return { outcome: 'taken', members };
   }
 
   /**
@@ -261,6 +269,7 @@ export class SharedBudget {
    * after they were taken.
    */
   sent(member: string | undefined): void {
+    if (member !== undefined) this.#held.delete(member);
     const at = this.#clock();
     const entry = { member: member ?? this.#mint(), at };
     this.#sent.push(entry);
@@ -272,6 +281,7 @@ export class SharedBudget {
 
   /** Taken calls that were never sent leave the log at once (a merge that needed fewer pages, a refused wait). */
   giveBack(members: readonly string[]): void {
+    for (const member of members) this.#held.delete(member);
     if (members.length === 0 || this.#closed) return;
     if (this.#mode === 'replica-share') {
       const at = this.#clock();
@@ -340,6 +350,8 @@ export class SharedBudget {
       forgetOlderThan(this.#sent, now - BUDGET_WINDOW_MS);
       for (const { member, at } of this.#sent) sent.push(at, member);
     }
+    // Still held: counted from now, as they will be when sent.
+    for (const member of this.#held) sent.push(now, member);
     // Liveness is measured in real time, as the timer that writes it runs: the injected clock is the account's minute, which tests move by hand.
     const liveMs = LIVE_HEARTBEATS * this.#heartbeatMs;
     let reply: unknown;

@@ -120,6 +120,24 @@ t.test('calls reserved and never sent go back to the shared log', redisSkip(), a
   grant.release();
 });
 
+t.test("a page=all merge's calls taken and not yet sent stay counted past a minute, until sent or given back", redisSkip(), async (t) => {
+  const redis = await startRedis(t);
+  const { members, budgets, advance } = await replicas(t, redis, 2, { ratePerMinute: 10 });
+  const [a, b] = budgets as [UpstreamBudget, UpstreamBudget];
+  const merge = await a.reserve(call({ calls: 10, deadline: soon(5_000) }));
+  merge.spend();
+  advance(50_000);
+  // A heartbeat (every 5 s of real time in a server) scores the nine still held anew.
+  await (members[0] as { shared: SharedBudget }).shared.heartbeat();
+  advance(11_000);
+  let granted = 0;
+  for (let index = 0; index < 10; index++) if ((await spendOne(b, call({ deadline: soon(50) }))) === 'sent') granted++;
+  t.equal(granted, 1, 'the other replica gets only the call that left the minute');
+  for (let index = 0; index < 9; index++) merge.spend();
+  merge.release();
+  t.pass('and the merge sends its nine: ten in the minute, across both');
+});
+
 t.test("one replica's 429 opens the circuit on every replica at once", redisSkip(), async (t) => {
   const redis = await startRedis(t);
   const { budgets, advance } = await replicas(t, redis, 3, { concurrency: 1 });
