@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { type BudgetOptions, type BudgetRequest, parseRetryAfter, UpstreamBudget } from '../../src/upstream/budget.js';
 import { ProxyError } from '../../src/errors.js';
+import { call, refusalOf, soon } from '../helpers/budget.js';
 import { capturedLog } from '../helpers/log.js';
 
 /** A budget on a clock the test moves, with its log lines captured. */
@@ -23,14 +24,6 @@ function budgetWith(t: Test, options: Partial<BudgetOptions> = {}) {
   return { budget, lines, advance: (ms: number) => (now += ms) };
 }
 
-const soon = (ms = 50) => performance.now() + ms;
-const call = (overrides: Partial<BudgetRequest> = {}): BudgetRequest => ({
-  calls: 1,
-  priority: 'client',
-  isNewCredential: () => false,
-  deadline: soon(),
-  ...overrides,
-});
 
 /** Reserves and sends one call at once, releasing its slot. */
 async function spendOne(budget: UpstreamBudget, request: BudgetRequest = call()): Promise<void> {
@@ -39,7 +32,6 @@ async function spendOne(budget: UpstreamBudget, request: BudgetRequest = call())
   grant.release();
 }
 
-const refusalOf = (pending: Promise<unknown>): Promise<unknown> => pending.then(() => 'granted', (error: unknown) => error);
 const busy = (error: unknown) => error instanceof ProxyError && error.statusCode === 503;
 
 t.test('until Deskie tells its limit, 20 calls a minute go out; the 21st waits and then gets a 503 that says when', async (t) => {

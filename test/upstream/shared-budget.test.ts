@@ -4,6 +4,7 @@ import { type BudgetOptions, type BudgetRequest, UpstreamBudget } from '../../sr
 import { SharedBudget } from '../../src/upstream/shared-budget.js';
 import { SharedRedis } from '../../src/redis/connection.js';
 import { ProxyError } from '../../src/errors.js';
+import { call, refusalOf, soon } from '../helpers/budget.js';
 import { capturedLog } from '../helpers/log.js';
 import { redisSkip, startRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -59,14 +60,6 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   throw new Error(`timed out waiting until ${what}`);
 }
 
-const soon = (ms = 50) => performance.now() + ms;
-const call = (overrides: Partial<BudgetRequest> = {}): BudgetRequest => ({
-  calls: 1,
-  priority: 'client',
-  isNewCredential: () => false,
-  deadline: soon(),
-  ...overrides,
-});
 
 /** Reserves and sends one call, releasing its slot; 'refused' with the error if it was not granted. */
 async function spendOne(budget: UpstreamBudget, request: BudgetRequest = call()): Promise<'sent' | ProxyError> {
@@ -81,7 +74,6 @@ async function spendOne(budget: UpstreamBudget, request: BudgetRequest = call())
   }
 }
 
-const refusalOf = (pending: Promise<unknown>): Promise<unknown> => pending.then(() => 'granted', (error: unknown) => error);
 
 t.test('three replicas together send at most the limit in a minute, however the calls are spread', redisSkip(), async (t) => {
   const redis = await startRedis(t);
