@@ -36,12 +36,28 @@ const RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redi
 /**
  * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2] holds
  * when) after its call was made (ARGV[3]): a call that was under way when
- * Deskie refused the credential is not kept.
+ * Deskie refused the credential is not kept. The key joins its partition's
+ * set (KEYS[3]), kept as long as its longest-kept answer, so a drop deletes
+ * the partition's answers without a SCAN of every key.
  */
-const WRITE_ANSWER =
-  "local dropped = tonumber(redis.call('get', KEYS[2]) or '-1') " +
-  "if dropped >= tonumber(ARGV[3]) then return 0 end " +
-  "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
+const WRITE_ANSWER = `
+local dropped = tonumber(redis.call('get', KEYS[2]) or '-1')
+if dropped >= tonumber(ARGV[3]) then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('sadd', KEYS[3], KEYS[1])
+if redis.call('pttl', KEYS[3]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[3], ARGV[2]) end
+return 1`;
+/**
+ * Marks the partition dropped (KEYS[2]) as of ARGV[1] for ARGV[2] ms, and
+ * deletes the answers its set (KEYS[1]) names, and the set; returns how many
+ * answers there were.
+ */
+const DROP_PARTITION = `
+redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2])
+local removed = 0
+for _, key in ipairs(redis.call('smembers', KEYS[1])) do removed = removed + redis.call('del', key) end
+redis.call('del', KEYS[1])
+return removed`;
 const RENEW_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
 export interface RedisStoreOptions {
@@ -219,20 +235,16 @@ export class RedisStore implements AnswerStore {
    * drops what Redis and this replica hold of it, and tells the others.
    */
   async dropEnding(keySuffix: string): Promise<number> {
+    const copies = this.#dropCopies(keySuffix).length;
+    let removed: number | undefined;
     try {
-      await this.#redis.command.set(this.#droppedKey(keySuffix), String(this.#clock()), 'PX', this.#longestLoadMs + this.#leaseMs);
-    } catch (error) {
-      this.#redis.failed(error, undefined);
-    }
-    const keys = new Set((await this.list(keySuffix)).map((answer) => answer.key));
-    for (const key of this.#dropCopies(keySuffix)) keys.add(key);
-    try {
-      if (keys.size > 0) await this.#redis.command.del(...[...keys].map((key) => this.#answerKey(key)));
+      const args = [this.#partitionKey(keySuffix), this.#droppedKey(keySuffix), this.#clock(), this.#longestLoadMs + this.#leaseMs] as const;
+      removed = Number(await this.#redis.command.eval(DROP_PARTITION, 2, ...args));
     } catch (error) {
       this.#redis.failed(error, undefined);
     }
     await this.#redis.publish(DROPPED_CHANNEL, keySuffix);
-    return keys.size;
+    return removed ?? copies;
   }
 
   /** This replica's copies and loads of keys ending with `keySuffix` go (see #dropCopy); answers the keys it held. */
@@ -466,7 +478,9 @@ export class RedisStore implements AnswerStore {
     if (keepMs <= 0 || this.#redis.state !== 'up') return false;
     const { key, askedAtMs } = answer;
     try {
-      return (await this.#redis.command.eval(WRITE_ANSWER, 2, this.#answerKey(key), this.#droppedKey(partitionSuffix(key)), encode(answer), keepMs, askedAtMs)) === 1;
+      const suffix = partitionSuffix(key);
+      const keys = [this.#answerKey(key), this.#droppedKey(suffix), this.#partitionKey(suffix)] as const;
+      return (await this.#redis.command.eval(WRITE_ANSWER, 3, ...keys, encode(answer), keepMs, askedAtMs)) === 1;
     } catch (error) {
       return this.#redis.failed(error, false);
     }
@@ -487,6 +501,11 @@ export class RedisStore implements AnswerStore {
 
   #leaseKey(key: string): string {
     return this.#redis.key(`lease:${key}`);
+  }
+
+  /** The set of a partition's answer keys. */
+  #partitionKey(keySuffix: string): string {
+    return this.#redis.key(`partition:${keySuffix}`);
   }
 
   #droppedKey(keySuffix: string): string {

@@ -173,8 +173,8 @@ export interface AnswerStore {
   /** Drops the answer held for `key` (on every replica, for a shared store); a load under way for it still answers its callers but is not kept. */
   delete(key: string): Promise<boolean>;
   /**
-   * Drops every answer whose key ends with `keySuffix` (a partition's,
-   * `#<partition>`: Deskie refused its credential) and answers how many. A
+   * Drops every answer whose key ends with `keySuffix`, a partition's
+   * `#<partition>` (Deskie refused its credential), and answers how many. A
    * shared store also refuses to keep any such answer from a call made
    * until now, such as another replica's load under way.
    */
