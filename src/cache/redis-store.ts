@@ -36,17 +36,20 @@ const RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redi
 /**
  * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2] holds
  * when) after its call was made (ARGV[3]): a call that was under way when
- * Deskie refused the credential is not kept. The key joins its partition's
+ * Deskie refused the credential is not kept, nor one under way when the key
+ * was purged (KEYS[4] holds when). The key joins its partition's
  * set (KEYS[3]), kept as long as its longest-kept answer, so a drop deletes
  * the partition's answers without a SCAN of every key.
  */
 const WRITE_ANSWER = `
-local dropped = tonumber(redis.call('get', KEYS[2]) or '-1')
+local dropped = math.max(tonumber(redis.call('get', KEYS[2]) or '-1'), tonumber(redis.call('get', KEYS[4]) or '-1'))
 if dropped >= tonumber(ARGV[3]) then return 0 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('sadd', KEYS[3], KEYS[1])
 if redis.call('pttl', KEYS[3]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[3], ARGV[2]) end
 return 1`;
+/** Marks the answer (KEYS[1]) purged (KEYS[2]) as of ARGV[1] for ARGV[2] ms, and deletes it; 1 if it was there. */
+const PURGE_ANSWER = "redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2]) return redis.call('del', KEYS[1])";
 /**
  * Marks the partition dropped (KEYS[2]) as of ARGV[1] for ARGV[2] ms, and
  * deletes the answers its set (KEYS[1]) names, and the set; returns how many
@@ -238,7 +241,7 @@ export class RedisStore implements AnswerStore {
     const copies = this.#dropCopies(keySuffix).length;
     let removed: number | undefined;
     try {
-      const args = [this.#partitionKey(keySuffix), this.#droppedKey(keySuffix), this.#clock(), this.#longestLoadMs + this.#leaseMs] as const;
+      const args = [this.#partitionKey(keySuffix), this.#droppedKey(keySuffix), this.#clock(), this.#tombstoneMs()] as const;
       removed = Number(await this.#redis.command.eval(DROP_PARTITION, 2, ...args));
     } catch (error) {
       this.#redis.failed(error, undefined);
@@ -262,7 +265,8 @@ export class RedisStore implements AnswerStore {
     const hadCopy = this.#dropCopy(key);
     let removed = false;
     try {
-      removed = (await this.#redis.command.del(this.#answerKey(key))) > 0;
+      // Marked too: another replica's load of it under way is not written after the purge, even if this message reaches it late.
+      removed = (await this.#redis.command.eval(PURGE_ANSWER, 2, this.#answerKey(key), this.#purgedKey(key), this.#clock(), this.#tombstoneMs())) === 1;
     } catch (error) {
       this.#redis.failed(error, undefined);
     }
@@ -479,8 +483,8 @@ export class RedisStore implements AnswerStore {
     const { key, askedAtMs } = answer;
     try {
       const suffix = partitionSuffix(key);
-      const keys = [this.#answerKey(key), this.#droppedKey(suffix), this.#partitionKey(suffix)] as const;
-      return (await this.#redis.command.eval(WRITE_ANSWER, 3, ...keys, encode(answer), keepMs, askedAtMs)) === 1;
+      const keys = [this.#answerKey(key), this.#droppedKey(suffix), this.#partitionKey(suffix), this.#purgedKey(key)] as const;
+      return (await this.#redis.command.eval(WRITE_ANSWER, 4, ...keys, encode(answer), keepMs, askedAtMs)) === 1;
     } catch (error) {
       return this.#redis.failed(error, false);
     }
@@ -501,6 +505,15 @@ export class RedisStore implements AnswerStore {
 
   #leaseKey(key: string): string {
     return this.#redis.key(`lease:${key}`);
+  }
+
+  /** How long a purge or a drop refuses answers from calls made before it: as long as a load may still be under way. */
+  #tombstoneMs(): number {
+    return this.#longestLoadMs + this.#leaseMs;
+  }
+
+  #purgedKey(key: string): string {
+    return this.#redis.key(`purged:${key}`);
   }
 
   /** The set of a partition's answer keys. */

@@ -197,6 +197,19 @@ t.test('RedisStore', redisSkip(), async (t) => {
     t.equal(await b.peek('k'), undefined);
   });
 
+  t.test("a load under way on another replica when its key is purged is not written, even if the purge's message never reaches it", async (t) => {
+    const { a, b, now, prefix } = await replicas(t, redis);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const late = b.fetch('k', async () => (await gate, answer('from before the purge', now(), 60_000)));
+    const admin = await connect(t, redis, prefix);
+    await admin.command.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await a.delete('k');
+    release();
+    t.equal(textOf((await late).answer), '{"text":"from before the purge"}', "b's caller gets its answer");
+    t.equal(await a.peek('k'), undefined, 'which Redis does not keep');
+  });
+
   t.test('a replica that starts while Redis is down subscribes once Redis is up', async (t) => {
     const own = await startRedis(t);
     await own.stop();
