@@ -122,14 +122,19 @@ interface StoredMeta {
  * - One load per key across the cluster: a replica takes a lease
  *   (`…:lease:<key>`, SET NX PX, renewed while it loads); the others wait for
  *   its answer, woken by a message or, if that is lost, by polling every
- *   POLL_MS, and take over once the lease lapses. A holder whose load failed
- *   lets the lease go: the next replica to ask tries Deskie itself.
+ *   POLL_MS, and take over once the lease lapses. When Deskie fails the
+ *   holder's call, the replicas that waited get the same failure (and their
+ *   callers a stale answer); any other failure they learn from Deskie.
  * - Before loading, an answer another replica stored is used when the
  *   caller's `reuse` accepts it (outcome `hit`).
+ * - A purge (a key) or a drop (a refused credential's partition) deletes the
+ *   answers, tells every replica to drop its copies, and leaves a marker that
+ *   refuses, for as long as a load may take, the write of an answer from a
+ *   call made before it. Each partition's keys are kept in a set for drops.
  * - Redis down or slower than REDIS_TIMEOUT_MS: every command fails fast, and
  *   the replica answers from L1 and loads from Deskie by itself. Nothing here
  *   waits on Redis longer than the command timeout, except a wait for
- *   another replica's load, which is bounded by its lease.
+ *   another replica's load, which is bounded by how long a load may take.
  */
 export class RedisStore implements AnswerStore {
   readonly #redis: SharedRedis;
