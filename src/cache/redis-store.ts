@@ -251,7 +251,7 @@ export class RedisStore implements AnswerStore {
     } catch (error) {
       this.#redis.failed(error, undefined);
     }
-    await this.#redis.publish(DROPPED_CHANNEL, keySuffix);
+    void this.#redis.publish(DROPPED_CHANNEL, keySuffix);
     return removed ?? copies;
   }
 
@@ -310,18 +310,22 @@ export class RedisStore implements AnswerStore {
   }
 
   async #loadOnce(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined, loading: { purged: boolean }): Promise<CachedAnswer> {
-    const seen = await this.#read(key);
+    // Until it loads or waits for another replica, a request gives Redis REDIS_TIMEOUT_MS in all.
+    let by = performance.now() + this.#redis.timeoutMs;
+    const seen = await this.#read(key, by);
     if (seen !== undefined && reuse?.(seen)) return this.#outcome(seen, 'hit');
     const replaces = seen !== undefined || this.#l1.get(key) !== undefined;
     // A live holder renews its lease for as long as its load takes, which has bounds of its own;
     // past them (and a lease to lapse), something is wrong with Redis, and this replica loads by itself.
     const giveUpAt = performance.now() + this.#longestLoadMs + this.#leaseMs;
     while (!this.#closed && this.#redis.state === 'up' && performance.now() < giveUpAt) {
-      const lease = await this.#takeLease(key);
+      const lease = await this.#takeLease(key, by);
       if (lease !== false) return this.#load(load, replaces, loading, key, lease);
-      const holder = await this.#leaseHolder(key);
+      const holder = await this.#leaseHolder(key, by);
       await this.#waitForLoad(key);
-      const current = await this.#read(key);
+      // A wait for another replica's load, which is Deskie's time: each look at Redis after it has its own.
+      by = performance.now() + this.#redis.timeoutMs;
+      const current = await this.#read(key, by);
       if (current !== undefined && current.fetchedAtMs > (seen?.fetchedAtMs ?? Number.NEGATIVE_INFINITY)) return this.#outcome(current, 'collapsed');
       // Deskie failed the holder's call: this replica's callers get that failure (or their stale answer), not a second wait.
       const failure = holder === undefined ? undefined : await this.#sharedFailure(key, holder);
@@ -334,23 +338,36 @@ export class RedisStore implements AnswerStore {
   async #load(load: AnswerLoader, replaces: boolean, loading: { readonly purged: boolean }, key: string, lease: string | undefined): Promise<CachedAnswer> {
     const renewal = lease === undefined ? undefined : setInterval(() => void this.#renewLease(key, lease), Math.max(1, Math.floor(this.#leaseMs / 3)));
     renewal?.unref();
+    let answer: CachedAnswer | undefined;
     let failed: unknown;
     try {
-      const answer = await load();
-      if (!loading.purged && (await this.#write(answer))) this.#inRedis.add(answer);
+      answer = await load();
+      // Written after the caller has its answer (below); a later command on this connection reads it.
+      if (!loading.purged && answer.keepUntilMs > this.#clock() && this.#redis.state === 'up') this.#inRedis.add(answer);
       return this.#outcome(answer, replaces ? 'refreshed' : 'miss');
     } catch (error) {
       failed = error;
       throw error;
     } finally {
       clearInterval(renewal);
-      // The caller has its answer: waiters are told after it, whatever Redis takes.
-      if (lease !== undefined) {
-        void this.#shareFailure(key, lease, failed)
-          .then(() => this.#releaseLease(key, lease))
-          .then(() => this.#redis.publish(LOADED_CHANNEL, key));
-      }
+      void this.#share(key, lease, loading, answer, failed);
     }
+  }
+
+  /**
+   * After a load, with its caller answered, whatever Redis takes: the answer
+   * is written (or Deskie's failure shared), then the lease let go and the
+   * waiting replicas told.
+   */
+  async #share(key: string, lease: string | undefined, loading: { readonly purged: boolean }, answer: CachedAnswer | undefined, failed: unknown): Promise<void> {
+    if (answer !== undefined) {
+      if (!loading.purged) await this.#write(answer);
+    } else if (lease !== undefined) {
+      await this.#shareFailure(key, lease, failed);
+    }
+    if (lease === undefined) return;
+    await this.#releaseLease(key, lease);
+    await this.#redis.publish(LOADED_CHANNEL, key);
   }
 
   /**
@@ -405,9 +422,9 @@ export class RedisStore implements AnswerStore {
   }
 
   /** Who holds the key's lease now: its token, or undefined (none, or Redis could not say). */
-  async #leaseHolder(key: string): Promise<string | undefined> {
+  async #leaseHolder(key: string, by: number): Promise<string | undefined> {
     try {
-      return (await this.#redis.command.get(this.#leaseKey(key))) ?? undefined;
+      return (await this.#redis.within(by, (redis) => redis.get(this.#leaseKey(key)))) ?? undefined;
     } catch (error) {
       return this.#redis.failed(error, undefined);
     }
@@ -420,10 +437,10 @@ export class RedisStore implements AnswerStore {
   }
 
   /** The lease's token when this replica now holds it, false when another does, undefined when Redis could not say. */
-  async #takeLease(key: string): Promise<string | false | undefined> {
+  async #takeLease(key: string, by: number): Promise<string | false | undefined> {
     const token = `${this.#redis.replicaId}:${process.hrtime.bigint()}`;
     try {
-      const taken = await this.#redis.command.set(this.#leaseKey(key), token, 'PX', this.#leaseMs, 'NX');
+      const taken = await this.#redis.within(by, (redis) => redis.set(this.#leaseKey(key), token, 'PX', this.#leaseMs, 'NX'));
       return taken === 'OK' ? token : false;
     } catch (error) {
       return this.#redis.failed(error, undefined);
@@ -470,10 +487,10 @@ export class RedisStore implements AnswerStore {
   }
 
   /** The answer Redis holds for `key` and still keeps; undefined when none, or when Redis cannot answer. */
-  async #read(key: string): Promise<CachedAnswer | undefined> {
+  async #read(key: string, by = performance.now() + this.#redis.timeoutMs): Promise<CachedAnswer | undefined> {
     if (this.#redis.state !== 'up') return undefined;
     try {
-      const value = await this.#redis.command.getBuffer(this.#answerKey(key));
+      const value = await this.#redis.within(by, (redis) => redis.getBuffer(this.#answerKey(key)));
       const answer = value === null ? undefined : this.#decode(value);
       return answer !== undefined && answer.key === key && answer.keepUntilMs > this.#clock() ? answer : undefined;
     } catch (error) {

@@ -24,6 +24,14 @@ export interface SharedRedisOptions {
 /** Redis as this process sees it: connected and answering, or not (then nothing waits on it). */
 export type RedisState = 'connecting' | 'up' | 'down' | 'closed';
 
+/** A request's time for Redis (REDIS_TIMEOUT_MS) ran out. */
+export class RedisTimeout extends Error {
+  override name = 'RedisTimeout';
+  constructor() {
+    super('Redis did not answer within REDIS_TIMEOUT_MS');
+  }
+}
+
 /** Version of what is written to Redis: a rolling upgrade that changes it cannot read the other's entries. */
 export const REDIS_FORMAT_VERSION = 'v1';
 
@@ -41,6 +49,8 @@ export class SharedRedis {
   readonly subscriber: Redis;
   /** This process among the replicas: lease holders and heartbeats are told apart by it. */
   readonly replicaId = randomUUID();
+  /** REDIS_TIMEOUT_MS: the longest a command, or a request's commands together (within()), are waited for. */
+  readonly timeoutMs: number;
   readonly #prefix: string;
   readonly #log: FastifyBaseLogger;
   /** The connection's state: `up` once ready, `down` from its loss until it is ready again. */
@@ -53,6 +63,7 @@ export class SharedRedis {
 
   constructor({ url, prefix, timeoutMs, log }: SharedRedisOptions) {
     this.#prefix = `${prefix}${REDIS_FORMAT_VERSION}:`;
+    this.timeoutMs = timeoutMs;
     this.#log = log;
     const options: RedisOptions = {
       commandTimeout: timeoutMs,
@@ -109,6 +120,25 @@ export class SharedRedis {
   failed<T>(error: unknown, fallback: T): T {
     this.#failed(error);
     return fallback;
+  }
+
+  /**
+   * Sends `command` if there is time left before `byMs` (performance.now())
+   * and waits for it no longer: a request's commands share one timeout. A
+   * command given up on still runs; its answer is ignored.
+   */
+  async within<T>(byMs: number, command: (redis: Redis) => Promise<T>): Promise<T> {
+    const leftMs = byMs - performance.now();
+    if (leftMs <= 0) throw new RedisTimeout();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new RedisTimeout()), leftMs);
+    });
+    try {
+      return await Promise.race([command(this.command), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Hears every message published on `channel` (under the prefix) by any replica, this one included. */

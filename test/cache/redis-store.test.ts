@@ -282,6 +282,22 @@ t.test('RedisStore', redisSkip(), async (t) => {
     t.ok(await eventually(() => shared.state === 'up'), 'asked again a second later');
   });
 
+  t.test("a request's commands share one REDIS_TIMEOUT_MS: a slow first one leaves the next only what is left", async (t) => {
+    const own = await startRedis(t);
+    const shared = await connect(t, own, 'within:', 300);
+    const sleeper = await connect(t, own, 'within:', 5_000);
+    const by = performance.now() + 300;
+    const first = sleeper.command.call('DEBUG', 'SLEEP', '0.2');
+    t.equal(await shared.within(by, (redis) => redis.get('x')), null, 'the first command waited for Redis to wake');
+    const second = sleeper.command.call('DEBUG', 'SLEEP', '0.2');
+    const startedAt = performance.now();
+    await t.rejects(shared.within(by, (redis) => redis.get('y')), { name: 'RedisTimeout' });
+    const waitedMs = performance.now() - startedAt;
+    t.ok(waitedMs < 150, `the second waited ${Math.round(waitedMs)} ms: what the first left of 300`);
+    await t.rejects(shared.within(performance.now() - 1, (redis) => redis.get('z')), { name: 'RedisTimeout' }, 'none left: not even sent');
+    await Promise.all([first, second]);
+  });
+
   t.test('with Redis down, a replica answers from its own memory and loads by itself, never waiting past the timeout; it reconnects by itself', async (t) => {
     const own = await startRedis(t);
     let now = 1_000_000;
