@@ -97,9 +97,14 @@ export const pagesTimedOut = (timeoutMs: number): ProxyError =>
 export const upstreamBusy = (message: string, retryAfterSeconds: number, failure: UpstreamFailure): ProxyError =>
   new ProxyError('UPSTREAM_BUSY', message, 503, { 'retry-after': String(retryAfterSeconds) }, failure);
 
-/** The shared store (Redis) cannot be reached, and what was asked needs it. */
-export const storeUnavailable = (message: string): ProxyError =>
-  new ProxyError('STORE_UNAVAILABLE', message, 503, { 'retry-after': '5' });
+/** The shared store (Redis) cannot be reached, and the replicas' entries could not be `action` (listed, purged) without it. */
+export const storeUnreachable = (action: string): ProxyError =>
+  new ProxyError(
+    'STORE_UNAVAILABLE',
+    `Redis cannot be reached, so the replicas' entries cannot be ${action}; retry once it is back (see /readyz)`,
+    503,
+    { 'retry-after': '5' },
+  );
 
 export const shuttingDown = (): ProxyError =>
   new ProxyError('SHUTTING_DOWN', 'the proxy is shutting down; retry against another instance', 503, { 'retry-after': '1' });

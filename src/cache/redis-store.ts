@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import { ProxyError, UpstreamAnswer, upstreamFailureOf } from '../errors.js';
+import { ProxyError, storeUnreachable, UpstreamAnswer, upstreamFailureOf } from '../errors.js';
 import type { EndpointName } from '../deskie/endpoints.js';
 import type { FreshnessClass } from '../deskie/periods.js';
 import type { SharedRedis } from '../redis/connection.js';
@@ -17,9 +17,9 @@ export const LEASE_MS = 5_000;
 const POLL_MS = 200;
 /** Published with a key when its answer was stored or its load ended: waiters look at once. */
 const LOADED_CHANNEL = 'loaded';
-/** Published with a key when it was purged: every replica drops its own copy. */
+/** Published with `[when, key]` when a key was purged: every replica drops its copy, and its load begun before then. */
 const PURGED_CHANNEL = 'purged';
-/** Published with a key suffix (a partition) when it was dropped: every replica drops its copies and loads of it. */
+/** Published with `[when, key suffix]` when a partition was dropped: every replica drops its copies and loads begun before then. */
 const DROPPED_CHANNEL = 'dropped';
 /**
  * How long a holder's failure stays readable for the replicas that waited on
@@ -37,28 +37,30 @@ const RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redi
  * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2] holds
  * when) after its call was made (ARGV[3]): a call that was under way when
  * Deskie refused the credential is not kept, nor one under way when the key
- * was purged (KEYS[4] holds when). The key joins its partition's
- * set (KEYS[3]), kept as long as its longest-kept answer, so a drop deletes
- * the partition's answers without a SCAN of every key.
+ * was purged (KEYS[4] holds when). The key joins its partition's index
+ * (KEYS[3], scored by when the answer goes, ARGV[4]; those gone by now,
+ * ARGV[5], leave it), kept as long as its longest-kept answer, so a drop
+ * deletes the partition's answers without a SCAN of every key.
  */
 const WRITE_ANSWER = `
 local dropped = math.max(tonumber(redis.call('get', KEYS[2]) or '-1'), tonumber(redis.call('get', KEYS[4]) or '-1'))
 if dropped >= tonumber(ARGV[3]) then return 0 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('sadd', KEYS[3], KEYS[1])
+redis.call('zremrangebyscore', KEYS[3], '-inf', ARGV[5])
+redis.call('zadd', KEYS[3], ARGV[4], KEYS[1])
 if redis.call('pttl', KEYS[3]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[3], ARGV[2]) end
 return 1`;
 /** Marks the answer (KEYS[1]) purged (KEYS[2]) as of ARGV[1] for ARGV[2] ms, and deletes it; 1 if it was there. */
 const PURGE_ANSWER = "redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2]) return redis.call('del', KEYS[1])";
 /**
  * Marks the partition dropped (KEYS[2]) as of ARGV[1] for ARGV[2] ms, and
- * deletes the answers its set (KEYS[1]) names, and the set; returns how many
- * answers there were.
+ * deletes the answers its index (KEYS[1]) names, and the index; returns how
+ * many answers there were.
  */
 const DROP_PARTITION = `
 redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2])
 local removed = 0
-for _, key in ipairs(redis.call('smembers', KEYS[1])) do removed = removed + redis.call('del', key) end
+for _, key in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do removed = removed + redis.call('del', key) end
 redis.call('del', KEYS[1])
 return removed`;
 const RENEW_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
@@ -77,6 +79,12 @@ export interface RedisStoreOptions {
    * holder that keeps its lease, and then loads by itself.
    */
   readonly longestLoadMs: number;
+}
+
+/** A load under way in this replica: when it began, and whether a purge since means its answer is not stored. */
+interface Loading {
+  purged: boolean;
+  readonly startedAtMs: number;
 }
 
 /** A lease holder's failure as the replicas that waited on it read it: Deskie's own answer, or the proxy's error. */
@@ -148,7 +156,7 @@ export class RedisStore implements AnswerStore {
   /** Answers Redis holds (written by this replica or read from it). */
   readonly #inRedis = new WeakSet<CachedAnswer>();
   /** Keys this replica is loading; those purged meanwhile are not written to Redis. */
-  readonly #loading = new Map<string, { purged: boolean }>();
+  readonly #loading = new Map<string, Loading>();
   /** This replica's callers waiting for another's load, woken by key. */
   readonly #waiting = new Map<string, Set<() => void>>();
   #closed = false;
@@ -162,8 +170,8 @@ export class RedisStore implements AnswerStore {
     // Fresh copies only: anything older is asked of Redis, which every replica keeps current.
     this.#l1 = new MemoryStore({ maxBytes: l1MaxBytes, clock, holdUntil: (answer) => answer.expiresAtMs });
     redis.listen(LOADED_CHANNEL, (key) => this.#wake(key));
-    redis.listen(PURGED_CHANNEL, (key) => this.#dropCopy(key));
-    redis.listen(DROPPED_CHANNEL, (keySuffix) => this.#dropCopies(keySuffix));
+    redis.listen(PURGED_CHANNEL, (message) => whenAndWhat(message, (atMs, key) => this.#dropCopy(key, atMs)));
+    redis.listen(DROPPED_CHANNEL, (message) => whenAndWhat(message, (atMs, keySuffix) => this.#dropCopies(keySuffix, atMs)));
     // A purge published while this replica was not subscribed never reaches it: its copies may be purged ones.
     redis.onSubscribed(() => this.#l1.clear());
   }
@@ -211,7 +219,8 @@ export class RedisStore implements AnswerStore {
   /**
    * Every answer Redis holds (SCAN, then the bodies in batches), as this
    * replica's own copy where it has the same one (with its hits and
-   * formats); its own copies alone when Redis cannot answer.
+   * formats). A 503 when Redis cannot answer: this replica's copies alone
+   * would pass for the cluster's.
    */
   async list(keySuffix?: string): Promise<CachedAnswer[]> {
     const { command } = this.#redis;
@@ -233,7 +242,8 @@ export class RedisStore implements AnswerStore {
       } while (cursor !== '0');
       return held;
     } catch (error) {
-      return this.#redis.failed(error, [...own.values()]);
+      this.#redis.failed(error, undefined);
+      throw storeUnreachable('listed');
     }
   }
 
@@ -243,39 +253,46 @@ export class RedisStore implements AnswerStore {
    * drops what Redis and this replica hold of it, and tells the others.
    */
   async dropEnding(keySuffix: string): Promise<number> {
-    const copies = this.#dropCopies(keySuffix).length;
+    const atMs = this.#clock();
+    const copies = this.#dropCopies(keySuffix, atMs).length;
     let removed: number | undefined;
     try {
-      const args = [this.#partitionKey(keySuffix), this.#droppedKey(keySuffix), this.#clock(), this.#tombstoneMs()] as const;
+      const args = [this.#partitionKey(keySuffix), this.#droppedKey(keySuffix), atMs, this.#tombstoneMs()] as const;
       removed = Number(await this.#redis.command.eval(DROP_PARTITION, 2, ...args));
     } catch (error) {
       this.#redis.failed(error, undefined);
     }
-    void this.#redis.publish(DROPPED_CHANNEL, keySuffix);
+    void this.#redis.publish(DROPPED_CHANNEL, JSON.stringify([atMs, keySuffix]));
     return removed ?? copies;
   }
 
   /** This replica's copies and loads of keys ending with `keySuffix` go (see #dropCopy); answers the keys it held. */
-  #dropCopies(keySuffix: string): string[] {
-    for (const key of this.#loading.keys()) if (key.endsWith(keySuffix)) this.#dropCopy(key);
+  #dropCopies(keySuffix: string, atMs: number): string[] {
+    for (const key of this.#loading.keys()) if (key.endsWith(keySuffix)) this.#dropCopy(key, atMs);
     const held: string[] = [];
     for (const key of this.#l1.keys()) {
-      if (key.endsWith(keySuffix) && this.#dropCopy(key)) held.push(key);
+      if (key.endsWith(keySuffix) && this.#dropCopy(key, atMs)) held.push(key);
     }
     return held;
   }
 
-  /** Drops the answer on every replica: from Redis, from this L1, and by a message from the others' L1. */
+  /**
+   * Drops the answer on every replica: from Redis, from this L1, and by a
+   * message from the others' L1. A 503 when Redis cannot answer (this
+   * replica's copy is dropped all the same): the purge did not reach the cluster.
+   */
   async delete(key: string): Promise<boolean> {
-    const hadCopy = this.#dropCopy(key);
-    let removed = false;
+    const atMs = this.#clock();
+    const hadCopy = this.#dropCopy(key, atMs);
+    let removed: boolean;
     try {
       // Marked too: another replica's load of it under way is not written after the purge, even if this message reaches it late.
-      removed = (await this.#redis.command.eval(PURGE_ANSWER, 2, this.#answerKey(key), this.#purgedKey(key), this.#clock(), this.#tombstoneMs())) === 1;
+      removed = (await this.#redis.command.eval(PURGE_ANSWER, 2, this.#answerKey(key), this.#purgedKey(key), atMs, this.#tombstoneMs())) === 1;
     } catch (error) {
       this.#redis.failed(error, undefined);
+      throw storeUnreachable('purged');
     }
-    await this.#redis.publish(PURGED_CHANNEL, key);
+    await this.#redis.publish(PURGED_CHANNEL, JSON.stringify([atMs, key]));
     return removed || hadCopy;
   }
 
@@ -285,10 +302,14 @@ export class RedisStore implements AnswerStore {
     await this.#l1.close();
   }
 
-  /** This replica's copy of a purged key goes, and a load of it under way here is not stored. */
-  #dropCopy(key: string): boolean {
+  /**
+   * This replica's copy of a key purged at `atMs` goes, and a load of it
+   * begun by then is not stored (one begun after the purge, whose message
+   * came late, is).
+   */
+  #dropCopy(key: string, atMs: number): boolean {
     const loading = this.#loading.get(key);
-    if (loading !== undefined) loading.purged = true;
+    if (loading !== undefined && loading.startedAtMs <= atMs) loading.purged = true;
     return this.#l1.deleteHeld(key);
   }
 
@@ -300,7 +321,7 @@ export class RedisStore implements AnswerStore {
    */
   async #clusterLoad(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined): Promise<CachedAnswer> {
     // From the start: a purge while Redis is read or a lease waited for counts too.
-    const loading = { purged: false };
+    const loading: Loading = { purged: false, startedAtMs: this.#clock() };
     this.#loading.set(key, loading);
     try {
       return await this.#loadOnce(key, load, reuse, loading);
@@ -309,7 +330,7 @@ export class RedisStore implements AnswerStore {
     }
   }
 
-  async #loadOnce(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined, loading: { purged: boolean }): Promise<CachedAnswer> {
+  async #loadOnce(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined, loading: Loading): Promise<CachedAnswer> {
     // Until it loads or waits for another replica, a request gives Redis REDIS_TIMEOUT_MS in all.
     let by = performance.now() + this.#redis.timeoutMs;
     const seen = await this.#read(key, by);
@@ -328,14 +349,14 @@ export class RedisStore implements AnswerStore {
       const current = await this.#read(key, by);
       if (current !== undefined && current.fetchedAtMs > (seen?.fetchedAtMs ?? Number.NEGATIVE_INFINITY)) return this.#outcome(current, 'collapsed');
       // Deskie failed the holder's call: this replica's callers get that failure (or their stale answer), not a second wait.
-      const failure = holder === undefined ? undefined : await this.#sharedFailure(key, holder);
+      const failure = holder === undefined ? undefined : await this.#sharedFailure(key, holder, by);
       if (failure !== undefined) throw failure;
     }
     return this.#load(load, replaces, loading, key, undefined);
   }
 
   /** Loads here (holding `lease` when Redis gave one), stores the answer in Redis, and wakes the replicas waiting for it. */
-  async #load(load: AnswerLoader, replaces: boolean, loading: { readonly purged: boolean }, key: string, lease: string | undefined): Promise<CachedAnswer> {
+  async #load(load: AnswerLoader, replaces: boolean, loading: Loading, key: string, lease: string | undefined): Promise<CachedAnswer> {
     const renewal = lease === undefined ? undefined : setInterval(() => void this.#renewLease(key, lease), Math.max(1, Math.floor(this.#leaseMs / 3)));
     renewal?.unref();
     let answer: CachedAnswer | undefined;
@@ -359,7 +380,7 @@ export class RedisStore implements AnswerStore {
    * is written (or Deskie's failure shared), then the lease let go and the
    * waiting replicas told.
    */
-  async #share(key: string, lease: string | undefined, loading: { readonly purged: boolean }, answer: CachedAnswer | undefined, failed: unknown): Promise<void> {
+  async #share(key: string, lease: string | undefined, loading: Loading, answer: CachedAnswer | undefined, failed: unknown): Promise<void> {
     if (answer !== undefined) {
       if (!loading.purged) await this.#write(answer);
     } else if (lease !== undefined) {
@@ -398,10 +419,10 @@ export class RedisStore implements AnswerStore {
   }
 
   /** The failure the holder of `lease` shared, as the error its own callers got. */
-  async #sharedFailure(key: string, lease: string): Promise<ProxyError | UpstreamAnswer | undefined> {
+  async #sharedFailure(key: string, lease: string, by: number): Promise<ProxyError | UpstreamAnswer | undefined> {
     let text: string | null;
     try {
-      text = await this.#redis.command.get(this.#failureKey(key));
+      text = await this.#redis.within(by, (redis) => redis.get(this.#failureKey(key)));
     } catch (error) {
       return this.#redis.failed(error, undefined);
     }
@@ -506,7 +527,8 @@ export class RedisStore implements AnswerStore {
     try {
       const suffix = partitionSuffix(key);
       const keys = [this.#answerKey(key), this.#droppedKey(suffix), this.#partitionKey(suffix), this.#purgedKey(key)] as const;
-      return (await this.#redis.command.eval(WRITE_ANSWER, 4, ...keys, encode(answer), keepMs, askedAtMs)) === 1;
+      const nowMs = this.#clock();
+      return (await this.#redis.command.eval(WRITE_ANSWER, 4, ...keys, encode(answer), keepMs, askedAtMs, answer.keepUntilMs, nowMs)) === 1;
     } catch (error) {
       return this.#redis.failed(error, false);
     }
@@ -538,7 +560,7 @@ export class RedisStore implements AnswerStore {
     return this.#redis.key(`purged:${key}`);
   }
 
-  /** The set of a partition's answer keys. */
+  /** The index of a partition's answer keys. */
   #partitionKey(keySuffix: string): string {
     return this.#redis.key(`partition:${keySuffix}`);
   }
@@ -550,6 +572,17 @@ export class RedisStore implements AnswerStore {
   #failureKey(key: string): string {
     return this.#redis.key(`failed:${key}`);
   }
+}
+
+/** Reads a purge's message, `[when, what]`, and hands it on; anything else (another format) is ignored. */
+function whenAndWhat(message: string, handle: (atMs: number, what: string) => void): void {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(message);
+  } catch {
+    return;
+  }
+  if (Array.isArray(parsed) && typeof parsed[0] === 'number' && typeof parsed[1] === 'string') handle(parsed[0], parsed[1]);
 }
 
 /** The partition a key ends with (`#<partition>`), or '' for a key without one. */

@@ -8,7 +8,7 @@ import { ENDPOINTS, type EndpointName, type EndpointSpec } from '../deskie/endpo
 import { CUSTOM_RANGE_CLASSES, FRESHNESS_CLASSES, PERIODS } from '../deskie/periods.js';
 import { type ParsedQuery, parseQueryString, QUERY_STRING_REFUSAL } from '../deskie/query-string.js';
 import { parseStatsQuery, type QueryContext } from '../deskie/query.js';
-import { badRequest, ProxyError, storeUnavailable, UpstreamAnswer } from '../errors.js';
+import { badRequest, ProxyError, storeUnreachable, UpstreamAnswer } from '../errors.js';
 import { BOM_PARAMETER, chooseFormat, describeVariant, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 
 export interface AdminRouteOptions {
@@ -258,9 +258,7 @@ function readWindow(text: string): { fromMs: number; toMs: number } | undefined 
  */
 function needsSharedStore(store: AnswerStore, action: string): void {
   const { shared } = store;
-  if (shared !== undefined && shared.redis !== 'up') {
-    throw storeUnavailable(`Redis cannot be reached, so the replicas' entries cannot be ${action}; retry once it is back (see /readyz)`);
-  }
+  if (shared !== undefined && shared.redis !== 'up') throw storeUnreachable(action);
 }
 
 /** The filter as the request wrote it, for the log line (no credential can be in it). */

@@ -210,6 +210,43 @@ t.test('RedisStore', redisSkip(), async (t) => {
     t.equal(await a.peek('k'), undefined, 'which Redis does not keep');
   });
 
+  t.test("a partition dropped while another replica's messages are lost is still not written back by its load under way", async (t) => {
+    const { a, b, now, prefix } = await replicas(t, redis);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const late = b.fetch('yesterday#p1', async () => (await gate, answer('yesterday', now(), 60_000, 0, 'yesterday#p1')));
+    const admin = await connect(t, redis, prefix);
+    await admin.command.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await a.dropEnding('#p1');
+    release();
+    await late;
+    t.equal(await a.peek('yesterday#p1'), undefined, 'the marker in Redis refused the write');
+  });
+
+  t.test('after a purge or a drop, an answer from a call made later is stored as usual', async (t) => {
+    const { a, b, now, advance } = await replicas(t, redis);
+    await a.fetch('k#p1', async () => answer('first', now(), 60_000, 0, 'k#p1'));
+    await a.delete('k#p1');
+    await a.dropEnding('#p1');
+    advance(1);
+    const again = await b.fetch('k#p1', async () => answer('later', now(), 60_000, 0, 'k#p1'));
+    t.equal(again.stored, true);
+    t.ok(await eventually(async () => textOf(await a.peek('k#p1')) === '{"text":"later"}'), 'in Redis, for every replica');
+  });
+
+  t.test("a partition's index holds only the answers Redis still keeps", async (t) => {
+    const { a, now, advance, prefix } = await replicas(t, redis);
+    for (let index = 0; index < 20; index += 1) {
+      const key = `range${index}#p1`;
+      await a.fetch(key, async () => answer(key, now(), 10, 0, key));
+    }
+    advance(1_000);
+    await a.fetch('month#p1', async () => answer('month', now(), 3_600_000, 0, 'month#p1'));
+    const admin = await connect(t, redis, prefix);
+    t.ok(await eventually(async () => (await admin.command.zcard(admin.key('partition:#p1'))) === 1), 'the expired ones left it at the next write');
+    t.equal(await a.dropEnding('#p1'), 1);
+  });
+
   t.test('a replica that starts while Redis is down subscribes once Redis is up', async (t) => {
     const own = await startRedis(t);
     await own.stop();
@@ -314,8 +351,9 @@ t.test('RedisStore', redisSkip(), async (t) => {
     t.equal(loads, 1);
     t.equal(textOf(result.answer), '{"text":"alone"}');
     t.equal(await store.peek('gone'), undefined, 'a peek does not wait either');
-    t.same((await store.list()).map(textOf).sort(), ['{"text":"alone"}', '{"text":"fresh"}'], 'the list falls back on its own copies');
-    t.equal(await store.delete('fresh'), true, "a purge still drops this replica's copy");
+    await t.rejects(store.list(), { statusCode: 503, message: /Redis cannot be reached/ }, "a list is refused: this replica's copies are not the cluster's");
+    await t.rejects(store.delete('fresh'), { statusCode: 503, message: /cannot be purged/ }, 'so is a purge, which could not reach the cluster');
+    t.equal(store.get('fresh'), undefined, "though this replica's copy is dropped");
     t.ok(performance.now() - startedAt < 1_000, 'nothing waited on Redis');
     t.ok(store.shared.errors > 0, 'errors are counted');
     await own.start();
