@@ -146,13 +146,11 @@ export class MemoryStore implements AnswerStore {
     return this.#lru.calculatedSize;
   }
 
-  async list(keySuffix?: string): Promise<CachedAnswer[]> {
+  async list(): Promise<CachedAnswer[]> {
     // forEach, not values(): values() skips an entry while a load for its key
     // runs (a refresh), and forEach gives the answer still held then.
     const held: CachedAnswer[] = [];
-    this.#lru.forEach((answer, key) => {
-      if (keySuffix === undefined || key.endsWith(keySuffix)) held.push(answer);
-    });
+    this.#lru.forEach((answer) => held.push(answer));
     return held;
   }
 
@@ -162,7 +160,7 @@ export class MemoryStore implements AnswerStore {
 
   async dropEnding(keySuffix: string): Promise<number> {
     // A load under way here is refused by its caller (CachedStats numbers its refusals).
-    const keys = (await this.list(keySuffix)).map((answer) => answer.key);
+    const keys = this.keys().filter((key) => key.endsWith(keySuffix));
     for (const key of keys) this.deleteHeld(key);
     return keys.length;
   }

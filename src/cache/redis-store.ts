@@ -222,14 +222,14 @@ export class RedisStore implements AnswerStore {
    * formats). A 503 when Redis cannot answer: this replica's copies alone
    * would pass for the cluster's.
    */
-  async list(keySuffix?: string): Promise<CachedAnswer[]> {
+  async list(): Promise<CachedAnswer[]> {
     const { command } = this.#redis;
-    const own = new Map((await this.#l1.list(keySuffix)).map((answer) => [answer.key, answer]));
+    const own = new Map((await this.#l1.list()).map((answer) => [answer.key, answer]));
     const held: CachedAnswer[] = [];
     try {
       let cursor = '0';
       do {
-        const [next, names] = await command.scan(cursor, 'MATCH', this.#redis.key(`a:*${escapeGlob(keySuffix ?? '')}`), 'COUNT', SCAN_COUNT);
+        const [next, names] = await command.scan(cursor, 'MATCH', this.#redis.key('a:*'), 'COUNT', SCAN_COUNT);
         cursor = next;
         if (names.length === 0) continue;
         const values = await command.mgetBuffer(...names);
@@ -589,11 +589,6 @@ function whenAndWhat(message: string, handle: (atMs: number, what: string) => vo
 function partitionSuffix(key: string): string {
   const at = key.lastIndexOf('#');
   return at === -1 ? '' : key.slice(at);
-}
-
-/** `text` matched literally by SCAN's MATCH. */
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, (character) => `\\${character}`);
 }
 
 function proxyErrorFields({ code, message, statusCode, headers, failure }: ProxyError): Pick<ProxyError, 'code' | 'message' | 'statusCode' | 'headers' | 'failure'> {

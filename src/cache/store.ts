@@ -164,12 +164,8 @@ export interface AnswerStore {
   fetch(key: string, load: AnswerLoader, reuse?: ReusePolicy): Promise<StoreResult>;
   /** Number of entries held in this process. */
   readonly entries: number;
-  /**
-   * The answers held (not the loads under way), most recently used first for
-   * a memory store; only those whose key ends with `keySuffix` when given (a
-   * partition's: `#<partition>`), which a shared store asks Redis for alone.
-   */
-  list(keySuffix?: string): Promise<CachedAnswer[]>;
+  /** The answers held (not the loads under way), most recently used first for a memory store. */
+  list(): Promise<CachedAnswer[]>;
   /** Drops the answer held for `key` (on every replica, for a shared store); a load under way for it still answers its callers but is not kept. */
   delete(key: string): Promise<boolean>;
   /**
