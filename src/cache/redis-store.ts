@@ -151,6 +151,13 @@ export class RedisStore implements AnswerStore {
   readonly #log: FastifyBaseLogger;
   readonly #leaseMs: number;
   readonly #longestLoadMs: number;
+  readonly #scripts: {
+    readonly write: (...keysAndArgs: [answer: string, dropped: string, index: string, purged: string, value: Buffer | string, keepMs: number, askedAtMs: number, keepUntilMs: number, nowMs: number]) => Promise<unknown>;
+    readonly purge: (...keysAndArgs: [answer: string, purged: string, atMs: number, markMs: number]) => Promise<unknown>;
+    readonly drop: (...keysAndArgs: [index: string, dropped: string, atMs: number, markMs: number]) => Promise<unknown>;
+    readonly renewLease: (...keysAndArgs: [lease: string, token: string, leaseMs: number]) => Promise<unknown>;
+    readonly releaseLease: (...keysAndArgs: [lease: string, token: string]) => Promise<unknown>;
+  };
   /** How each answer this replica's cluster loads came about, read by fetch() for the caller that started the load. */
   readonly #outcomes = new WeakMap<CachedAnswer, StoreResult['outcome']>();
   /** Answers Redis holds (written by this replica or read from it). */
@@ -163,6 +170,13 @@ export class RedisStore implements AnswerStore {
 
   constructor({ redis, l1MaxBytes, clock, log, leaseMs = LEASE_MS, longestLoadMs }: RedisStoreOptions) {
     this.#longestLoadMs = longestLoadMs;
+    this.#scripts = {
+      write: redis.script(4, WRITE_ANSWER),
+      purge: redis.script(2, PURGE_ANSWER),
+      drop: redis.script(2, DROP_PARTITION),
+      renewLease: redis.script(1, RENEW_LEASE),
+      releaseLease: redis.script(1, RELEASE_LEASE),
+    };
     this.#redis = redis;
     this.#clock = clock;
     this.#log = log;
@@ -258,7 +272,7 @@ export class RedisStore implements AnswerStore {
     let removed: number | undefined;
     try {
       const args = [this.#partitionKey(keySuffix), this.#droppedKey(keySuffix), atMs, this.#tombstoneMs()] as const;
-      removed = Number(await this.#redis.command.eval(DROP_PARTITION, 2, ...args));
+      removed = Number(await this.#scripts.drop(...args));
     } catch (error) {
       this.#redis.failed(error, undefined);
     }
@@ -287,7 +301,7 @@ export class RedisStore implements AnswerStore {
     let removed: boolean;
     try {
       // Marked too: another replica's load of it under way is not written after the purge, even if this message reaches it late.
-      removed = (await this.#redis.command.eval(PURGE_ANSWER, 2, this.#answerKey(key), this.#purgedKey(key), atMs, this.#tombstoneMs())) === 1;
+      removed = (await this.#scripts.purge(this.#answerKey(key), this.#purgedKey(key), atMs, this.#tombstoneMs())) === 1;
     } catch (error) {
       this.#redis.failed(error, undefined);
       throw storeUnreachable('purged');
@@ -470,7 +484,7 @@ export class RedisStore implements AnswerStore {
 
   async #renewLease(key: string, token: string): Promise<void> {
     try {
-      await this.#redis.command.eval(RENEW_LEASE, 1, this.#leaseKey(key), token, this.#leaseMs);
+      await this.#scripts.renewLease(this.#leaseKey(key), token, this.#leaseMs);
     } catch (error) {
       this.#redis.failed(error, undefined);
     }
@@ -478,7 +492,7 @@ export class RedisStore implements AnswerStore {
 
   async #releaseLease(key: string, token: string): Promise<void> {
     try {
-      await this.#redis.command.eval(RELEASE_LEASE, 1, this.#leaseKey(key), token);
+      await this.#scripts.releaseLease(this.#leaseKey(key), token);
     } catch (error) {
       // It lapses by itself within the lease.
       this.#redis.failed(error, undefined);
@@ -528,7 +542,7 @@ export class RedisStore implements AnswerStore {
       const suffix = partitionSuffix(key);
       const keys = [this.#answerKey(key), this.#droppedKey(suffix), this.#partitionKey(suffix), this.#purgedKey(key)] as const;
       const nowMs = this.#clock();
-      return (await this.#redis.command.eval(WRITE_ANSWER, 4, ...keys, encode(answer), keepMs, askedAtMs, answer.keepUntilMs, nowMs)) === 1;
+      return (await this.#scripts.write(...keys, encode(answer), keepMs, askedAtMs, answer.keepUntilMs, nowMs)) === 1;
     } catch (error) {
       return this.#redis.failed(error, false);
     }

@@ -60,6 +60,7 @@ export class SharedRedis {
   #errors = 0;
   readonly #channels = new Map<string, (message: string) => void>();
   readonly #subscribed: Array<() => void> = [];
+  #scripts = 0;
 
   constructor({ url, prefix, timeoutMs, log }: SharedRedisOptions) {
     this.#prefix = `${prefix}${REDIS_FORMAT_VERSION}:`;
@@ -139,6 +140,18 @@ export class SharedRedis {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * A Lua script on the command connection, called with its keys then its
+   * arguments (`Args`, named for the reader). ioredis runs it by its hash
+   * (EVALSHA), and sends it again when a restarted Redis has forgotten it.
+   */
+  script<Args extends ReadonlyArray<string | number | Buffer>>(numberOfKeys: number, lua: string): (...keysAndArgs: Args) => Promise<unknown> {
+    const name = `deskieProxyScript${(this.#scripts += 1)}`;
+    this.command.defineCommand(name, { numberOfKeys, lua });
+    const commands = this.command as unknown as Record<string, (...keysAndArgs: Args) => Promise<unknown>>;
+    return (...keysAndArgs) => (commands[name] as (...keysAndArgs: Args) => Promise<unknown>).call(this.command, ...keysAndArgs);
   }
 
   /** Hears every message published on `channel` (under the prefix) by any replica, this one included. */

@@ -60,12 +60,10 @@ interface SentEntry {
 
 type AccountReply = [unknown, unknown, unknown, unknown];
 
-/** The Lua scripts, defined on the command connection (EVALSHA, EVAL again after a Redis restart forgot them). */
-interface BudgetScripts {
-  deskieBudgetTake(log: string, account: string, now: number, windowMs: number, limit: number, ...members: string[]): Promise<unknown>;
-  deskieBudgetReport(account: string, limit: string, left: string, pausedUntil: number, circuitOpenUntil: number, ttlMs: number): Promise<unknown>;
-  deskieBudgetHeartbeat(replicas: string, log: string, account: string, replicaId: string, wallNow: number, liveMs: number, windowMs: number, ...sent: Array<string | number>): Promise<unknown>;
-}
+/** The Lua scripts' keys and arguments (SharedRedis.script). */
+type TakeArgs = [log: string, account: string, now: number, windowMs: number, limit: number, ...members: string[]];
+type ReportArgs = [account: string, limit: string, left: string, pausedUntil: number, circuitOpenUntil: number, ttlMs: number];
+type HeartbeatArgs = [replicas: string, log: string, account: string, replicaId: string, wallNow: number, liveMs: number, windowMs: number, ...sent: Array<string | number>];
 
 const ACCOUNT_FIELDS = "'accountLimit', 'callsLeft', 'pausedUntil', 'circuitOpenUntil'";
 
@@ -166,7 +164,11 @@ return {redis.call('ZCARD', KEYS[1]), account[1], account[2], account[3], accoun
  */
 export class SharedBudget {
   readonly #redis: SharedRedis;
-  readonly #scripts: BudgetScripts;
+  readonly #scripts: {
+    readonly take: (...keysAndArgs: TakeArgs) => Promise<unknown>;
+    readonly report: (...keysAndArgs: ReportArgs) => Promise<unknown>;
+    readonly heartbeat: (...keysAndArgs: HeartbeatArgs) => Promise<unknown>;
+  };
   readonly #clock: () => number;
   readonly #log: FastifyBaseLogger;
   readonly #heartbeatMs: number;
@@ -204,12 +206,12 @@ export class SharedBudget {
     this.#log = log;
     this.#heartbeatMs = heartbeatMs;
     this.#keys = { log: redis.key('budget:log'), account: redis.key('budget:account'), replicas: redis.key('budget:replicas') };
-    const command = redis.command;
-    command.defineCommand('deskieBudgetTake', { numberOfKeys: 2, lua: TAKE_LUA });
-    command.defineCommand('deskieBudgetReport', { numberOfKeys: 1, lua: REPORT_LUA });
-    command.defineCommand('deskieBudgetHeartbeat', { numberOfKeys: 3, lua: HEARTBEAT_LUA });
-    this.#scripts = command as unknown as BudgetScripts;
-    command.on('ready', this.#onReady);
+    this.#scripts = {
+      take: redis.script<TakeArgs>(2, TAKE_LUA),
+      report: redis.script<ReportArgs>(1, REPORT_LUA),
+      heartbeat: redis.script<HeartbeatArgs>(3, HEARTBEAT_LUA),
+    };
+    redis.command.on('ready', this.#onReady);
     redis.listen(CHANNEL, (message) => this.#heard(message));
     this.#heartbeat = setInterval(() => void this.heartbeat(), heartbeatMs);
     this.#heartbeat.unref();
@@ -248,7 +250,7 @@ export class SharedBudget {
     const members = Array.from({ length: calls }, () => this.#mint());
     let reply: unknown;
     try {
-      reply = await this.#scripts.deskieBudgetTake(this.#keys.log, this.#keys.account, now, BUDGET_WINDOW_MS, limitPerMinute, ...members);
+      reply = await this.#scripts.take(this.#keys.log, this.#keys.account, now, BUDGET_WINDOW_MS, limitPerMinute, ...members);
     } catch (error) {
       // A take that timed out may still have run: its entries go back once Redis answers.
       for (const member of members) this.#orphans.push({ member, at: now });
@@ -304,7 +306,7 @@ export class SharedBudget {
     if (this.#closed) return;
     const { accountLimit, callsLeft, pausedUntil, circuitOpenUntil } = account;
     this.#scripts
-      .deskieBudgetReport(this.#keys.account, String(accountLimit ?? ''), String(callsLeft ?? ''), pausedUntil, circuitOpenUntil, ACCOUNT_TTL_MS)
+      .report(this.#keys.account, String(accountLimit ?? ''), String(callsLeft ?? ''), pausedUntil, circuitOpenUntil, ACCOUNT_TTL_MS)
       .then(async (merged) => {
         if (urgent) await this.#redis.publish(CHANNEL, JSON.stringify(accountOf(merged as AccountReply)));
       })
@@ -356,7 +358,7 @@ export class SharedBudget {
     const liveMs = LIVE_HEARTBEATS * this.#heartbeatMs;
     let reply: unknown;
     try {
-      reply = await this.#scripts.deskieBudgetHeartbeat(
+      reply = await this.#scripts.heartbeat(
         this.#keys.replicas,
         this.#keys.log,
         this.#keys.account,
