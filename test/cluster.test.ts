@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { startSimulator } from '../src/simulator/index.js';
+import { eventually } from './helpers/eventually.js';
 import { redisSkip, startRedis, type TestRedis } from './helpers/redis.js';
 import { type Replica, startReplica } from './helpers/replica.js';
 import { DEMO } from './helpers/stack.js';
@@ -35,15 +36,6 @@ async function get(replica: Replica, path: string): Promise<{ status: number; te
   return { status: statusCode, text: await body.text(), cacheStatus: headers['cache-status'] as string | undefined };
 }
 
-/** Polls until `check` holds, for at most `ms`. */
-async function eventually(check: () => boolean | Promise<boolean>, ms = 3_000): Promise<boolean> {
-  const until = performance.now() + ms;
-  while (performance.now() < until) {
-    if (await check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return false;
-}
 
 t.test('replicas on one Redis', redisSkip(), async (t) => {
   t.test('50 concurrent identical requests spread across two replicas make one call to Deskie', async (t) => {

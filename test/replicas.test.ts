@@ -3,6 +3,7 @@ import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { eventually } from './helpers/eventually.js';
 import { startSimulator, type Simulator } from '../src/simulator/index.js';
 import { redisSkip, startRedis } from './helpers/redis.js';
 import { DEMO, ManualClock } from './helpers/stack.js';
@@ -39,14 +40,6 @@ async function replicas(t: Test) {
   return { clock, simulator, a: await start(), b: await start() };
 }
 
-/** Polls until `check` holds, for at most two seconds of real time (a background call landing, a message between replicas). */
-async function eventually(check: () => boolean): Promise<boolean> {
-  for (let attempt = 0; attempt < 200; attempt += 1) {
-    if (check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return false;
-}
 
 const TODAY = '/api/stats_leaderboard.json?period=today';
 const YESTERDAY = '/api/stats_leaderboard.json?period=yesterday';

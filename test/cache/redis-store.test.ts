@@ -5,6 +5,7 @@ import { RedisStore } from '../../src/cache/redis-store.js';
 import { ProxyError, UpstreamAnswer } from '../../src/errors.js';
 import type { CachedAnswer } from '../../src/cache/store.js';
 import { SharedRedis } from '../../src/redis/connection.js';
+import { eventually } from '../helpers/eventually.js';
 import { redisSkip, startRedis, type TestRedis } from '../helpers/redis.js';
 import { answerOf, storeContract, textOf } from './store-contract.js';
 
@@ -40,14 +41,6 @@ async function replicas(t: Test, redis: TestRedis, options: { leaseMs?: number }
 const answer = (text: string, fetchedAtMs: number, ttlMs: number, keepMs = 0, key = 'k'): CachedAnswer =>
   answerOf(key, Buffer.from(JSON.stringify({ text })), fetchedAtMs, ttlMs, keepMs);
 
-/** Polls until `check` holds, for at most two seconds: a message between replicas arrives in well under that. */
-async function eventually(check: () => boolean | Promise<boolean>): Promise<boolean> {
-  for (let attempt = 0; attempt < 200; attempt += 1) {
-    if (await check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return false;
-}
 
 t.test('RedisStore', redisSkip(), async (t) => {
   const redis = await startRedis(t);

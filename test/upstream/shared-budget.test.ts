@@ -5,6 +5,7 @@ import { SharedBudget } from '../../src/upstream/shared-budget.js';
 import { SharedRedis } from '../../src/redis/connection.js';
 import { ProxyError } from '../../src/errors.js';
 import { call, refusalOf, soon } from '../helpers/budget.js';
+import { eventually } from '../helpers/eventually.js';
 import { capturedLog } from '../helpers/log.js';
 import { redisSkip, startRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -51,13 +52,9 @@ async function replicas(t: Test, redis: TestRedis, count: number, options: Parti
   return { members, budgets: members.map(({ budget }) => budget), lines, advance: (ms: number) => (now += ms) };
 }
 
-/** Polls `condition` every 20 ms for at most 5 s of real time. */
+/** Waits (eventually) for `condition`, at most 5 s of real time, or fails the setup naming `what`. */
 async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let attempt = 0; attempt < 250; attempt++) {
-    if (condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`timed out waiting until ${what}`);
+  if (!(await eventually(condition, 5_000))) throw new Error(`timed out waiting until ${what}`);
 }
 
 
