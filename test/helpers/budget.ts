@@ -1,4 +1,13 @@
-import type { BudgetRequest } from '../../src/upstream/budget.js';
+import type { BudgetOptions, BudgetRequest } from '../../src/upstream/budget.js';
+
+/** The budget the tests start from: no cap, a 20% reserve, 4 at once, 10% for new credentials, 100 waiting. */
+export const BUDGET_DEFAULTS = {
+  ratePerMinute: undefined,
+  reserve: 0.2,
+  concurrency: 4,
+  newCredentialShare: 0.1,
+  queueLength: 100,
+} as const satisfies Partial<BudgetOptions>;
 
 /** A deadline `ms` of real time from now. */
 export const soon = (ms = 50): number => performance.now() + ms;

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { type BudgetOptions, type BudgetRequest, parseRetryAfter, UpstreamBudget } from '../../src/upstream/budget.js';
 import { ProxyError } from '../../src/errors.js';
-import { call, refusalOf, soon } from '../helpers/budget.js';
+import { BUDGET_DEFAULTS, call, refusalOf, soon } from '../helpers/budget.js';
 import { capturedLog } from '../helpers/log.js';
 
 /** A budget on a clock the test moves, with its log lines captured. */
@@ -9,11 +9,7 @@ function budgetWith(t: Test, options: Partial<BudgetOptions> = {}) {
   let now = Date.parse('2026-11-28T12:00:00Z');
   const { logger, lines } = capturedLog('info');
   const budget = new UpstreamBudget({
-    ratePerMinute: undefined,
-    reserve: 0.2,
-    concurrency: 4,
-    newCredentialShare: 0.1,
-    queueLength: 100,
+    ...BUDGET_DEFAULTS,
     clock: () => now,
     log: logger,
     ...options,

@@ -4,7 +4,7 @@ import { type BudgetOptions, type BudgetRequest, UpstreamBudget } from '../../sr
 import { SharedBudget } from '../../src/upstream/shared-budget.js';
 import { SharedRedis } from '../../src/redis/connection.js';
 import { ProxyError } from '../../src/errors.js';
-import { call, refusalOf, soon } from '../helpers/budget.js';
+import { BUDGET_DEFAULTS, call, refusalOf, soon } from '../helpers/budget.js';
 import { eventually } from '../helpers/eventually.js';
 import { capturedLog } from '../helpers/log.js';
 import { redisSkip, startRedis, type TestRedis } from '../helpers/redis.js';
@@ -27,11 +27,7 @@ async function replicas(t: Test, redis: TestRedis, count: number, options: Parti
     const connection = new SharedRedis({ url: redis.url, prefix: 'test:', timeoutMs: TIMEOUT_MS, log: logger });
     const shared = new SharedBudget({ redis: connection, clock, log: logger, heartbeatMs: HEARTBEAT_MS });
     const budget = new UpstreamBudget({
-      ratePerMinute: undefined,
-      reserve: 0.2,
-      concurrency: 4,
-      newCredentialShare: 0.1,
-      queueLength: 100,
+      ...BUDGET_DEFAULTS,
       clock,
       log: logger,
       shared,
@@ -169,11 +165,7 @@ t.test('a replica that starts later learns the account from Redis, and its 429 r
   t.teardown(() => connection.close());
   await until(() => connection.state === 'up', 'connected');
   const late = new UpstreamBudget({
-    ratePerMinute: undefined,
-    reserve: 0.2,
-    concurrency: 4,
-    newCredentialShare: 0.1,
-    queueLength: 100,
+    ...BUDGET_DEFAULTS,
     clock: () => Date.parse('2026-11-28T12:00:01Z'),
     log: logger,
     shared: new SharedBudget({ redis: connection, clock: () => Date.parse('2026-11-28T12:00:01Z'), log: logger, heartbeatMs: 60_000 }),
