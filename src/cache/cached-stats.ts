@@ -448,7 +448,7 @@ export class CachedStats {
       this.#recheckRetryAt.delete(partition);
       this.#accepted.delete(partition);
       // Every time, not only for a partition still remembered as accepted: one forgotten among many may still hold entries.
-      // A credential's refusals are remembered for AUTH_FAILURE_TTL_SECONDS, so it scans at most once in that time.
+      // A credential's refusals are remembered for AUTH_FAILURE_TTL_SECONDS, so it drops at most once in that time.
       if (authFailureTtlMs > 0) this.#refusals.set(credentialKey(partition), { error, untilMs: nowMs + authFailureTtlMs });
       await this.#dropPartition(partition, error.statusCode);
     } else if (error instanceof ProxyError && error.code === 'TOO_MANY_PAGES') {

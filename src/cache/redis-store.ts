@@ -158,10 +158,12 @@ export class RedisStore implements AnswerStore {
     readonly renewLease: (...keysAndArgs: [lease: string, token: string, leaseMs: number]) => Promise<unknown>;
     readonly releaseLease: (...keysAndArgs: [lease: string, token: string]) => Promise<unknown>;
   };
-  /** How each answer this replica's cluster loads came about, read by fetch() for the caller that started the load. */
-  readonly #outcomes = new WeakMap<CachedAnswer, StoreResult['outcome']>();
-  /** Answers Redis holds (written by this replica or read from it). */
-  readonly #inRedis = new WeakSet<CachedAnswer>();
+  /**
+   * How each answer this replica's cluster loads came about, and whether
+   * Redis holds it (read from it, or to be written), read by fetch() for
+   * the caller that started the load.
+   */
+  readonly #results = new WeakMap<CachedAnswer, Omit<StoreResult, 'answer'>>();
   /** Keys this replica is loading; those purged meanwhile are not written to Redis. */
   readonly #loading = new Map<string, Loading>();
   /** This replica's callers waiting for another's load, woken by key. */
@@ -203,7 +205,8 @@ export class RedisStore implements AnswerStore {
     const result = await this.#l1.fetch(key, () => this.#clusterLoad(key, load, reuse));
     if (result.outcome === 'collapsed') return result;
     const { answer } = result;
-    return { answer, outcome: this.#outcomes.get(answer) ?? result.outcome, stored: result.stored || this.#inRedis.has(answer) };
+    const cluster = this.#results.get(answer);
+    return { answer, outcome: cluster?.outcome ?? result.outcome, stored: result.stored || cluster?.stored === true };
   }
 
   get entries(): number {
@@ -348,7 +351,7 @@ export class RedisStore implements AnswerStore {
     // Until it loads or waits for another replica, a request gives Redis REDIS_TIMEOUT_MS in all.
     let by = performance.now() + this.#redis.timeoutMs;
     const seen = await this.#read(key, by);
-    if (seen !== undefined && reuse?.(seen)) return this.#outcome(seen, 'hit');
+    if (seen !== undefined && reuse?.(seen)) return this.#result(seen, 'hit', true);
     const replaces = seen !== undefined || this.#l1.get(key) !== undefined;
     // A live holder renews its lease for as long as its load takes, which has bounds of its own;
     // past them (and a lease to lapse), something is wrong with Redis, and this replica loads by itself.
@@ -361,7 +364,7 @@ export class RedisStore implements AnswerStore {
       // A wait for another replica's load, which is Deskie's time: each look at Redis after it has its own.
       by = performance.now() + this.#redis.timeoutMs;
       const current = await this.#read(key, by);
-      if (current !== undefined && current.fetchedAtMs > (seen?.fetchedAtMs ?? Number.NEGATIVE_INFINITY)) return this.#outcome(current, 'collapsed');
+      if (current !== undefined && current.fetchedAtMs > (seen?.fetchedAtMs ?? Number.NEGATIVE_INFINITY)) return this.#result(current, 'collapsed', true);
       // Deskie failed the holder's call: this replica's callers get that failure (or their stale answer), not a second wait.
       const failure = holder === undefined ? undefined : await this.#sharedFailure(key, holder, by);
       if (failure !== undefined) throw failure;
@@ -378,8 +381,8 @@ export class RedisStore implements AnswerStore {
     try {
       answer = await load();
       // Written after the caller has its answer (below); a later command on this connection reads it.
-      if (!loading.purged && answer.keepUntilMs > this.#clock() && this.#redis.state === 'up') this.#inRedis.add(answer);
-      return this.#outcome(answer, replaces ? 'refreshed' : 'miss');
+      const writing = !loading.purged && answer.keepUntilMs > this.#clock() && this.#redis.state === 'up';
+      return this.#result(answer, replaces ? 'refreshed' : 'miss', writing);
     } catch (error) {
       failed = error;
       throw error;
@@ -465,9 +468,8 @@ export class RedisStore implements AnswerStore {
     }
   }
 
-  #outcome(answer: CachedAnswer, outcome: StoreResult['outcome']): CachedAnswer {
-    this.#outcomes.set(answer, outcome);
-    if (outcome !== 'miss' && outcome !== 'refreshed') this.#inRedis.add(answer);
+  #result(answer: CachedAnswer, outcome: StoreResult['outcome'], stored: boolean): CachedAnswer {
+    this.#results.set(answer, { outcome, stored });
     return answer;
   }
 
