@@ -182,9 +182,11 @@ export class MemoryStore implements AnswerStore {
     return !this.#closed;
   }
 
-  /** The keys of the answers held, at once. */
+  /** The keys of the answers held, at once (those being reloaded too: see list()). */
   keys(): string[] {
-    return [...this.#lru.keys()];
+    const keys: string[] = [];
+    this.#lru.forEach((_answer, key) => keys.push(key));
+    return keys;
   }
 
   /** Drops every answer held (loads under way still answer their callers and are not kept). */

@@ -200,6 +200,20 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     t.same((await store.list()).map((held) => held.key), ['d#p1x']);
   });
 
+  t.test('dropEnding drops an answer while a reload of it runs, and the reload is not kept', async (t) => {
+    const { store, now, advance } = await setup(t);
+    await store.fetch('k#p1', async () => answer('old', now(), 60_000, 0, 'k#p1'));
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const reload = store.fetch('k#p1', async () => (await gate, answer('reloaded', now(), 60_000, 0, 'k#p1')));
+    t.equal(await store.dropEnding('#p1'), 1, 'the answer held during its reload is dropped');
+    release();
+    await reload;
+    advance(1);
+    t.equal(store.get('k#p1'), undefined);
+    t.equal(await store.peek('k#p1'), undefined, 'nor kept anywhere');
+  });
+
   t.test('a load under way when its key is deleted answers its callers and is not kept', async (t) => {
     const { store, now } = await setup(t);
     let release: () => void = () => {};
