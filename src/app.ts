@@ -9,7 +9,6 @@ import { clientAccess, readTokenFile } from './auth/clients.js';
 import { authorizationOf } from './auth/header.js';
 import { ProxyMetrics } from './metrics.js';
 import { Readiness } from './readiness.js';
-import { requestIds } from './request-id.js';
 import { errorCacheStatus } from './cache/cache-status.js';
 import { CachedStats } from './cache/cached-stats.js';
 import { MemoryStore } from './cache/memory-store.js';
@@ -26,6 +25,7 @@ import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
 import { HeapGuard } from './heap-guard.js';
 import { docsRoutes, registerOpenApi } from './openapi.js';
 import { adminRoutes } from './routes/admin.js';
+import { HitPath } from './routes/hit-path.js';
 import { statsRoutes } from './routes/stats.js';
 import { UpstreamBudget } from './upstream/budget.js';
 import { SharedBudget } from './upstream/shared-budget.js';
@@ -128,9 +128,12 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   const log = options.logger ?? pino({ enabled: false });
   const logsRequests = log.level === 'debug' || log.level === 'trace';
   const accessLog = new AccessLog(log);
+  // Cache hits are answered before Fastify routes them (routes/hit-path.ts).
+  const hitPath = new HitPath(log);
   const app = Fastify({
+    serverFactory: hitPath.serverFactory,
     // The client's X-Request-Id when well-formed, else one of ours; sent back on every answer.
-    genReqId: requestIds(),
+    genReqId: hitPath.requestId,
     // Fastify given a logger builds a child logger for every request and
     // listens for each response's end to time it: together a hit's worth of
     // microseconds. Only debug logging writes per-request lines, so only then
@@ -254,7 +257,12 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
     extraParameters: config.extraParameters,
   };
-  statsRoutes(app, { stats, clock, queryContext, metrics, accessLog, authenticate });
+  statsRoutes(app, { stats, clock, queryContext, metrics, accessLog, authenticate, hitPath });
+  // Fastify answers 503 to requests that arrive once it is closing: hits included.
+  app.addHook('preClose', (done) => {
+    hitPath.close();
+    done();
+  });
   const tokenFile = access.mode === 'service' && access.clients !== 'none' ? access.clients.file : undefined;
   app.decorate(
     'reloadClientTokens',

@@ -35,8 +35,11 @@ export function requestIds(): (request: IncomingMessage) => string {
   };
 }
 
-/** Milliseconds since the request arrived, to 0.01 ms. */
-export function elapsedMs(request: IncomingMessage): number {
+/** Hundredths of a millisecond since the request arrived: a whole number. */
+export function elapsedHundredths(request: IncomingMessage): number {
   const arrivedAt = (request as ArrivedRequest)[ARRIVED_AT];
-  return arrivedAt === undefined ? 0 : Math.round((performance.now() - arrivedAt) * 100) / 100;
+  return arrivedAt === undefined ? 0 : Math.round((performance.now() - arrivedAt) * 100);
 }
+
+/** Milliseconds since the request arrived, to 0.01 ms. */
+export const elapsedMs = (request: IncomingMessage): number => elapsedHundredths(request) / 100;

@@ -147,34 +147,52 @@ export class CachedStats {
     variant: Variant,
     priority: UpstreamCall['priority'] = 'client',
   ): StatsAnswer | Promise<StatsAnswer> {
+    const hit = this.hit(query, authorization, nowMs);
+    if (hit !== undefined) return hit;
     const partition = this.#partitions.memo(authorization);
+    const key = this.#keyOf(query, partition);
+    return this.#fetch(key, query, authorization, partition, this.#options.store.get(key), nowMs, variant, priority);
+  }
+
+  /**
+   * The query's entry when it can be answered now as a hit (fresh, and its
+   * credential accepted by Deskie recently enough), counted as one and with
+   * any refresh or recheck ahead it calls for started; otherwise undefined,
+   * having changed nothing, and answer() goes to Deskie.
+   */
+  hit(query: StatsQuery, authorization: string, nowMs: number): StatsAnswer | undefined {
+    const partition = this.#partitions.memo(authorization);
+    const key = this.#keyOf(query, partition);
+    const held = this.#options.store.get(key);
+    if (held === undefined || nowMs >= held.expiresAtMs) return undefined;
+    const standing = this.#standing(partition, nowMs);
+    if (standing === Standing.Due) return undefined;
+    const gapMs = nowMs - held.lastAskedAtMs;
+    if (gapMs > held.longestGapMs) held.longestGapMs = gapMs;
+    held.lastAskedAtMs = nowMs;
+    held.hits += 1;
+    // Refresh at the last request before expiry: the next one, as far off
+    // as the longest gap seen (in this life or the one before), would find
+    // it expired. Refreshing earlier costs Deskie calls for nothing: a
+    // 5-minute entry refreshed 30 s early makes 11% more calls. Never
+    // before refreshAtMs, so keys polled rarely still refresh ahead.
+    if (standing === Standing.DueSoon) {
+      // A `page=all` entry would cost all its pages for what one page proves: another entry rechecks it, or its own request when due.
+      if (!query.allPages) this.#recheckAhead(key, query, authorization, partition, held, nowMs);
+    } else if (nowMs >= held.refreshAtMs && nowMs + Math.max(held.longestGapMs, held.previousGapMs) >= held.expiresAtMs) {
+      this.#refreshAhead(key, query, authorization, partition, held);
+    }
+    return { answer: held, outcome: 'hit', stored: true };
+  }
+
+  /** The query's key in the partition, the same string each time the partition asks again. */
+  #keyOf(query: StatsQuery, partition: string): string {
     let known = this.#keys.get(query);
     if (known?.partition !== partition) {
       known = { partition, key: flat(cacheKey(query, partition)) };
       this.#keys.set(query, known);
     }
-    const { key } = known;
-    const held = this.#options.store.get(key);
-    const standing = held !== undefined && nowMs < held.expiresAtMs ? this.#standing(partition, nowMs) : Standing.Due;
-    if (held !== undefined && standing !== Standing.Due) {
-      const gapMs = nowMs - held.lastAskedAtMs;
-      if (gapMs > held.longestGapMs) held.longestGapMs = gapMs;
-      held.lastAskedAtMs = nowMs;
-      held.hits += 1;
-      // Refresh at the last request before expiry: the next one, as far off
-      // as the longest gap seen (in this life or the one before), would find
-      // it expired. Refreshing earlier costs Deskie calls for nothing: a
-      // 5-minute entry refreshed 30 s early makes 11% more calls. Never
-      // before refreshAtMs, so keys polled rarely still refresh ahead.
-      if (standing === Standing.DueSoon) {
-        // A `page=all` entry would cost all its pages for what one page proves: another entry rechecks it, or its own request when due.
-        if (!query.allPages) this.#recheckAhead(key, query, authorization, partition, held, nowMs);
-      } else if (nowMs >= held.refreshAtMs && nowMs + Math.max(held.longestGapMs, held.previousGapMs) >= held.expiresAtMs) {
-        this.#refreshAhead(key, query, authorization, partition, held);
-      }
-      return { answer: held, outcome: 'hit', stored: true };
-    }
-    return this.#fetch(key, query, authorization, partition, held, nowMs, variant, priority);
+    return known.key;
   }
 
   /**

@@ -1,15 +1,18 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import type { AccessLog, QueryLog } from '../access-log.js';
 import { authorizationOf } from '../auth/header.js';
 import { answerCacheStatus, flat } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
 import { renderedVariant } from '../cache/store.js';
-import { ENDPOINTS, type EndpointName } from '../deskie/endpoints.js';
+import { ENDPOINTS, type EndpointName, type EndpointSpec } from '../deskie/endpoints.js';
 import { isCustomRange } from '../deskie/periods.js';
 import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } from '../deskie/query.js';
-import type { Authenticate } from '../auth/clients.js';
+import type { Authenticate, Caller } from '../auth/clients.js';
+import { parseQueryString } from '../deskie/query-string.js';
 import { remembered } from '../memo.js';
 import { ProxyMetrics } from '../metrics.js';
+import type { HitPath } from './hit-path.js';
 import { BOM_PARAMETER, chooseCoding, chooseFormat, FORMAT_PARAMETER, PROXY_PARAMETERS, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 
 export interface StatsRouteOptions {
@@ -20,6 +23,8 @@ export interface StatsRouteOptions {
   readonly accessLog: AccessLog;
   /** Who a request is: its Deskie credentials, or in service mode its client token (auth/clients.ts). */
   readonly authenticate: Authenticate;
+  /** Where each route's answerer of hits before routing goes. */
+  readonly hitPath: HitPath;
 }
 
 declare module 'fastify' {
@@ -59,18 +64,18 @@ function reusableUntil(query: StatsQuery, nowMs: number): number {
   return isCustomRange(query.freshness) ? Number.POSITIVE_INFINITY : nowMs + ROLLING_QUERY_REUSE_MS;
 }
 
-/** GET and HEAD for Deskie's three statistics endpoints. */
-export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, metrics, accessLog, authenticate }: StatsRouteOptions): void {
+/**
+ * GET and HEAD for Deskie's three statistics endpoints, and for each the
+ * answerer of the hit path (routes/hit-path.ts), which answers a GET that is
+ * a hit before Fastify routes it. Both check the query, choose the variant
+ * and write the answer with the same functions, so a hit reads the same
+ * whichever answers it.
+ */
+export function statsRoutes(app: FastifyInstance, options: StatsRouteOptions): void {
+  const { stats, clock, queryContext, metrics, accessLog, authenticate, hitPath } = options;
   const answered: Answered = { stats, metrics, accessLog };
-  const { windows, ranges, extraParameters } = queryContext;
   for (const endpoint of Object.values(ENDPOINTS)) {
-    /**
-     * Checked queries by the parsed query string they came from: the query
-     * string parser hands the same object for the same string
-     * (deskie/query-string.ts), so a dashboard's repeated poll is checked
-     * and canonicalised once per window rather than on every hit.
-     */
-    const checked = new WeakMap<object, CheckedQuery>();
+    const check = checkedQueries(endpoint, queryContext);
     // Not async: a hit is answered in the same turn, with no promise made.
     const handler: RouteHandlerMethod = (request, reply) => {
       const caller = authenticate(authorizationOf(request.raw));
@@ -79,28 +84,11 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, 
         metrics.countClient(caller.client);
       }
       const nowMs = clock();
-      const raw = request.query as RawQuery;
-      let known = checked.get(raw);
-      if (known === undefined || nowMs >= known.untilMs || nowMs < known.sinceMs) {
-        // A literal rather than a spread of the shared context: the spread cost a hit several microseconds.
-        const context: QueryContext = { windows, ranges, extraParameters, proxyParameters: PROXY_PARAMETERS, nowMs };
-        const fresh = parseStatsQuery(endpoint, raw, context);
-        known = {
-          query: fresh,
-          sinceMs: nowMs,
-          untilMs: reusableUntil(fresh, nowMs),
-          metricsBase: ProxyMetrics.requestBase(endpoint.name, fresh.freshness),
-          logs: [],
-        };
-        checked.set(raw, known);
-      }
-      const { query } = known;
-      const format = chooseFormat(query.proxy[FORMAT_PARAMETER], request.headers.accept);
-      const bom = format === 'csv' && wantsBom(query.proxy[BOM_PARAMETER]);
-      const variant = variantOf(format, bom, chooseCoding(request.headers['accept-encoding']));
-      request.statsLog = known.logs[variant] ??= accessLog.forQuery(query, variant);
+      const known = check(request.query as RawQuery, nowMs);
+      const variant = variantFor(known.query, request.headers);
+      request.statsLog = logFor(accessLog, known, variant);
       request.metricsBase = known.metricsBase;
-      const result = stats.answer(query, caller.authorization, nowMs, variant);
+      const result = stats.answer(known.query, caller.authorization, nowMs, variant);
       if (!(result instanceof Promise)) {
         return sendAnswer(answered, request, reply, result, variant, nowMs);
       }
@@ -112,24 +100,77 @@ export function statsRoutes(app: FastifyInstance, { stats, clock, queryContext, 
     // HEAD is declared with GET rather than left to Fastify's automatic HEAD
     // routes, which would label a 304 with "Content-Length: 0" (RFC 9110 §8.6).
     app.route({ method: ['GET', 'HEAD'], url: endpoint.path, handler, config: { endpoint: endpoint.name } });
+
+    /**
+     * The same GET answered before Fastify sees it, when it is a hit;
+     * anything else (a bad query or credential, a miss, a recheck due) is
+     * left to the route above, untouched but for the query checked.
+     */
+    hitPath.add(endpoint.path, (request, response, queryString) => {
+      const nowMs = clock();
+      let caller: Caller;
+      let known: CheckedQuery;
+      try {
+        caller = authenticate(authorizationOf(request));
+        known = check(parseQueryString(queryString), nowMs);
+      } catch {
+        return false; // the route answers the error
+      }
+      const result = stats.hit(known.query, caller.authorization, nowMs);
+      if (result === undefined) return false;
+      if (caller.client !== undefined) metrics.countClient(caller.client);
+      const id = hitPath.requestId(request);
+      const variant = variantFor(known.query, request.headers);
+      const { status, headers, body } = cachedResponse(stats, result, variant, nowMs, id, request.headers);
+      if (body !== undefined) headers.push('content-length', String(body.length));
+      response.writeHead(status, headers);
+      response.end(body);
+      metrics.count(known.metricsBase, 'hit', status);
+      accessLog.hit(logFor(accessLog, known, variant), id, caller.client, 'GET', request, status, body === undefined ? 0 : body.length);
+      return true;
+    });
   }
 }
 
 /**
- * Writes a cached answer in the format and coding asked for, rendering it
- * first when this is the entry's first request for them. `ttl` in Cache-Status is the
- * remaining freshness (negative for a stale answer); Cache-Control's max-age
- * is the whole lifetime and Age the time since the fetch, so a client cache
- * computes the same remaining freshness (RFC 9111 §4.2.3) rather than
- * subtracting the age twice. An answer that could not be stored is no-store:
- * a client must not keep what this cache could not.
+ * An endpoint's query check, remembered by the parsed query string it came
+ * from: the query string parser hands the same object for the same string
+ * (deskie/query-string.ts), so a dashboard's repeated poll is checked and
+ * canonicalised once per window rather than on every hit. Throws what the
+ * check refuses.
  */
+function checkedQueries(endpoint: EndpointSpec, { windows, ranges, extraParameters }: StatsRouteOptions['queryContext']): (raw: RawQuery, nowMs: number) => CheckedQuery {
+  const checked = new WeakMap<object, CheckedQuery>();
+  return (raw, nowMs) => {
+    let known = checked.get(raw);
+    if (known === undefined || nowMs >= known.untilMs || nowMs < known.sinceMs) {
+      // A literal rather than a spread of the shared context: the spread cost a hit several microseconds.
+      const context: QueryContext = { windows, ranges, extraParameters, proxyParameters: PROXY_PARAMETERS, nowMs };
+      const query = parseStatsQuery(endpoint, raw, context);
+      known = { query, sinceMs: nowMs, untilMs: reusableUntil(query, nowMs), metricsBase: ProxyMetrics.requestBase(endpoint.name, query.freshness), logs: [] };
+      checked.set(raw, known);
+    }
+    return known;
+  };
+}
+
+/** The format and coding a request asks for: its query's `format` and `bom`, else its Accept; and its Accept-Encoding. */
+function variantFor(query: StatsQuery, headers: IncomingHttpHeaders): Variant {
+  const format = chooseFormat(query.proxy[FORMAT_PARAMETER], headers.accept);
+  const bom = format === 'csv' && wantsBom(query.proxy[BOM_PARAMETER]);
+  return variantOf(format, bom, chooseCoding(headers['accept-encoding']));
+}
+
+/** What the access line says of a checked query in a variant, made on its first request. */
+const logFor = (accessLog: AccessLog, known: CheckedQuery, variant: Variant): QueryLog => (known.logs[variant] ??= accessLog.forQuery(known.query, variant));
+
 interface Answered {
   readonly stats: CachedStats;
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog;
 }
 
+/** A cached answer as the route sends it (the hit path sends the same, with its Content-Length). */
 function sendAnswer(
   { stats, metrics, accessLog }: Answered,
   request: FastifyRequest,
@@ -138,37 +179,68 @@ function sendAnswer(
   variant: Variant,
   nowMs: number,
 ): FastifyReply {
+  const { status, headers, body } = cachedResponse(stats, result, variant, nowMs, request.id, request.headers);
+  reply.code(status);
+  for (let i = 0; i < headers.length; i += 2) reply.header(headers[i] as string, headers[i + 1]);
+  reply.send(body);
+  // Counted and logged once written: a hit's whole answer went out in send().
+  const { outcome, answer } = result;
+  metrics.count(request.metricsBase as number, outcome, status);
+  const bytes = body === undefined || request.method === 'HEAD' ? 0 : body.length;
+  accessLog.answered(request.statsLog, request, outcome, status, bytes, outcome === 'hit' || outcome === 'stale' ? undefined : answer.upstreamMs);
+  return reply;
+}
+
+/**
+ * A cached answer in the format and coding asked for, rendering it first
+ * when this is the entry's first request for them: a 200 with its body, or a
+ * 304 when the request's validators match. Headers are a flat list of names
+ * and values, as Node's writeHead takes them. `ttl` in Cache-Status is the
+ * remaining freshness (negative for a stale answer); Cache-Control's max-age
+ * is the whole lifetime and Age the time since the fetch, so a client cache
+ * computes the same remaining freshness (RFC 9111 §4.2.3) rather than
+ * subtracting the age twice. An answer that could not be stored is no-store:
+ * a client must not keep what this cache could not.
+ */
+function cachedResponse(
+  stats: CachedStats,
+  result: StatsAnswer,
+  variant: Variant,
+  nowMs: number,
+  requestId: string,
+  requestHeaders: IncomingHttpHeaders,
+): { status: 200 | 304; headers: string[]; body: Buffer | undefined } {
   const { answer, outcome, stored } = result;
   const representation = renderedVariant(answer, variant) ?? stats.representation(answer, variant);
   // Whole seconds of each, so that max-age - Age is exactly the ttl told.
   const lifetime = Math.max(0, Math.floor((answer.expiresAtMs - answer.fetchedAtMs) / 1000));
   const age = Math.max(0, Math.floor((nowMs - answer.fetchedAtMs) / 1000));
   const ttl = outcome === 'stale' ? lifetime - age : Math.max(0, lifetime - age);
-  reply
-    .header('cache-status', answerCacheStatus(result, ttl))
-    .header('cache-control', stored ? cacheControl(lifetime) : 'no-store')
-    .header('age', String(age))
-    .header('etag', representation.etag)
-    .header('last-modified', answer.lastModified)
+  const headers = [
+    'cache-status',
+    answerCacheStatus(result, ttl),
+    'cache-control',
+    stored ? cacheControl(lifetime) : 'no-store',
+    'age',
+    String(age),
+    'etag',
+    representation.etag,
+    'last-modified',
+    answer.lastModified,
     // Accept can pick CSV and Accept-Encoding a coding; Authorization picks the partition,
     // so a client cache must not reuse one credential's answer (or validator) for another.
-    .header('vary', 'Accept, Accept-Encoding, Authorization')
-    .header('x-request-id', request.id)
-    .header('x-content-type-options', 'nosniff');
-  let status = 200;
-  if (notModified(request, representation.etag, answer.fetchedAtMs)) {
-    status = 304;
-    reply.code(304).send();
-  } else {
-    if (representation.contentEncoding !== undefined) reply.header('content-encoding', representation.contentEncoding);
-    if (representation.contentDisposition !== undefined) reply.header('content-disposition', representation.contentDisposition);
-    reply.type(representation.contentType).send(representation.body);
-  }
-  // Counted and logged once written: a hit's whole answer went out in send().
-  metrics.count(request.metricsBase as number, outcome, status);
-  const bytes = status === 304 || request.method === 'HEAD' ? 0 : representation.body.length;
-  accessLog.answered(request.statsLog, request, outcome, status, bytes, outcome === 'hit' || outcome === 'stale' ? undefined : answer.upstreamMs);
-  return reply;
+    'vary',
+    'Accept, Accept-Encoding, Authorization',
+    'x-request-id',
+    requestId,
+    'x-content-type-options',
+    'nosniff',
+  ];
+  if (notModified(requestHeaders, representation.etag, answer.fetchedAtMs)) return { status: 304, headers, body: undefined };
+  if (representation.contentEncoding !== undefined) headers.push('content-encoding', representation.contentEncoding);
+  if (representation.contentDisposition !== undefined) headers.push('content-disposition', representation.contentDisposition);
+  headers.push('content-type', representation.contentType);
+  return { status: 200, headers, body: representation.body };
 }
 
 /** Cache-Control values by lifetime, in one piece (see flat()): entries share a handful of lifetimes. */
@@ -179,13 +251,13 @@ const cacheControl = remembered(4096, (lifetimeSeconds: number) => flat(`private
  * present; otherwise If-Modified-Since at one-second resolution. ETags carry
  * the entry's key, so a tag from another URL or credential never matches.
  */
-function notModified(request: FastifyRequest, etag: string, fetchedAtMs: number): boolean {
-  const ifNoneMatch = request.headers['if-none-match'];
+function notModified(headers: IncomingHttpHeaders, etag: string, fetchedAtMs: number): boolean {
+  const ifNoneMatch = headers['if-none-match'];
   if (ifNoneMatch !== undefined) {
     if (ifNoneMatch.trim() === '*') return true;
     return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
   }
-  const ifModifiedSince = request.headers['if-modified-since'];
+  const ifModifiedSince = headers['if-modified-since'];
   // Only an HTTP-date counts (RFC 9110 §13.1.3); Date.parse alone takes "3000" as a year.
   if (ifModifiedSince === undefined || !HTTP_DATE.test(ifModifiedSince)) return false;
   return Math.floor(fetchedAtMs / 1000) * 1000 <= Date.parse(ifModifiedSince);

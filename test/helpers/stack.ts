@@ -47,6 +47,8 @@ export interface Stack {
   readonly app: FastifyInstance;
   /** Requests the proxy has received so far (any route), to prove requests overlapped. */
   readonly arrivals: number;
+  /** Of those, the ones Fastify routed: all but the hits the hit path answered (routes/hit-path.ts). */
+  readonly routed: number;
   readonly proxyUrl: string;
   readonly simulator: Simulator;
   readonly clock: ManualClock;
@@ -70,11 +72,15 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
     { ...config, deskieUrl: simulator.url },
     { clock: proxyClock, store: options.store?.(proxyClock), ...(options.logger ? { logger: options.logger } : {}) },
   );
-  let arrivals = 0;
+  let routed = 0;
   app.addHook('onRequest', async () => {
-    arrivals += 1;
+    routed += 1;
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
+  let arrivals = 0;
+  app.server.on('request', () => {
+    arrivals += 1;
+  });
   t.teardown(() => app.close());
   const address = app.server.address();
   if (address === null || typeof address === 'string') throw new Error('proxy did not listen on a port');
@@ -84,6 +90,9 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
     app,
     get arrivals() {
       return arrivals;
+    },
+    get routed() {
+      return routed;
     },
     proxyUrl,
     simulator,

@@ -1,0 +1,130 @@
+import t, { type Test } from 'tap';
+import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request } from 'undici';
+import { HitPath } from '../src/routes/hit-path.js';
+import { capturedLog } from './helpers/log.js';
+import { DEMO, startStack } from './helpers/stack.js';
+
+const TODAY = '/api/stats_leaderboard.json?period=today';
+/** What the transport writes, which differs between a real connection and an injected request. */
+const TRANSPORT = new Set(['date', 'connection', 'keep-alive', 'x-request-id', 'transfer-encoding']);
+const comparable = (headers: Record<string, unknown>) => Object.fromEntries(Object.entries(headers).filter(([name]) => !TRANSPORT.has(name)));
+
+t.test('a hit answered before routing reads byte for byte as the route answers it, in every format, coding and validator', async (t) => {
+  const stack = await startStack(t);
+  const miss = await stack.get(TODAY);
+  t.match(miss.headers['cache-status'], /fwd=miss; stored/);
+  const etag = String(miss.headers['etag']);
+  const lastModified = String(miss.headers['last-modified']);
+  const asks: Array<[string, string, Record<string, string>]> = [
+    ['the default format', TODAY, {}],
+    ['format=raw', `${TODAY}&format=raw`, {}],
+    ['format=rows', `${TODAY}&format=rows`, {}],
+    ['CSV with a BOM', `${TODAY}&format=csv&bom=1`, {}],
+    ['CSV by Accept', TODAY, { accept: 'text/csv' }],
+    ['gzip', TODAY, { 'accept-encoding': 'gzip' }],
+    ['br', `${TODAY}&format=raw`, { 'accept-encoding': 'br, gzip' }],
+    ['If-None-Match', TODAY, { 'if-none-match': etag }],
+    ['If-None-Match that does not match', TODAY, { 'if-none-match': '"other"' }],
+    ['If-Modified-Since', TODAY, { 'if-modified-since': lastModified }],
+  ];
+  for (const [what, path, headers] of asks) {
+    const routedBefore = stack.routed;
+    const direct = await request(`${stack.proxyUrl}${path}`, { headers: { authorization: DEMO, ...headers } });
+    const directBody = Buffer.from(await direct.body.arrayBuffer());
+    t.equal(stack.routed, routedBefore, `${what}: answered before routing`);
+    const routed = await stack.app.inject({ method: 'GET', url: path, headers: { authorization: DEMO, ...headers } });
+    t.equal(direct.statusCode, routed.statusCode, `${what}: the same status (${routed.statusCode})`);
+    t.same(comparable(direct.headers), comparable(routed.headers), `${what}: the same headers`);
+    t.same(directBody, routed.rawPayload, `${what}: the same body`);
+    t.match(direct.headers['cache-status'], /; hit; ttl=\d+$/, `${what}: a hit`);
+    t.match(direct.headers['x-request-id'], /^[\w-]{7,12}$/, `${what}: with a request id of its own`);
+  }
+  t.equal(stack.simulator.calls, 1, 'one call to Deskie for them all');
+});
+
+t.test('whatever is not a plain GET hit is left to Fastify, which answers it as before', async (t) => {
+  const { logger, lines } = capturedLog();
+  const stack = await startStack(t, { logger });
+  const routedAfter = async (what: string, path: string, options: Parameters<typeof stack.get>[1], expect: { status: number; cacheStatus?: RegExp }) => {
+    const before = stack.routed;
+    const answer = await stack.get(path, options);
+    t.equal(stack.routed, before + 1, `${what}: routed by Fastify`);
+    t.equal(answer.status, expect.status, `${what}: ${expect.status}`);
+    if (expect.cacheStatus) t.match(answer.headers['cache-status'], expect.cacheStatus, `${what}: ${expect.cacheStatus}`);
+  };
+  await routedAfter('a miss', TODAY, {}, { status: 200, cacheStatus: /fwd=miss/ });
+  await routedAfter('HEAD', TODAY, { method: 'HEAD' }, { status: 200, cacheStatus: /; hit;/ });
+  await routedAfter('a percent-encoded path', '/api/stats%5Fleaderboard.json?period=today', {}, { status: 200, cacheStatus: /; hit;/ });
+  await routedAfter('a trailing slash', '/api/stats_leaderboard.json/?period=today', {}, { status: 404 });
+  await routedAfter('no credentials', TODAY, { authorization: null }, { status: 401 });
+  const twice = stack.routed;
+  const twoHeaders = await request(`${stack.proxyUrl}${TODAY}`, { headers: ['authorization', DEMO, 'authorization', DEMO] });
+  await twoHeaders.body.dump();
+  t.equal(twoHeaders.statusCode, 400, 'two Authorization headers: 400');
+  t.equal(stack.routed, twice + 1, 'two Authorization headers: routed by Fastify');
+  await routedAfter('a bad query', '/api/stats_leaderboard.json?period=someday', {}, { status: 400 });
+  await routedAfter('an undecodable query', '/api/stats_leaderboard.json?period=%zz', {}, { status: 400 });
+  t.equal(stack.simulator.calls, 1, 'the refusals reached nobody');
+
+  const before = stack.routed;
+  t.equal((await stack.get(TODAY)).status, 200);
+  t.equal(stack.routed, before, 'and a plain hit is not routed');
+  const hits = lines.filter((line) => line['msg'] === 'request' && line['outcome'] === 'hit');
+  t.match(hits.at(-1), { route: 'stats_leaderboard', period: 'today', format: 'normalized', method: 'GET', status: 200, bytes: Number }, 'its access line');
+  t.equal(hits.length, 3, 'one access line per hit, whichever answered it');
+  const metrics = await stack.get('/metrics', { authorization: null });
+  const counted = /deskie_proxy_requests_total\{route="stats_leaderboard",period_class="[^"]+",outcome="hit",status="200"\} (\d+)/.exec(metrics.text);
+  t.equal(counted?.[1], '3', 'each hit counted once, whichever answered it');
+});
+
+/** A HitPath's server answering on a loopback port, with `answerer` for /hit and a stand-in for Fastify. */
+async function hitServer(t: Test, answerer: (request: IncomingMessage, response: ServerResponse, query: string) => boolean) {
+  const { logger, lines } = capturedLog();
+  const hitPath = new HitPath(logger);
+  hitPath.add('/hit', answerer);
+  const routed: string[] = [];
+  const server = hitPath.serverFactory(
+    (request, response) => {
+      routed.push(`${request.method} ${request.url}`);
+      response.end('routed');
+    },
+    { keepAliveTimeout: 1000, requestTimeout: 2000, connectionTimeout: 3000, maxRequestsPerSocket: 5 },
+  );
+  t.match(server, { keepAliveTimeout: 1000, requestTimeout: 2000, timeout: 3000, maxRequestsPerSocket: 5 }, "the timeouts Fastify would set on a server of its own");
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { hitPath, routed, url, lines };
+}
+
+t.test('the hit path: exact paths only, GET only, nothing once closing, and an answerer that fails before writing leaves the request to Fastify', async (t) => {
+  const queries: string[] = [];
+  let failing: 'before' | 'after' | undefined;
+  const { hitPath, routed, url, lines } = await hitServer(t, (_request, response, query) => {
+    if (failing === 'before') throw new Error('failed before writing');
+    if (query === 'miss') return false;
+    queries.push(query);
+    response.writeHead(200, ['content-type', 'text/plain']);
+    if (failing === 'after') throw new Error('failed after the head');
+    response.end('hit');
+    return true;
+  });
+  const text = async (path: string, method: 'GET' | 'POST' = 'GET') => (await request(`${url}${path}`, { method })).body.text();
+  t.equal(await text('/hit?a=1&b=2'), 'hit');
+  t.equal(await text('/hit'), 'hit');
+  t.same(queries, ['a=1&b=2', ''], 'the query string as it came, or none');
+  t.equal(await text('/hit?miss'), 'routed', 'not a hit: routed');
+  t.equal(await text('/hit', 'POST'), 'routed', 'another method: routed');
+  t.equal(await text('/Hit'), 'routed', 'another path: routed');
+  failing = 'before';
+  t.equal(await text('/hit?a=1'), 'routed', 'an answerer that throws before writing: routed');
+  failing = 'after';
+  await t.rejects(text('/hit?a=1'), 'one that throws after writing its head: the connection is closed');
+  t.match(lines.at(-1), { level: 50, msg: 'a hit failed while it was written', err: { message: 'failed after the head' } });
+  failing = undefined;
+  hitPath.close();
+  t.equal(await text('/hit?a=1'), 'routed', 'once closing: routed (Fastify answers 503)');
+  t.same(routed, ['GET /hit?miss', 'POST /hit', 'GET /Hit', 'GET /hit?a=1', 'GET /hit?a=1']);
+});
