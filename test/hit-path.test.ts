@@ -114,7 +114,9 @@ t.test('the hit path: exact paths only, GET only, nothing once closing, and an a
   const text = async (path: string, method: 'GET' | 'POST' = 'GET') => (await request(`${url}${path}`, { method })).body.text();
   t.equal(await text('/hit?a=1&b=2'), 'hit');
   t.equal(await text('/hit'), 'hit');
-  t.same(queries, ['a=1&b=2', ''], 'the query string as it came, or none');
+  t.equal(await text('/hit?'), 'hit');
+  t.same(queries, ['a=1&b=2', '', ''], 'the query string as it came, or none');
+  t.equal(await text('/hits?a=1'), 'routed', 'a longer path: routed');
   t.equal(await text('/hit?miss'), 'routed', 'not a hit: routed');
   t.equal(await text('/hit', 'POST'), 'routed', 'another method: routed');
   t.equal(await text('/Hit'), 'routed', 'another path: routed');
@@ -126,5 +128,5 @@ t.test('the hit path: exact paths only, GET only, nothing once closing, and an a
   failing = undefined;
   hitPath.close();
   t.equal(await text('/hit?a=1'), 'routed', 'once closing: routed (Fastify answers 503)');
-  t.same(routed, ['GET /hit?miss', 'POST /hit', 'GET /Hit', 'GET /hit?a=1', 'GET /hit?a=1']);
+  t.same(routed, ['GET /hits?a=1', 'GET /hit?miss', 'POST /hit', 'GET /Hit', 'GET /hit?a=1', 'GET /hit?a=1']);
 });

@@ -9,6 +9,8 @@ import { requestIds } from '../request-id.js';
  */
 export type HitAnswerer = (request: IncomingMessage, response: ServerResponse, queryString: string) => boolean;
 
+const QUESTION_MARK = 0x3f;
+
 /** The Fastify options the server needs (Fastify passes all of them to a server factory). */
 interface ServerSettings {
   readonly http?: ServerOptions;
@@ -43,7 +45,7 @@ interface ServerSettings {
  * request first; it sets the timeouts Fastify sets on the server it makes.
  */
 export class HitPath {
-  readonly #routes = new Map<string, HitAnswerer>();
+  readonly #routes: Array<{ readonly path: string; readonly answerer: HitAnswerer }> = [];
   readonly #log: FastifyBaseLogger;
   #open = true;
 
@@ -56,7 +58,7 @@ export class HitPath {
 
   /** Hits for `path` (the exact path, as a client sends it) are answered by `answerer`. */
   add(path: string, answerer: HitAnswerer): void {
-    this.#routes.set(path, answerer);
+    this.#routes.push({ path, answerer });
   }
 
   /** From now on every request goes to Fastify (it is closing). */
@@ -81,17 +83,26 @@ export class HitPath {
   #answered(request: IncomingMessage, response: ServerResponse): boolean {
     if (!this.#open || request.method !== 'GET') return false;
     const url = request.url as string;
-    // Only a path exactly as a route is written: Fastify routes the rest
-    // (percent-encoded letters, a fragment, an absolute URL) or refuses it.
-    const mark = url.indexOf('?');
-    const answerer = this.#routes.get(mark === -1 ? url : url.slice(0, mark));
+    // Only a path exactly as a route is written, then nothing or a query:
+    // Fastify routes the rest (percent-encoded letters, a fragment, an
+    // absolute URL) or refuses it. Compared in place: three routes.
+    let answerer: HitAnswerer | undefined;
+    let queryAt = 0;
+    for (const route of this.#routes) {
+      const { length } = route.path;
+      if (url.startsWith(route.path) && (url.length === length || url.charCodeAt(length) === QUESTION_MARK)) {
+        answerer = route.answerer;
+        queryAt = length + 1;
+        break;
+      }
+    }
     if (answerer === undefined) return false;
     try {
-      return answerer(request, response, mark === -1 ? '' : url.slice(mark + 1));
+      return answerer(request, response, queryAt < url.length ? url.slice(queryAt) : '');
     } catch (error) {
       // Nothing written yet: the route answers, and its error handler reports what went wrong.
       if (!response.headersSent) return false;
-      this.#log.error({ err: error, reqId: response.getHeader('x-request-id') }, 'a hit failed while it was written');
+      this.#log.error({ err: error }, 'a hit failed while it was written');
       response.destroy();
       return true;
     }
