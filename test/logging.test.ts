@@ -8,6 +8,7 @@ import { PeriodWindows } from '../src/deskie/periods.js';
 import { parseStatsQuery } from '../src/deskie/query.js';
 import { PROXY_PARAMETERS } from '../src/formats/representations.js';
 import { BatchedDestination, LOG_FLUSH_MS, redactQuery, stdoutDestination } from '../src/logging.js';
+import { requestIds } from '../src/request-id.js';
 import { capturedLog } from './helpers/log.js';
 
 t.test('the values of user_email and user_phone are redacted from a logged query, however written', async (t) => {
@@ -92,8 +93,24 @@ t.test("a hit's access line written in parts into the batch is byte for byte the
     inParts.answered(inParts.forQuery(query, 0), request, 'hit', 200, 3018);
     asString.answered(asString.forQuery(query, 0), request, 'hit', 200, 3018);
   }
+  // Durations and sizes of every length, on a clock the test sets: the request arrives at 1000 ms.
+  const realNow = performance.now;
+  t.teardown(() => void (performance.now = realNow));
+  const newId = requestIds();
+  for (const [afterMs, bytes] of [[0.05, 0], [0.25, 9], [12.5, 10], [1234.5, 2_147_483_647]] as const) {
+    performance.now = () => 1000;
+    const raw = { headers: {} } as never;
+    const request = { id: newId(raw), method: 'GET', raw, client: undefined } as never;
+    performance.now = () => 1000 + afterMs;
+    inParts.answered(inParts.forQuery(query, 0), request, 'hit', 200, bytes);
+    asString.answered(asString.forQuery(query, 0), request, 'hit', 200, bytes);
+  }
   batched.flush();
   const withoutTime = (text: string) => text.replace(/"time":\d+/g, '"time":0');
-  t.equal(withoutTime(batchedWrites.join('')), withoutTime(plainWrites.join('')), 'the same bytes, with and without a client name');
+  t.equal(withoutTime(batchedWrites.join('')), withoutTime(plainWrites.join('')), 'the same bytes, with and without a client name, for every number');
   t.match(batchedWrites.join(''), /"hostname":"hôte-é".*"reqId":"dash-42.a","bytes":3018,"ms":0\.00,"msg":"request"}\n.*"client":"wall-tv"/s);
+  const numbers = [...batchedWrites.join('').matchAll(/"bytes":(\d+),"ms":([\d.]+),/g)].slice(2).map((match) => [match[1], match[2]]);
+  t.same(numbers, [['0', '0.05'], ['9', '0.25'], ['10', '12.50'], ['2147483647', '1234.50']], 'sizes and durations written as digits');
+  const parsed = batchedWrites.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as { ms: number });
+  t.same(parsed.slice(2).map((line) => line.ms), [0.05, 0.25, 12.5, 1234.5], 'each line is JSON, the duration a number');
 });
