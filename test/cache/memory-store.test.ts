@@ -1,6 +1,7 @@
 import t from 'tap';
 import { MemoryStore } from '../../src/cache/memory-store.js';
 import { answerOf, storeContract, textOf } from './store-contract.js';
+import { latch } from '../helpers/latch.js';
 
 const MIB = 1024 * 1024;
 
@@ -35,8 +36,7 @@ t.test('an answer larger than the whole store is served but not stored', async (
 t.test('a fetch whose placeholder is evicted still answers its callers', async (t) => {
   const store = new MemoryStore({ maxBytes: MIB, clock: () => 0 });
   t.teardown(() => store.close());
-  let release: () => void = () => {};
-  const gate = new Promise<void>((resolve) => (release = resolve));
+  const { opened: gate, open: release } = latch();
   const slow = store.fetch('slow', async () => (await gate, answerOf('slow', Buffer.from('{}'), 0, 60_000)));
   // Fill the cache past its bound while the slow fetch is in flight.
   for (let i = 0; i < 12; i++) await store.fetch(`k${i}`, async () => answerOf(`k${i}`, Buffer.alloc(100 * 1024), 0, 60_000));

@@ -8,6 +8,7 @@ import { SharedRedis } from '../../src/redis/connection.js';
 import { eventually } from '../helpers/eventually.js';
 import { redisSkip, startRedis, type TestRedis } from '../helpers/redis.js';
 import { answerOf, storeContract, textOf } from './store-contract.js';
+import { latch } from '../helpers/latch.js';
 
 const MIB = 1024 * 1024;
 const quiet = pino({ enabled: false });
@@ -25,16 +26,19 @@ async function connect(t: Test, redis: TestRedis, prefix: string, timeoutMs = 25
   return shared;
 }
 
+/** A store on `shared`, closed when the test ends. */
+function storeOn(t: Test, shared: SharedRedis, clock: () => number, options: { leaseMs?: number } = {}): RedisStore {
+  const store = new RedisStore({ redis: shared, l1MaxBytes: 16 * MIB, clock, log: quiet, longestLoadMs: LONGEST_LOAD_MS, ...options });
+  t.teardown(() => store.close());
+  return store;
+}
+
 /** Two replicas' stores on one Redis, on one clock the test moves. */
 async function replicas(t: Test, redis: TestRedis, options: { leaseMs?: number } = {}) {
   let now = 1_000_000;
   const clock = () => now;
   const prefix = `test${(namespaces += 1)}:`;
-  const make = async () => {
-    const store = new RedisStore({ redis: await connect(t, redis, prefix), l1MaxBytes: 16 * MIB, clock, log: quiet, longestLoadMs: LONGEST_LOAD_MS, ...options });
-    t.teardown(() => store.close());
-    return store;
-  };
+  const make = async () => storeOn(t, await connect(t, redis, prefix), clock, options);
   return { a: await make(), b: await make(), now: () => now, advance: (ms: number) => (now += ms), prefix };
 }
 
@@ -70,8 +74,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
   t.test('concurrent fetches of one key on two replicas make one load; the other replica waits for it', async (t) => {
     const { a, b, now } = await replicas(t, redis);
     let loads = 0;
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     const load = async () => {
       loads++;
       await gate;
@@ -107,8 +110,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
   t.test('a long load keeps its lease: nobody takes over a live holder', async (t) => {
     const { a, b, now } = await replicas(t, redis, { leaseMs: 100 });
     let loads = 0;
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     const slow = a.fetch('k', async () => (loads++, await gate, answer('slow', now(), 60_000)));
     await eventually(() => loads === 1);
     const waiter = b.fetch('k', async () => (loads++, answer('second', now(), 60_000)));
@@ -123,8 +125,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
   t.test("Deskie's failure of the holder's call reaches the replicas that waited on it, without a call of their own", async (t) => {
     const { a, b, now } = await replicas(t, redis);
     let loads = 0;
-    let fail: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (fail = resolve));
+    const { opened: gate, open: fail } = latch();
     const failing = a.fetch('k', async () => {
       loads++;
       await gate;
@@ -148,8 +149,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
     const { a, b, now } = await replicas(t, redis);
     const holdAndFail = async (key: string, error: Error) => {
       let loads = 0;
-      let fail: () => void = () => {};
-      const gate = new Promise<void>((resolve) => (fail = resolve));
+      const { opened: gate, open: fail } = latch();
       const failing = a.fetch(key, async () => (loads++, await gate, Promise.reject(error)));
       await eventually(() => loads === 1);
       const waiting = b.fetch(key, async () => (loads++, answer('own call', now(), 60_000, 0, key)));
@@ -192,8 +192,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
 
   t.test("a load under way on another replica when its key is purged is not written, even if the purge's message never reaches it", async (t) => {
     const { a, b, now, prefix } = await replicas(t, redis);
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     const late = b.fetch('k', async () => (await gate, answer('from before the purge', now(), 60_000)));
     const admin = await connect(t, redis, prefix);
     await admin.command.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
@@ -205,8 +204,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
 
   t.test("a partition dropped while another replica's messages are lost is still not written back by its load under way", async (t) => {
     const { a, b, now, prefix } = await replicas(t, redis);
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     const late = b.fetch('yesterday#p1', async () => (await gate, answer('yesterday', now(), 60_000, 0, 'yesterday#p1')));
     const admin = await connect(t, redis, prefix);
     await admin.command.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
@@ -258,8 +256,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
     const { a, b, now } = await replicas(t, redis);
     await a.fetch('today#p1', async () => answer('today', now(), 60_000, 0, 'today#p1'));
     await a.fetch('today#p2', async () => answer('other credential', now(), 60_000, 0, 'today#p2'));
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     // b's call was made before the refusal, and answers after it.
     const late = b.fetch('yesterday#p1', async () => (await gate, answer('yesterday', now(), 60_000, 0, 'yesterday#p1')));
     t.equal(await a.dropEnding('#p1'), 1, "the partition's one stored answer is dropped");
@@ -286,8 +283,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
     const { a, now } = await replicas(t, redis);
     await a.fetch('k', async () => answer('v1', now(), 60_000));
     const other = await connect(t, redis, 'another-proxy:');
-    const elsewhere = new RedisStore({ redis: other, l1MaxBytes: MIB, clock: now, log: quiet, longestLoadMs: LONGEST_LOAD_MS });
-    t.teardown(() => elsewhere.close());
+    const elsewhere = storeOn(t, other, now);
     t.equal(await elsewhere.peek('k'), undefined);
   });
 
@@ -295,8 +291,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
     const own = await startRedis(t);
     const now = 1_000_000;
     const shared = await connect(t, own, 'slow:', 100);
-    const store = new RedisStore({ redis: shared, l1MaxBytes: MIB, clock: () => now, log: quiet, longestLoadMs: LONGEST_LOAD_MS });
-    t.teardown(() => store.close());
+    const store = storeOn(t, shared, () => now);
     const sleeper = await connect(t, own, 'slow:', 5_000);
     const asleep = sleeper.command.call('DEBUG', 'SLEEP', '0.8');
     let startedAt = performance.now();
@@ -332,8 +327,7 @@ t.test('RedisStore', redisSkip(), async (t) => {
     const own = await startRedis(t);
     let now = 1_000_000;
     const shared = await connect(t, own, 'down:', 100);
-    const store = new RedisStore({ redis: shared, l1MaxBytes: MIB, clock: () => now, log: quiet, longestLoadMs: LONGEST_LOAD_MS });
-    t.teardown(() => store.close());
+    const store = storeOn(t, shared, () => now);
     await store.fetch('fresh', async () => answer('fresh', now, 60_000, 0, 'fresh'));
     await own.stop();
     t.ok(await eventually(() => shared.state === 'down'), 'the loss is noticed');

@@ -1,6 +1,7 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Test } from 'tap';
 import type { AnswerStore, CachedAnswer } from '../../src/cache/store.js';
+import { latch } from '../helpers/latch.js';
 
 /** Builds a store reading the given clock; the contract closes it. */
 export type StoreFactory = (clock: () => number) => AnswerStore | Promise<AnswerStore>;
@@ -75,8 +76,7 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     const { store, now } = await setup(t);
     // Fresh: reloaded while fresh, as for a credential's recheck.
     await store.fetch('k', async () => answer('old', now(), 10_000, 60_000));
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     const failing = store.fetch('k', async () => {
       await gate;
       throw new Error('deskie is down');
@@ -94,8 +94,7 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
   t.test('concurrent fetches of one key share a single load', async (t) => {
     const { store, now } = await setup(t);
     let loads = 0;
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     const load = async () => {
       loads++;
       await gate;
@@ -128,8 +127,7 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
     const { store, now, advance } = await setup(t);
     await store.fetch('k', async () => answer('old', now(), 10_000, 60_000));
     advance(20_000);
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     const failing = store.fetch('k', async () => {
       await gate;
       throw new Error('deskie is down');
@@ -203,8 +201,7 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
   t.test('dropEnding drops an answer while a reload of it runs, and the reload is not kept', async (t) => {
     const { store, now, advance } = await setup(t);
     await store.fetch('k#p1', async () => answer('old', now(), 60_000, 0, 'k#p1'));
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     const reload = store.fetch('k#p1', async () => (await gate, answer('reloaded', now(), 60_000, 0, 'k#p1')));
     t.equal(await store.dropEnding('#p1'), 1, 'the answer held during its reload is dropped');
     release();
@@ -216,8 +213,7 @@ export function storeContract(t: Test, makeStore: StoreFactory): void {
 
   t.test('a load under way when its key is deleted answers its callers and is not kept', async (t) => {
     const { store, now } = await setup(t);
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { opened: gate, open: release } = latch();
     const slow = store.fetch('k', async () => (await gate, answer('late', now(), 60_000)));
     await store.delete('k');
     release();
