@@ -59,7 +59,7 @@ export interface AppOptions {
  * distinct misses at CACHE_MAX_BYTES=64MiB: 8 MiB kept peak RSS at 207 MiB
  * with 70-90 collections, and the storm took twice the CPU it takes without
  * the guard (45-49 s against 23 s); 16 MiB kept 221 MiB with 47. Later
- * runs of the same storm with 8 MiB peaked at 216.2-216.5 MiB, past the
+ * runs of the same storm with 8 MiB peaked at 214.9-216.5 MiB, past the
  * 214 MiB target; 6 MiB kept 210.3 MiB, the storm taking about a tenth longer.
  */
 const HEAP_HEADROOM_BYTES = 6 * 1024 * 1024;
