@@ -147,11 +147,10 @@ export class CachedStats {
     variant: Variant,
     priority: UpstreamCall['priority'] = 'client',
   ): StatsAnswer | Promise<StatsAnswer> {
-    const hit = this.hit(query, authorization, nowMs);
-    if (hit !== undefined) return hit;
     const partition = this.#partitions.memo(authorization);
     const key = this.#keyOf(query, partition);
-    return this.#fetch(key, query, authorization, partition, this.#options.store.get(key), nowMs, variant, priority);
+    const held = this.#options.store.get(key);
+    return this.#hitOn(key, query, authorization, partition, held, nowMs) ?? this.#fetch(key, query, authorization, partition, held, nowMs, variant, priority);
   }
 
   /**
@@ -163,7 +162,11 @@ export class CachedStats {
   hit(query: StatsQuery, authorization: string, nowMs: number): StatsAnswer | undefined {
     const partition = this.#partitions.memo(authorization);
     const key = this.#keyOf(query, partition);
-    const held = this.#options.store.get(key);
+    return this.#hitOn(key, query, authorization, partition, this.#options.store.get(key), nowMs);
+  }
+
+  /** hit(), once the key and what the store holds for it are known. */
+  #hitOn(key: string, query: StatsQuery, authorization: string, partition: string, held: CachedAnswer | undefined, nowMs: number): StatsAnswer | undefined {
     if (held === undefined || nowMs >= held.expiresAtMs) return undefined;
     const standing = this.#standing(partition, nowMs);
     if (standing === Standing.Due) return undefined;

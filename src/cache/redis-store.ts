@@ -12,7 +12,7 @@ import type { AnswerLoader, AnswerStore, CachedAnswer, ReusePolicy, SharedStoreS
  * take as long as it takes; a holder that dies stops renewing, and another
  * replica takes the load over within this time.
  */
-export const LEASE_MS = 5_000;
+const LEASE_MS = 5_000;
 /** Longest a replica waiting for another's load goes without looking at Redis itself (a lost message costs this much). */
 const POLL_MS = 200;
 /** Published with a key when its answer was stored or its load ended: waiters look at once. */
@@ -158,12 +158,6 @@ export class RedisStore implements AnswerStore {
     readonly renewLease: (...keysAndArgs: [lease: string, token: string, leaseMs: number]) => Promise<unknown>;
     readonly releaseLease: (...keysAndArgs: [lease: string, token: string]) => Promise<unknown>;
   };
-  /**
-   * How each answer this replica's cluster loads came about, and whether
-   * Redis holds it (read from it, or to be written), read by fetch() for
-   * the caller that started the load.
-   */
-  readonly #results = new WeakMap<CachedAnswer, Omit<StoreResult, 'answer'>>();
   /** Keys this replica is loading; those purged meanwhile are not written to Redis. */
   readonly #loading = new Map<string, Loading>();
   /** This replica's callers waiting for another's load, woken by key. */
@@ -202,11 +196,11 @@ export class RedisStore implements AnswerStore {
 
   async fetch(key: string, load: AnswerLoader, reuse?: ReusePolicy): Promise<StoreResult> {
     // L1 joins this replica's callers into one cluster load; it keeps the answer while fresh.
-    const result = await this.#l1.fetch(key, () => this.#clusterLoad(key, load, reuse));
-    if (result.outcome === 'collapsed') return result;
-    const { answer } = result;
-    const cluster = this.#results.get(answer);
-    return { answer, outcome: cluster?.outcome ?? result.outcome, stored: result.stored || cluster?.stored === true };
+    // How the cluster load came about and whether Redis holds its answer, for the caller whose load it was.
+    let cluster: StoreResult | undefined;
+    const result = await this.#l1.fetch(key, async () => (cluster = await this.#clusterLoad(key, load, reuse)).answer);
+    if (result.outcome === 'collapsed' || cluster === undefined) return result;
+    return { answer: result.answer, outcome: cluster.outcome, stored: result.stored || cluster.stored };
   }
 
   get entries(): number {
@@ -336,7 +330,7 @@ export class RedisStore implements AnswerStore {
    * wait for the holder's answer (outcome `collapsed`), taking over if its
    * lease lapses without one.
    */
-  async #clusterLoad(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined): Promise<CachedAnswer> {
+  async #clusterLoad(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined): Promise<StoreResult> {
     // From the start: a purge while Redis is read or a lease waited for counts too.
     const loading: Loading = { purged: false, startedAtMs: this.#clock() };
     this.#loading.set(key, loading);
@@ -347,11 +341,11 @@ export class RedisStore implements AnswerStore {
     }
   }
 
-  async #loadOnce(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined, loading: Loading): Promise<CachedAnswer> {
+  async #loadOnce(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined, loading: Loading): Promise<StoreResult> {
     // Until it loads or waits for another replica, a request gives Redis REDIS_TIMEOUT_MS in all.
     let by = performance.now() + this.#redis.timeoutMs;
     const seen = await this.#read(key, by);
-    if (seen !== undefined && reuse?.(seen)) return this.#result(seen, 'hit', true);
+    if (seen !== undefined && reuse?.(seen)) return { answer: seen, outcome: 'hit', stored: true };
     const replaces = seen !== undefined || this.#l1.get(key) !== undefined;
     // A live holder renews its lease for as long as its load takes, which has bounds of its own;
     // past them (and a lease to lapse), something is wrong with Redis, and this replica loads by itself.
@@ -364,7 +358,7 @@ export class RedisStore implements AnswerStore {
       // A wait for another replica's load, which is Deskie's time: each look at Redis after it has its own.
       by = performance.now() + this.#redis.timeoutMs;
       const current = await this.#read(key, by);
-      if (current !== undefined && current.fetchedAtMs > (seen?.fetchedAtMs ?? Number.NEGATIVE_INFINITY)) return this.#result(current, 'collapsed', true);
+      if (current !== undefined && current.fetchedAtMs > (seen?.fetchedAtMs ?? Number.NEGATIVE_INFINITY)) return { answer: current, outcome: 'collapsed', stored: true };
       // Deskie failed the holder's call: this replica's callers get that failure (or their stale answer), not a second wait.
       const failure = holder === undefined ? undefined : await this.#sharedFailure(key, holder, by);
       if (failure !== undefined) throw failure;
@@ -373,7 +367,7 @@ export class RedisStore implements AnswerStore {
   }
 
   /** Loads here (holding `lease` when Redis gave one), stores the answer in Redis, and wakes the replicas waiting for it. */
-  async #load(load: AnswerLoader, replaces: boolean, loading: Loading, key: string, lease: string | undefined): Promise<CachedAnswer> {
+  async #load(load: AnswerLoader, replaces: boolean, loading: Loading, key: string, lease: string | undefined): Promise<StoreResult> {
     const renewal = lease === undefined ? undefined : setInterval(() => void this.#renewLease(key, lease), Math.max(1, Math.floor(this.#leaseMs / 3)));
     renewal?.unref();
     let answer: CachedAnswer | undefined;
@@ -382,7 +376,7 @@ export class RedisStore implements AnswerStore {
       answer = await load();
       // Written after the caller has its answer (below); a later command on this connection reads it.
       const writing = !loading.purged && answer.keepUntilMs > this.#clock() && this.#redis.state === 'up';
-      return this.#result(answer, replaces ? 'refreshed' : 'miss', writing);
+      return { answer, outcome: replaces ? 'refreshed' : 'miss', stored: writing };
     } catch (error) {
       failed = error;
       throw error;
@@ -466,11 +460,6 @@ export class RedisStore implements AnswerStore {
     } catch (error) {
       return this.#redis.failed(error, undefined);
     }
-  }
-
-  #result(answer: CachedAnswer, outcome: StoreResult['outcome'], stored: boolean): CachedAnswer {
-    this.#results.set(answer, { outcome, stored });
-    return answer;
   }
 
   /** The lease's token when this replica now holds it, false when another does, undefined when Redis could not say. */
@@ -612,7 +601,7 @@ function proxyErrorFields({ code, message, statusCode, headers, failure }: Proxy
 }
 
 /** An answer as Redis holds it: the length of its JSON times (4 bytes), the times, then the compressed body. */
-export function encode(answer: CachedAnswer): Buffer {
+function encode(answer: CachedAnswer): Buffer {
   const { source } = answer;
   const meta: StoredMeta = {
     key: answer.key,
@@ -638,7 +627,7 @@ export function encode(answer: CachedAnswer): Buffer {
   return Buffer.concat([length, json, source.gzipped]);
 }
 
-export function decode(value: Buffer): CachedAnswer {
+function decode(value: Buffer): CachedAnswer {
   const length = value.readUInt32BE(0);
   const meta = JSON.parse(value.subarray(4, 4 + length).toString()) as StoredMeta;
   return {

@@ -3,6 +3,7 @@ import type { Variant } from '../formats/representations.js';
 import type { EndpointName } from '../deskie/endpoints.js';
 import type { FreshnessClass } from '../deskie/periods.js';
 import { periodText } from './policy.js';
+import type { RedisState } from '../redis/connection.js';
 
 /** What an entry answers, for the admin API: never the credential, never the filters' values. Made on demand by entryLabel(). */
 export interface EntryLabel {
@@ -193,7 +194,7 @@ export interface AnswerStore {
 
 /** A shared store's view of its Redis. */
 export interface SharedStoreState {
-  readonly redis: 'connecting' | 'up' | 'down' | 'closed';
+  readonly redis: RedisState;
   /** Commands that failed or timed out since start. */
   readonly errors: number;
 }

@@ -26,7 +26,7 @@ export interface SharedRedisOptions {
 export type RedisState = 'connecting' | 'up' | 'down' | 'closed';
 
 /** A request's time for Redis (REDIS_TIMEOUT_MS) ran out. */
-export class RedisTimeout extends Error {
+class RedisTimeout extends Error {
   override name = 'RedisTimeout';
   constructor() {
     super('Redis did not answer within REDIS_TIMEOUT_MS');
@@ -41,7 +41,7 @@ export class RedisTimeout extends Error {
 const loadIoredis = (): typeof import('ioredis') => createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
 
 /** Version of what is written to Redis: a rolling upgrade that changes it cannot read the other's entries. */
-export const REDIS_FORMAT_VERSION = 'v1';
+const REDIS_FORMAT_VERSION = 'v1';
 
 /**
  * The connections one process keeps to the shared Redis: one for commands and

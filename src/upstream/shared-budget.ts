@@ -3,9 +3,9 @@ import type { SharedRedis } from '../redis/connection.js';
 import { BUDGET_WINDOW_MS } from './budget.js';
 
 /** How often each replica says it is alive, in real ms: the replica count, and so the fallback share, is as fresh as this. */
-export const DEFAULT_HEARTBEAT_MS = 5_000;
+const DEFAULT_HEARTBEAT_MS = 5_000;
 /** A replica not heard from in this many heartbeats is gone (one missed beat is a slow Redis, not a dead replica). */
-export const LIVE_HEARTBEATS = 3;
+const LIVE_HEARTBEATS = 3;
 /** How long the account's limit and calls left are kept once no replica calls Deskie: a day, so a quiet night forgets nothing. */
 const ACCOUNT_TTL_MS = 86_400_000;
 /** Channel on which a replica tells the others of a 429, a pause or a new account limit. */
@@ -35,7 +35,7 @@ export type SharedTake =
   | { readonly outcome: 'unavailable' };
 
 /** Where the minute's calls are counted: in Redis with the other replicas, or by this replica alone on its share. */
-export type SharedMode = 'redis' | 'replica-share';
+type SharedMode = 'redis' | 'replica-share';
 
 export interface SharedBudgetOptions {
   readonly redis: SharedRedis;
