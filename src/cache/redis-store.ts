@@ -228,7 +228,7 @@ export class RedisStore implements AnswerStore {
   }
 
   /**
-   * Every answer Redis holds (SCAN, then the bodies in batches), as this
+   * Every answer Redis holds (ioredis's scanStream, then the bodies in batches), as this
    * replica's own copy where it has the same one (with its hits and
    * formats). A 503 when Redis cannot answer: this replica's copies alone
    * would pass for the cluster's.
@@ -238,10 +238,7 @@ export class RedisStore implements AnswerStore {
     const own = new Map((await this.#l1.list()).map((answer) => [answer.key, answer]));
     const held: CachedAnswer[] = [];
     try {
-      let cursor = '0';
-      do {
-        const [next, names] = await command.scan(cursor, 'MATCH', this.#redis.key('a:*'), 'COUNT', SCAN_COUNT);
-        cursor = next;
+      for await (const names of command.scanStream({ match: this.#redis.key('a:*'), count: SCAN_COUNT }) as AsyncIterable<string[]>) {
         if (names.length === 0) continue;
         const values = await command.mgetBuffer(...names);
         for (const value of values) {
@@ -250,7 +247,7 @@ export class RedisStore implements AnswerStore {
           const copy = own.get(answer.key);
           held.push(copy?.fetchedAtMs === answer.fetchedAtMs ? copy : answer);
         }
-      } while (cursor !== '0');
+      }
       return held;
     } catch (error) {
       this.#redis.failed(error, undefined);
