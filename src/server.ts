@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { DestinationStream, Logger } from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
-import { createLogger, stdoutDestination } from './logging.js';
+import { BatchedDestination, createLogger, stdoutDestination } from './logging.js';
 
 /** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -16,6 +16,8 @@ const SHUTDOWN_GRACE_MS = 5_000;
 const LISTEN_BACKLOG = 4096;
 /** How often, while closing, connections that have gone idle are closed (keep-alive clients would hold them). */
 const IDLE_SWEEP_MS = 100;
+/** How long a stopped server waits for its last log lines to be taken by a slow stdout reader before it exits anyway. */
+const LOG_DRAIN_MS = 2_000;
 
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -25,7 +27,8 @@ export interface RunningServer {
    * Drains, then closes: /readyz answers 503 at once so that load balancers
    * stop sending requests, everything else is served for
    * SHUTDOWN_DRAIN_SECONDS (skipped with `drain: false`, as for Ctrl-C), and
-   * then the server stops accepting and waits for the requests in flight.
+   * then the server stops accepting and waits for the requests in flight,
+   * and for its log lines to be written (up to LOG_DRAIN_MS).
    */
   stop(options?: { readonly drain?: boolean }): Promise<void>;
 }
@@ -36,7 +39,8 @@ export interface RunningServer {
  */
 export async function startServer(env: Readonly<Record<string, string | undefined>>, logDestination?: DestinationStream): Promise<RunningServer> {
   const config = loadConfig(env);
-  const logger = createLogger(config.logLevel, logDestination ?? (await stdoutDestination(config.production)));
+  const destination = logDestination ?? (await stdoutDestination(config.production));
+  const logger = createLogger(config.logLevel, destination);
 
   // With no Deskie account configured (and not in production: loadConfig
   // refuses that), serve a simulated one so that `npm ci && npm start` works
@@ -79,6 +83,8 @@ export async function startServer(env: Readonly<Record<string, string | undefine
     } finally {
       clearInterval(sweep);
     }
+    // The process exits next: lines still queued behind a full stdout pipe would be lost.
+    if (destination instanceof BatchedDestination) await destination.written(LOG_DRAIN_MS);
   };
   return { app, config, logger, stop };
 }

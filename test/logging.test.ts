@@ -1,5 +1,12 @@
-import t from 'tap';
-import { Writable } from 'node:stream';
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
 import { LRUCache } from 'lru-cache';
 import { pino } from 'pino';
 import { AccessLog } from '../src/access-log.js';
@@ -7,9 +14,22 @@ import { ENDPOINTS } from '../src/deskie/endpoints.js';
 import { PeriodWindows } from '../src/deskie/periods.js';
 import { parseStatsQuery } from '../src/deskie/query.js';
 import { PROXY_PARAMETERS } from '../src/formats/representations.js';
-import { BatchedDestination, LOG_FLUSH_MS, redactQuery, stdoutDestination } from '../src/logging.js';
+import { BatchedDestination, type BatchTarget, LOG_FLUSH_MS, redactQuery, stdoutDestination } from '../src/logging.js';
 import { requestIds } from '../src/request-id.js';
+import { eventually } from './helpers/eventually.js';
 import { capturedLog } from './helpers/log.js';
+
+/** A target that keeps each batch as text; with `reuse`, it hands every buffer back at once, as a write completed in the call would. */
+function textTarget(writes: string[], { reuse = true } = {}): BatchTarget {
+  return {
+    write(batch, reusable) {
+      writes.push(batch.toString('utf8'));
+      if (reuse) reusable();
+    },
+    writeAtExit: (batch) => void writes.push(batch.toString('utf8')),
+    written: async () => {},
+  };
+}
 
 t.test('the values of user_email and user_phone are redacted from a logged query, however written', async (t) => {
   t.equal(redactQuery('period=today&user_email=a%40b.c&limit=5'), 'period=today&user_email=[redacted]&limit=5');
@@ -35,7 +55,7 @@ t.test('credentials are redacted wherever a line carries them, errors included',
 t.test('lines reach the target together, LOG_FLUSH_MS after the first, or at once past 64 kB', async (t) => {
   const writes: string[] = [];
   const scheduled: Array<() => void> = [];
-  const batched = new BatchedDestination({ write: (chunk: Buffer) => void writes.push(chunk.toString()) }, (flush) => {
+  const batched = new BatchedDestination(textTarget(writes), (flush) => {
     scheduled.push(flush);
   });
   batched.write('a\n');
@@ -55,6 +75,39 @@ t.test('lines reach the target together, LOG_FLUSH_MS after the first, or at onc
   t.same(writes.slice(2), ['x'.repeat(10 * 1024), 'y'.repeat(200 * 1024)], 'a line longer than a batch gets a buffer of its own size');
 });
 
+t.test('a batch buffer is filled again only once the target hands it back', async (t) => {
+  const handedOver: Buffer[] = [];
+  const handBack: Array<() => void> = [];
+  const batched = new BatchedDestination(
+    {
+      write(batch, reusable) {
+        handedOver.push(batch);
+        handBack.push(reusable);
+      },
+      writeAtExit: () => {},
+      written: async () => {},
+    },
+    () => {},
+  );
+  const batchOf = (line: string): Buffer => {
+    batched.write(line);
+    batched.flush();
+    return handedOver.at(-1) as Buffer;
+  };
+  const first = batchOf('a\n');
+  const second = batchOf('b\n');
+  t.not(second.buffer, first.buffer, 'the first is still being written: a buffer of its own');
+  t.equal(first.toString(), 'a\n', 'and the first batch is untouched');
+  handBack.splice(0).forEach((reusable) => reusable());
+  const third = batchOf('c\n');
+  t.ok(third.buffer === second.buffer || third.buffer === first.buffer, 'a buffer handed back is filled again');
+  batched.write('y'.repeat(100 * 1024));
+  batched.flush();
+  (handBack.at(-1) as () => void)();
+  const afterLong = batchOf('d\n');
+  t.not(afterLong.buffer, (handedOver.at(-2) as Buffer).buffer, "a long line's own buffer is not kept");
+});
+
 t.test('stdout is pretty on a terminal outside production, JSON lines otherwise', async (t) => {
   const wasTTY = process.stdout.isTTY;
   t.teardown(() => {
@@ -71,7 +124,7 @@ t.test("a hit's access line written in parts into the batch is byte for byte the
   // A host name outside ASCII: the prefix is copied as UTF-8 bytes.
   const base = { pid: 7, hostname: 'hôte-é' };
   const batchedWrites: string[] = [];
-  const batched = new BatchedDestination({ write: (chunk: Buffer) => void batchedWrites.push(chunk.toString('utf8')) }, () => {});
+  const batched = new BatchedDestination(textTarget(batchedWrites), () => {});
   const plainWrites: string[] = [];
   const plain = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -113,4 +166,82 @@ t.test("a hit's access line written in parts into the batch is byte for byte the
   t.same(numbers, [['0', '0.05'], ['9', '0.25'], ['10', '12.50'], ['2147483647', '1234.50']], 'sizes and durations written as digits');
   const parsed = batchedWrites.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as { ms: number });
   t.same(parsed.slice(2).map((line) => line.ms), [0.05, 0.25, 12.5, 1234.5], 'each line is JSON, the duration a number');
+});
+
+/** A process logging to a stdout pipe as the server does (test/helpers/stdout-writer.ts), and what it has written so far. */
+function stdoutWriter(t: Test, lines: number, mode: 'exit' | 'wait' | 'linger', { read = true } = {}) {
+  const child = spawn(process.execPath, ['--import', 'tsx', STDOUT_WRITER, String(lines), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => void child.kill('SIGKILL'));
+  const out: Buffer[] = [];
+  let err = '';
+  const stdout = child.stdout as Readable;
+  if (read) stdout.on('data', (chunk: Buffer) => out.push(chunk));
+  child.stderr?.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+  return {
+    child,
+    stdout,
+    exited,
+    stderr: () => err,
+    /** Whether it said, within 10 s, that a timer set after its writes ran. */
+    alive: () => eventually(() => err.includes('alive'), 10_000),
+    /** The numbers of the lines read, in order; throws on a line that is not whole JSON. */
+    numbers: () =>
+      Buffer.concat(out)
+        .toString()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as { n: number }).n),
+  };
+}
+const STDOUT_WRITER = fileURLToPath(new URL('./helpers/stdout-writer.ts', import.meta.url));
+const upTo = (count: number) => Array.from({ length: count }, (_, n) => n);
+
+t.test('on a stdout pipe every line arrives whole and in order, the last batch even when the process exits at once', async (t) => {
+  const few = stdoutWriter(t, 5, 'exit');
+  t.same(await few.exited, [0, null], 'exited by itself');
+  await finished(few.stdout);
+  t.same(few.numbers(), upTo(5), 'the batch not yet handed over was written at exit');
+  const many = stdoutWriter(t, 20_000, 'wait');
+  t.same(await many.exited, [0, null]);
+  await finished(many.stdout);
+  t.same(many.numbers(), upTo(20_000), 'about 2 MB, many batches, none lost, none cut');
+});
+
+t.test('on a stdout file (written by pino\'s own destination) every line arrives whole and in order, at exit too', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'stdout-file-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const [lines, mode] of [[5, 'exit'], [20_000, 'wait']] as const) {
+    const file = join(dir, `${mode}.log`);
+    const fd = openSync(file, 'w');
+    const child = spawn(process.execPath, ['--import', 'tsx', STDOUT_WRITER, String(lines), mode], { stdio: ['ignore', fd, 'ignore'] });
+    closeSync(fd);
+    t.same(await once(child, 'exit'), [0, null], `${mode}: exited by itself`);
+    const numbers = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { n: number }).n);
+    t.same(numbers, upTo(lines), `${mode}: every line, in order`);
+  }
+});
+
+t.test('a stdout reader that stops reading holds up neither the writer nor its lines', async (t) => {
+  // 2 MB against a pipe of 64 kB: most of it waits in the writer, which goes on.
+  const writer = stdoutWriter(t, 20_000, 'wait', { read: false });
+  t.ok(await writer.alive(), 'its event loop ran on with the pipe full');
+  t.equal(writer.child.exitCode, null, 'and it waits for its lines to be read');
+  const chunks: Buffer[] = [];
+  writer.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+  t.same(await writer.exited, [0, null], 'exits once the reader has caught up');
+  await finished(writer.stdout);
+  const numbers = Buffer.concat(chunks).toString().split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { n: number }).n);
+  t.same(numbers, upTo(20_000), 'every line, in order');
+});
+
+t.test('a stdout reader that goes away does not end the writer: it says so once on stderr and drops lines', async (t) => {
+  const writer = stdoutWriter(t, 20_000, 'linger', { read: false });
+  writer.stdout.destroy();
+  t.ok(await writer.alive(), 'its event loop ran on');
+  t.ok(await eventually(() => writer.stderr().includes('no longer written'), 10_000), 'it said the lines are dropped');
+  t.equal(writer.child.exitCode, null, 'still running');
+  t.equal(writer.stderr().match(/no longer written/g)?.length, 1, 'said once');
+  writer.child.kill('SIGTERM');
+  t.same(await writer.exited, [0, null], 'and ends when told to');
 });
