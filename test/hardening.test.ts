@@ -1,4 +1,5 @@
-import { connect } from 'node:net';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
@@ -353,7 +354,12 @@ t.test('timeouts: sensible defaults, the connection timeout past the longest wai
     env: { HEADERS_TIMEOUT_MS: '2000', REQUEST_TIMEOUT_MS: '3000', KEEP_ALIVE_TIMEOUT_MS: '4000', CONNECTION_TIMEOUT_MS: '170001' },
   });
   const server = stack.app.server;
-  t.match(server, { headersTimeout: 2000, requestTimeout: 3000, keepAliveTimeout: 4000, timeout: 170_001 }, 'Node holds each');
+  t.match(server, { headersTimeout: 2000, requestTimeout: 3000, keepAliveTimeout: 4000 }, 'Node holds each');
+  const opened = once(server, 'connection') as Promise<[Socket]>;
+  const client = connect(portOf(stack), '127.0.0.1');
+  t.teardown(() => void client.destroy());
+  const [socket] = await opened;
+  t.equal(socket.timeout, 170_001, 'and a connection gets CONNECTION_TIMEOUT_MS as it opens (routes/hit-path.ts says where else)');
   t.match(server, { connectionsCheckingInterval: 200 }, 'and looks for late requests every tenth of the headers timeout');
   const defaults = await startStack(t);
   t.match(defaults.app.server, { headersTimeout: 10_000, connectionsCheckingInterval: 1000 }, 'at most every second');

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
-import type { AddressInfo } from 'node:net';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type AddressInfo, connect, type Socket } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { request } from 'undici';
 import { HitPath } from '../src/routes/hit-path.js';
 import { capturedLog } from './helpers/log.js';
@@ -80,7 +80,11 @@ t.test('whatever is not a plain GET hit is left to Fastify, which answers it as 
 });
 
 /** A HitPath's server answering on a loopback port, with `answerer` for /hit and a stand-in for Fastify. */
-async function hitServer(t: Test, answerer: (request: IncomingMessage, response: ServerResponse, query: string) => boolean) {
+async function hitServer(
+  t: Test,
+  answerer: (request: IncomingMessage, response: ServerResponse, query: string) => boolean,
+  { connectionTimeout = 3000, answerRouted = true } = {},
+) {
   const { logger, lines } = capturedLog();
   const hitPath = new HitPath(logger);
   hitPath.add('/hit', answerer);
@@ -88,16 +92,61 @@ async function hitServer(t: Test, answerer: (request: IncomingMessage, response:
   const server = hitPath.serverFactory(
     (request, response) => {
       routed.push(`${request.method} ${request.url}`);
-      response.end('routed');
+      if (answerRouted) response.end('routed');
     },
-    { keepAliveTimeout: 1000, requestTimeout: 2000, connectionTimeout: 3000, maxRequestsPerSocket: 5 },
+    { keepAliveTimeout: 1000, requestTimeout: 2000, connectionTimeout, maxRequestsPerSocket: 5 },
   );
-  t.match(server, { keepAliveTimeout: 1000, requestTimeout: 2000, timeout: 3000, maxRequestsPerSocket: 5 }, "the timeouts Fastify would set on a server of its own");
+  t.match(server, { keepAliveTimeout: 1000, requestTimeout: 2000, maxRequestsPerSocket: 5 }, 'the timeouts Fastify would set on a server of its own');
+  t.equal(server.timeout, 0, 'the connection timeout is set where a connection can idle, not re-armed by every request');
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { hitPath, routed, url, lines };
+  return { hitPath, routed, url, lines, server };
 }
+
+/** Opens a connection to `server`, writes `text`, never reads; resolves once the server closes its end, with how long that took. */
+function heldOpen(server: Server, text: string): Promise<number> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    server.once('connection', (socket: Socket) =>
+      socket.once('close', () => {
+        resolve(performance.now() - started);
+        client.destroy();
+      }),
+    );
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1', () => client.write(text));
+    client.pause();
+    client.on('error', () => {});
+  });
+}
+
+t.test('a connection may go CONNECTION_TIMEOUT_MS without a byte either way: open, on a routed request, on a hit not read; a hit written at once leaves it to keep-alive', async (t) => {
+  const big = Buffer.alloc(64 * 1024 * 1024, 'x');
+  const timeouts: number[] = [];
+  const { url, server } = await hitServer(
+    t,
+    (_request, response, query) => {
+      const { socket } = response;
+      response.on('finish', () => timeouts.push(socket?.timeout ?? -1));
+      response.end(query === 'big' ? big : 'small');
+      return true;
+    },
+    { connectionTimeout: 200, answerRouted: false },
+  );
+  const idle = await heldOpen(server, '');
+  t.ok(idle >= 190 && idle < 1000, `a connection that sends nothing is closed after the connection timeout, not the keep-alive one (${Math.round(idle)} ms)`);
+  const stalled = await heldOpen(server, 'GET /routed HTTP/1.1\r\nhost: x\r\n\r\n');
+  t.ok(stalled >= 190 && stalled < 1000, `so is one whose routed request gets no answer (${Math.round(stalled)} ms)`);
+  const unread = await heldOpen(server, 'GET /hit?big HTTP/1.1\r\nhost: x\r\n\r\n');
+  t.ok(unread >= 190 && unread < 1000, `and one that does not read a hit too big to be written at once (${Math.round(unread)} ms)`);
+  const first = await request(`${url}/hit?small`);
+  t.equal(await first.body.text(), 'small');
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  const second = await request(`${url}/hit?small`);
+  t.equal(await second.body.text(), 'small', 'a keep-alive connection idle past the connection timeout, within the keep-alive one, serves again');
+  // Node arms the keep-alive timeout with a margin of its own: at least 1000 ms, never the connection timeout's 200.
+  t.ok(timeouts.slice(-2).every((ms) => ms >= 1000), `after a hit written at once, only the keep-alive timeout runs (${timeouts.slice(-2).join(', ')} ms)`);
+});
 
 t.test('the hit path: exact paths only, GET only, nothing once closing, and an answerer that fails before writing leaves the request to Fastify', async (t) => {
   const queries: string[] = [];
