@@ -106,7 +106,7 @@ export class BatchedDestination implements DestinationStream {
   ) {
     this.#target = target;
     this.#schedule = schedule;
-    // Before pino's own exit handler, and before anything that could log after it.
+    // Before pino's own exit handler, which writes out what its destination holds (SonicTarget).
     process.prependOnceListener('exit', () => {
       const lines = this.#take();
       if (lines !== null) this.#target.writeAtExit(lines);
@@ -180,9 +180,9 @@ export class BatchedDestination implements DestinationStream {
  * event loop only when the pipe is full. pino's asynchronous destination
  * writes on libuv's thread pool instead: one thread woken per batch, and a
  * fresh buffer per batch for the garbage collector's threads to free.
- * Measured side by side, the two together cost a hit about 2 µs and doubled
- * its context switches (BENCHMARKS.md). A reader that stops reading makes
- * batches wait in memory, never the server.
+ * Side by side (servers on one core), the two together cost a hit 1 to 2 µs
+ * and doubled its context switches (BENCHMARKS.md). A reader that stops
+ * reading makes batches wait in memory, never the server.
  */
 export class PipeTarget implements BatchTarget {
   readonly #stream: Writable & { readonly fd?: number };
