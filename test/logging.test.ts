@@ -120,7 +120,12 @@ t.test('stdout is pretty on a terminal outside production, JSON lines otherwise'
   t.ok((await stdoutDestination(false)) instanceof BatchedDestination, 'JSON when stdout is not a terminal');
 });
 
-t.test("a hit's access line written in parts into the batch is byte for byte the template's line", async (t) => {
+/**
+ * The same logger twice: `inParts` writes to a batch as the server does, so
+ * that its plain answers are written in parts; `asString` to a plain stream,
+ * so that a hit's line is its template string and any other line pino's.
+ */
+function accessLogPair() {
   // A host name outside ASCII: the prefix is copied as UTF-8 bytes.
   const base = { pid: 7, hostname: 'hôte-é' };
   const batchedWrites: string[] = [];
@@ -132,15 +137,28 @@ t.test("a hit's access line written in parts into the batch is byte for byte the
       done();
     },
   });
-  const inParts = new AccessLog(pino({ base }, batched));
-  const asString = new AccessLog(pino({ base }, plain));
-  const query = parseStatsQuery(ENDPOINTS.leaderboard, { period: 'today' }, {
-    windows: new PeriodWindows('UTC', 1),
-    ranges: new LRUCache({ max: 1 }),
-    extraParameters: new Set(),
-    proxyParameters: PROXY_PARAMETERS,
-    nowMs: Date.parse('2026-11-28T12:00:00Z'),
-  });
+  return {
+    inParts: new AccessLog(pino({ base }, batched)),
+    asString: new AccessLog(pino({ base }, plain)),
+    /** What each has written so far, the batch flushed first. */
+    written: () => {
+      batched.flush();
+      return { inParts: batchedWrites.join(''), asString: plainWrites.join('') };
+    },
+  };
+}
+
+const TODAY_QUERY = parseStatsQuery(ENDPOINTS.leaderboard, { period: 'today' }, {
+  windows: new PeriodWindows('UTC', 1),
+  ranges: new LRUCache({ max: 1 }),
+  extraParameters: new Set(),
+  proxyParameters: PROXY_PARAMETERS,
+  nowMs: Date.parse('2026-11-28T12:00:00Z'),
+});
+
+t.test("a hit's access line written in parts into the batch is byte for byte the template's line", async (t) => {
+  const { inParts, asString, written } = accessLogPair();
+  const query = TODAY_QUERY;
   for (const client of [undefined, 'wall-tv']) {
     const request = { id: 'dash-42.a', method: 'GET', raw: {}, client } as never;
     inParts.answered(inParts.forQuery(query, 0), request, 'hit', 200, 3018);
@@ -158,14 +176,55 @@ t.test("a hit's access line written in parts into the batch is byte for byte the
     inParts.answered(inParts.forQuery(query, 0), request, 'hit', 200, bytes);
     asString.answered(asString.forQuery(query, 0), request, 'hit', 200, bytes);
   }
-  batched.flush();
+  const lines = written();
   const withoutTime = (text: string) => text.replace(/"time":\d+/g, '"time":0');
-  t.equal(withoutTime(batchedWrites.join('')), withoutTime(plainWrites.join('')), 'the same bytes, with and without a client name, for every number');
-  t.match(batchedWrites.join(''), /"hostname":"hôte-é".*"reqId":"dash-42.a","bytes":3018,"ms":0\.00,"msg":"request"}\n.*"client":"wall-tv"/s);
-  const numbers = [...batchedWrites.join('').matchAll(/"bytes":(\d+),"ms":([\d.]+),/g)].slice(2).map((match) => [match[1], match[2]]);
+  t.equal(withoutTime(lines.inParts), withoutTime(lines.asString), 'the same bytes, with and without a client name, for every number');
+  t.match(lines.inParts, /"hostname":"hôte-é".*"reqId":"dash-42.a","bytes":3018,"ms":0\.00,"msg":"request"}\n.*"client":"wall-tv"/s);
+  const numbers = [...lines.inParts.matchAll(/"bytes":(\d+),"ms":([\d.]+),/g)].slice(2).map((match) => [match[1], match[2]]);
   t.same(numbers, [['0', '0.05'], ['9', '0.25'], ['10', '12.50'], ['2147483647', '1234.50']], 'sizes and durations written as digits');
-  const parsed = batchedWrites.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as { ms: number });
+  const parsed = lines.inParts.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { ms: number });
   t.same(parsed.slice(2).map((line) => line.ms), [0.05, 0.25, 12.5, 1234.5], 'each line is JSON, the duration a number');
+});
+
+t.test("any other answer that went well is written in parts too, with pino's fields; a refused one goes through pino", async (t) => {
+  const { inParts, asString, written } = accessLogPair();
+  const realNow = performance.now;
+  t.teardown(() => void (performance.now = realNow));
+  const newId = requestIds();
+  const answers = [
+    ['GET', 'miss', 200, 3018, 201.53, undefined],
+    ['GET', 'collapsed', 200, 3018, 201.5, 'wall-tv'],
+    ['HEAD', 'refreshed', 200, 0, 0.07, undefined],
+    ['GET', 'stale', 200, 3018, undefined, undefined],
+    ['GET', 'miss', 304, 0, 12, 'wall-tv'],
+    ['GET', 'error', 502, 120, undefined, undefined],
+  ] as const;
+  for (const [method, outcome, status, bytes, upstreamMs, client] of answers) {
+    performance.now = () => 1000;
+    const raw = { headers: {} } as never;
+    const request = { id: newId(raw), method, raw, client, ip: '192.0.2.7' } as never;
+    performance.now = () => 1212.34;
+    inParts.answered(inParts.forQuery(TODAY_QUERY, 0), request, outcome, status, bytes, upstreamMs);
+    asString.answered(asString.forQuery(TODAY_QUERY, 0), request, outcome, status, bytes, upstreamMs);
+  }
+  const lines = written();
+  const parsed = (text: string) =>
+    text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => ({ ...(JSON.parse(line) as object), time: 0 }));
+  t.same(parsed(lines.inParts), parsed(lines.asString), 'the same fields and values as pino writes, line for line');
+  t.match(parsed(lines.inParts), [
+    { method: 'GET', outcome: 'miss', status: 200, bytes: 3018, ms: 212.34, upstreamMs: 201.53, msg: 'request' },
+    { outcome: 'collapsed', client: 'wall-tv', upstreamMs: 201.5 },
+    { method: 'HEAD', outcome: 'refreshed', upstreamMs: 0.07 },
+    { outcome: 'stale' },
+    { status: 304 },
+    { outcome: 'error', status: 502, ip: '192.0.2.7' },
+  ]);
+  t.notOk('upstreamMs' in (parsed(lines.inParts)[3] as object), 'no upstream time for an answer that had none');
+  t.match(lines.inParts, /"outcome":"miss","status":200,"reqId":"[^"]+","bytes":3018,"ms":212\.34,"upstreamMs":201\.53,"msg":"request"}\n/, 'written in parts: digits to 0.01');
+  t.match(lines.inParts, /"status":502,.*"ip":"192\.0\.2\.7"/, "a refused answer's line, through pino, has the client's address");
 });
 
 /** A process logging to a stdout pipe as the server does (test/helpers/stdout-writer.ts), and what it has written so far. */

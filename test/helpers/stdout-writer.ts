@@ -19,5 +19,12 @@ if (mode === 'exit') process.exit(0);
 setTimeout(() => {
   process.stderr.write('alive\n');
   if (mode === 'wait') void destination.written(10_000).then(() => process.exit(0));
-  else process.once('SIGTERM', () => process.exit(0));
+  else {
+    // Nothing else holds the event loop once stdout has failed.
+    const linger = setInterval(() => {}, 1_000);
+    process.once('SIGTERM', () => {
+      clearInterval(linger);
+      process.exit(0);
+    });
+  }
 }, 20);
