@@ -43,7 +43,8 @@ interface ServerSettings {
  * answers 503.
  *
  * Its own server, Fastify's serverFactory, is the documented way to see a
- * request first; it sets the timeouts Fastify sets on the server it makes.
+ * request first; it sets the timeouts Fastify sets on the server it makes,
+ * the connection timeout where a connection can idle (see serverFactory).
  */
 export class HitPath {
   readonly #routes: Array<{ readonly path: string; readonly answerer: HitAnswerer }> = [];
