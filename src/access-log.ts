@@ -2,12 +2,15 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { pino } from 'pino';
 import { periodLabel } from './cache/policy.js';
+import { ENDPOINTS } from './deskie/endpoints.js';
 import type { StatsQuery } from './deskie/query.js';
 import { describeVariant, type Variant } from './formats/representations.js';
 import type { RequestOutcome } from './metrics.js';
 import { BatchedDestination } from './logging.js';
 import { elapsedHundredths, elapsedMs } from './request-id.js';
 import { remembered } from './memo.js';
+
+const STATISTICS_PATHS: ReadonlySet<string> = new Set(Object.values(ENDPOINTS).map((endpoint) => endpoint.path));
 
 /** The route label of a statistics path: Deskie's name for it. */
 export const routeLabel = (path: string): string => path.replace(/^\/api\/|\.json$/g, '');
@@ -161,6 +164,17 @@ export class AccessLog {
   /** Any other request: health, metrics, admin, docs, an unknown path. */
   other(request: FastifyRequest, status: number, bytes: number | undefined): void {
     this.#log.info({ reqId: request.id, method: request.method, route: routeOf(request), status, bytes, ms: elapsedMs(request.raw), ip: ipOf(request, status) }, 'request');
+  }
+
+  /**
+   * A request that came while the server was closing, answered 503 before
+   * routing (routes/hit-path.ts). No client address: the refusal is the
+   * server's state, not the client's doing.
+   */
+  whileClosing(raw: IncomingMessage, id: string, bytes: number): void {
+    const path = (raw.url ?? '').split('?', 1)[0] as string;
+    const route = STATISTICS_PATHS.has(path) ? routeLabel(path) : path;
+    this.#log.info({ reqId: id, method: raw.method, route, status: 503, bytes, ms: elapsedMs(raw) }, 'request');
   }
 
   /** A request Node's HTTP parser refused before Fastify saw it. */

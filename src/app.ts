@@ -265,6 +265,17 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     hitPath.close();
     done();
   });
+  // Requests that still come on open connections once closing (pipelined, or
+  // in the moment before a keep-alive connection is closed) are refused in
+  // our shape, with their access line, and the connection is closed after.
+  hitPath.whileClosing((request, response) => {
+    const id = hitPath.requestId(request);
+    const body = errorBody('the server is shutting down: send the request again, and another replica or this one restarted will answer it');
+    const bytes = Buffer.byteLength(body);
+    response.writeHead(503, ['content-type', JSON_TYPE, 'content-length', String(bytes), 'connection', 'close', 'cache-control', 'no-store', 'x-content-type-options', 'nosniff', 'x-request-id', id]);
+    response.end(request.method === 'HEAD' ? undefined : body);
+    accessLog.whileClosing(request, id, request.method === 'HEAD' ? 0 : bytes);
+  });
   const tokenFile = access.mode === 'service' && access.clients !== 'none' ? access.clients.file : undefined;
   app.decorate(
     'reloadClientTokens',

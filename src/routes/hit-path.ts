@@ -39,8 +39,8 @@ interface ServerSettings {
  * generator, `requestId`, is also Fastify's genReqId), the access line and
  * the metrics. Only the statistics routes are answered here, and they have
  * no hooks; a hook added for them would be skipped by hits, so add it here
- * too. Once Fastify starts closing, everything goes to Fastify, which
- * answers 503.
+ * too. Once Fastify starts closing, every request is answered 503 by
+ * `whileClosing` (the app's error shape and access line).
  *
  * Its own server, Fastify's serverFactory, is the documented way to see a
  * request first; it sets the timeouts Fastify sets on the server it makes,
@@ -50,6 +50,7 @@ export class HitPath {
   readonly #routes: Array<{ readonly path: string; readonly answerer: HitAnswerer }> = [];
   readonly #log: FastifyBaseLogger;
   #open = true;
+  #whileClosing: ((request: IncomingMessage, response: ServerResponse) => void) | undefined;
 
   /** The request id of every request (Fastify's genReqId): see request-id.ts. */
   readonly requestId = requestIds();
@@ -63,9 +64,18 @@ export class HitPath {
     this.#routes.push({ path, answerer });
   }
 
-  /** From now on every request goes to Fastify (it is closing). */
+  /** From now on no request is a hit: each goes to `whileClosing`, or without one to Fastify (it is closing). */
   close(): void {
     this.#open = false;
+  }
+
+  /**
+   * What answers every request once closing: Fastify's own answer then (a
+   * 503) has a body of another shape and, with no logger given to Fastify,
+   * no access line.
+   */
+  whileClosing(answer: (request: IncomingMessage, response: ServerResponse) => void): void {
+    this.#whileClosing = answer;
   }
 
   /** Fastify's serverFactory: an HTTP server that offers each request to the hit path first. */
@@ -73,7 +83,9 @@ export class HitPath {
     const settings = options as unknown as ServerSettings;
     const idleMs = settings.connectionTimeout;
     const server = createServer(settings.http ?? {}, (request, response) => {
-      if (!this.#answered(request, response)) {
+      if (!this.#open && this.#whileClosing !== undefined) {
+        this.#whileClosing(request, response);
+      } else if (!this.#answered(request, response)) {
         if (idleMs > 0) request.socket.setTimeout(idleMs);
         fastify(request, response);
       } else if (idleMs > 0 && response.writableLength > 0) {
