@@ -28,10 +28,13 @@ export const routeLabel = (path: string): string => path.replace(/^\/api\/|\.jso
  * serialiser took 1.2 µs a line and the template about 0.5 (side-by-side
  * runs could not tell the two apart from the noise); and a string
  * per query holds less than two child loggers would, which a storm of
- * distinct queries makes by the thousand. Every other line goes through
- * pino and its redaction; a hit's fields are fixed-list values, numbers and
- * a request id of safe characters (request-id.ts), so a hit's line has
- * nothing to redact. Lines are written in batches (logging.ts).
+ * distinct queries makes by the thousand. Any other statistics answer that
+ * went well (status below 400) is written the same way, its method,
+ * outcome and status and Deskie's time added in parts (answered()). Every
+ * other line goes through pino and its redaction; the lines written
+ * directly hold fixed-list values, numbers and a request id of safe
+ * characters (request-id.ts), and no client address, so nothing to redact.
+ * Lines are written in batches (logging.ts).
  */
 export class AccessLog {
   readonly #log: FastifyBaseLogger;
