@@ -174,10 +174,10 @@ export class AccessLog {
    * routing (routes/hit-path.ts). No client address: the refusal is the
    * server's state, not the client's doing.
    */
-  whileClosing(raw: IncomingMessage, id: string, bytes: number): void {
+  whileClosing(raw: IncomingMessage, id: string, status: number, bytes: number): void {
     const path = (raw.url ?? '').split('?', 1)[0] as string;
     const route = STATISTICS_PATHS.has(path) ? routeLabel(path) : path;
-    this.#log.info({ reqId: id, method: raw.method, route, status: 503, bytes, ms: elapsedMs(raw) }, 'request');
+    this.#log.info({ reqId: id, method: raw.method, route, status, bytes, ms: elapsedMs(raw) }, 'request');
   }
 
   /** A request Node's HTTP parser refused before Fastify saw it. */

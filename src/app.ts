@@ -21,7 +21,7 @@ import { PeriodWindows } from './deskie/periods.js';
 import { parseQueryString } from './deskie/query-string.js';
 import type { ResolvedWindow } from './deskie/query.js';
 import { JSON_TYPE, PROXY_PARAMETERS } from './formats/representations.js';
-import { errorBody, notFound, ProxyError, UpstreamAnswer } from './errors.js';
+import { errorBody, notFound, ProxyError, shuttingDown, UpstreamAnswer } from './errors.js';
 import { HeapGuard } from './heap-guard.js';
 import { docsRoutes, registerOpenApi } from './openapi.js';
 import { adminRoutes } from './routes/admin.js';
@@ -114,6 +114,9 @@ function answerClientError(accessLog: AccessLog, error: Error & { code?: string 
   socket.destroy();
 }
 
+/** ownAnswerHeaders() but the request id, for an answer written without Fastify. */
+const OWN_ANSWER_HEADERS: Readonly<Record<string, string>> = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+
 /**
  * The headers of every answer that is not a cached statistics answer (an
  * error, a 404, an operations route): the request id, no-store (nothing of
@@ -121,7 +124,7 @@ function answerClientError(accessLog: AccessLog, error: Error & { code?: string 
  * RFC 9110 §15.5.5, and a route may exist tomorrow) and nosniff.
  */
 function ownAnswerHeaders(reply: FastifyReply, request: FastifyRequest): FastifyReply {
-  return reply.header('x-request-id', request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
+  return reply.header('x-request-id', request.id).headers(OWN_ANSWER_HEADERS);
 }
 
 /** Builds the proxy without listening; server.ts owns the process. */
@@ -260,21 +263,29 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     extraParameters: config.extraParameters,
   };
   statsRoutes(app, { stats, clock, queryContext, metrics, accessLog, authenticate, hitPath });
-  // Fastify answers 503 to requests that arrive once it is closing: hits included.
+  // Once closing, no request is a hit. Requests that still come on open
+  // connections (pipelined, or in the moment before a keep-alive connection
+  // is closed) are refused before routing, in our shape, with their access
+  // line, and the connection is closed after.
   app.addHook('preClose', (done) => {
     hitPath.close();
     done();
   });
-  // Requests that still come on open connections once closing (pipelined, or
-  // in the moment before a keep-alive connection is closed) are refused in
-  // our shape, with their access line, and the connection is closed after.
   hitPath.whileClosing((request, response) => {
     const id = hitPath.requestId(request);
-    const body = errorBody('the server is shutting down: send the request again, and another replica or this one restarted will answer it');
+    const error = shuttingDown();
+    const body = errorBody(error.message);
     const bytes = Buffer.byteLength(body);
-    response.writeHead(503, ['content-type', JSON_TYPE, 'content-length', String(bytes), 'connection', 'close', 'cache-control', 'no-store', 'x-content-type-options', 'nosniff', 'x-request-id', id]);
+    response.writeHead(error.statusCode, {
+      ...OWN_ANSWER_HEADERS,
+      ...error.headers,
+      'x-request-id': id,
+      'content-type': JSON_TYPE,
+      'content-length': String(bytes),
+      connection: 'close',
+    });
     response.end(request.method === 'HEAD' ? undefined : body);
-    accessLog.whileClosing(request, id, request.method === 'HEAD' ? 0 : bytes);
+    accessLog.whileClosing(request, id, error.statusCode, request.method === 'HEAD' ? 0 : bytes);
   });
   const tokenFile = access.mode === 'service' && access.clients !== 'none' ? access.clients.file : undefined;
   app.decorate(
