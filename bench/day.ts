@@ -13,7 +13,7 @@
  */
 import { DateTime } from 'luxon';
 import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/config.js';
 import { startSimulator } from '../src/simulator/index.js';
 import { DEMO_AUTHORIZATION } from './lib.js';
 

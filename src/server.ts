@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { DestinationStream, Logger } from 'pino';
 import { buildApp } from './app.js';
-import { type Config, ConfigError, loadConfig } from './config.js';
-import { BatchedDestination, createLogger, stdoutDestination } from './logging.js';
+import { type Config, ConfigError, loadConfig } from './config/config.js';
+import { BatchedDestination, createLogger, stdoutDestination } from './observability/logging.js';
 
 /** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
 const SHUTDOWN_GRACE_MS = 5_000;

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { buildApp } from '../src/app.js';
 import type { AnswerStore } from '../src/cache/store.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/config.js';
 import { DEMO } from './helpers/stack.js';
 import { capturedLog } from './helpers/log.js';
 

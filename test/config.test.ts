@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DEFAULT_CACHE_MAX_BYTES, loadConfig } from '../src/config.js';
+import { ConfigError, DEFAULT_CACHE_MAX_BYTES, loadConfig } from '../src/config/config.js';
 
 const fileWith = (content: string): string => {
   const path = join(mkdtempSync(join(tmpdir(), 'proxy-config-')), 'proxy.json');

@@ -74,7 +74,7 @@ t.test('the Dockerfile passes a Dockerfile linter (dockerfile-utils, the Docker 
 
 t.test('the two-replica compose file: every replica on one Redis, with the same key secret, and only settings the server reads', async (t) => {
   const compose = readFileSync('deploy/docker-compose.yml', 'utf8');
-  const { SETTING_NAMES } = await import('../src/config.js');
+  const { SETTING_NAMES } = await import('../src/config/config.js');
   // The shared environment's block: indented keys under `environment: &proxy-environment`.
   const block = /environment: &proxy-environment\n((?: {4}.*\n)+)/.exec(compose)?.[1] ?? '';
   const settings = [...block.matchAll(/^ {4}([A-Z0-9_]+):/gm)].map((match) => match[1] as string);

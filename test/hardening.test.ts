@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { MAX_AUTHORIZATION_BYTES } from '../src/auth/header.js';
-import { ConfigError, CONNECTION_TIMEOUT_MARGIN_MS, loadConfig } from '../src/config.js';
+import { ConfigError, CONNECTION_TIMEOUT_MARGIN_MS, loadConfig } from '../src/config/config.js';
 import { capturedLog } from './helpers/log.js';
 import { DEMO, startStack, type Stack, WRONG } from './helpers/stack.js';
 

@@ -9,13 +9,13 @@ import { finished } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { LRUCache } from 'lru-cache';
 import { pino } from 'pino';
-import { AccessLog } from '../src/access-log.js';
+import { AccessLog } from '../src/observability/access-log.js';
 import { ENDPOINTS } from '../src/deskie/endpoints.js';
 import { PeriodWindows } from '../src/deskie/periods.js';
 import { parseStatsQuery } from '../src/deskie/query.js';
 import { PROXY_PARAMETERS } from '../src/formats/representations.js';
-import { BatchedDestination, type BatchTarget, LOG_FLUSH_MS, redactQuery, stdoutDestination } from '../src/logging.js';
-import { requestIds } from '../src/request-id.js';
+import { BatchedDestination, type BatchTarget, LOG_FLUSH_MS, redactQuery, stdoutDestination } from '../src/observability/logging.js';
+import { requestIds } from '../src/http/request-id.js';
 import { eventually } from './helpers/eventually.js';
 import { capturedLog } from './helpers/log.js';
 

@@ -6,11 +6,11 @@ import addFormats from 'ajv-formats';
 import fc from 'fast-check';
 import t from 'tap';
 import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/config.js';
 import { ENDPOINTS, type EndpointSpec, nonEmptyText, type ValueRule } from '../src/deskie/endpoints.js';
 import { PERIODS } from '../src/deskie/periods.js';
 import { BOM_PARAMETER, BOM_VALUES, FORMAT_PARAMETER, FORMATS } from '../src/formats/representations.js';
-import { DOCS_PREFIX, valueSchema } from '../src/openapi.js';
+import { DOCS_PREFIX, valueSchema } from '../src/routes/docs.js';
 import { PROXY_PARAMETERS } from '../src/formats/representations.js';
 import { DEMO, type Stack, startStack } from './helpers/stack.js';
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { AnswerStore } from '../src/cache/store.js';
-import { Readiness } from '../src/readiness.js';
+import { Readiness } from '../src/observability/readiness.js';
 
 const store = (usable: boolean) => ({ usable }) as AnswerStore;
 

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/config.js';
 import { eventually } from './helpers/eventually.js';
 import { startSimulator, type Simulator } from '../src/simulator/index.js';
 import { redisSkip, startRedis } from './helpers/redis.js';

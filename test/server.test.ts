@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Writable } from 'node:stream';
 import { request } from 'undici';
-import { ConfigError } from '../src/config.js';
+import { ConfigError } from '../src/config/config.js';
 import { startServer } from '../src/server.js';
 
 /** Collects pino's JSON lines. */

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { unauthorized } from '../errors.js';
+import { unauthorized } from '../http/errors.js';
 import { BearerTokens, type NamedToken } from './bearer.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { badRequest } from '../errors.js';
+import { badRequest } from '../http/errors.js';
 
 /**
  * The longest Authorization header value accepted, in bytes. Basic

@@ -1,4 +1,4 @@
-import type { ProxyError, UpstreamAnswer } from '../errors.js';
+import type { ProxyError, UpstreamAnswer } from '../http/errors.js';
 import { remembered } from '../memo.js';
 import type { StatsAnswer } from './cached-stats.js';
 import type { CacheOutcome } from './store.js';

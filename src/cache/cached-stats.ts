@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Lifetimes } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
-import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamFailureOf } from '../errors.js';
+import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamFailureOf } from '../http/errors.js';
 import { answerSource, ownedBy, renderVariant, type Representation, withOwnedBytes } from '../formats/render.js';
 import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import { ProxyError, storeUnreachable, UpstreamAnswer, upstreamFailureOf } from '../errors.js';
+import { ProxyError, storeUnreachable, UpstreamAnswer, upstreamFailureOf } from '../http/errors.js';
 import type { EndpointName } from '../deskie/endpoints.js';
 import type { FreshnessClass } from '../deskie/periods.js';
 import type { SharedRedis } from '../redis/connection.js';

@@ -13,7 +13,7 @@ export interface ValueRule {
   readonly test: (value: string) => boolean;
   /** What is accepted, for the error message. */
   readonly accepted: string;
-  // What `test` checks, as data for the API description (openapi.ts); `test` is built from the same constants.
+  // What `test` checks, as data for the API description (routes/docs.ts); `test` is built from the same constants.
   /** Values accepted as they are written. */
   readonly values?: readonly string[];
   /** The pattern every other accepted value matches. */

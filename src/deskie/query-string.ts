@@ -1,5 +1,5 @@
 import fastQueryString from 'fast-querystring';
-import { badRequest, type ProxyError, uriTooLong } from '../errors.js';
+import { badRequest, type ProxyError, uriTooLong } from '../http/errors.js';
 import { remembered } from '../memo.js';
 import type { RawQuery } from './query.js';
 

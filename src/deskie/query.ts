@@ -1,6 +1,6 @@
 import type { LRUCache } from 'lru-cache';
 import type { DateTime } from 'luxon';
-import { badRequest } from '../errors.js';
+import { badRequest } from '../http/errors.js';
 import { ALL_PAGES, CUSTOM_FIELD, type EndpointSpec, nonEmptyText, type ValueRule } from './endpoints.js';
 import { type FreshnessClass, isPeriod, PERIODS, type PeriodWindow, type PeriodWindows } from './periods.js';
 import { type ParsedQuery, QUERY_STRING_REFUSAL } from './query-string.js';

@@ -1,4 +1,4 @@
-import { badRequest } from '../errors.js';
+import { badRequest } from '../http/errors.js';
 import { remembered } from '../memo.js';
 
 /** The answers one cached entry can give, chosen with `format=`. */

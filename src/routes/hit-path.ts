@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
-import { requestIds } from '../request-id.js';
+import { requestIds } from '../http/request-id.js';
 
 /**
  * Answers a GET for `path?queryString` when it is a cache hit, writing the

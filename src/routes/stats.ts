@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import type { AccessLog, QueryLog } from '../access-log.js';
+import type { AccessLog, QueryLog } from '../observability/access-log.js';
 import { authorizationOf } from '../auth/header.js';
 import { answerCacheStatus, flat } from '../cache/cache-status.js';
 import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
@@ -11,7 +11,7 @@ import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } fr
 import type { Authenticate, Caller } from '../auth/clients.js';
 import { parseQueryString } from '../deskie/query-string.js';
 import { remembered } from '../memo.js';
-import { ProxyMetrics } from '../metrics.js';
+import { ProxyMetrics } from '../observability/metrics.js';
 import type { HitPath } from './hit-path.js';
 import { BOM_PARAMETER, chooseCoding, chooseFormat, FORMAT_PARAMETER, PROXY_PARAMETERS, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 

@@ -1,7 +1,7 @@
 import { type EndpointSpec, SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE } from '../deskie/endpoints.js';
 import { asObject, isRecordKey, type JsonObject } from '../deskie/fields.js';
 import { canonicalQueryString, type QueryPairs } from '../deskie/query.js';
-import { tooManyPages } from '../errors.js';
+import { tooManyPages } from '../http/errors.js';
 
 /** One page of a Deskie answer: a 200 whose body parsed as JSON. */
 export interface DeskiePage {

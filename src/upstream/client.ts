@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import { upstreamInvalid } from '../errors.js';
+import { upstreamInvalid } from '../http/errors.js';
 
 export interface DeskieClientOptions {
   /** Base URL of the Deskie account, such as https://acme.deskie.io (a path prefix is kept). */

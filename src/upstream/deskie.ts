@@ -2,9 +2,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { EndpointName } from '../deskie/endpoints.js';
 import type { StatsQuery } from '../deskie/query.js';
 import type { JsonObject } from '../deskie/fields.js';
-import { mapUpstreamFailure, pagesTimedOut, UpstreamAnswer, upstreamFailureOf, upstreamInvalid } from '../errors.js';
+import { mapUpstreamFailure, pagesTimedOut, UpstreamAnswer, upstreamFailureOf, upstreamInvalid } from '../http/errors.js';
 import { type DeskiePage, fetchAllPages } from './all-pages.js';
-import { type BudgetGrant, type CallPriority, parseRetryAfter, type UpstreamBudget } from './budget.js';
+import { type BudgetGrant, type CallPriority, parseRetryAfter, type UpstreamBudget } from './budget/budget.js';
 import type { DeskieClient } from './client.js';
 
 /**

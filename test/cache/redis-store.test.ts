@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import { RedisStore } from '../../src/cache/redis-store.js';
-import { ProxyError, UpstreamAnswer } from '../../src/errors.js';
+import { ProxyError, UpstreamAnswer } from '../../src/http/errors.js';
 import type { CachedAnswer } from '../../src/cache/store.js';
 import { SharedRedis } from '../../src/redis/connection.js';
 import { eventually } from '../helpers/eventually.js';

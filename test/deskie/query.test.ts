@@ -3,7 +3,7 @@ import { DateTime } from 'luxon';
 import { ENDPOINTS } from '../../src/deskie/endpoints.js';
 import { PeriodWindows } from '../../src/deskie/periods.js';
 import { parseStatsQuery, type QueryContext, type RawQuery, type ResolvedWindow } from '../../src/deskie/query.js';
-import { ProxyError } from '../../src/errors.js';
+import { ProxyError } from '../../src/http/errors.js';
 
 const context: QueryContext = {
   windows: new PeriodWindows('Europe/Berlin', 1),

@@ -1,4 +1,4 @@
-import type { BudgetOptions, BudgetRequest } from '../../src/upstream/budget.js';
+import type { BudgetOptions, BudgetRequest } from '../../src/upstream/budget/budget.js';
 
 /** The budget the tests start from: no cap, a 20% reserve, 4 at once, 10% for new credentials, 100 waiting. */
 export const BUDGET_DEFAULTS = {

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { createLogger } from '../../src/logging.js';
+import { createLogger } from '../../src/observability/logging.js';
 
 /** Every line any capturedLog() of this test process has written, as written: a file's last test can grep them all for secrets. */
 export const everyCapturedLine: string[] = [];

@@ -3,7 +3,7 @@ import type { Test } from 'tap';
 import { request } from 'undici';
 import { buildApp } from '../../src/app.js';
 import type { AnswerStore } from '../../src/cache/store.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/config.js';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js';
 
 export const DEMO = 'Basic ' + Buffer.from('demo@example.com:demo').toString('base64');

@@ -10,7 +10,7 @@
  *   written, then exits;
  * - `linger`: tells stderr `alive` as for `wait`, then stays up until SIGTERM.
  */
-import { stdoutDestination, BatchedDestination } from '../../src/logging.js';
+import { stdoutDestination, BatchedDestination } from '../../src/observability/logging.js';
 
 const [lines, mode] = [Number(process.argv[2]), process.argv[3]];
 const destination = (await stdoutDestination(true)) as BatchedDestination;

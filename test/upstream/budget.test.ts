@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
-import { type BudgetOptions, type BudgetRequest, parseRetryAfter, UpstreamBudget } from '../../src/upstream/budget.js';
-import { ProxyError } from '../../src/errors.js';
+import { type BudgetOptions, type BudgetRequest, parseRetryAfter, UpstreamBudget } from '../../src/upstream/budget/budget.js';
+import { ProxyError } from '../../src/http/errors.js';
 import { BUDGET_DEFAULTS, call, refusalOf, soon } from '../helpers/budget.js';
 import { capturedLog } from '../helpers/log.js';
 

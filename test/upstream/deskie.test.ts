@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ProxyError } from '../../src/errors.js';
+import { ProxyError } from '../../src/http/errors.js';
 import { MAX_BODY_DEPTH, parseDeskieBody } from '../../src/upstream/deskie.js';
 
 t.test('a 200 whose body is not a JSON object is Deskie failing, not data', async (t) => {

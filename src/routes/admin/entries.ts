@@ -1,15 +1,15 @@
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
-import { routeLabel } from '../access-log.js';
-import { bearerMatcher } from '../auth/bearer.js';
-import { MAX_AUTHORIZATION_BYTES } from '../auth/header.js';
-import type { CachedStats } from '../cache/cached-stats.js';
-import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, entryLabel, PARTITION_ID_LENGTH, renderedVariant } from '../cache/store.js';
-import { ENDPOINTS, type EndpointName, type EndpointSpec } from '../deskie/endpoints.js';
-import { CUSTOM_RANGE_CLASSES, FRESHNESS_CLASSES, PERIODS } from '../deskie/periods.js';
-import { type ParsedQuery, parseQueryString, QUERY_STRING_REFUSAL } from '../deskie/query-string.js';
-import { parseStatsQuery, type QueryContext } from '../deskie/query.js';
-import { badRequest, ProxyError, storeUnreachable, UpstreamAnswer } from '../errors.js';
-import { BOM_PARAMETER, chooseFormat, describeVariant, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../formats/representations.js';
+import { routeLabel } from '../../observability/access-log.js';
+import { bearerMatcher } from '../../auth/bearer.js';
+import { MAX_AUTHORIZATION_BYTES } from '../../auth/header.js';
+import type { CachedStats } from '../../cache/cached-stats.js';
+import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, entryLabel, PARTITION_ID_LENGTH, renderedVariant } from '../../cache/store.js';
+import { ENDPOINTS, type EndpointName, type EndpointSpec } from '../../deskie/endpoints.js';
+import { CUSTOM_RANGE_CLASSES, FRESHNESS_CLASSES, PERIODS } from '../../deskie/periods.js';
+import { type ParsedQuery, parseQueryString, QUERY_STRING_REFUSAL } from '../../deskie/query-string.js';
+import { parseStatsQuery, type QueryContext } from '../../deskie/query.js';
+import { badRequest, ProxyError, storeUnreachable, UpstreamAnswer } from '../../http/errors.js';
+import { BOM_PARAMETER, chooseFormat, describeVariant, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../../formats/representations.js';
 
 export interface AdminRouteOptions {
   /** ADMIN_TOKEN: every admin request must carry it as a bearer token. */

@@ -1,15 +1,15 @@
-import { routeLabel } from './access-log.js';
+import { routeLabel } from '../observability/access-log.js';
 import { readFileSync } from 'node:fs';
 import swagger, { formatParamUrl, type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, HTTPMethods, RouteOptions } from 'fastify';
-import { CACHE_NAME } from './cache/cache-status.js';
-import { ALL_PAGES, CUSTOM_FIELD_KEY, CUSTOM_FIELDS_PARAMETER, ENDPOINTS, type EndpointName, type EndpointSpec, nonEmptyText, type ValueRule } from './deskie/endpoints.js';
-import { type FieldKind, RECORD_SCHEMAS } from './deskie/fields.js';
-import { PERIODS } from './deskie/periods.js';
-import { EARLIEST_YEAR, LATEST_YEAR, MAX_VALUES_PER_FILTER } from './deskie/query.js';
-import { ACCEPTED_TIME_FORMS } from './deskie/time.js';
-import { BOM_PARAMETER, BOM_VALUES, CODINGS, CSV_TYPE, DEFAULT_FORMAT, FORMAT_PARAMETER, FORMATS, PROXY_PARAMETERS } from './formats/representations.js';
+import { CACHE_NAME } from '../cache/cache-status.js';
+import { ALL_PAGES, CUSTOM_FIELD_KEY, CUSTOM_FIELDS_PARAMETER, ENDPOINTS, type EndpointName, type EndpointSpec, nonEmptyText, type ValueRule } from '../deskie/endpoints.js';
+import { type FieldKind, RECORD_SCHEMAS } from '../deskie/fields.js';
+import { PERIODS } from '../deskie/periods.js';
+import { EARLIEST_YEAR, LATEST_YEAR, MAX_VALUES_PER_FILTER } from '../deskie/query.js';
+import { ACCEPTED_TIME_FORMS } from '../deskie/time.js';
+import { BOM_PARAMETER, BOM_VALUES, CODINGS, CSV_TYPE, DEFAULT_FORMAT, FORMAT_PARAMETER, FORMATS, PROXY_PARAMETERS } from '../formats/representations.js';
 
 /**
  * The API description: an OpenAPI 3.1 document at /docs/json and Swagger UI at /docs.
@@ -341,7 +341,7 @@ function queryParameters(endpoint: EndpointSpec, extraParameters: ReadonlySet<st
   }
   for (const name of PROXY_PARAMETERS) {
     const document = PROXY_PARAMETER_DOCS[name];
-    if (document === undefined) throw new Error(`the proxy parameter ${name} has no description in openapi.ts`);
+    if (document === undefined) throw new Error(`the proxy parameter ${name} has no description in routes/docs.ts`);
     parameters.push(document());
   }
   return parameters;

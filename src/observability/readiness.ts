@@ -1,4 +1,4 @@
-import type { AnswerStore } from './cache/store.js';
+import type { AnswerStore } from '../cache/store.js';
 
 export type ReadinessState = 'starting' | 'ready' | 'draining';
 

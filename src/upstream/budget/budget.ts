@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
-import { overBudget, shuttingDown, upstreamBusy } from '../errors.js';
-import type { SharedAccount, SharedBudget } from './shared-budget.js';
+import { overBudget, shuttingDown, upstreamBusy } from '../../http/errors.js';
+import type { SharedAccount, SharedBudget } from './shared.js';
 
 /** Deskie counts its limit per minute (deskie-api-notes.md, "Rate limits"). */
 export const BUDGET_WINDOW_MS = 60_000;

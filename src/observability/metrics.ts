@@ -1,9 +1,9 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { routeLabel } from './access-log.js';
-import type { AnswerStore } from './cache/store.js';
-import { ENDPOINTS, type EndpointName } from './deskie/endpoints.js';
-import { FRESHNESS_CLASSES, type FreshnessClass } from './deskie/periods.js';
-import type { UpstreamBudget } from './upstream/budget.js';
+import type { AnswerStore } from '../cache/store.js';
+import { ENDPOINTS, type EndpointName } from '../deskie/endpoints.js';
+import { FRESHNESS_CLASSES, type FreshnessClass } from '../deskie/periods.js';
+import type { UpstreamBudget } from '../upstream/budget/budget.js';
 
 /** Metric names start with this. */
 export const METRIC_PREFIX = 'deskie_proxy_';

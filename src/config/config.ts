@@ -5,9 +5,9 @@ import { isAbsolute, resolve } from 'node:path';
 import { IANAZone, type DurationLike } from 'luxon';
 import Type, { type Static, type TSchema } from 'typebox';
 import Value from 'typebox/value';
-import { type EndpointName, ENDPOINTS } from './deskie/endpoints.js';
-import { type Access, parseTokenList, readTokenFile, TokenListError } from './auth/clients.js';
-import { DEFAULT_LIFETIMES, FRESHNESS_CLASSES, type FreshnessClass, type Lifetimes, type Weekday } from './deskie/periods.js';
+import { type EndpointName, ENDPOINTS } from '../deskie/endpoints.js';
+import { type Access, parseTokenList, readTokenFile, TokenListError } from '../auth/clients.js';
+import { DEFAULT_LIFETIMES, FRESHNESS_CLASSES, type FreshnessClass, type Lifetimes, type Weekday } from '../deskie/periods.js';
 
 export const DEFAULT_PORT = 3000;
 export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { SharedRedis } from '../redis/connection.js';
+import type { SharedRedis } from '../../redis/connection.js';
 import { BUDGET_WINDOW_MS } from './budget.js';
 
 /** How often each replica says it is alive, in real ms: the replica count, and so the fallback share, is as fresh as this. */

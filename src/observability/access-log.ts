@@ -1,14 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { pino } from 'pino';
-import { periodLabel } from './cache/policy.js';
-import { ENDPOINTS } from './deskie/endpoints.js';
-import type { StatsQuery } from './deskie/query.js';
-import { describeVariant, type Variant } from './formats/representations.js';
+import { periodLabel } from '../cache/policy.js';
+import { ENDPOINTS } from '../deskie/endpoints.js';
+import type { StatsQuery } from '../deskie/query.js';
+import { describeVariant, type Variant } from '../formats/representations.js';
 import type { RequestOutcome } from './metrics.js';
 import { BatchedDestination } from './logging.js';
-import { elapsedHundredths, elapsedMs } from './request-id.js';
-import { remembered } from './memo.js';
+import { elapsedHundredths, elapsedMs } from '../http/request-id.js';
+import { remembered } from '../memo.js';
 
 const STATISTICS_PATHS: ReadonlySet<string> = new Set(Object.values(ENDPOINTS).map((endpoint) => endpoint.path));
 
