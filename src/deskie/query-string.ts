@@ -1,7 +1,6 @@
 import fastQueryString from 'fast-querystring';
+import { LRUCache } from 'lru-cache';
 import { badRequest, type ProxyError, uriTooLong } from '../http/errors.js';
-import { remembered } from '../memo.js';
-import type { RawQuery } from './query.js';
 
 /** Longest query string read; a dashboard's longest real query is a few hundred bytes. */
 export const MAX_QUERY_STRING_BYTES = 4096;
@@ -16,10 +15,13 @@ export const MAX_QUERY_PARAMETERS = 150;
  */
 const REMEMBERED_QUERY_STRINGS = 1024;
 const LONGEST_REMEMBERED_QUERY_STRING = 1024;
-const rememberedParse = remembered(REMEMBERED_QUERY_STRINGS, (raw: string): ParsedQuery => Object.freeze(parseOnce(raw)));
+const parsed = new LRUCache<string, ParsedQuery>({ max: REMEMBERED_QUERY_STRINGS, memoMethod: (raw) => Object.freeze(parseOnce(raw)) });
 
 /** Where the query string parser leaves its refusal; parseStatsQuery throws it before reading anything. */
 export const QUERY_STRING_REFUSAL: unique symbol = Symbol('query string refusal');
+
+/** A parsed query string as Fastify gives it: a repeated name arrives as an array. */
+export type RawQuery = Readonly<Record<string, string | readonly string[] | undefined>>;
 
 export type ParsedQuery = RawQuery & { readonly [QUERY_STRING_REFUSAL]?: ProxyError };
 
@@ -36,7 +38,7 @@ export type ParsedQuery = RawQuery & { readonly [QUERY_STRING_REFUSAL]?: ProxyEr
  * can remember what they checked of it: a hit then skips both steps.
  */
 export function parseQueryString(raw: string): ParsedQuery {
-  return raw.length <= LONGEST_REMEMBERED_QUERY_STRING ? rememberedParse(raw) : Object.freeze(parseOnce(raw));
+  return raw.length <= LONGEST_REMEMBERED_QUERY_STRING ? parsed.memo(raw) : Object.freeze(parseOnce(raw));
 }
 
 function parseOnce(raw: string): ParsedQuery {

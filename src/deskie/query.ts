@@ -19,8 +19,7 @@ export const MAX_UPSTREAM_QUERY_BYTES = 4096;
 export const EARLIEST_YEAR = 2000;
 export const LATEST_YEAR = 2099;
 
-/** A parsed query string as Fastify gives it: a repeated name arrives as an array. */
-export type RawQuery = Readonly<Record<string, string | readonly string[] | undefined>>;
+export type { RawQuery } from './query-string.js';
 
 export interface QueryContext {
   /** Periods' windows in the account time zone, where offset-less times are read too. */
@@ -74,8 +73,53 @@ const TIME_PARAMETERS = new Set(['period', 'from_time', 'to_time']);
 export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, context: QueryContext): StatsQuery {
   const refused = query[QUERY_STRING_REFUSAL];
   if (refused !== undefined) throw refused;
-  const forwarded: Array<readonly [string, string]> = [];
+  const { forwarded, filterValues, proxy, time } = sortParameters(endpoint, query, context);
+
+  // One value goes upstream as name=value, several as name[]=a&name[]=b.
+  for (const [filter, values] of filterValues) {
+    if (values.size > MAX_VALUES_PER_FILTER) {
+      throw badRequest(`filter ${filter} is given ${values.size} values; at most ${MAX_VALUES_PER_FILTER} are accepted`);
+    }
+    if (values.size === 1) forwarded.push([filter, [...values][0] as string]);
+    else for (const value of values) forwarded.push([`${filter}[]`, value]);
+  }
+  const resolved = resolveWindow(endpoint, time, context);
+  forwarded.push(...resolved.parameters);
+
+  const allPages = forwarded.some(([name, value]) => name === 'page' && value === ALL_PAGES);
+  // Page 1 is the page Deskie answers without one. Every page merged is the
+  // same answer whatever the page size: one entry.
+  const keyed = forwarded.filter(([name, value]) => !(name === 'page' && value === FIRST_PAGE) && !(allPages && name === 'limit'));
+  const canonicalQuery = canonicalQueryString(keyed);
+  if (canonicalQuery.length > MAX_UPSTREAM_QUERY_BYTES) {
+    throw badRequest(
+      `the query would be ${canonicalQuery.length} bytes long upstream; at most ${MAX_UPSTREAM_QUERY_BYTES} are sent to Deskie: ask with fewer filter values`,
+    );
+  }
+  return {
+    endpoint,
+    canonicalQuery,
+    allPages,
+    pageBase: forwarded.filter(([name]) => name !== 'page' && name !== 'limit'),
+    freshness: resolved.freshness,
+    window: resolved.window,
+    proxy,
+  };
+}
+
+/** A query's parameters by what they are to the endpoint, each value checked against its rule. */
+interface SortedParameters {
+  /** Scalars, custom fields and the operator's extra parameters, as they go upstream. */
+  readonly forwarded: Array<readonly [string, string]>;
   /** Each filter's values, whether written `name=a` or `name[]=a`: one question either way. */
+  readonly filterValues: Map<string, Set<string>>;
+  readonly proxy: Record<string, string>;
+  readonly time: TimeParameters;
+}
+
+/** Sorts and checks every parameter; a name the endpoint does not accept is a 400 naming it. */
+function sortParameters(endpoint: EndpointSpec, query: ParsedQuery, context: QueryContext): SortedParameters {
+  const forwarded: Array<readonly [string, string]> = [];
   const filterValues = new Map<string, Set<string>>();
   const addFilterValues = (filter: string, values: readonly string[]): void => {
     const set = filterValues.get(filter) ?? new Set<string>();
@@ -136,37 +180,7 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, cont
         `${endpoint.path} accepts ${acceptedNames(endpoint, context).join(', ')}`,
     );
   }
-
-  // One value goes upstream as name=value, several as name[]=a&name[]=b.
-  for (const [filter, values] of filterValues) {
-    if (values.size > MAX_VALUES_PER_FILTER) {
-      throw badRequest(`filter ${filter} is given ${values.size} values; at most ${MAX_VALUES_PER_FILTER} are accepted`);
-    }
-    if (values.size === 1) forwarded.push([filter, [...values][0] as string]);
-    else for (const value of values) forwarded.push([`${filter}[]`, value]);
-  }
-  const resolved = resolveWindow(endpoint, { period, fromTime, toTime }, context);
-  forwarded.push(...resolved.parameters);
-
-  const allPages = forwarded.some(([name, value]) => name === 'page' && value === ALL_PAGES);
-  // Page 1 is the page Deskie answers without one. Every page merged is the
-  // same answer whatever the page size: one entry.
-  const keyed = forwarded.filter(([name, value]) => !(name === 'page' && value === FIRST_PAGE) && !(allPages && name === 'limit'));
-  const canonicalQuery = canonicalQueryString(keyed);
-  if (canonicalQuery.length > MAX_UPSTREAM_QUERY_BYTES) {
-    throw badRequest(
-      `the query would be ${canonicalQuery.length} bytes long upstream; at most ${MAX_UPSTREAM_QUERY_BYTES} are sent to Deskie: ask with fewer filter values`,
-    );
-  }
-  return {
-    endpoint,
-    canonicalQuery,
-    allPages,
-    pageBase: forwarded.filter(([name]) => name !== 'page' && name !== 'limit'),
-    freshness: resolved.freshness,
-    window: resolved.window,
-    proxy,
-  };
+  return { forwarded, filterValues, proxy, time: { period, fromTime, toTime } };
 }
 
 /** Query parameters as name-value pairs, a name repeated for each of its values. */
