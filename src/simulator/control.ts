@@ -8,14 +8,24 @@
 // stays the proxy's alone and a hung simulator can still be told to recover.
 import type { IncomingMessage } from 'node:http';
 import { errorReply, type SimulatorReply } from './endpoints.js';
-import type { Simulator } from './index.js';
-import { InvalidKnobError, checkKnobs } from './knobs.js';
+import { InvalidKnobError, checkKnobs, type SimulatorKnobs } from './knobs.js';
 
 export const CONTROL_PATH_PREFIX = '/_simulator/';
 /** A knobs body is a few hundred bytes; anything much bigger is a mistake. */
 const MAX_CONTROL_BODY_BYTES = 16 * 1_024;
 
-export type SimulatorControls = Pick<Simulator, 'knobs' | 'set' | 'changeNumbers' | 'revoke' | 'restore'>;
+/** What the control routes drive; a Simulator has these and more. */
+export interface SimulatorControls {
+  readonly knobs: Readonly<SimulatorKnobs>;
+  /** Changes the knobs for later requests; throws InvalidKnobError for a value it cannot run with. */
+  set(knobs: Partial<SimulatorKnobs>): void;
+  /** Every later answer has new numbers (a refresh is visible); returns the new generation. */
+  changeNumbers(): number;
+  /** The user's calls get 401 until restore() or addUser(); false when no user has that e-mail. */
+  revoke(email: string): boolean;
+  /** Undoes revoke(); false when no user has that e-mail. */
+  restore(email: string): boolean;
+}
 
 interface ControlRequest {
   readonly query: URLSearchParams;

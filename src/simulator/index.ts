@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DateTime, IANAZone } from 'luxon';
-import { answerControl, isControlPath } from './control.js';
+import { answerControl, isControlPath, type SimulatorControls } from './control.js';
 import { answerStats, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
 import { faultReply } from './faults.js';
 import { DEFAULT_KNOBS, checkKnobs, type SimulatorKnobs } from './knobs.js';
@@ -33,22 +33,14 @@ export interface RecordedRequest {
   headers: Record<string, string | string[] | undefined>;
 }
 
-export interface Simulator {
+/** A running simulator; its knobs, set(), changeNumbers(), revoke() and restore() are described on SimulatorControls. */
+export interface Simulator extends SimulatorControls {
   readonly url: string; // e.g. 'http://127.0.0.1:40123'
   /** Number of HTTP requests that reached the simulator (any path, any outcome), control routes under /_simulator/ excepted. */
   readonly calls: number;
   readonly requests: readonly RecordedRequest[];
-  readonly knobs: Readonly<SimulatorKnobs>;
   /** How many times changeNumbers() was called; 0 gives the same data as every fresh simulator. */
   readonly generation: number;
-  /** Changes the knobs for later requests; throws InvalidKnobError for a value it cannot run with. */
-  set(knobs: Partial<SimulatorKnobs>): void;
-  /** Every later answer has new numbers (a refresh is visible); returns the new generation. */
-  changeNumbers(): number;
-  /** The user's calls get 401 until restore() or addUser(); false when no user has that e-mail. */
-  revoke(email: string): boolean;
-  /** Undoes revoke(); false when no user has that e-mail. */
-  restore(email: string): boolean;
   /** Adds a user, or gives one a new key; either way the user is not revoked. */
   addUser(email: string, apiKey: string): void;
   /** Later answers wait until release(), so a test can prove requests overlapped instead of hoping a latency is long enough. */
@@ -76,132 +68,160 @@ const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 const BASIC_AUTH = /^Basic\s+(\S+)\s*$/i;
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
-  const users = new Map(Object.entries(options.users ?? { [DEMO_EMAIL]: DEMO_API_KEY }));
-  /** Keys of revoked users, kept so restore() can give them back. */
-  const revokedKeys = new Map<string, string>();
-  const clock = options.clock ?? Date.now;
   const timezone = options.timezone ?? 'UTC';
   if (!IANAZone.isValidZone(timezone)) throw new TypeError(`timezone must be an IANA time zone name such as Europe/Berlin; got "${timezone}"`);
-  let knobs: SimulatorKnobs = {
+  const knobs: SimulatorKnobs = {
     ...DEFAULT_KNOBS,
     rateLimitPerMinute: DEFAULT_RATE_LIMIT_PER_MINUTE,
     ...checkKnobs({ rateLimitPerMinute: options.rateLimitPerMinute }),
     ...checkKnobs(options.knobs ?? {}),
   };
-  const rateLimit = new RateLimitWindow(knobs.rateLimitPerMinute);
-  const latencyTimers = new Set<NodeJS.Timeout>();
-  let calls = 0;
-  let requests: RecordedRequest[] = [];
-  let generation = 0;
-  let url = '';
+  const users = new Map(Object.entries(options.users ?? { [DEMO_EMAIL]: DEMO_API_KEY }));
+  const simulator = new SimulatedDeskie(users, knobs, options.clock ?? Date.now, timezone);
+  await simulator.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
+  return simulator;
+}
+
+/** The simulator's state and its HTTP server, whole before the server can take a request. */
+class SimulatedDeskie implements Simulator {
+  #url = '';
+  #calls = 0;
+  #requests: RecordedRequest[] = [];
+  #knobs: SimulatorKnobs;
+  #generation = 0;
   /** Answers waiting for release(); null when not holding. */
-  let heldAnswers: Array<() => void> | null = null;
-  /** Whether new answers join heldAnswers. */
-  let holding = false;
+  #heldAnswers: Array<() => void> | null = null;
+  /** Whether new answers join #heldAnswers. */
+  #holding = false;
+  /** E-mail -> API key of the users whose calls are accepted. */
+  readonly #users: Map<string, string>;
+  /** Keys of revoked users, kept so restore() can give them back. */
+  readonly #revokedKeys = new Map<string, string>();
+  readonly #clock: () => number;
+  readonly #timezone: string;
+  readonly #rateLimit: RateLimitWindow;
+  readonly #latencyTimers = new Set<NodeJS.Timeout>();
+  readonly #server = createServer((req, res) => this.#handle(req, res));
 
-  // Built before the server so control requests can never reach it half-made.
-  const simulator: Simulator = {
-    get url() {
-      return url;
-    },
-    get calls() {
-      return calls;
-    },
-    get requests() {
-      return requests;
-    },
-    get knobs() {
-      return knobs;
-    },
-    get generation() {
-      return generation;
-    },
-    set(changes) {
-      knobs = { ...knobs, ...checkKnobs(changes) };
-      rateLimit.limitPerMinute = knobs.rateLimitPerMinute;
-    },
-    changeNumbers() {
-      generation += 1;
-      return generation;
-    },
-    revoke(email) {
-      const apiKey = users.get(email);
-      if (apiKey !== undefined) {
-        revokedKeys.set(email, apiKey);
-        users.delete(email);
-      }
-      return revokedKeys.has(email);
-    },
-    restore(email) {
-      const apiKey = revokedKeys.get(email);
-      if (apiKey !== undefined) {
-        users.set(email, apiKey);
-        revokedKeys.delete(email);
-      }
-      return users.has(email);
-    },
-    addUser(email, apiKey) {
-      revokedKeys.delete(email);
-      users.set(email, apiKey);
-    },
-    hold() {
-      holding = true;
-      heldAnswers ??= [];
-    },
-    release() {
-      const answers = heldAnswers ?? [];
-      heldAnswers = null;
-      holding = false;
-      for (const send of answers) send();
-    },
-    stopHolding() {
-      holding = false;
-    },
-    get held() {
-      return heldAnswers?.length ?? 0;
-    },
-    resetCounters() {
-      calls = 0;
-      requests = [];
-    },
-    async close() {
-      for (const timer of latencyTimers) {
-        clearTimeout(timer);
-      }
-      latencyTimers.clear();
-      await new Promise<void>((resolve) => {
-        // The callback's error only says the server was already closed.
-        server.close(() => resolve());
-        // Hung and delayed requests keep their sockets open; close() alone would wait for them.
-        server.closeAllConnections();
-      });
-    },
-  };
+  constructor(users: Map<string, string>, knobs: SimulatorKnobs, clock: () => number, timezone: string) {
+    this.#users = users;
+    this.#knobs = knobs;
+    this.#clock = clock;
+    this.#timezone = timezone;
+    this.#rateLimit = new RateLimitWindow(knobs.rateLimitPerMinute);
+  }
 
-  const server = createServer((req, res) => {
+  get url(): string {
+    return this.#url;
+  }
+  get calls(): number {
+    return this.#calls;
+  }
+  get requests(): readonly RecordedRequest[] {
+    return this.#requests;
+  }
+  get knobs(): Readonly<SimulatorKnobs> {
+    return this.#knobs;
+  }
+  get generation(): number {
+    return this.#generation;
+  }
+  get held(): number {
+    return this.#heldAnswers?.length ?? 0;
+  }
+
+  set(changes: Partial<SimulatorKnobs>): void {
+    this.#knobs = { ...this.#knobs, ...checkKnobs(changes) };
+    this.#rateLimit.limitPerMinute = this.#knobs.rateLimitPerMinute;
+  }
+
+  changeNumbers(): number {
+    this.#generation += 1;
+    return this.#generation;
+  }
+
+  revoke(email: string): boolean {
+    const apiKey = this.#users.get(email);
+    if (apiKey !== undefined) {
+      this.#revokedKeys.set(email, apiKey);
+      this.#users.delete(email);
+    }
+    return this.#revokedKeys.has(email);
+  }
+
+  restore(email: string): boolean {
+    const apiKey = this.#revokedKeys.get(email);
+    if (apiKey !== undefined) {
+      this.#users.set(email, apiKey);
+      this.#revokedKeys.delete(email);
+    }
+    return this.#users.has(email);
+  }
+
+  addUser(email: string, apiKey: string): void {
+    this.#revokedKeys.delete(email);
+    this.#users.set(email, apiKey);
+  }
+
+  hold(): void {
+    this.#holding = true;
+    this.#heldAnswers ??= [];
+  }
+
+  release(): void {
+    const answers = this.#heldAnswers ?? [];
+    this.#heldAnswers = null;
+    this.#holding = false;
+    for (const send of answers) send();
+  }
+
+  stopHolding(): void {
+    this.#holding = false;
+  }
+
+  resetCounters(): void {
+    this.#calls = 0;
+    this.#requests = [];
+  }
+
+  async listen(port: number, host: string): Promise<void> {
+    await listen(this.#server, port, host);
+    this.#url = serverUrl(this.#server.address() as AddressInfo);
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.#latencyTimers) {
+      clearTimeout(timer);
+    }
+    this.#latencyTimers.clear();
+    await new Promise<void>((resolve) => {
+      // The callback's error only says the server was already closed.
+      this.#server.close(() => resolve());
+      // Hung and delayed requests keep their sockets open; close() alone would wait for them.
+      this.#server.closeAllConnections();
+    });
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
     const { path, query } = splitUrl(req.url);
     if (isControlPath(path)) {
-      void answerControl(req, path, query, simulator).then((reply) => send(res, reply));
+      void answerControl(req, path, query, this).then((reply) => send(res, reply));
       return;
     }
     // Counted before anything can fail: the number of calls that reached
     // Deskie is what the proxy's tests assert on.
-    calls += 1;
-    requests.push(recordRequest(req, path, query));
-    const quota = rateLimit.take(clock());
+    this.#calls += 1;
+    this.#requests.push(recordRequest(req, path, query));
+    const quota = this.#rateLimit.take(this.#clock());
     // Decided as the request arrives, as a server authenticates a request before working on it:
     // a key revoked while a held answer waits still gets that answer.
-    const authenticated = isAuthenticated(req.headers.authorization, users);
-    const current = knobs;
-    const fault = calls > current.faultAfterCalls ? current.fault : 'none';
+    const authenticated = isAuthenticated(req.headers.authorization, this.#users);
+    const current = this.#knobs;
+    const fault = this.#calls > current.faultAfterCalls ? current.fault : 'none';
     if (fault === 'hang') {
       return; // never answered; close() ends the socket
     }
-    const respondLater = (respond: () => void): void => {
-      if (heldAnswers === null || !holding) afterLatency(res, current.latencyMs, respond);
-      else heldAnswers.push(() => afterLatency(res, current.latencyMs, respond));
-    };
-    respondLater(() => {
+    this.#respondLater(res, current.latencyMs, () => {
       if (fault === 'drop') {
         // No status, no headers: the client sees the connection end, as when Deskie's side dies.
         req.socket.destroy();
@@ -209,7 +229,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       }
       let reply: SimulatorReply;
       try {
-        reply = faultReply(fault, current) ?? answer(req, path, query, quota, authenticated);
+        reply = faultReply(fault, current) ?? this.#answer(req, path, query, quota, authenticated);
       } catch {
         // The simulator may run inside the proxy's process (npm start without
         // DESKIE_URL): a bug here must answer 500, not end the process.
@@ -217,27 +237,33 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       }
       send(res, reply, rateLimitHeaders(quota));
     });
-  });
+  }
+
+  /** Runs `respond` after the latency, or once released when answers are held. */
+  #respondLater(res: ServerResponse, latencyMs: number, respond: () => void): void {
+    if (this.#heldAnswers === null || !this.#holding) this.#afterLatency(res, latencyMs, respond);
+    else this.#heldAnswers.push(() => this.#afterLatency(res, latencyMs, respond));
+  }
 
   /** Run `respond` after `latencyMs`; the timer goes when the client leaves or the simulator closes. */
-  function afterLatency(res: ServerResponse, latencyMs: number, respond: () => void): void {
+  #afterLatency(res: ServerResponse, latencyMs: number, respond: () => void): void {
     if (latencyMs <= 0) {
       respond();
       return;
     }
     const timer = setTimeout(() => {
-      latencyTimers.delete(timer);
+      this.#latencyTimers.delete(timer);
       respond();
     }, latencyMs);
     timer.unref();
-    latencyTimers.add(timer);
+    this.#latencyTimers.add(timer);
     res.once('close', () => {
       clearTimeout(timer);
-      latencyTimers.delete(timer);
+      this.#latencyTimers.delete(timer);
     });
   }
 
-  function answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota, authenticated: boolean): SimulatorReply {
+  #answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota, authenticated: boolean): SimulatorReply {
     if (!quota.admitted) {
       return errorReply(429, 'rate limit exceeded', { retry_after: String(quota.retryAfterSeconds) });
     }
@@ -248,12 +274,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (!authenticated) {
       return errorReply(401, 'authentication failed');
     }
-    return answerStats(endpoint, new URLSearchParams(query), DateTime.fromMillis(clock(), { zone: timezone }), generation);
+    const now = DateTime.fromMillis(this.#clock(), { zone: this.#timezone });
+    return answerStats(endpoint, new URLSearchParams(query), now, this.#generation);
   }
-
-  await listen(server, options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
-  url = serverUrl(server.address() as AddressInfo);
-  return simulator;
 }
 
 /** Deskie's rate-limit headers, on every answer but those of the control routes. */
