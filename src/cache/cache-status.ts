@@ -1,6 +1,4 @@
-import type { ProxyError, UpstreamAnswer } from '../http/errors.js';
-import { remembered } from '../memo.js';
-import type { StatsAnswer } from './cached-stats.js';
+import type { ProxyError, UpstreamAnswer, UpstreamFailure } from '../http/errors.js';
 import type { CacheOutcome } from './store.js';
 
 /** This cache's name in RFC 9211 Cache-Status. */
@@ -20,16 +18,21 @@ const COLLAPSED_ONTO_REFETCH = `${CACHE_NAME}; fwd=stale; collapsed`;
 const RECHECKED = `${CACHE_NAME}; fwd=request`;
 const COLLAPSED_ONTO_RECHECK = `${CACHE_NAME}; fwd=request; collapsed`;
 
-/** Hit headers by ttl, built once per second of ttl rather than per request (they are the most frequent). */
-const hitStatus = remembered(4096, (ttlSeconds: number) => flat(`${OUTCOME_PARAMETERS.hit}; ttl=${ttlSeconds}`));
+/** How an answer was served, as Cache-Status tells it: the fields of cached-stats.ts's StatsAnswer it reads. */
+export interface ServedAnswer {
+  readonly outcome: CacheOutcome;
+  readonly stored: boolean;
+  readonly failure?: { readonly detail: UpstreamFailure; readonly status: number | undefined };
+  readonly replacesExpired?: boolean;
+  readonly rechecked?: boolean;
+}
 
 /**
  * Cache-Status of a 200: `ttl` is the remaining freshness in seconds,
  * negative for a stale answer served because Deskie failed, which also names
  * Deskie's status (when it sent one) and the reason.
  */
-export function answerCacheStatus({ outcome, stored, failure, replacesExpired, rechecked }: StatsAnswer, ttlSeconds: number): string {
-  if (outcome === 'hit') return hitStatus(ttlSeconds);
+export function answerCacheStatus({ outcome, stored, failure, replacesExpired, rechecked }: ServedAnswer, ttlSeconds: number): string {
   let value = rechecked
     ? outcome === 'collapsed'
       ? COLLAPSED_ONTO_RECHECK
@@ -58,13 +61,4 @@ export function errorCacheStatus(error: ProxyError | UpstreamAnswer): string | u
   if (failure === undefined) return undefined;
   if (failure === 'circuit-open' || failure === 'budget-exhausted') return `${CACHE_NAME}; detail=${failure}`;
   return `${CACHE_NAME}; fwd=miss; detail=${failure}`;
-}
-
-/**
- * A string in one piece. Concatenation makes a rope that Node flattens again
- * every time it checks a header value; a header reused on every hit is
- * flattened once.
- */
-export function flat(value: string): string {
-  return Buffer.from(value, 'latin1').toString('latin1');
 }
