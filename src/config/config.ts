@@ -249,31 +249,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
       'DESKIE_URL is required when NODE_ENV=production: set it to your account, such as https://acme.deskie.io',
     );
   }
-  if (vars.UPSTREAM_CONCURRENCY > vars.UPSTREAM_CONNECTIONS) {
-    throw new ConfigError(
-      `UPSTREAM_CONCURRENCY (${vars.UPSTREAM_CONCURRENCY}) must not exceed UPSTREAM_CONNECTIONS (${vars.UPSTREAM_CONNECTIONS}): ` +
-        'a call must never wait for a connection after its turn came',
-    );
-  }
-  if (vars.HEADERS_TIMEOUT_MS > vars.REQUEST_TIMEOUT_MS) {
-    throw new ConfigError(
-      `HEADERS_TIMEOUT_MS (${vars.HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${vars.REQUEST_TIMEOUT_MS}): the headers are part of the request`,
-    );
-  }
-  // The same wait server.ts allows requests in flight on shutdown.
-  const longestUpstreamWaitMs = vars.UPSTREAM_QUEUE_MS + vars.PAGE_ALL_TIMEOUT_MS + vars.UPSTREAM_TIMEOUT_MS;
-  if (vars.CONNECTION_TIMEOUT_MS !== undefined && vars.CONNECTION_TIMEOUT_MS <= longestUpstreamWaitMs) {
-    throw new ConfigError(
-      `CONNECTION_TIMEOUT_MS (${vars.CONNECTION_TIMEOUT_MS}) must exceed UPSTREAM_QUEUE_MS + PAGE_ALL_TIMEOUT_MS + UPSTREAM_TIMEOUT_MS ` +
-        `(${longestUpstreamWaitMs}): a miss waits that long for Deskie with nothing sent on its connection`,
-    );
-  }
-  if (vars.REDIS_URL !== undefined && !vars.CACHE_KEY_SECRET) {
-    throw new ConfigError(
-      'CACHE_KEY_SECRET is required with REDIS_URL: every replica must derive the same cache keys and ETags, or none would find ' +
-        "another's answers; set the same random string of 16 characters or more on each",
-    );
-  }
+  checkSettingsAgree(vars);
   const file = readConfigFile(vars, cwd);
   const access = accessOf(vars, production, cwd);
 
@@ -313,12 +289,45 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     headersTimeoutMs: vars.HEADERS_TIMEOUT_MS,
     requestTimeoutMs: vars.REQUEST_TIMEOUT_MS,
     keepAliveTimeoutMs: vars.KEEP_ALIVE_TIMEOUT_MS,
-    connectionTimeoutMs: vars.CONNECTION_TIMEOUT_MS ?? longestUpstreamWaitMs + CONNECTION_TIMEOUT_MARGIN_MS,
+    connectionTimeoutMs: vars.CONNECTION_TIMEOUT_MS ?? longestUpstreamWaitMs(vars) + CONNECTION_TIMEOUT_MARGIN_MS,
     redis:
       vars.REDIS_URL === undefined
         ? undefined
         : { url: vars.REDIS_URL, prefix: vars.REDIS_PREFIX, timeoutMs: vars.REDIS_TIMEOUT_MS, l1MaxBytes: vars.L1_MAX_BYTES },
   });
+}
+
+/** Settings that must agree with each other: each refusal names both variables and why. */
+function checkSettingsAgree(vars: Env): void {
+  if (vars.UPSTREAM_CONCURRENCY > vars.UPSTREAM_CONNECTIONS) {
+    throw new ConfigError(
+      `UPSTREAM_CONCURRENCY (${vars.UPSTREAM_CONCURRENCY}) must not exceed UPSTREAM_CONNECTIONS (${vars.UPSTREAM_CONNECTIONS}): ` +
+        'a call must never wait for a connection after its turn came',
+    );
+  }
+  if (vars.HEADERS_TIMEOUT_MS > vars.REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(
+      `HEADERS_TIMEOUT_MS (${vars.HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${vars.REQUEST_TIMEOUT_MS}): the headers are part of the request`,
+    );
+  }
+  const longestWaitMs = longestUpstreamWaitMs(vars);
+  if (vars.CONNECTION_TIMEOUT_MS !== undefined && vars.CONNECTION_TIMEOUT_MS <= longestWaitMs) {
+    throw new ConfigError(
+      `CONNECTION_TIMEOUT_MS (${vars.CONNECTION_TIMEOUT_MS}) must exceed UPSTREAM_QUEUE_MS + PAGE_ALL_TIMEOUT_MS + UPSTREAM_TIMEOUT_MS ` +
+        `(${longestWaitMs}): a miss waits that long for Deskie with nothing sent on its connection`,
+    );
+  }
+  if (vars.REDIS_URL !== undefined && !vars.CACHE_KEY_SECRET) {
+    throw new ConfigError(
+      'CACHE_KEY_SECRET is required with REDIS_URL: every replica must derive the same cache keys and ETags, or none would find ' +
+        "another's answers; set the same random string of 16 characters or more on each",
+    );
+  }
+}
+
+/** The longest a miss waits for Deskie: its turn, every page, the call; the same wait server.ts allows requests in flight on shutdown. */
+function longestUpstreamWaitMs(vars: Env): number {
+  return vars.UPSTREAM_QUEUE_MS + vars.PAGE_ALL_TIMEOUT_MS + vars.UPSTREAM_TIMEOUT_MS;
 }
 
 function pickKnown(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
