@@ -1,0 +1,167 @@
+import { LRUCache } from 'lru-cache';
+import type { UpstreamAnswer } from '../http/errors.js';
+
+/** Partitions remembered in each role (accepted, refused, waiting a retry); a dashboard fleet uses a handful. */
+const REMEMBERED_PARTITIONS = 10_000;
+/** The last part of the recheck time, in which a hit starts one background recheck: dashboards in use never wait for it. */
+export const RECHECK_AHEAD = 0.2;
+/**
+ * After a recheck Deskie could not answer (down, timing out, or the budget
+ * held it back), the wait before the next try: one call rather than one per request.
+ */
+export const RECHECK_RETRY_MS = 30_000;
+
+/**
+ * How far Deskie's acceptance of a partition's credential lets the cache
+ * answer it: `accepted` within the recheck time; `due soon` in its last part
+ * (RECHECK_AHEAD), when a recheck ahead starts; `deferred` past it, but Deskie
+ * could not answer the last recheck, so answered with no call until the retry;
+ * `due`: Deskie must be asked first.
+ */
+export type Standing = 'accepted' | 'due soon' | 'deferred' | 'due';
+
+export interface CredentialStandingOptions {
+  readonly clock: () => number;
+  /** How long after Deskie last accepted a credential the cache may answer it (AUTH_RECHECK_SECONDS). */
+  readonly recheckMs: number;
+  /** How long Deskie's 401 or 403 for a credential is answered from memory (AUTH_FAILURE_TTL_SECONDS; 0: never). */
+  readonly refusalTtlMs: number;
+}
+
+/**
+ * One call to Deskie with a partition's credential. Its 200 accepts the
+ * credential as of when the call was made, unless Deskie refused it while the
+ * call ran: a refusal is newer news than a call sent before it.
+ */
+export interface CredentialCall {
+  readonly partition: string;
+  /** Deskie has never accepted the credential (as far as remembered): its calls draw from the new-credential share. */
+  isNewCredential(): boolean;
+  /** Deskie answered this call 200. */
+  accepted(): void;
+  /** Deskie's refusal of the credential since this call was made, if any. */
+  refusedSince(): UpstreamAnswer | undefined;
+}
+
+/**
+ * What this process knows of Deskie's verdicts on each credential partition:
+ * when Deskie last accepted it (a 200) or refused it (401, 403), and the
+ * rechecks that calls for. A credential is answered from the cache only
+ * within recheckMs of its acceptance; past that, Deskie is asked first. When
+ * Deskie cannot answer a recheck, a revocation cannot be learned from it, so
+ * the cache answers until the retry. No I/O: the caller makes the calls.
+ */
+export class CredentialStanding {
+  readonly #options: CredentialStandingOptions;
+  readonly #acceptedAt = new LRUCache<string, number>({ max: REMEMBERED_PARTITIONS });
+  /** Partitions whose recheck Deskie could not answer: when to try again. */
+  readonly #recheckRetryAt = new LRUCache<string, number>({ max: REMEMBERED_PARTITIONS });
+  /** Partitions with a recheck ahead under way: one at a time each. */
+  readonly #recheckingAhead = new Set<string>();
+  /** Refusals are numbered in order: a call tells by it whether its credential was refused while it ran. */
+  #refusalCount = 0;
+  readonly #lastRefusal = new LRUCache<string, { readonly number: number; readonly error: UpstreamAnswer; readonly atMs: number }>({ max: REMEMBERED_PARTITIONS });
+  /** Refusals answered from memory, until when: a dashboard polling with a revoked key costs one call, not one per poll. */
+  readonly #rememberedRefusals = new LRUCache<string, { readonly error: UpstreamAnswer; readonly untilMs: number }>({ max: REMEMBERED_PARTITIONS });
+
+  constructor(options: CredentialStandingOptions) {
+    this.#options = options;
+  }
+
+  /** A clock set back before the acceptance makes the partition due: the time since is unknown. */
+  standing(partition: string, nowMs: number): Standing {
+    const acceptedAtMs = this.#acceptedAt.peek(partition);
+    if (acceptedAtMs === undefined || nowMs < acceptedAtMs) return 'due';
+    const { recheckMs } = this.#options;
+    const sinceMs = nowMs - acceptedAtMs;
+    if (sinceMs < recheckMs * (1 - RECHECK_AHEAD)) return 'accepted';
+    if (sinceMs < recheckMs) return 'due soon';
+    return this.#retryPending(partition, nowMs) ? 'deferred' : 'due';
+  }
+
+  call(partition: string): CredentialCall {
+    const refusalsBefore = this.#refusalCount;
+    const madeAtMs = this.#options.clock();
+    const refusedSince = (): UpstreamAnswer | undefined => {
+      const last = this.#lastRefusal.peek(partition);
+      return last !== undefined && last.number > refusalsBefore ? last.error : undefined;
+    };
+    return {
+      partition,
+      refusedSince,
+      isNewCredential: () => !this.#acceptedAt.has(partition),
+      accepted: () => {
+        if (refusedSince() !== undefined) return;
+        this.#acceptedAt.set(partition, madeAtMs);
+        this.#recheckRetryAt.delete(partition);
+        this.#rememberedRefusals.delete(partition);
+      },
+    };
+  }
+
+  /** An answer fetched elsewhere, for a call made at `askedAtMs`, tells that Deskie accepted the credential then (if not refused since: the caller's check). */
+  acceptedAt(partition: string, askedAtMs: number): void {
+    const acceptedAtMs = this.#acceptedAt.peek(partition);
+    if (acceptedAtMs !== undefined && acceptedAtMs >= askedAtMs) return;
+    this.#acceptedAt.set(partition, askedAtMs);
+    this.#recheckRetryAt.delete(partition);
+  }
+
+  /** Deskie refused the credential on a call made at `askedAtMs`: due at once, calls under way learn of it, and it is answered from memory for refusalTtlMs. */
+  refused(partition: string, error: UpstreamAnswer, askedAtMs: number): void {
+    const { clock, refusalTtlMs } = this.#options;
+    this.#refusalCount += 1;
+    this.#lastRefusal.set(partition, { number: this.#refusalCount, error, atMs: clock() });
+    this.#recheckRetryAt.delete(partition);
+    this.#acceptedAt.delete(partition);
+    if (refusalTtlMs > 0) this.#rememberedRefusals.set(partition, { error, untilMs: askedAtMs + refusalTtlMs });
+  }
+
+  /** Deskie's refusal of the partition's credential while it is still answered from memory. */
+  rememberedRefusal(partition: string, nowMs: number): UpstreamAnswer | undefined {
+    const remembered = this.#rememberedRefusals.get(partition);
+    if (remembered === undefined) return undefined;
+    if (nowMs < remembered.untilMs) return remembered.error;
+    this.#rememberedRefusals.delete(partition);
+    return undefined;
+  }
+
+  /**
+   * Whether Deskie's 200 to a call made at `askedAtMs` (another replica's
+   * stored answer) may answer for the partition now: not refused here since,
+   * and within recheckMs of the latest acceptance, that call counting as one.
+   */
+  vouchesFor(partition: string, askedAtMs: number, nowMs: number): boolean {
+    const refusedAtMs = this.#lastRefusal.peek(partition)?.atMs;
+    if (refusedAtMs !== undefined && askedAtMs <= refusedAtMs) return false;
+    const acceptedAtMs = Math.max(this.#acceptedAt.peek(partition) ?? Number.NEGATIVE_INFINITY, askedAtMs);
+    return acceptedAtMs <= nowMs && nowMs - acceptedAtMs < this.#options.recheckMs;
+  }
+
+  /** Deskie could not answer the partition's recheck (one a request waited for, or one ahead): the next try waits RECHECK_RETRY_MS. */
+  recheckFailed(partition: string): void {
+    this.#recheckRetryAt.set(partition, this.#options.clock() + RECHECK_RETRY_MS);
+  }
+
+  /** Marks a recheck ahead of the partition under way; false when one already is, or the last failed under RECHECK_RETRY_MS ago. */
+  startRecheckAhead(partition: string, nowMs: number): boolean {
+    if (this.#recheckingAhead.has(partition) || this.#retryPending(partition, nowMs)) return false;
+    this.#recheckingAhead.add(partition);
+    return true;
+  }
+
+  recheckAheadEnded(partition: string, deskieFailed: boolean): void {
+    this.#recheckingAhead.delete(partition);
+    if (deskieFailed) this.recheckFailed(partition);
+  }
+
+  /** Calls made since leave a credential accepted past the recheck-ahead part: another replica's answer to one rechecks it. */
+  recheckAheadAskedAfter(nowMs: number): number {
+    return nowMs - this.#options.recheckMs * (1 - RECHECK_AHEAD);
+  }
+
+  #retryPending(partition: string, nowMs: number): boolean {
+    const retryAtMs = this.#recheckRetryAt.peek(partition);
+    return retryAtMs !== undefined && nowMs < retryAtMs;
+  }
+}
