@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { DestinationStream, Logger } from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config/config.js';
-import { BatchedDestination, createLogger, stdoutDestination } from './observability/logging.js';
+import { createLogger, flushed, stdoutDestination } from './observability/logging.js';
 
 /** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -16,7 +16,7 @@ const SHUTDOWN_GRACE_MS = 5_000;
 const LISTEN_BACKLOG = 4096;
 /** How often, while closing, connections that have gone idle are closed (keep-alive clients would hold them). */
 const IDLE_SWEEP_MS = 100;
-/** How long a stopped server waits for its last log lines to be taken by a slow stdout reader before it exits anyway. */
+/** How long a stopped server waits for its last log lines to be taken by a slow stdout reader (pino writes what is left at exit). */
 const LOG_DRAIN_MS = 2_000;
 
 export interface RunningServer {
@@ -83,8 +83,8 @@ export async function startServer(env: Readonly<Record<string, string | undefine
     } finally {
       clearInterval(sweep);
     }
-    // The process exits next: lines still queued behind a full stdout pipe would be lost.
-    if (destination instanceof BatchedDestination) await destination.written(LOG_DRAIN_MS);
+    // The process exits next: lines still buffered are written out now, while the event loop runs.
+    await flushed(destination, LOG_DRAIN_MS);
   };
   return { app, config, logger, stop };
 }

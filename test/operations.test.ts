@@ -111,15 +111,6 @@ t.test('each request leaves one access line at info, with its request id, outcom
   t.match(logged[0], { level: 30, reqId: 'dash-42.a', method: 'GET', route: 'stats_leaderboard', period: 'today', format: 'csv', coding: 'identity', outcome: 'miss', status: 200, bytes: Buffer.byteLength(miss.text), ms: Number, upstreamMs: Number });
   t.match(logged[1], { reqId: hit.headers['x-request-id'], outcome: 'hit', status: 200, bytes: Buffer.byteLength(hit.text) });
   t.notOk('upstreamMs' in (logged[1] as object), 'a hit took no time at Deskie');
-  // A plain hit's line is written from a template: it must be the line pino writes for the same fields.
-  const hitLine = logged[1] as Record<string, unknown>;
-  logger
-    .child({ route: 'stats_leaderboard', period: 'today', format: 'csv', coding: 'identity' })
-    .child({ method: 'GET', outcome: 'hit', status: 200 })
-    .info({ reqId: hitLine['reqId'], bytes: hitLine['bytes'], ms: hitLine['ms'] }, 'request');
-  const byPino = lines.at(-1) as Record<string, unknown>;
-  t.same(Object.keys(hitLine), Object.keys(byPino), "the template's fields in pino's order");
-  t.same({ ...hitLine, time: 0 }, { ...byPino, time: 0 }, 'and the same values');
   t.match(logged[2], { route: 'stats_leaderboard', outcome: 'error', status: 400 });
   t.match(logged[3], { route: 'stats_leaderboard', outcome: 'error', status: 401 });
   t.match(logged[4], { route: '/nowhere', status: 404 });

@@ -175,3 +175,6 @@ export const ENDPOINTS: Readonly<Record<EndpointName, EndpointSpec>> = {
 export const CUSTOM_FIELDS_PARAMETER = 'custom_fields';
 export const CUSTOM_FIELD_KEY = /^cf_[1-9]\d{0,17}$/;
 export const CUSTOM_FIELD = new RegExp(`^${CUSTOM_FIELDS_PARAMETER}\\[${CUSTOM_FIELD_KEY.source.slice(1, -1)}\\]$`);
+
+/** A statistics path's route label, in access lines and metrics: Deskie's name for it (`stats_leaderboard`). */
+export const routeLabel = (path: string): string => path.replace(/^\/api\/|\.json$/g, '');

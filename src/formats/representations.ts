@@ -1,5 +1,5 @@
 import { badRequest } from '../http/errors.js';
-import { remembered } from '../memo.js';
+import { LRUCache } from 'lru-cache';
 
 /** The answers one cached entry can give, chosen with `format=`. */
 export const FORMATS = ['normalized', 'raw', 'rows', 'csv'] as const;
@@ -88,7 +88,7 @@ export function describeVariant(variant: Variant): { readonly rendering: Renderi
 }
 
 /** The coding each Accept-Encoding value picks: dashboards send a handful of distinct ones. */
-const codingOf = remembered(256, negotiateCoding);
+const codings = new LRUCache<string, Coding>({ max: 256, memoMethod: negotiateCoding });
 
 /**
  * The content coding to answer in (RFC 9110 §12.5.3): the one with the
@@ -98,7 +98,7 @@ const codingOf = remembered(256, negotiateCoding);
  */
 export function chooseCoding(acceptEncoding: string | undefined): Coding {
   if (acceptEncoding === undefined || acceptEncoding === '') return 'identity';
-  return codingOf(acceptEncoding);
+  return codings.memo(acceptEncoding);
 }
 
 function negotiateCoding(acceptEncoding: string): Coding {

@@ -1,30 +1,31 @@
 /**
  * A process that logs to its stdout as the server does (stdoutDestination in
- * production), for tests that read that stdout through a real pipe:
- * `node --import tsx test/helpers/stdout-writer.ts <lines> <mode>`.
+ * production), for tests that read that stdout through a real pipe or file:
+ * `node --import tsx test/helpers/stdout-writer.ts <lines> <mode> [maxBytes]`.
  *
- * It writes `<lines>` numbered lines of about 100 bytes, then by mode:
- * - `exit`: exits at once, its last batch not yet handed over;
- * - `wait`: tells stderr `alive` once a timer set after the writes has run
- *   (the event loop was never held), then waits for everything to be
- *   written, then exits;
- * - `linger`: tells stderr `alive` as for `wait`, then stays up until SIGTERM.
+ * It logs `<lines>` numbered lines of about 150 bytes, a thousand a turn of
+ * the event loop, then by mode:
+ * - `exit`: exits at once, lines still buffered;
+ * - `linger`: tells stderr `alive` and how much its heap grew while
+ *   writing (`heap=<bytes>`), then stays up until SIGTERM, which exits.
  */
-import { stdoutDestination, BatchedDestination } from '../../src/observability/logging.js';
+import { createLogger, stdoutDestination } from '../../src/observability/logging.js';
 
-const [lines, mode] = [Number(process.argv[2]), process.argv[3]];
-const destination = (await stdoutDestination(true)) as BatchedDestination;
-for (let n = 0; n < lines; n++) destination.write(`{"n":${n},"padding":"${'x'.repeat(80)}"}\n`);
+const [lines, mode, maxBytes] = [Number(process.argv[2]), process.argv[3], process.argv[4]];
+const destination = await stdoutDestination(true, maxBytes === undefined ? {} : { maxBytes: Number(maxBytes) });
+const logger = createLogger('info', destination);
+const heapBefore = process.memoryUsage().heapUsed;
+const padding = 'x'.repeat(80);
+for (let n = 0; n < lines; n++) {
+  logger.info({ n, padding }, 'line');
+  if (n % 1000 === 999) await new Promise((resolve) => setImmediate(resolve));
+}
 if (mode === 'exit') process.exit(0);
-setTimeout(() => {
-  process.stderr.write('alive\n');
-  if (mode === 'wait') void destination.written(10_000).then(() => process.exit(0));
-  else {
-    // Nothing else holds the event loop once stdout has failed.
-    const linger = setInterval(() => {}, 1_000);
-    process.once('SIGTERM', () => {
-      clearInterval(linger);
-      process.exit(0);
-    });
-  }
-}, 20);
+globalThis.gc?.();
+process.stderr.write(`alive heap=${process.memoryUsage().heapUsed - heapBefore}\n`);
+// Nothing else may hold the event loop once stdout has failed.
+const linger = setInterval(() => {}, 1_000);
+process.once('SIGTERM', () => {
+  clearInterval(linger);
+  process.exit(0);
+});

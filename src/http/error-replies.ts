@@ -1,0 +1,118 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { errorCacheStatus } from '../cache/cache-status.js';
+import { ENDPOINTS } from '../deskie/endpoints.js';
+import { JSON_TYPE } from '../formats/representations.js';
+import type { ProxyMetrics } from '../observability/metrics.js';
+import { errorBody, notFound, ProxyError, shuttingDown, UpstreamAnswer } from './errors.js';
+
+/**
+ * The headers of every answer, set as a request arrives: its request id,
+ * nosniff, and no-store, which a statistics answer replaces with its own
+ * freshness (a 404 is cacheable by default, RFC 9110 §15.5.5, and an error
+ * is nothing for a client cache to keep).
+ */
+export function ownAnswerHeaders(request: FastifyRequest, reply: FastifyReply): void {
+  reply.headers({ 'x-request-id': request.id, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
+}
+
+const ROUTE_LIST = Object.values(ENDPOINTS)
+  .map((endpoint) => endpoint.path)
+  .join(', ');
+
+/**
+ * Every answer that is an error, in one shape (`{"status":"error","error":...}`):
+ * the proxy's own (ProxyError), Deskie's passed through as it came
+ * (UpstreamAnswer), Fastify's (a bad URL, a schema refusal), an unknown
+ * route, a request that comes once the server is closing, and what Node's
+ * HTTP parser refuses before routing (answerClientError).
+ */
+export function registerErrorReplies(app: FastifyInstance, { log, metrics, isClosing }: { log: FastifyBaseLogger; metrics: ProxyMetrics; isClosing: () => boolean }): void {
+  // First of all hooks: the request id and nosniff for every answer, and no new work once closing.
+  app.addHook('onRequest', (request, reply, done) => {
+    ownAnswerHeaders(request, reply);
+    if (!isClosing()) return done();
+    reply.header('connection', 'close');
+    done(shuttingDown());
+  });
+
+  app.setNotFoundHandler((request) => {
+    throw notFound(`no route ${request.method} ${request.url.split('?')[0]}; this server answers GET and HEAD on ${ROUTE_LIST}`);
+  });
+
+  app.setErrorHandler((error: FastifyError | ProxyError | UpstreamAnswer, request, reply) => {
+    const endpoint = request.routeOptions.config.endpoint;
+    if (endpoint !== undefined) {
+      const access = { query: request.access?.query, periodClass: request.access?.periodClass, outcome: 'error' as const };
+      request.access = access;
+      if ((error as ProxyError).remembered) metrics.countRemembered(endpoint);
+    }
+    sendError(error, request, reply, log);
+    if (endpoint !== undefined) metrics.count(endpoint, request.access?.periodClass, 'error', reply.statusCode);
+    return reply;
+  });
+}
+
+/** Sends the JSON error for `error`: Deskie's own answer as it came, ours in our shape. */
+function sendError(error: FastifyError | ProxyError | UpstreamAnswer, request: FastifyRequest, reply: FastifyReply, log: FastifyBaseLogger): void {
+  if (error instanceof UpstreamAnswer || error instanceof ProxyError) {
+    const cacheStatus = errorCacheStatus(error);
+    if (cacheStatus !== undefined) reply.header('cache-status', cacheStatus);
+  }
+  if (error instanceof UpstreamAnswer) {
+    // Deskie's own answer, passed through as it came and never stored.
+    if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+    reply.code(error.statusCode).type(error.contentType ?? JSON_TYPE).send(error.body);
+    return;
+  }
+  if (error instanceof ProxyError) {
+    // The budget logs its own changes of state; its refusals would be a line per request.
+    const quiet = error.remembered || error.code === 'UPSTREAM_BUSY' || error.code === 'SHUTTING_DOWN';
+    if (error.statusCode >= 500) log[quiet ? 'debug' : 'warn']({ reqId: request.id, code: error.code }, error.message);
+    reply.headers(error.headers).code(error.statusCode).type(JSON_TYPE).send(errorBody(error.message));
+    return;
+  }
+  const status = error.statusCode ?? 500;
+  if (status < 500) {
+    reply.code(status).type(JSON_TYPE).send(errorBody(error.message));
+    return;
+  }
+  log.error({ reqId: request.id, err: error }, 'unexpected error');
+  reply.code(500).type(JSON_TYPE).send(errorBody('internal error'));
+}
+
+/** A URL Fastify cannot even route (bad percent-encoding): Fastify's `frameworkErrors`. */
+export function answerFrameworkError(error: Error, request: FastifyRequest, reply: FastifyReply): void {
+  ownAnswerHeaders(request, reply);
+  reply.code(400).type(JSON_TYPE).send(errorBody(`the request could not be read: ${error.message}`));
+}
+
+/** Statuses for what Node's HTTP parser refuses, by its error code; anything else is a 400. */
+const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = { HPE_HEADER_OVERFLOW: 431, ERR_HTTP_REQUEST_TIMEOUT: 408 };
+const CLIENT_ERROR_MESSAGE: Readonly<Record<number, string>> = {
+  400: 'the request could not be read as HTTP',
+  408: 'the request took too long to arrive',
+  431: 'the request headers are too large',
+};
+
+/**
+ * Answers a request Node's HTTP parser refused (Fastify's
+ * `clientErrorHandler`), and closes the connection. The error itself is not
+ * logged: it carries the raw request bytes, credentials included.
+ */
+export function answerClientError(log: FastifyBaseLogger, error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const status = CLIENT_ERROR_STATUS[error.code ?? ''] ?? 400;
+  let bytes = 0;
+  if (socket.writable) {
+    const body = errorBody(CLIENT_ERROR_MESSAGE[status] as string);
+    bytes = Buffer.byteLength(body);
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${bytes}\r\n` +
+        `X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  log.info({ route: null, status, bytes, code: error.code }, 'request refused');
+  socket.destroy();
+}

@@ -1,0 +1,97 @@
+import Type from 'typebox';
+import type { FastifyInstance } from 'fastify';
+import { bearerMatcher } from '../auth/bearer.js';
+import { authorizationOf } from '../auth/header.js';
+import type { AnswerStore } from '../cache/store.js';
+import { unauthorized } from '../http/errors.js';
+import type { ProxyMetrics } from '../observability/metrics.js';
+import type { Readiness } from '../observability/readiness.js';
+import type { UpstreamBudget } from '../upstream/budget/budget.js';
+import type { DeskieUpstream } from '../upstream/deskie.js';
+
+export interface OpsRouteOptions {
+  readonly store: AnswerStore;
+  /** Bytes the store may hold in this process (CACHE_MAX_BYTES, or L1_MAX_BYTES with Redis). */
+  readonly storeMaxBytes: number;
+  readonly budget: UpstreamBudget;
+  readonly upstream: DeskieUpstream;
+  readonly readiness: Readiness;
+  readonly metrics: ProxyMetrics;
+  /** The bearer token /metrics requires, if any. */
+  readonly metricsToken: string | undefined;
+}
+
+/** The upstream budget's state as /healthz and /readyz show it (UpstreamBudget.snapshot()). */
+const Upstream = Type.Object(
+  {
+    limitPerMinute: Type.Integer({ description: 'Calls to Deskie allowed a minute' }),
+    callsLeftThisMinute: Type.Integer(),
+    state: Type.String({ description: 'ok, paused (down to the reserve) or circuit-open (after a 429)' }),
+    inFlight: Type.Integer(),
+    queued: Type.Integer(),
+  },
+  { additionalProperties: true },
+);
+
+const Store = Type.Object({ entries: Type.Integer(), bytes: Type.Integer() }, { additionalProperties: true });
+
+const Health = Type.Object({ status: Type.Literal('ok'), entries: Type.Integer(), bytes: Type.Integer(), upstream: Upstream });
+
+const Readyz = Type.Object({
+  status: Type.String({ description: 'ready, starting, draining or store-unusable' }),
+  store: Store,
+  upstream: Type.Intersect([
+    Upstream,
+    Type.Object({
+      lastAnswer: Type.Union([
+        Type.Null(),
+        Type.Object({ status: Type.Union([Type.Integer(), Type.Null()]), failure: Type.Union([Type.String(), Type.Null()]), at: Type.String({ format: 'date-time' }) }),
+      ]),
+    }),
+  ]),
+});
+
+const HEAD_AND_GET = ['GET', 'HEAD'] as const;
+
+/**
+ * Health, readiness and metrics: never cached, never forwarded. /healthz is
+ * for a container's HEALTHCHECK (restart only if the process is not alive);
+ * /readyz for a load balancer (503 while starting, draining or without a
+ * usable store; Deskie's state is shown, never failed on: cached answers
+ * still serve while it is down, and every replica sees the same Deskie).
+ */
+export async function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): Promise<void> {
+  const { store, storeMaxBytes, budget, upstream, readiness, metrics } = options;
+  app.route({
+    method: [...HEAD_AND_GET],
+    url: '/healthz',
+    schema: { summary: 'The process is alive', tags: ['operations'], response: { 200: Health } },
+    handler: async () => ({ status: 'ok' as const, entries: store.entries, bytes: store.bytes, upstream: budget.snapshot() }),
+  });
+
+  app.route({
+    method: [...HEAD_AND_GET],
+    url: '/readyz',
+    schema: { summary: 'Send this replica requests', tags: ['operations'], response: { 200: Readyz, 503: Readyz } },
+    handler: async (_request, reply) => {
+      const { ready, status } = readiness.check(store);
+      const last = upstream.lastAnswer;
+      return reply.code(ready ? 200 : 503).send({
+        status,
+        store: { usable: store.usable, entries: store.entries, bytes: store.bytes, maxBytes: storeMaxBytes, ...(store.shared === undefined ? {} : { shared: store.shared }) },
+        upstream: {
+          ...budget.snapshot(),
+          lastAnswer: last === null ? null : { status: last.status, failure: last.failure, at: new Date(last.atMs).toISOString() },
+        },
+      });
+    },
+  });
+
+  const allowed = options.metricsToken === undefined ? undefined : bearerMatcher(options.metricsToken);
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (request, reply) => {
+    if (allowed !== undefined && !allowed(authorizationOf(request.raw))) {
+      throw unauthorized('a bearer token is required: METRICS_TOKEN', 'Bearer realm="metrics"');
+    }
+    return reply.type(metrics.contentType).send(await metrics.text());
+  });
+}

@@ -1,0 +1,141 @@
+import { LRUCache } from 'lru-cache';
+import type { FastifyBaseLogger } from 'fastify';
+import { type Authenticate, clientAccess, readTokenFile } from './auth/clients.js';
+import { CachedStats } from './cache/cached-stats.js';
+import { MemoryStore } from './cache/memory-store.js';
+import { RedisStore } from './cache/redis-store.js';
+import type { AnswerStore } from './cache/store.js';
+import type { Config } from './config/config.js';
+import { PeriodWindows } from './deskie/periods.js';
+import type { QueryContext, ResolvedWindow } from './deskie/query.js';
+import { ProxyMetrics } from './observability/metrics.js';
+import { Readiness } from './observability/readiness.js';
+import { SharedRedis } from './redis/connection.js';
+import { UpstreamBudget } from './upstream/budget/budget.js';
+import { SharedBudget } from './upstream/budget/shared.js';
+import { DeskieClient } from './upstream/client.js';
+import { DeskieUpstream } from './upstream/deskie.js';
+
+/**
+ * Distinct custom ranges whose parsing is remembered. Each holds luxon
+ * DateTimes, about 2 kB with what they keep alive; dashboards use a few.
+ */
+const REMEMBERED_RANGES = 256;
+
+export interface ServiceOptions {
+  /** Epoch milliseconds; tests inject a clock they move by hand. */
+  readonly clock: () => number;
+  readonly log: FastifyBaseLogger;
+  /** Defaults to an in-memory store bounded by config.cacheMaxBytes (or Redis with REDIS_URL). */
+  readonly store?: AnswerStore;
+}
+
+/** The long-lived objects of one proxy, built from its config; close() ends them in order. */
+export interface Services {
+  readonly clock: () => number;
+  readonly store: AnswerStore;
+  /** Bytes the store may hold in this process. */
+  readonly storeMaxBytes: number;
+  readonly budget: UpstreamBudget;
+  readonly upstream: DeskieUpstream;
+  readonly stats: CachedStats;
+  readonly metrics: ProxyMetrics;
+  readonly readiness: Readiness;
+  readonly authenticate: Authenticate;
+  /** What checks a statistics query: the account's period windows, remembered ranges, the operator's extra parameters. */
+  readonly queryContext: Omit<QueryContext, 'nowMs' | 'proxyParameters'>;
+  /** Reads PROXY_TOKENS_FILE again and swaps the client tokens; undefined unless the tokens come from a file. */
+  readonly reloadClientTokens: (() => { readonly clients: readonly string[] }) | undefined;
+  close(): Promise<void>;
+}
+
+export function buildServices(config: Config & { readonly deskieUrl: string }, { clock, log, store: givenStore }: ServiceOptions): Services {
+  const client = new DeskieClient({
+    baseUrl: config.deskieUrl,
+    timeoutMs: config.upstreamTimeoutMs,
+    maxBodyBytes: config.upstreamMaxBodyBytes,
+    connections: config.upstreamConnections,
+  });
+  // With REDIS_URL, replicas share answers (and the budget) through Redis; this process keeps fresh copies in L1.
+  const redis = config.redis === undefined ? undefined : new SharedRedis({ ...config.redis, log });
+  const store = givenStore ?? storeFor(config, { clock, log, redis });
+  const budget = new UpstreamBudget({
+    ratePerMinute: config.upstreamRatePerMin,
+    reserve: config.upstreamReserve,
+    concurrency: config.upstreamConcurrency,
+    newCredentialShare: config.upstreamNewCredentialShare,
+    queueLength: config.upstreamQueueLength,
+    clock,
+    log,
+    // The account's limit is one across replicas: its minute, pause and circuit are kept in Redis.
+    shared: redis === undefined ? undefined : new SharedBudget({ redis, clock, log }),
+  });
+  const { access } = config;
+  const { authenticate, tokens } = clientAccess(access);
+  const storeMaxBytes = config.redis?.l1MaxBytes ?? config.cacheMaxBytes;
+  const metrics = new ProxyMetrics({ store, budget, maxBytes: storeMaxBytes, ...(tokens === undefined ? {} : { clientTokens: () => tokens.names.length }) });
+  const upstream = new DeskieUpstream({
+    client,
+    budget,
+    queueMs: config.upstreamQueueMs,
+    maxPages: config.pageAllMaxPages,
+    pagesTimeoutMs: config.pageAllTimeoutMs,
+    clock,
+    log,
+    onCall: (endpoint, status, seconds) => metrics.countUpstreamCall(endpoint, status, seconds),
+  });
+  const stats = new CachedStats({
+    store,
+    upstream,
+    clock,
+    lifetimes: config.lifetimes,
+    keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshAhead: config.refreshAhead },
+    authFailureTtlMs: config.authFailureTtlSeconds * 1000,
+    authRecheckMs: config.authRecheckSeconds * 1000,
+    cacheKeySecret: config.cacheKeySecret,
+    log,
+  });
+  const tokenFile = access.mode === 'service' && access.clients !== 'none' ? access.clients.file : undefined;
+  return {
+    clock,
+    store,
+    storeMaxBytes,
+    budget,
+    upstream,
+    stats,
+    metrics,
+    readiness: new Readiness(),
+    authenticate,
+    queryContext: {
+      windows: new PeriodWindows(config.timezone, config.weekStart),
+      ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
+      extraParameters: config.extraParameters,
+    },
+    reloadClientTokens:
+      tokens === undefined || tokenFile === undefined
+        ? undefined
+        : () => {
+            tokens.replace(readTokenFile(tokenFile, { allowEmpty: true }));
+            return { clients: tokens.names };
+          },
+    // Waiting calls are refused and no refresh starts; refreshes under way
+    // finish (bounded by the upstream timeout) before the pool closes.
+    async close() {
+      budget.close();
+      await stats.close();
+      await Promise.all([client.close(), store.close()]);
+      await redis?.close();
+    },
+  };
+}
+
+function storeFor(config: Config, { clock, log, redis }: { clock: () => number; log: FastifyBaseLogger; redis: SharedRedis | undefined }): AnswerStore {
+  if (redis === undefined || config.redis === undefined) return new MemoryStore({ maxBytes: config.cacheMaxBytes, clock });
+  return new RedisStore({
+    redis,
+    l1MaxBytes: config.redis.l1MaxBytes,
+    clock,
+    log,
+    longestLoadMs: config.upstreamQueueMs + config.pageAllTimeoutMs + config.upstreamTimeoutMs,
+  });
+}
