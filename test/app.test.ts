@@ -51,3 +51,25 @@ t.test('at warn, requests are not logged', async (t) => {
   await app.inject({ url: '/api/stats_leaderboard.json?period=nope', headers: { authorization: DEMO } });
   t.same(lines, [], 'nothing below warn');
 });
+
+t.test('a cache hit goes through Fastify like any request: inject() answers it, and a hook added to the app applies to it', async (t) => {
+  const { startSimulator } = await import('../src/simulator/index.js');
+  const simulator = await startSimulator({ users: { 'demo@example.com': 'demo' } });
+  t.teardown(() => simulator.close());
+  const app = buildApp({ ...config, deskieUrl: simulator.url });
+  t.teardown(() => app.close());
+  const seen: string[] = [];
+  app.addHook('onSend', async (request, reply) => {
+    seen.push(request.url);
+    reply.header('x-added-by-hook', 'yes');
+  });
+  const ask = () => app.inject({ url: '/api/stats_leaderboard.json?period=today', headers: { authorization: DEMO } });
+  const miss = await ask();
+  const hit = await ask();
+  t.match(miss.headers['cache-status'], /fwd=miss/);
+  t.match(hit.headers['cache-status'], /; hit; ttl=/, 'the second is a hit');
+  t.equal(hit.body, miss.body, 'with the same bytes');
+  t.equal(hit.headers['x-added-by-hook'], 'yes', "the app's hook ran for the hit");
+  t.equal(seen.length, 2, 'for both requests');
+  t.equal(simulator.calls, 1, 'one call reached Deskie');
+});

@@ -1,7 +1,9 @@
+import { once } from 'node:events';
 import { connect } from 'node:net';
 import t from 'tap';
 import { request } from 'undici';
 import { MemoryStore } from '../src/cache/memory-store.js';
+import { eventually } from './helpers/eventually.js';
 import { capturedLog } from './helpers/log.js';
 import { DEMO, settled, startStack, WRONG } from './helpers/stack.js';
 
@@ -166,4 +168,35 @@ t.test('SIGTERM drains: /readyz answers 503 at once while requests are still ser
   await served.body.text();
   await stopped;
   await t.rejects(request(`${base}/healthz`), 'closed after the drain');
+});
+
+t.test("a request on an open connection once the server is closing gets a 503 in the proxy's shape, then the connection closes, and leaves an access line", async (t) => {
+  const { logger, lines } = capturedLog();
+  const stack = await startStack(t, { logger });
+  stack.simulator.set({ latencyMs: 300 });
+  const socket = connect(Number(new URL(stack.proxyUrl).port), '127.0.0.1');
+  t.teardown(() => void socket.destroy());
+  let text = '';
+  socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+  const closed = once(socket, 'close');
+  socket.write(`GET ${TODAY} HTTP/1.1\r\nhost: x\r\nauthorization: ${DEMO}\r\n\r\n`);
+  t.ok(await eventually(() => stack.simulator.calls > 0), 'the first request waits on Deskie');
+  const closing = stack.app.close();
+  t.ok(await eventually(() => !stack.app.server.listening), 'the server is closing, the connection still open');
+  socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\nx-request-id: late-1\r\n\r\n');
+  await closed;
+  await closing;
+  const [first, late] = text.split(/(?=HTTP\/1\.1 )/);
+  t.match(first, /^HTTP\/1\.1 200 /, 'the request in flight is answered');
+  t.match(late, /^HTTP\/1\.1 503 Service Unavailable\r\n/, 'the late one is refused');
+  t.match(late, /\r\nconnection: close\r\n/i, 'and the connection closed after it');
+  t.match(late, /\r\nretry-after: 1\r\n/i, 'with when to retry');
+  t.match(late, /\r\nx-request-id: late-1\r\n/i);
+  t.match(late, /\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
+  t.match(JSON.parse(late?.split('\r\n\r\n')[1] ?? '{}'), { status: 'error', error: /shutting down/ }, "the proxy's error shape");
+  t.match(
+    lines.filter((line) => line['msg'] === 'request' && line['status'] === 503),
+    [{ reqId: 'late-1', method: 'GET', route: '/healthz', status: 503, bytes: Number }],
+    'one access line for it',
+  );
 });

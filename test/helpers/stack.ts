@@ -47,8 +47,6 @@ export interface Stack {
   readonly app: FastifyInstance;
   /** Requests the proxy has received so far (any route), to prove requests overlapped. */
   readonly arrivals: number;
-  /** Of those, the ones Fastify routed: all but the hits the hit path answered (routes/hit-path.ts). */
-  readonly routed: number;
   readonly proxyUrl: string;
   readonly simulator: Simulator;
   readonly clock: ManualClock;
@@ -72,10 +70,6 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
     { ...config, deskieUrl: simulator.url },
     { clock: proxyClock, store: options.store?.(proxyClock), ...(options.logger ? { logger: options.logger } : {}) },
   );
-  let routed = 0;
-  app.addHook('onRequest', async () => {
-    routed += 1;
-  });
   await app.listen({ port: 0, host: '127.0.0.1' });
   let arrivals = 0;
   app.server.on('request', () => {
@@ -90,9 +84,6 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
     app,
     get arrivals() {
       return arrivals;
-    },
-    get routed() {
-      return routed;
     },
     proxyUrl,
     simulator,
