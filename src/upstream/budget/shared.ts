@@ -1,6 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { SharedRedis } from '../../redis/connection.js';
-import { BUDGET_WINDOW_MS } from './budget.js';
+import type { SharedAccount } from './account.js';
+import { accountOf, SharedKeys } from './shared-keys.js';
+import { forgetExpired } from './window.js';
 
 /** How often each replica says it is alive, in real ms: the replica count, and so the fallback share, is as fresh as this. */
 const DEFAULT_HEARTBEAT_MS = 5_000;
@@ -10,18 +12,6 @@ const LIVE_HEARTBEATS = 3;
 const ACCOUNT_TTL_MS = 86_400_000;
 /** Channel on which a replica tells the others of a 429, a pause or a new account limit. */
 const CHANNEL = 'budget';
-
-/**
- * What Deskie said about the account, as shared by the replicas: its limit and
- * calls left (null until one has heard), and until when (clock ms) calls are
- * paused or the 429 circuit is open (0 when never).
- */
-export interface SharedAccount {
-  readonly accountLimit: number | null;
-  readonly callsLeft: number | null;
-  readonly pausedUntil: number;
-  readonly circuitOpenUntil: number;
-}
 
 /**
  * The answer of the shared log to "may `calls` calls go out now":
@@ -58,79 +48,7 @@ interface SentEntry {
   readonly at: number;
 }
 
-type AccountReply = [unknown, unknown, unknown, unknown];
-
-/** The Lua scripts' keys and arguments (SharedRedis.script). */
-type TakeArgs = [log: string, account: string, now: number, windowMs: number, limit: number, ...members: string[]];
-type ReportArgs = [account: string, limit: string, left: string, pausedUntil: number, circuitOpenUntil: number, ttlMs: number];
-type HeartbeatArgs = [replicas: string, log: string, account: string, replicaId: string, wallNow: number, liveMs: number, windowMs: number, ...sent: Array<string | number>];
-
-const ACCOUNT_FIELDS = "'accountLimit', 'callsLeft', 'pausedUntil', 'circuitOpenUntil'";
-
-/**
- * Takes `#ARGV - 3` calls from the shared sliding log (KEYS[1], a sorted set
- * of members scored by the clock ms they were taken or sent at), atomically:
- * refused while the shared pause or circuit (KEYS[2]) holds, added if the
- * calls fit in the last minute, else answered with when enough of the oldest
- * will have left it. Returns {0 or not-before ms, the account's four fields}.
- */
-const TAKE_LUA = `
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local calls = #ARGV - 3
-local account = redis.call('HMGET', KEYS[2], ${ACCOUNT_FIELDS})
-local closedUntil = math.max(tonumber(account[3]) or 0, tonumber(account[4]) or 0)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
-local notBefore = 0
-if closedUntil > now then
-  notBefore = closedUntil
-elseif used + calls <= limit then
-  for i = 4, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
-  redis.call('PEXPIRE', KEYS[1], 2 * window)
-else
-  local leaving = math.min(used + calls - limit, used) - 1
-  local oldest = redis.call('ZRANGE', KEYS[1], leaving, leaving, 'WITHSCORES')
-  notBefore = (tonumber(oldest[2]) or now) + window
-end
-return {notBefore, account[1], account[2], account[3], account[4]}
-`;
-
-/**
- * Merges what one replica heard from Deskie into the shared account hash
- * (KEYS[1]): the limit and calls left as last heard, the pause and circuit
- * as the latest end any replica set. Returns the merged four fields.
- */
-const REPORT_LUA = `
-if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'accountLimit', ARGV[1]) end
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'callsLeft', ARGV[2]) end
-if tonumber(ARGV[3]) > (tonumber(redis.call('HGET', KEYS[1], 'pausedUntil')) or 0) then redis.call('HSET', KEYS[1], 'pausedUntil', ARGV[3]) end
-if tonumber(ARGV[4]) > (tonumber(redis.call('HGET', KEYS[1], 'circuitOpenUntil')) or 0) then redis.call('HSET', KEYS[1], 'circuitOpenUntil', ARGV[4]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return redis.call('HMGET', KEYS[1], ${ACCOUNT_FIELDS})
-`;
-
-/**
- * One replica's heartbeat: its id scored by real ms in KEYS[1], replicas not
- * heard from within the live span forgotten; then the calls it sent in the
- * last minute (score, member pairs from ARGV[5]) written again into the log
- * KEYS[2] (a Redis restarted empty, or an outage, lost them). Returns
- * {live replicas, the account's four fields}.
- */
-const HEARTBEAT_LUA = `
-local now = tonumber(ARGV[2])
-local live = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - live)
-redis.call('PEXPIRE', KEYS[1], live)
-if #ARGV > 4 then
-  for i = 5, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
-  redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[4]))
-end
-local account = redis.call('HMGET', KEYS[3], ${ACCOUNT_FIELDS})
-return {redis.call('ZCARD', KEYS[1]), account[1], account[2], account[3], account[4]}
-`;
+const sentAt = ({ at }: SentEntry): number => at;
 
 /**
  * The upstream budget's part that the replicas behind one load balancer
@@ -164,15 +82,10 @@ return {redis.call('ZCARD', KEYS[1]), account[1], account[2], account[3], accoun
  */
 export class SharedBudget {
   readonly #redis: SharedRedis;
-  readonly #scripts: {
-    readonly take: (...keysAndArgs: TakeArgs) => Promise<unknown>;
-    readonly report: (...keysAndArgs: ReportArgs) => Promise<unknown>;
-    readonly heartbeat: (...keysAndArgs: HeartbeatArgs) => Promise<unknown>;
-  };
+  readonly #keys: SharedKeys;
   readonly #clock: () => number;
   readonly #log: FastifyBaseLogger;
   readonly #heartbeatMs: number;
-  readonly #keys: { readonly log: string; readonly account: string; readonly replicas: string };
   readonly #heartbeat: NodeJS.Timeout;
   readonly #onReady = (): void => {
     this.#reassert = true;
@@ -205,12 +118,7 @@ export class SharedBudget {
     this.#clock = clock;
     this.#log = log;
     this.#heartbeatMs = heartbeatMs;
-    this.#keys = { log: redis.key('budget:log'), account: redis.key('budget:account'), replicas: redis.key('budget:replicas') };
-    this.#scripts = {
-      take: redis.script<TakeArgs>(2, TAKE_LUA),
-      report: redis.script<ReportArgs>(1, REPORT_LUA),
-      heartbeat: redis.script<HeartbeatArgs>(3, HEARTBEAT_LUA),
-    };
+    this.#keys = new SharedKeys(redis);
     redis.command.on('ready', this.#onReady);
     redis.listen(CHANNEL, (message) => this.#heard(message));
     this.#heartbeat = setInterval(() => void this.heartbeat(), heartbeatMs);
@@ -248,18 +156,14 @@ export class SharedBudget {
     if (this.#mode === 'replica-share' || this.#closed) return { outcome: 'unavailable' };
     const now = this.#clock();
     const members = Array.from({ length: calls }, () => this.#mint());
-    let reply: unknown;
-    try {
-      reply = await this.#scripts.take(this.#keys.log, this.#keys.account, now, BUDGET_WINDOW_MS, limitPerMinute, ...members);
-    } catch (error) {
+    const reply = await this.#keys.take(now, limitPerMinute, members).catch((error: unknown) => {
       // A take that timed out may still have run: its entries go back once Redis answers.
-      for (const member of members) this.#orphans.push({ member, at: now });
+      this.#orphan(members, now);
       this.#fallBack(error);
-      return { outcome: 'unavailable' };
-    }
-    const [notBefore, ...account] = reply as [number, ...AccountReply];
-    this.#adopt(account);
-    if (notBefore !== 0) return { outcome: 'wait', until: Number(notBefore) };
+    });
+    if (reply === undefined) return { outcome: 'unavailable' };
+    this.#adopt(reply.account);
+    if (reply.notBefore !== 0) return { outcome: 'wait', until: reply.notBefore };
     for (const member of members) this.#held.add(member);
     return { outcome: 'taken', members };
   }
@@ -275,9 +179,9 @@ export class SharedBudget {
     const at = this.#clock();
     const entry = { member: member ?? this.#mint(), at };
     this.#sent.push(entry);
-    forgetOlderThan(this.#sent, at - BUDGET_WINDOW_MS);
+    forgetExpired(this.#sent, at, sentAt);
     if (this.#mode === 'redis' && !this.#closed) {
-      this.#redis.command.zadd(this.#keys.log, at, entry.member).catch((error: unknown) => this.#fallBack(error));
+      this.#keys.add(entry.member, at).catch((error: unknown) => this.#fallBack(error));
     }
   }
 
@@ -285,14 +189,9 @@ export class SharedBudget {
   giveBack(members: readonly string[]): void {
     for (const member of members) this.#held.delete(member);
     if (members.length === 0 || this.#closed) return;
-    if (this.#mode === 'replica-share') {
-      const at = this.#clock();
-      for (const member of members) this.#orphans.push({ member, at });
-      return;
-    }
-    this.#redis.command.zrem(this.#keys.log, ...members).catch((error: unknown) => {
-      const at = this.#clock();
-      for (const member of members) this.#orphans.push({ member, at });
+    if (this.#mode === 'replica-share') return this.#orphan(members, this.#clock());
+    this.#keys.remove(members).catch((error: unknown) => {
+      this.#orphan(members, this.#clock());
       this.#fallBack(error);
     });
   }
@@ -304,11 +203,10 @@ export class SharedBudget {
    */
   report(account: SharedAccount, urgent: boolean): void {
     if (this.#closed) return;
-    const { accountLimit, callsLeft, pausedUntil, circuitOpenUntil } = account;
-    this.#scripts
-      .report(this.#keys.account, String(accountLimit ?? ''), String(callsLeft ?? ''), pausedUntil, circuitOpenUntil, ACCOUNT_TTL_MS)
+    this.#keys
+      .report(account, ACCOUNT_TTL_MS)
       .then(async (merged) => {
-        if (urgent) await this.#redis.publish(CHANNEL, JSON.stringify(accountOf(merged as AccountReply)));
+        if (urgent) await this.#redis.publish(CHANNEL, JSON.stringify(merged));
       })
       .catch((error: unknown) => this.#fallBack(error));
   }
@@ -341,7 +239,7 @@ export class SharedBudget {
     clearInterval(this.#heartbeat);
     this.#redis.command.off('ready', this.#onReady);
     // Best effort while shutting down: if Redis does not hear it, the entry lapses within LIVE_HEARTBEATS beats.
-    this.#redis.command.zrem(this.#keys.replicas, this.#redis.replicaId).catch(() => undefined);
+    this.#keys.leave().catch(() => undefined);
   }
 
   async #beat(): Promise<void> {
@@ -349,35 +247,19 @@ export class SharedBudget {
     const failures = this.#failures;
     const sent: Array<string | number> = [];
     if (this.#reassert) {
-      forgetOlderThan(this.#sent, now - BUDGET_WINDOW_MS);
+      forgetExpired(this.#sent, now, sentAt);
       for (const { member, at } of this.#sent) sent.push(at, member);
     }
     // Still held: counted from now, as they will be when sent.
     for (const member of this.#held) sent.push(now, member);
     // Liveness is measured in real time, as the timer that writes it runs: the injected clock is the account's minute, which tests move by hand.
     const liveMs = LIVE_HEARTBEATS * this.#heartbeatMs;
-    let reply: unknown;
-    try {
-      reply = await this.#scripts.heartbeat(
-        this.#keys.replicas,
-        this.#keys.log,
-        this.#keys.account,
-        this.#redis.replicaId,
-        Date.now(),
-        liveMs,
-        BUDGET_WINDOW_MS,
-        ...sent,
-      );
-    } catch (error) {
-      this.#fallBack(error);
-      return;
-    }
-    if (this.#closed) return;
-    const [replicas, ...account] = reply as [number, ...AccountReply];
-    this.#replicas = Math.max(1, Number(replicas));
+    const reply = await this.#keys.heartbeat(Date.now(), liveMs, sent).catch((error: unknown) => this.#fallBack(error));
+    if (reply === undefined || this.#closed) return;
+    this.#replicas = Math.max(1, reply.replicas);
     // A command that failed while this beat was under way may have lost an entry: the next beat writes them again.
     if (this.#failures === failures) this.#reassert = false;
-    this.#adopt(account);
+    this.#adopt(reply.account);
     if (this.#mode === 'replica-share') {
       this.#mode = 'redis';
       this.#log.info({ budget: 'redis', replicas: this.#replicas, reasserted: sent.length / 2 }, 'the shared upstream budget is reachable: calls to Deskie are counted in Redis');
@@ -386,10 +268,14 @@ export class SharedBudget {
     this.#giveBackOrphans(now);
   }
 
+  /** Members that may be in the log without being held: given back at the next heartbeat that succeeds. */
+  #orphan(members: readonly string[], at: number): void {
+    for (const member of members) this.#orphans.push({ member, at });
+  }
+
   #giveBackOrphans(now: number): void {
-    forgetOlderThan(this.#orphans, now - BUDGET_WINDOW_MS);
-    const members = this.#orphans.splice(0).map(({ member }) => member);
-    this.giveBack(members);
+    forgetExpired(this.#orphans, now, sentAt);
+    this.giveBack(this.#orphans.splice(0).map(({ member }) => member));
   }
 
   /** A command failed or timed out: counted, and this replica counts alone on its share until a heartbeat succeeds. */
@@ -418,11 +304,11 @@ export class SharedBudget {
     // Fields of another format (a rolling upgrade) read as unknown: null or 0, which change nothing.
     if (typeof parsed !== 'object' || parsed === null) return;
     const account = parsed as Partial<Record<keyof SharedAccount, unknown>>;
-    this.#adopt([account.accountLimit, account.callsLeft, account.pausedUntil, account.circuitOpenUntil]);
+    this.#adopt(accountOf([account.accountLimit, account.callsLeft, account.pausedUntil, account.circuitOpenUntil]));
   }
 
-  #adopt(reply: AccountReply): void {
-    if (!this.#closed) this.#listener?.account(accountOf(reply));
+  #adopt(account: SharedAccount): void {
+    if (!this.#closed) this.#listener?.account(account);
   }
 
   /** A member of the log no other replica can make: this replica's id and a counter. */
@@ -430,26 +316,4 @@ export class SharedBudget {
     this.#minted += 1;
     return `${this.#redis.replicaId}:${this.#minted}`;
   }
-}
-
-/** The account's four fields as Redis or a message gave them: numbers, or null / 0 for anything else. */
-function accountOf([accountLimit, callsLeft, pausedUntil, circuitOpenUntil]: AccountReply): SharedAccount {
-  return {
-    accountLimit: wholeOrNull(accountLimit),
-    callsLeft: wholeOrNull(callsLeft),
-    pausedUntil: wholeOrNull(pausedUntil) ?? 0,
-    circuitOpenUntil: wholeOrNull(circuitOpenUntil) ?? 0,
-  };
-}
-
-function wholeOrNull(value: unknown): number | null {
-  const number = typeof value === 'string' && value !== '' ? Number(value) : value;
-  return typeof number === 'number' && Number.isSafeInteger(number) && number >= 0 ? number : null;
-}
-
-/** Drops the entries at or before `cutoff` from a log kept oldest first. */
-function forgetOlderThan(entries: SentEntry[], cutoff: number): void {
-  let expired = 0;
-  while (expired < entries.length && (entries[expired] as SentEntry).at <= cutoff) expired += 1;
-  if (expired > 0) entries.splice(0, expired);
 }

@@ -1,13 +1,13 @@
 import t, { type Test } from 'tap';
 import { Redis } from 'ioredis';
-import { type BudgetOptions, type BudgetRequest, UpstreamBudget } from '../../src/upstream/budget/budget.js';
-import { SharedBudget } from '../../src/upstream/budget/shared.js';
-import { SharedRedis } from '../../src/redis/connection.js';
-import { ProxyError } from '../../src/http/errors.js';
-import { BUDGET_DEFAULTS, call, refusalOf, soon } from '../helpers/budget.js';
-import { eventually } from '../helpers/eventually.js';
-import { capturedLog } from '../helpers/log.js';
-import { redisSkip, startRedis, type TestRedis } from '../helpers/redis.js';
+import { type BudgetOptions, type BudgetRequest, UpstreamBudget } from '../../../src/upstream/budget/budget.js';
+import { SharedBudget } from '../../../src/upstream/budget/shared.js';
+import { SharedRedis } from '../../../src/redis/connection.js';
+import { ProxyError } from '../../../src/http/errors.js';
+import { BUDGET_DEFAULTS, call, refusalOf, soon } from '../../helpers/budget.js';
+import { eventually } from '../../helpers/eventually.js';
+import { capturedLog } from '../../helpers/log.js';
+import { redisSkip, startRedis, type TestRedis } from '../../helpers/redis.js';
 
 /** REDIS_TIMEOUT_MS for these tests: real time, the only real time they wait. */
 const TIMEOUT_MS = 200;

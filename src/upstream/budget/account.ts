@@ -1,0 +1,157 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { BUDGET_WINDOW_MS } from './window.js';
+
+/** The smallest plan's limit: what is assumed until Deskie's headers tell the account's own. */
+export const SMALLEST_PLAN_PER_MINUTE = 20;
+/** How long a 429 closes the way to Deskie when it says nothing of when to come back. */
+export const DEFAULT_CIRCUIT_OPEN_SECONDS = 60;
+/** Largest `retry_after` taken from Deskie; anything longer is not a usable number. */
+export const MAX_RETRY_AFTER_SECONDS = 3_600;
+
+/** What Deskie said about the account's limit on one answer (deskie-api-notes.md, "Rate limits"). */
+export interface DeskieLimitHeaders {
+  readonly statusCode: number;
+  readonly rateLimitPerMinute: string | undefined;
+  readonly callsLeft: string | undefined;
+  /** Seconds, already checked (parseRetryAfter). */
+  readonly retryAfterSeconds: number | undefined;
+}
+
+/**
+ * What Deskie said about the account, as the replicas share it: its limit and
+ * calls left (null until one has heard), and until when (clock ms) calls are
+ * paused or the 429 circuit is open (0 when never).
+ */
+export interface SharedAccount {
+  readonly accountLimit: number | null;
+  readonly callsLeft: number | null;
+  readonly pausedUntil: number;
+  readonly circuitOpenUntil: number;
+}
+
+export type BudgetState = 'open' | 'paused' | 'circuit-open';
+
+export interface AccountOptions {
+  /** The operator's cap on calls a minute (UPSTREAM_RATE_PER_MIN), if set. */
+  readonly ratePerMinute: number | undefined;
+  /** Fraction of the account's limit left to its other integrations (UPSTREAM_RESERVE). */
+  readonly reserve: number;
+  readonly log: FastifyBaseLogger;
+}
+
+/**
+ * The account as Deskie describes it, heard on this replica's answers or
+ * adopted from the other replicas':
+ * - its limit less the reserve bounds the calls a minute, under the
+ *   operator's cap; 20 until Deskie's `rate_limit_per_minute` says more;
+ * - `api_calls_left` at or below the reserve pauses calls for a minute;
+ * - a 429 opens a circuit for its `retry_after` (60 s without one).
+ */
+export class DeskieAccount {
+  readonly #options: AccountOptions;
+  #limit: number | null = null;
+  #callsLeft: number | null = null;
+  #pausedUntil = 0;
+  #circuitOpenUntil = 0;
+  #state: BudgetState = 'open';
+
+  constructor(options: AccountOptions) {
+    this.#options = options;
+  }
+
+  /** Calls allowed in any minute. */
+  get limitPerMinute(): number {
+    const { ratePerMinute, reserve } = this.#options;
+    if (this.#limit === null) return ratePerMinute ?? SMALLEST_PLAN_PER_MINUTE;
+    const ours = Math.max(1, Math.floor(this.#limit * (1 - reserve)));
+    return Math.min(ratePerMinute ?? ours, ours);
+  }
+
+  /** What is known of the account, as the replicas share it. */
+  get known(): SharedAccount {
+    return { accountLimit: this.#limit, callsLeft: this.#callsLeft, pausedUntil: this.#pausedUntil, circuitOpenUntil: this.#circuitOpenUntil };
+  }
+
+  /** The state as of the last `update`. */
+  get state(): BudgetState {
+    return this.#state;
+  }
+
+  /** Clock ms until which neither the circuit nor the pause holds calls back. */
+  get closedUntil(): number {
+    return Math.max(this.#circuitOpenUntil, this.#pausedUntil);
+  }
+
+  /**
+   * What Deskie said on one of this replica's answers. True when the limit,
+   * the pause or the circuit changed: the other replicas must hear of that at
+   * once, while calls left only matter at their next take.
+   */
+  observe(headers: DeskieLimitHeaders, now: number): boolean {
+    const before = this.known;
+    const callsLeft = wholeNumber(headers.callsLeft) ?? null;
+    const is429 = headers.statusCode === 429;
+    this.adopt({
+      accountLimit: wholeNumber(headers.rateLimitPerMinute) ?? null,
+      callsLeft,
+      pausedUntil: 0,
+      circuitOpenUntil: is429 ? now + (headers.retryAfterSeconds ?? DEFAULT_CIRCUIT_OPEN_SECONDS) * 1000 : 0,
+    });
+    // With a 429, its retry_after says when the minute ends: the circuit covers it.
+    if (!is429 && callsLeft !== null && callsLeft <= this.#reserveCalls()) this.#pausedUntil = Math.max(this.#pausedUntil, now + BUDGET_WINDOW_MS);
+    return this.#limit !== before.accountLimit || this.#pausedUntil !== before.pausedUntil || this.#circuitOpenUntil !== before.circuitOpenUntil;
+  }
+
+  /** What another replica heard: its limit and calls left as said, the pause and circuit if they end later. */
+  adopt({ accountLimit, callsLeft, pausedUntil, circuitOpenUntil }: SharedAccount): void {
+    if (accountLimit !== null && accountLimit > 0) this.#limit = accountLimit;
+    if (callsLeft !== null) this.#callsLeft = callsLeft;
+    this.#pausedUntil = Math.max(this.#pausedUntil, pausedUntil);
+    this.#circuitOpenUntil = Math.max(this.#circuitOpenUntil, circuitOpenUntil);
+  }
+
+  /** Moves between open, paused and circuit-open as the clock passes, logging each change once; the new state if it changed. */
+  update(now: number): BudgetState | undefined {
+    const state: BudgetState = now < this.#circuitOpenUntil ? 'circuit-open' : now < this.#pausedUntil ? 'paused' : 'open';
+    if (state === this.#state) return undefined;
+    const was = this.#state;
+    this.#state = state;
+    const { log } = this.#options;
+    if (state === 'circuit-open') {
+      log.warn({ budget: state, untilMs: this.#circuitOpenUntil }, 'Deskie answered 429: no calls until its retry_after has passed');
+    } else if (state === 'paused') {
+      log.warn({ budget: state, untilMs: this.#pausedUntil, deskieCallsLeft: this.#callsLeft }, "the account's calls are down to its reserve: calls to Deskie paused");
+    } else {
+      log.info({ budget: state, was }, 'calls to Deskie resumed');
+    }
+    return state;
+  }
+
+  /** Calls the account keeps for its other integrations, once Deskie has told its limit. */
+  #reserveCalls(): number {
+    return this.#limit === null ? 0 : Math.ceil(this.#limit * this.#options.reserve);
+  }
+}
+
+/** A header value that is a whole number, or undefined. */
+function wholeNumber(value: string | undefined): number | undefined {
+  return value !== undefined && /^\d{1,9}$/.test(value.trim()) ? Number(value.trim()) : undefined;
+}
+
+/** IMF-fixdate (RFC 9110 §5.6.7). */
+const HTTP_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
+/**
+ * Deskie's `retry_after` or a standard `Retry-After` as seconds from now: a
+ * small whole number, or an HTTP date (RFC 9110 §10.2.3). Anything else, or
+ * a wait over MAX_RETRY_AFTER_SECONDS, is not trusted and gives undefined.
+ */
+export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  let seconds: number;
+  if (/^\d{1,5}$/.test(trimmed)) seconds = Number(trimmed);
+  else if (HTTP_DATE.test(trimmed)) seconds = Math.max(0, Math.ceil((Date.parse(trimmed) - nowMs) / 1000));
+  else return undefined;
+  return seconds <= MAX_RETRY_AFTER_SECONDS ? seconds : undefined;
+}

@@ -1,0 +1,74 @@
+/** Deskie counts its limit per minute (deskie-api-notes.md, "Rate limits"). */
+export const BUDGET_WINDOW_MS = 60_000;
+
+/** Drops the entries that have left the minute (sent at or before `now - BUDGET_WINDOW_MS`) from a log kept oldest first. */
+export function forgetExpired<Entry>(log: Entry[], now: number, sentAt: (entry: Entry) => number): void {
+  let expired = 0;
+  while (expired < log.length && sentAt(log[expired] as Entry) <= now - BUDGET_WINDOW_MS) expired += 1;
+  if (expired > 0) log.splice(0, expired);
+}
+
+/**
+ * What one draw on the budget (every call, or the calls of credentials
+ * Deskie has never accepted) holds: slots in flight, calls reserved and not
+ * yet sent, and calls sent in the last minute. The minute slides, so no
+ * minute boundary lets twice the limit through; a reserved call counts from
+ * the time it is sent.
+ */
+export class CallWindow {
+  /** Most slots in flight at once. */
+  readonly #slots: number;
+  /** Clock times of the calls sent in the last minute, oldest first. */
+  readonly #sent: number[] = [];
+  #reserved = 0;
+  #inFlight = 0;
+
+  constructor(slots: number) {
+    this.#slots = slots;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Calls sent in the last minute, and calls reserved. */
+  used(now: number): number {
+    forgetExpired(this.#sent, now, (at) => at);
+    return this.#sent.length + this.#reserved;
+  }
+
+  /** When the oldest call sent in the last minute leaves it; undefined when there is none. */
+  freesAt(now: number): number | undefined {
+    forgetExpired(this.#sent, now, (at) => at);
+    const oldest = this.#sent[0];
+    return oldest === undefined ? undefined : oldest + BUDGET_WINDOW_MS;
+  }
+
+  /**
+   * When `calls` more fit under `perMinute`, with a slot in flight for a
+   * call that `needsSlot`: undefined if now, the clock ms at which the oldest
+   * call leaves the minute, or +Infinity if only a slot or a reserved call
+   * given back can make room.
+   */
+  waitsUntil(calls: number, needsSlot: boolean, perMinute: number, now: number): number | undefined {
+    if (needsSlot && this.#inFlight >= this.#slots) return Number.POSITIVE_INFINITY;
+    if (this.used(now) + calls <= perMinute) return undefined;
+    return this.freesAt(now) ?? Number.POSITIVE_INFINITY;
+  }
+
+  hold(slots: number, calls: number): void {
+    this.#inFlight += slots;
+    this.#reserved += calls;
+  }
+
+  free(slots: number, calls: number): void {
+    this.#inFlight -= slots;
+    this.#reserved -= calls;
+  }
+
+  /** One reserved call is sent now. */
+  send(now: number): void {
+    this.#reserved -= 1;
+    this.#sent.push(now);
+  }
+}
