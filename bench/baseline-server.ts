@@ -1,18 +1,32 @@
 /**
- * The hit-path baseline: a bare Fastify route that returns fixed bytes with
- * fixed headers, the least any Node HTTP server could do for the same answer.
- * Run as its own process: `node --import tsx bench/baseline-server.ts <port> <answer.json>`.
+ * The hit path's baseline: a Fastify route that sends the bytes and headers
+ * the proxy sent for the same request, and logs as the proxy does, with the
+ * proxy's own parts: its logger on its stdout destination (pino at info),
+ * Fastify's request logging off, and its onResponse access line, told what
+ * a hit of the proxy tells it. What the proxy costs beyond this is its own
+ * work for a hit: the credentials, the query, the cache look-up.
+ * Run as its own process: `node --import tsx bench/baseline-server.ts <port> <answer.json> <format>`.
  */
 import { readFileSync } from 'node:fs';
-import Fastify from 'fastify';
+import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
+import { registerAccessLog, type StatsAccess } from '../src/observability/access-log.js';
+import { createLogger, stdoutDestination } from '../src/observability/logging.js';
 
-const [port, answerFile] = process.argv.slice(2);
-if (!port || !answerFile) throw new Error('usage: baseline-server.ts <port> <answer.json>');
+const [port, answerFile, format] = process.argv.slice(2);
+if (!port || !answerFile || !format) throw new Error('usage: baseline-server.ts <port> <answer.json> <format>');
 const answer = JSON.parse(readFileSync(answerFile, 'utf8')) as { headers: Record<string, string>; body: string };
 const body = Buffer.from(answer.body, 'base64');
+const access: StatsAccess = { query: { route: 'stats_leaderboard', period: 'this_month', format, coding: 'identity' }, outcome: 'hit' };
 
-const app = Fastify();
-app.get('/api/stats_leaderboard.json', async (_request, reply) => reply.headers(answer.headers).send(body));
+const logger: FastifyBaseLogger = createLogger('info', await stdoutDestination(true));
+const app = Fastify({
+  loggerInstance: logger,
+  logController: new LogController({ disableRequestLogging: true }),
+});
+registerAccessLog(app);
+app.get('/api/stats_leaderboard.json', (request, reply) => {
+  request.access = access;
+  return reply.headers(answer.headers).send(body);
+});
 await app.listen({ port: Number(port), host: '127.0.0.1' });
-process.stdout.write('ready\n');
 process.once('SIGTERM', () => void app.close().then(() => process.exit(0)));

@@ -1,21 +1,30 @@
 /**
  * A simulated dashboard day (`npm run bench -- --only day`): 50 dashboards
- * poll 40 queries every 30 s for 24 hours of the injected clock, crossing a
- * midnight and a week end in Europe/Berlin, with no real waiting. The proxy
- * runs in this process (its clock must be the bench's), against a simulator
- * on the same clock.
+ * poll 40 queries every 30 s for 24 hours of an injected clock, crossing a
+ * midnight and a week end in Europe/Berlin, with no real waiting. In the
+ * day's first half hour, people exploring custom ranges also ask distinct
+ * leaderboard queries as fast as the upstream budget lets them through (about
+ * 1,200 a minute of Deskie's 1,500), so that the cache fills to
+ * CACHE_MAX_BYTES and evicts as much again.
  *
- * What it reports is measured against numbers the bench computes on its own
- * from Deskie's period table, not with the proxy's code: the fewest upstream
- * calls a cache can make (one per query per freshness window), the polls that
- * are the first of their window, and what a plain TTL cache keyed by URL would
- * have answered from the wrong window.
+ * The proxy runs as its own process (day-proxy.ts, compiled, with the Node
+ * flags of `npm start`) on the day's clock, which every request carries; the
+ * simulator runs here on the same clock, and the polls go over HTTP. So the
+ * proxy's peak RSS is read from its own process, with nothing of the
+ * dashboards', the simulator's or a TypeScript loader's in it.
+ *
+ * What it reports of the dashboards is measured against numbers computed
+ * here from Deskie's period table, not with the proxy's code: the fewest
+ * upstream calls a cache can make (one per query per freshness window), the
+ * polls that are the first of their window, and what a plain TTL cache keyed
+ * by URL would have answered from the wrong window.
  */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { DateTime } from 'luxon';
-import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config/config.js';
+import ts from 'typescript';
+import { request } from 'undici';
 import { startSimulator } from '../src/simulator/index.js';
-import { DEMO_AUTHORIZATION } from './lib.js';
+import { answers, DEMO_AUTHORIZATION, freePort, peakRss, pinned, SERVER_CORE, startChild, startCommand } from './lib.js';
 
 const ZONE = 'Europe/Berlin';
 /** Sunday morning in Berlin (at no round minute, as dashboards start): the day crosses midnight into Monday, a new week. */
@@ -30,6 +39,15 @@ const DASHBOARD_SPACING_MS = POLL_INTERVAL_MS / DASHBOARDS;
 const PLAIN_TTL_MS = 5 * 60 * 1000;
 /** The proxy's default REFRESH_AHEAD. */
 const REFRESH_AHEAD = 0.1;
+/** The header day-proxy.ts reads the day's clock from. */
+const CLOCK_HEADER = 'x-bench-now';
+
+/** Distinct exploring queries per MiB of cache: about twice what a MiB holds, so the store fills and evicts as many again. */
+const EXPLORING_QUERIES_PER_MIB = 500;
+/** Calls a minute the exploring leaves to the dashboards: at most 40 windows change at once (midnight). */
+const DASHBOARD_CALLS_MARGIN = 50;
+/** Exploring requests in flight at once. */
+const EXPLORING_CONCURRENCY = 16;
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -74,6 +92,12 @@ function queries(): DayQuery[] {
   return list;
 }
 
+/** The i-th exploring query: a two-hour range of its own earlier in the year, a one-format leaderboard answer. */
+function exploringQuery(index: number): string {
+  const from = Date.parse('2026-01-01T00:00:00Z') / 1000 + 60 * index;
+  return `/api/stats_leaderboard.json?from_time=${from}&to_time=${from + 7200}`;
+}
+
 /** Which window a query means at `atMs`, and when that changes; computed here, independently of the proxy. */
 function windowAt(kind: Kind, atMs: number): { readonly key: string; readonly endsAtMs: number } {
   const at = DateTime.fromMillis(atMs, { zone: ZONE });
@@ -95,6 +119,7 @@ function windowAt(kind: Kind, atMs: number): { readonly key: string; readonly en
 
 export interface DayReport {
   readonly polls: number;
+  /** Upstream calls for the dashboards' polls, exploring excluded. */
   readonly calls: number;
   readonly minimumCalls: number;
   readonly refreshCalls: number;
@@ -103,24 +128,99 @@ export interface DayReport {
   readonly staleAnswers: number;
   readonly plainCalls: number;
   readonly plainWrongWindow: number;
-  readonly seconds: number;
+  readonly exploringQueries: number;
+  readonly exploringMinutes: number;
+  /** Exploring answers that were not a 200 from a call to Deskie. */
+  readonly exploringFailures: number;
+  /** The store once exploring is done: full, and evicting. */
+  readonly entries: number;
+  readonly storeBytes: number;
+  /** The proxy's peak RSS (VmHWM) once it listens, and at the end of the day, in bytes. */
+  readonly startRss: number;
+  readonly peakRss: number;
 }
 
-export async function dashboardDay(): Promise<DayReport> {
-  const startedAt = performance.now();
-  let nowMs = START.toMillis();
-  const clock = () => nowMs;
-  const simulator = await startSimulator({ clock, timezone: ZONE });
-  const config = loadConfig({ DESKIE_URL: simulator.url, DESKIE_TIMEZONE: ZONE, CACHE_KEY_SECRET: 'bench-secret-of-16-bytes' });
-  const app = buildApp({ ...config, deskieUrl: simulator.url }, { clock });
-  await app.ready();
+interface Health {
+  readonly entries: number;
+  readonly bytes: number;
+  readonly upstream: { readonly inFlight: number; readonly queued: number; readonly callsLeftThisMinute: number };
+}
 
-  /** Waits, turn by turn of the event loop (never by the clock), until no call to Deskie is in flight or queued. */
+/**
+ * day-proxy.ts as JavaScript beside the compiled proxy (dist/bench/, its
+ * imports of src/ pointed at dist/), so that its process runs Node as
+ * `npm start` does: under tsx, the loader's own thread would add some 35 MiB
+ * to the RSS measured.
+ */
+function compileDayProxy(): string {
+  const { outputText } = ts.transpileModule(readFileSync('bench/day-proxy.ts', 'utf8'), {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2023 },
+  });
+  mkdirSync('dist/bench', { recursive: true });
+  writeFileSync('dist/bench/day-proxy.js', outputText.replaceAll("from '../src/", "from '../"));
+  return 'dist/bench/day-proxy.js';
+}
+
+export async function dashboardDay(cacheMaxBytes: number): Promise<DayReport> {
+  let nowMs = START.toMillis();
+  // Deskie's own rate limit (1,500 a minute) on the day's clock; the proxy keeps its default budget below it.
+  const simulator = await startSimulator({ clock: () => nowMs, timezone: ZONE });
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const { nodeFlags } = startCommand();
+  const proxy = await startChild(
+    ...pinned(SERVER_CORE, process.execPath, [...nodeFlags, compileDayProxy()]),
+    {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      NODE_ENV: 'production',
+      NODE_OPTIONS: '',
+      DESKIE_URL: simulator.url,
+      DESKIE_TIMEZONE: ZONE,
+      CACHE_KEY_SECRET: 'bench-secret-of-16-bytes',
+      CACHE_MAX_BYTES: String(cacheMaxBytes),
+      BENCH_START_MS: String(nowMs),
+    },
+    answers(`${url}/healthz`),
+  );
+  const startRss = peakRss(proxy.pid);
+
+  /** A request at the day's current time. */
+  const get = (path: string) => request(`${url}${path}`, { headers: { authorization: DEMO_AUTHORIZATION, [CLOCK_HEADER]: String(nowMs) } });
+  const health = async (): Promise<Health> => (await (await get('/healthz')).body.json()) as Health;
+  /** Waits, request by request (never by the clock), until no call to Deskie is in flight or queued. */
   const settle = async (): Promise<void> => {
     for (;;) {
-      const { upstream } = (await app.inject({ url: '/healthz' })).json() as { upstream: { inFlight: number; queued: number } };
+      const { upstream } = await health();
       if (upstream.inFlight === 0 && upstream.queued === 0) return;
-      await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+
+  const exploringQueries = Math.round((EXPLORING_QUERIES_PER_MIB * cacheMaxBytes) / 1024 / 1024);
+  let explored = 0;
+  let exploringCalls = 0;
+  let exploringFailures = 0;
+  let exploringEndMs = nowMs;
+  let store = { entries: 0, bytes: 0 };
+  /** Asks distinct exploring queries while the budget has calls left this minute beyond the dashboards' margin. */
+  const explore = async (): Promise<void> => {
+    const { upstream } = await health();
+    const end = Math.min(exploringQueries, explored + Math.max(0, upstream.callsLeftThisMinute - DASHBOARD_CALLS_MARGIN));
+    while (explored < end) {
+      const batch = Array.from({ length: Math.min(EXPLORING_CONCURRENCY, end - explored) }, () => exploringQuery(explored++));
+      await Promise.all(
+        batch.map(async (path) => {
+          const answer = await get(path);
+          await answer.body.dump();
+          if (answer.statusCode === 200 && String(answer.headers['cache-status']).includes('fwd=miss')) exploringCalls += 1;
+          else exploringFailures += 1;
+        }),
+      );
+    }
+    if (explored === exploringQueries) {
+      exploringEndMs = nowMs;
+      const { entries, bytes } = await health();
+      store = { entries, bytes };
     }
   };
 
@@ -141,13 +241,14 @@ export async function dashboardDay(): Promise<DayReport> {
   let waits = 0;
   let fetchedByClients = 0;
   let staleAnswers = 0;
+  let peak: number;
 
   try {
     for (let tick = 0; tick * POLL_INTERVAL_MS < DAY_MS; tick++) {
       for (let dashboard = 0; dashboard < DASHBOARDS; dashboard++) {
         nowMs = START.toMillis() + tick * POLL_INTERVAL_MS + dashboard * DASHBOARD_SPACING_MS;
-        let waited = false;
-        for (const query of panels[dashboard] ?? []) {
+        const shown = panels[dashboard] ?? [];
+        for (const query of shown) {
           const window = windowAt(query.kind, nowMs);
           const held = ideal.get(query.url);
           if (held === undefined || held.key !== window.key || nowMs >= held.freshUntilMs) {
@@ -162,42 +263,59 @@ export async function dashboardDay(): Promise<DayReport> {
             plainCalls += 1;
             plain.set(query.url, { key: window.key, fetchedAtMs: nowMs });
           }
-
-          const answer = await app.inject({ url: query.url, headers: { authorization: DEMO_AUTHORIZATION } });
-          polls += 1;
-          const status = String(answer.headers['cache-status']);
-          if (answer.statusCode !== 200) throw new Error(`${query.url} at ${new Date(nowMs).toISOString()}: ${answer.statusCode} ${answer.body}`);
-          if (/detail=/.test(status)) staleAnswers += 1;
-          else if (/; hit;/.test(status)) {
+        }
+        // A dashboard asks for its panels at once, as a browser does.
+        const answers = await Promise.all(
+          shown.map(async (query) => {
+            const answer = await get(query.url);
+            const body = await answer.body.text();
+            if (answer.statusCode !== 200) throw new Error(`${query.url} at ${new Date(nowMs).toISOString()}: ${answer.statusCode} ${body}`);
+            return { cacheStatus: String(answer.headers['cache-status']), cacheControl: String(answer.headers['cache-control']) };
+          }),
+        );
+        polls += answers.length;
+        let waited = false;
+        for (const { cacheStatus, cacheControl } of answers) {
+          if (/detail=/.test(cacheStatus)) staleAnswers += 1;
+          else if (/; hit;/.test(cacheStatus)) {
             // A hit in the last tenth of its lifetime started a refresh.
-            const ttl = Number(/ttl=(\d+)/.exec(status)?.[1]);
-            const maxAge = Number(/max-age=(\d+)/.exec(String(answer.headers['cache-control']))?.[1]);
+            const ttl = Number(/ttl=(\d+)/.exec(cacheStatus)?.[1]);
+            const maxAge = Number(/max-age=(\d+)/.exec(cacheControl)?.[1]);
             if (ttl <= maxAge * REFRESH_AHEAD) waited = true;
           } else {
             waits += 1;
             waited = true;
-            if (/; stored/.test(status) || !/collapsed/.test(status)) fetchedByClients += 1;
+            if (/; stored/.test(cacheStatus) || !/collapsed/.test(cacheStatus)) fetchedByClients += 1;
           }
         }
         // Deskie answers in well under the time between two polls: a fetch
         // or refresh a poll started lands before the clock moves on.
         if (waited) await settle();
       }
+      if (explored < exploringQueries) await explore();
     }
   } finally {
-    await app.close();
+    peak = peakRss(proxy.pid);
+    await proxy.stop();
     await simulator.close();
   }
+  const calls = simulator.calls - exploringCalls;
   return {
     polls,
-    calls: simulator.calls,
+    calls,
     minimumCalls,
-    refreshCalls: simulator.calls - fetchedByClients,
+    refreshCalls: calls - fetchedByClients,
     waits,
     firstPolls: firstSeen.size,
     staleAnswers,
     plainCalls,
     plainWrongWindow,
-    seconds: (performance.now() - startedAt) / 1000,
+    exploringQueries,
+    exploringMinutes: (exploringEndMs - START.toMillis()) / MINUTE,
+    exploringFailures,
+    entries: store.entries,
+    storeBytes: store.bytes,
+    startRss,
+    peakRss: peak,
   };
 }

@@ -6,11 +6,19 @@ import autocannon from 'autocannon';
 
 export const DEMO_AUTHORIZATION = 'Basic ' + Buffer.from('demo@example.com:demo').toString('base64');
 
-/** The Node flags `npm start` runs the server with (the Dockerfile uses the same), so the bench measures what is deployed. */
-export function startFlags(): string[] {
+/**
+ * How `npm start` runs the server, read from package.json's start script (the
+ * Dockerfile runs the same): the Node flags before the script, and the script.
+ * The bench starts the proxy exactly so, and gives the other Node processes
+ * it measures the same flags.
+ */
+export function startCommand(): { readonly nodeFlags: string[]; readonly script: string } {
   const { scripts } = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } };
-  const words = scripts.start.split(/\s+/);
-  return words.slice(words.indexOf('node') + 1, words.indexOf('dist/server.js'));
+  const words = scripts.start.trim().split(/\s+/);
+  const args = words.slice(words.indexOf('node') + 1);
+  const scriptAt = args.findIndex((word) => !word.startsWith('-'));
+  if (scriptAt === -1) throw new Error(`package.json's start script names no script to run: ${scripts.start}`);
+  return { nodeFlags: args.slice(0, scriptAt), script: args[scriptAt] as string };
 }
 
 /** Servers run on one core and the load (the generator, or this process when it loads in-process) on another, so neither takes the other's CPU. */
@@ -65,17 +73,15 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-/** Starts a server process and resolves once `ready` (a line, or an HTTP probe) says it listens. */
-export async function startChild(
-  command: string,
-  args: string[],
-  env: Record<string, string>,
-  ready: () => Promise<boolean>,
-  { drainStdout = false }: { readonly drainStdout?: boolean } = {},
-): Promise<Child> {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', drainStdout ? 'pipe' : 'ignore', 'inherit'] });
-  // Read and dropped: the child's writes cost what they cost on a real pipe.
-  child.stdout?.resume();
+/**
+ * Starts a server process and resolves once `ready` (an HTTP probe) says it
+ * listens. Its stdout is a pipe that this process reads and drops, as a
+ * container runtime reads a server's stdout: every server measured writes
+ * its log lines to the same kind of sink.
+ */
+export async function startChild(command: string, args: string[], env: Record<string, string>, ready: () => Promise<boolean>): Promise<Child> {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  child.stdout.resume();
   const deadline = Date.now() + 20_000;
   while (!(await ready().catch(() => false))) {
     if (child.exitCode !== null) throw new Error(`${command} ${args.join(' ')} exited with ${child.exitCode}`);
@@ -140,7 +146,9 @@ export function fromAutocannon(result: autocannon.Result): LoadResult {
   };
 }
 
-/** Peak resident set size of a process in bytes (Linux: VmHWM), or NaN. */
+export const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+/** Peak resident set size of a running process in bytes (Linux: VmHWM), or NaN. */
 export function peakRss(pid: number): number {
   try {
     const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -149,5 +157,3 @@ export function peakRss(pid: number): number {
     return Number.NaN;
   }
 }
-
-export const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;

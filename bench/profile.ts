@@ -31,10 +31,14 @@ export interface SelfTimes {
   readonly busyMicros: number;
 }
 
-/** Self time per function in the profile written to `dir`, counting only samples stamped within [from, to]. */
+/**
+ * Self time per function in the main thread's profile written to `dir`
+ * (CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile, thread 0; a loader such
+ * as tsx runs on a thread of its own), counting only samples stamped within [from, to].
+ */
 export function selfTimes(dir: string, from: number, to: number): SelfTimes {
-  const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
-  if (!file) throw new Error(`no .cpuprofile in ${dir}: did the server exit cleanly?`);
+  const file = readdirSync(dir).find((name) => /^CPU(\.\d+){3}\.0\.\d+\.cpuprofile$/.test(name));
+  if (!file) throw new Error(`no main-thread .cpuprofile in ${dir}: did the server exit cleanly?`);
   const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
   const names = new Map(profile.nodes.map((node) => [node.id, functionName(node.callFrame)]));
   const functions = new Map<string, number>();
