@@ -27,11 +27,7 @@ export interface ServedAnswer {
   readonly rechecked?: boolean;
 }
 
-/**
- * Cache-Status of a 200: `ttl` is the remaining freshness in seconds,
- * negative for a stale answer served because Deskie failed, which also names
- * Deskie's status (when it sent one) and the reason.
- */
+/** Cache-Status of a 200: `ttl` is the remaining freshness, negative for a stale answer, which also names Deskie's failure. */
 export function answerCacheStatus({ outcome, stored, failure, replacesExpired, rechecked }: ServedAnswer, ttlSeconds: number): string {
   let value = rechecked
     ? outcome === 'collapsed'
@@ -49,11 +45,7 @@ export function answerCacheStatus({ outcome, stored, failure, replacesExpired, r
   return `${value}; ttl=${ttlSeconds}`;
 }
 
-/**
- * Cache-Status of an error answer that involved Deskie: passed through from
- * it, its failure, a call the budget did not let out (not forwarded), or a
- * refusal answered from memory. Undefined for the proxy's own 4xx.
- */
+/** Cache-Status of an error answer that involved Deskie; undefined for the proxy's own 4xx. */
 export function errorCacheStatus(error: ProxyError | UpstreamAnswer): string | undefined {
   if (error.remembered) return `${CACHE_NAME}; hit; detail=remembered-${error.statusCode}`;
   if (error.name === 'UpstreamAnswer') return `${CACHE_NAME}; fwd=miss; fwd-status=${error.statusCode}`;

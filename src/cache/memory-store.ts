@@ -1,24 +1,14 @@
 import { LRUCache } from 'lru-cache';
 import { type AnswerLoader, type AnswerStore, answerBytes, type CachedAnswer, type StoreResult } from './store.js';
 
-/**
- * Bookkeeping bytes counted per entry besides its bodies and key: the answer,
- * its source and variant list, its times as heap numbers, the allocation its
- * bytes share (with the native store behind it) and lru-cache's slots.
- * Measured: 20,000 leaderboard entries held 1.2 kB of heap each beside their
- * bytes, and about 0.3 kB more of process memory.
- */
+/** Bookkeeping bytes counted per entry beside its bodies and key: its objects, buffer and lru-cache's slots. */
 const ENTRY_OVERHEAD_BYTES = 1024;
 
 export interface MemoryStoreOptions {
   readonly maxBytes: number;
   /** Epoch milliseconds; injected so tests move time instead of sleeping. */
   readonly clock: () => number;
-  /**
-   * Until when an answer is held (epoch ms): its keepUntilMs by default. In
-   * front of a shared store, its expiresAtMs: a replica keeps only fresh
-   * copies, and asks the shared store for anything older.
-   */
+  /** Until when an answer is held (epoch ms): keepUntilMs by default; expiresAtMs in front of a shared store. */
   readonly holdUntil?: (answer: CachedAnswer) => number;
 }
 
@@ -32,11 +22,10 @@ const OUTCOME_BY_FETCH_STATUS: Readonly<Record<string, StoreResult['outcome']>> 
 };
 
 /**
- * An in-process store bounded in bytes. lru-cache's `fetch()` does the hard
- * parts: concurrent loads for one key share a single call, a rejected load is
- * delivered to every waiter and leaves the previous entry in place, and each
- * entry carries its own TTL, which here is how long it is kept (freshness
- * plus the stale-if-error window), not how long it is fresh.
+ * An in-process store bounded in bytes. lru-cache's `fetch()` shares one load
+ * among concurrent callers, delivers a rejection to every waiter while keeping
+ * the previous entry, and gives each entry its own TTL: how long it is kept,
+ * not how long it is fresh.
  */
 export class MemoryStore implements AnswerStore {
   readonly #lru: LRUCache<string, CachedAnswer, AnswerLoader>;
@@ -58,9 +47,8 @@ export class MemoryStore implements AnswerStore {
       maxSize: maxBytes,
       sizeCalculation: (answer, key) => {
         const size = answerBytes(answer) + key.length + ENTRY_OVERHEAD_BYTES;
-        // An answer already past its keeping time (one fetched across a
-        // window change) is sized past the bound: lru-cache then hands it to
-        // its callers and drops it, the same way as one too large to hold.
+        // Too large, or already past its keeping time (fetched across a window
+        // change): sized past the bound, so lru-cache hands it out and drops it.
         if (size > maxBytes || holdUntil(answer) <= clock()) {
           this.#unstored.add(answer);
           return maxBytes + 1;
@@ -71,20 +59,16 @@ export class MemoryStore implements AnswerStore {
       dispose: (_answer, _key, reason) => {
         if (reason === 'evict') this.#evictions += 1;
       },
-      // lru-cache otherwise reuses one clock reading for 1 ms, which would hide
-      // a jump of the injected clock; reading the clock per check is cheap.
+      // lru-cache otherwise reuses one clock reading for 1 ms, hiding a jump of the injected clock.
       ttlResolution: 0,
       allowStale: false,
-      // A failed load keeps the entry it would have replaced: it is what
-      // stale-if-error answers with.
+      // A failed load keeps the entry it would have replaced, for stale-if-error.
       noDeleteOnFetchRejection: true,
-      // A fetch whose placeholder is evicted (a full cache) or cleared keeps
-      // going: its callers still get Deskie's answer, which was paid for.
+      // A fetch whose placeholder is evicted or cleared still answers its callers.
       ignoreFetchAbort: true,
       fetchMethod: async (_key, _previous, { context: load, options }) => {
         const answer = await load();
-        // lru-cache counts an entry gone once more than `ttl` ms have passed,
-        // so one ms less drops it exactly at keepUntilMs.
+        // lru-cache drops an entry once more than `ttl` ms have passed: one ms less ends it at keepUntilMs.
         options.ttl = Math.max(1, holdUntil(answer) - clock() - 1);
         return answer;
       },
@@ -103,8 +87,7 @@ export class MemoryStore implements AnswerStore {
     const status: LRUCache.Status<string, CachedAnswer, AnswerLoader> = {};
     this.#loading.set(key, (this.#loading.get(key) ?? 0) + 1);
     try {
-      // forceRefresh: the caller decided the held answer is not fresh; a load
-      // already under way for the key is joined rather than repeated.
+      // forceRefresh: the caller decided the held answer is not fresh; a load under way is still joined.
       const answer = await this.#lru.fetch(key, { context: load, status, forceRefresh: true });
       if (answer === undefined) throw new Error(`cache fetch for ${key} returned nothing`);
       const outcome = OUTCOME_BY_FETCH_STATUS[status.fetch ?? 'miss'] ?? 'miss';
@@ -121,10 +104,9 @@ export class MemoryStore implements AnswerStore {
   }
 
   /**
-   * lru-cache sizes an entry when it is set, and setting the same value again
-   * does not size it anew: the entry is set afresh, with the time it had
-   * left to be kept. Not while a load for the key runs: setting over it
-   * would abort the load; the entry is re-counted when the load is done.
+   * lru-cache sizes an entry only when a new value is set, so the entry is set
+   * afresh with the time it had left. While a load for the key runs (a set
+   * would abort it), it is re-counted when the load is done.
    */
   resize(answer: CachedAnswer): void {
     const { key } = answer;
@@ -147,8 +129,7 @@ export class MemoryStore implements AnswerStore {
   }
 
   async list(): Promise<CachedAnswer[]> {
-    // forEach, not values(): values() skips an entry while a load for its key
-    // runs (a refresh), and forEach gives the answer still held then.
+    // forEach, not values(): values() skips an entry while a load for its key runs.
     const held: CachedAnswer[] = [];
     this.#lru.forEach((answer) => held.push(answer));
     return held;
@@ -167,9 +148,7 @@ export class MemoryStore implements AnswerStore {
 
   /** delete(), answered at once: a shared store drops its own copy with it. */
   deleteHeld(key: string): boolean {
-    // A load under way is left to finish for its callers; with the entry
-    // gone, lru-cache neither keeps what it brings nor restores the old
-    // answer if it fails (ignoreFetchAbort, noDeleteOnFetchRejection).
+    // A load under way still answers its callers; lru-cache keeps nothing it brings.
     this.#grown.delete(key);
     return this.#lru.delete(key);
   }

@@ -4,10 +4,9 @@ import type { StatsQuery } from '../deskie/query.js';
 import { type FreshnessClass, isCustomRange, type Lifetimes } from '../deskie/periods.js';
 
 /**
- * The cache key: endpoint, canonical query, the absolute window of a calendar
- * period, and the credential partition. `yesterday` asked at 00:00:30 and at
- * 23:59:50 are different windows and so different entries; the rolling
- * `last_24_hours` has no fixed window and is keyed by its name alone.
+ * The cache key: endpoint, canonical query, a calendar period's absolute
+ * window (so `yesterday` asked on two days is two entries) and the credential
+ * partition. The rolling `last_24_hours` is keyed by its name alone.
  */
 export function cacheKey(query: StatsQuery, partition: string): string {
   const window = query.window.changesAt === null ? '' : `@${query.window.from.toMillis()}`;
@@ -15,10 +14,9 @@ export function cacheKey(query: StatsQuery, partition: string): string {
 }
 
 /**
- * The period as logs and the admin API name it: its name, or a custom
- * range's window as an ISO interval in the account's zone. One function for
- * a query and for a stored entry, so the admin API's filter matches what the
- * access log wrote.
+ * The period as logs and the admin API name it: its name, or a custom range as
+ * an ISO interval in the account's zone. One function for queries and entries,
+ * so the admin API's filter matches the access log.
  */
 export function periodText(freshness: FreshnessClass, fromMs: number, toMs: number, zone: string): string {
   if (!isCustomRange(freshness)) return freshness;
@@ -30,25 +28,13 @@ export function periodLabel({ freshness, window }: StatsQuery): string {
   return periodText(freshness, window.from.toMillis(), window.to.toMillis(), window.from.zoneName ?? 'UTC');
 }
 
-/**
- * Partitions entries by credential: an HMAC of the Authorization value, so a
- * credential never receives data fetched with another and the key never holds
- * the secret itself.
- */
+/** Partitions entries by credential: an HMAC of the Authorization value, so the key never holds the secret. */
 export function credentialPartition(authorization: string, secret: Buffer): string {
   return createHmac('sha256', secret).update(authorization).digest('base64url');
 }
 
-/**
- * When an answer fetched at `nowMs` stops being fresh: Deskie's cache lifetime
- * for the period (or the operator's override), but never past the moment the
- * period starts to mean another window, computed in the account time zone.
- */
-export function freshUntil(
-  query: StatsQuery,
-  nowMs: number,
-  lifetimes: Lifetimes,
-): number {
+/** When an answer fetched at `nowMs` stops being fresh: its lifetime (Deskie's table), cut where the period's window changes. */
+export function freshUntil(query: StatsQuery, nowMs: number, lifetimes: Lifetimes): number {
   const byLifetime = addLifetime(nowMs, lifetimes[query.endpoint.name][query.freshness], query.window.from.zone).toMillis();
   const changesAt = query.window.changesAt?.toMillis() ?? Number.POSITIVE_INFINITY;
   return Math.min(byLifetime, changesAt);
@@ -68,12 +54,10 @@ export interface AnswerTimes {
 }
 
 /**
- * The times of an answer asked for at `askedAtMs` and received at
- * `receivedAtMs`. It is fresh for its lifetime counted from when it was
- * asked. An answer that arrives after its calendar window has changed may
- * hold the new window's numbers: it is fresh for no time and not kept. An
- * entry that ends with its window is never refreshed ahead: the next window
- * is another key.
+ * The times of an answer asked for at `askedAtMs`, received at `receivedAtMs`.
+ * One that arrives after its window changed may hold the new window's numbers:
+ * it is neither fresh nor kept. One that ends with its window is never
+ * refreshed ahead: the next window is another key.
  */
 export function answerTimes(
   query: StatsQuery,
@@ -95,10 +79,9 @@ export function answerTimes(
 }
 
 /**
- * Minutes, hours, days and weeks are lengths of time ("1 day" is 24 hours even
- * across a DST change), so they are added in UTC. Months and years are
- * calendar amounts and are added in the account zone, where "1 month" from
- * 1 March ends on 1 April whatever UTC's date is.
+ * Minutes to weeks are lengths of time ("1 day" is 24 hours across a DST
+ * change), added in UTC; months and years are calendar amounts, added in the
+ * account zone.
  */
 function addLifetime(nowMs: number, lifetime: DurationLike, zone: Zone): DateTime {
   const calendar = isCalendarAmount(lifetime);

@@ -6,12 +6,7 @@ import type { SharedRedis } from '../redis/connection.js';
 import { MemoryStore } from './memory-store.js';
 import type { AnswerLoader, AnswerStore, CachedAnswer, ReusePolicy, SharedStoreState, StoreResult } from './store.js';
 
-/**
- * How long a replica's claim on a key's load lasts without being renewed. The
- * holder renews it every third of that while Deskie answers, so a load may
- * take as long as it takes; a holder that dies stops renewing, and another
- * replica takes the load over within this time.
- */
+/** How long a claim on a key's load lasts unrenewed: the holder renews it every third of that, so a dead holder's load is taken over within it. */
 const LEASE_MS = 5_000;
 /** Longest a replica waiting for another's load goes without looking at Redis itself (a lost message costs this much). */
 const POLL_MS = 200;
@@ -21,10 +16,7 @@ const LOADED_CHANNEL = 'loaded';
 const PURGED_CHANNEL = 'purged';
 /** Published with `[when, key suffix]` when a partition was dropped: every replica drops its copies and loads begun before then. */
 const DROPPED_CHANNEL = 'dropped';
-/**
- * How long a holder's failure stays readable for the replicas that waited on
- * it: they are woken at once, or look within POLL_MS.
- */
+/** How long a holder's failure stays readable for the replicas that waited on it (they look within POLL_MS). */
 const FAILURE_KEPT_MS = 2_000;
 /** Largest body of Deskie's failing answer passed to the replicas that waited (a 5xx page is small). */
 const MAX_SHARED_FAILURE_BODY = 16 * 1024;
@@ -34,13 +26,10 @@ const SCAN_COUNT = 500;
 /** Deletes a lease only if it is still the holder's (a lease that expired may be another replica's now). */
 const RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 /**
- * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2] holds
- * when) after its call was made (ARGV[3]): a call that was under way when
- * Deskie refused the credential is not kept, nor one under way when the key
- * was purged (KEYS[4] holds when). The key joins its partition's index
- * (KEYS[3], scored by when the answer goes, ARGV[4]; those gone by now,
- * ARGV[5], leave it), kept as long as its longest-kept answer, so a drop
- * deletes the partition's answers without a SCAN of every key.
+ * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2]) or the key
+ * purged (KEYS[4]) since its call was made (ARGV[3]). The key joins its
+ * partition's index (KEYS[3], scored by keepUntilMs, ARGV[4]; entries gone by
+ * ARGV[5] leave), so a drop needs no SCAN.
  */
 const WRITE_ANSWER = `
 local dropped = math.max(tonumber(redis.call('get', KEYS[2]) or '-1'), tonumber(redis.call('get', KEYS[4]) or '-1'))
@@ -52,11 +41,7 @@ if redis.call('pttl', KEYS[3]) < tonumber(ARGV[2]) then redis.call('pexpire', KE
 return 1`;
 /** Marks the answer (KEYS[1]) purged (KEYS[2]) as of ARGV[1] for ARGV[2] ms, and deletes it; 1 if it was there. */
 const PURGE_ANSWER = "redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2]) return redis.call('del', KEYS[1])";
-/**
- * Marks the partition dropped (KEYS[2]) as of ARGV[1] for ARGV[2] ms, and
- * deletes the answers its index (KEYS[1]) names, and the index; returns how
- * many answers there were.
- */
+/** Marks the partition dropped (KEYS[2]) as of ARGV[1] for ARGV[2] ms, deletes its index (KEYS[1]) and the answers it names; returns how many. */
 const DROP_PARTITION = `
 redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2])
 local removed = 0
@@ -73,11 +58,7 @@ export interface RedisStoreOptions {
   readonly log: FastifyBaseLogger;
   /** LEASE_MS unless a test wants a holder's death noticed sooner. */
   readonly leaseMs?: number;
-  /**
-   * The longest a load may take (real ms): the wait for a turn in the budget,
-   * a whole `page=all` merge, the last call. A replica waits that long for a
-   * holder that keeps its lease, and then loads by itself.
-   */
+  /** The longest a load may take (real ms): a replica waits that long for a live holder, then loads by itself. */
   readonly longestLoadMs: number;
 }
 
@@ -121,28 +102,18 @@ interface StoredMeta {
 }
 
 /**
- * Answers shared by every replica through Redis, with a small in-process
- * copy (L1) of the fresh ones in front, so a hit never waits on Redis.
+ * Answers shared by every replica through Redis, with an in-process copy (L1)
+ * of the fresh ones in front, so a hit never waits on Redis.
  *
- * - Redis holds Deskie's body (compressed) and its times, under
- *   `<REDIS_PREFIX>v1:a:<key>`, until keepUntilMs (freshness plus the
- *   stale-if-error window). Variants are rendered by each replica on first use.
- * - One load per key across the cluster: a replica takes a lease
- *   (`…:lease:<key>`, SET NX PX, renewed while it loads); the others wait for
- *   its answer, woken by a message or, if that is lost, by polling every
- *   POLL_MS, and take over once the lease lapses. When Deskie fails the
- *   holder's call, the replicas that waited get the same failure (and their
- *   callers a stale answer); any other failure they learn from Deskie.
- * - Before loading, an answer another replica stored is used when the
- *   caller's `reuse` accepts it (outcome `hit`).
- * - A purge (a key) or a drop (a refused credential's partition) deletes the
- *   answers, tells every replica to drop its copies, and leaves a marker that
- *   refuses, for as long as a load may take, the write of an answer from a
- *   call made before it. Each partition's keys are kept in a set for drops.
- * - Redis down or slower than REDIS_TIMEOUT_MS: every command fails fast, and
- *   the replica answers from L1 and loads from Deskie by itself. Nothing here
- *   waits on Redis longer than the command timeout, except a wait for
- *   another replica's load, which is bounded by how long a load may take.
+ * - Redis holds Deskie's body (gzipped) and its times under `…v1:a:<key>`
+ *   until keepUntilMs; each replica renders variants itself.
+ * - One load per key across the cluster: the holder of `…:lease:<key>` (SET NX
+ *   PX, renewed) loads; the others wait, woken by a message or by polling, and
+ *   take over if the lease lapses. They share the holder's Deskie failure.
+ * - A purge or a partition drop deletes the answers, tells every replica, and
+ *   leaves a marker refusing answers from calls made before it.
+ * - Redis down or slower than REDIS_TIMEOUT_MS: commands fail fast, and the
+ *   replica answers from L1 and loads from Deskie by itself.
  */
 export class RedisStore implements AnswerStore {
   readonly #redis: SharedRedis;
@@ -195,8 +166,7 @@ export class RedisStore implements AnswerStore {
   }
 
   async fetch(key: string, load: AnswerLoader, reuse?: ReusePolicy): Promise<StoreResult> {
-    // L1 joins this replica's callers into one cluster load; it keeps the answer while fresh.
-    // How the cluster load came about and whether Redis holds its answer, for the caller whose load it was.
+    // L1 joins this replica's callers into one cluster load.
     let cluster: StoreResult | undefined;
     const result = await this.#l1.fetch(key, async () => (cluster = await this.#clusterLoad(key, load, reuse)).answer);
     if (result.outcome === 'collapsed' || cluster === undefined) return result;
@@ -228,10 +198,9 @@ export class RedisStore implements AnswerStore {
   }
 
   /**
-   * Every answer Redis holds (ioredis's scanStream, then the bodies in batches), as this
-   * replica's own copy where it has the same one (with its hits and
-   * formats). A 503 when Redis cannot answer: this replica's copies alone
-   * would pass for the cluster's.
+   * Every answer Redis holds, as this replica's own copy where it has the same
+   * one. A 503 when Redis cannot answer: this replica's copies alone would
+   * pass for the cluster's.
    */
   async list(): Promise<CachedAnswer[]> {
     const { command } = this.#redis;
@@ -255,11 +224,7 @@ export class RedisStore implements AnswerStore {
     }
   }
 
-  /**
-   * Marks the partition dropped as of now, for as long as a load may still
-   * be under way (no answer from an earlier call is written after it), then
-   * drops what Redis and this replica hold of it, and tells the others.
-   */
+  /** Marks the partition dropped as of now, drops what Redis and this replica hold of it, and tells the others. */
   async dropEnding(keySuffix: string): Promise<number> {
     const atMs = this.#clock();
     const copies = this.#dropCopies(keySuffix, atMs).length;
@@ -284,17 +249,12 @@ export class RedisStore implements AnswerStore {
     return held;
   }
 
-  /**
-   * Drops the answer on every replica: from Redis, from this L1, and by a
-   * message from the others' L1. A 503 when Redis cannot answer (this
-   * replica's copy is dropped all the same): the purge did not reach the cluster.
-   */
+  /** Drops the answer from Redis and every replica's L1; a 503 when Redis cannot answer (this copy goes all the same). */
   async delete(key: string): Promise<boolean> {
     const atMs = this.#clock();
     const hadCopy = this.#dropCopy(key, atMs);
     let removed: boolean;
     try {
-      // Marked too: another replica's load of it under way is not written after the purge, even if this message reaches it late.
       removed = (await this.#scripts.purge(this.#answerKey(key), this.#purgedKey(key), atMs, this.#tombstoneMs())) === 1;
     } catch (error) {
       this.#redis.failed(error, undefined);
@@ -310,23 +270,14 @@ export class RedisStore implements AnswerStore {
     await this.#l1.close();
   }
 
-  /**
-   * This replica's copy of a key purged at `atMs` goes, and a load of it
-   * begun by then is not stored (one begun after the purge, whose message
-   * came late, is).
-   */
+  /** Drops this replica's copy of a key purged at `atMs`; a load of it begun by then is not stored. */
   #dropCopy(key: string, atMs: number): boolean {
     const loading = this.#loading.get(key);
     if (loading !== undefined && loading.startedAtMs <= atMs) loading.purged = true;
     return this.#l1.deleteHeld(key);
   }
 
-  /**
-   * What the cluster has for `key`, or one load of it: another replica's
-   * answer when `reuse` takes it; else the lease, and a load here; else a
-   * wait for the holder's answer (outcome `collapsed`), taking over if its
-   * lease lapses without one.
-   */
+  /** Another replica's answer when `reuse` takes it; else the lease and a load here; else the holder's answer (`collapsed`). */
   async #clusterLoad(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined): Promise<StoreResult> {
     // From the start: a purge while Redis is read or a lease waited for counts too.
     const loading: Loading = { purged: false, startedAtMs: this.#clock() };
@@ -344,15 +295,14 @@ export class RedisStore implements AnswerStore {
     const seen = await this.#read(key, by);
     if (seen !== undefined && reuse?.(seen)) return { answer: seen, outcome: 'hit', stored: true };
     const replaces = seen !== undefined || this.#l1.get(key) !== undefined;
-    // A live holder renews its lease for as long as its load takes, which has bounds of its own;
-    // past them (and a lease to lapse), something is wrong with Redis, and this replica loads by itself.
+    // Past the longest load and a lapsed lease, something is wrong with Redis: load here.
     const giveUpAt = performance.now() + this.#longestLoadMs + this.#leaseMs;
     while (!this.#closed && this.#redis.state === 'up' && performance.now() < giveUpAt) {
       const lease = await this.#takeLease(key, by);
       if (lease !== false) return this.#load(load, replaces, loading, key, lease);
       const holder = await this.#leaseHolder(key, by);
       await this.#waitForLoad(key);
-      // A wait for another replica's load, which is Deskie's time: each look at Redis after it has its own.
+      // The wait was Deskie's time: each look at Redis after it has a timeout of its own.
       by = performance.now() + this.#redis.timeoutMs;
       const current = await this.#read(key, by);
       if (current !== undefined && current.fetchedAtMs > (seen?.fetchedAtMs ?? Number.NEGATIVE_INFINITY)) return { answer: current, outcome: 'collapsed', stored: true };
@@ -383,11 +333,7 @@ export class RedisStore implements AnswerStore {
     }
   }
 
-  /**
-   * After a load, with its caller answered, whatever Redis takes: the answer
-   * is written (or Deskie's failure shared), then the lease let go and the
-   * waiting replicas told.
-   */
+  /** After the caller has its answer: writes it (or shares Deskie's failure), lets the lease go, wakes the waiters. */
   async #share(key: string, lease: string | undefined, loading: Loading, answer: CachedAnswer | undefined, failed: unknown): Promise<void> {
     if (answer !== undefined) {
       if (!loading.purged) await this.#write(answer);
@@ -400,10 +346,9 @@ export class RedisStore implements AnswerStore {
   }
 
   /**
-   * Deskie's failure of the holder's call, for the replicas that waited on
-   * it: only a failure a stale answer may stand in for (Deskie down, slow,
-   * failing, rate-limited). Anything else (a refused credential, a query
-   * Deskie rejects) the next replica learns from Deskie itself.
+   * Shares only failures a stale answer may stand in for (Deskie down, slow,
+   * failing, rate-limited); a refused credential or query the next replica
+   * learns from Deskie itself.
    */
   async #shareFailure(key: string, lease: string, error: unknown): Promise<void> {
     if (upstreamFailureOf(error) === undefined) return;

@@ -16,11 +16,9 @@ export interface EntryLabel {
 }
 
 /**
- * One cached answer from Deskie: its body, compressed, and each variant
- * (format and content coding) rendered on its first request and kept, so a
- * hit writes bytes out without parsing or re-serialising anything. The times
- * are decided by the freshness policy (policy.ts); a store only obeys
- * keepUntilMs.
+ * One cached answer from Deskie: its body, gzipped, and each variant rendered
+ * on first request and kept. The times are decided by policy.ts; a store only
+ * obeys keepUntilMs.
  */
 export interface CachedAnswer {
   /** The store's key: rendered variants' ETags hash it, and a store re-counts the entry by it. */
@@ -28,10 +26,7 @@ export interface CachedAnswer {
   /** The row of Deskie's cache table it was kept by (see entryLabel for the rest of what it answers). */
   readonly freshness: FreshnessClass;
   readonly source: AnswerSource;
-  /**
-   * The variants rendered so far, in the order first asked for (a dashboard
-   * uses one or two); a store counts one when it is added.
-   */
+  /** The variants rendered so far, in the order first asked for; a store counts one when it is added. */
   readonly variants: Representation[];
   /** `fetchedAtMs` as an HTTP date, for Last-Modified. */
   readonly lastModified: string;
@@ -41,7 +36,7 @@ export interface CachedAnswer {
   readonly askedAtMs: number;
   /** When it stops being fresh (epoch ms): Deskie's lifetime, cut at the next window change. */
   readonly expiresAtMs: number;
-  /** The earliest a hit may start one background refresh (epoch ms); +Infinity for never. See CachedStats. */
+  /** The earliest a hit may start a background refresh (epoch ms); +Infinity for never. */
   readonly refreshAtMs: number;
   /** When this answer was last asked for (epoch ms): set when fetched, then by every hit. */
   lastAskedAtMs: number;
@@ -64,11 +59,7 @@ export const PARTITION_ID_LENGTH = 12;
 
 const labels = new WeakMap<CachedAnswer, EntryLabel>();
 
-/**
- * What an entry answers, made from its source and key when the admin API asks
- * (and kept while the entry lives): a miss storm should not pay for strings
- * only an operator reads. The key ends with `#` and the partition.
- */
+/** What an entry answers, made when the admin API asks (a miss should not pay for strings only an operator reads). */
 export function entryLabel(answer: CachedAnswer): EntryLabel {
   let label = labels.get(answer);
   if (label === undefined) {
@@ -91,12 +82,10 @@ export function renderedVariant(answer: CachedAnswer, variant: Variant): Represe
 }
 
 /**
- * How a request was answered; headers and logs read this value.
- * - `hit`: served from the cache, fresh;
- * - `miss`: no entry, fetched from Deskie;
- * - `refreshed`: the entry had expired, fetched again (RFC 9211 `fwd=stale`);
- * - `collapsed`: waited for a fetch another request had already started;
- * - `stale`: Deskie failed and an expired entry answered instead (stale-if-error).
+ * How a request was answered; headers and logs read this value. `refreshed`:
+ * the entry had expired and was fetched again (RFC 9211 `fwd=stale`);
+ * `collapsed`: joined a fetch already under way; `stale`: Deskie failed and an
+ * expired entry answered (stale-if-error).
  */
 export type CacheOutcome = 'hit' | 'miss' | 'refreshed' | 'collapsed' | 'stale';
 
@@ -109,11 +98,7 @@ export interface StoreResult {
   readonly stored: boolean;
 }
 
-/**
- * Bookkeeping bytes per rendered variant beside its body: the Representation
- * object, its Buffer (a variant rendered after the entry was stored has an
- * allocation of its own), the ETag string.
- */
+/** Bookkeeping bytes counted per rendered variant beside its body (its object, Buffer and ETag). */
 const VARIANT_OVERHEAD_BYTES = 256;
 
 /** Bytes an answer holds, as stores count them against their bound (the entry's own overhead is the store's to add). */
@@ -131,36 +116,25 @@ export function answerBytes(answer: CachedAnswer): number {
 /** Fetches an answer from Deskie; throws for anything that must not be stored. */
 export type AnswerLoader = () => Promise<CachedAnswer>;
 
-/**
- * Whether an answer held elsewhere (another replica's, in a shared store) may
- * answer a fetch instead of a load: the caller's freshness rules, applied to
- * what the store found.
- */
+/** Whether an answer another replica stored may answer a fetch instead of a load (the caller's freshness rules). */
 export type ReusePolicy = (answer: CachedAnswer) => boolean;
 
 /**
  * Where answers live. Freshness is the caller's business: a store holds each
- * answer until its keepUntilMs (or until its bound drops it) and loads once
- * per key however many callers ask while a load runs. A shared store (Redis)
- * loads once per key across every replica, and keeps in this process only
- * answers still fresh.
+ * answer until its keepUntilMs (or its bound drops it) and loads once per key
+ * however many callers ask. A shared store (Redis) loads once across every
+ * replica and keeps in this process only fresh answers.
  */
 export interface AnswerStore {
-  /**
-   * The answer this process holds for `key`, without loading and without
-   * waiting: a hit's only lookup. A shared store holds only fresh answers
-   * here; a memory store holds them until keepUntilMs. While a load runs,
-   * the one it will replace.
-   */
+  /** The answer this process holds for `key` (during a load, the one it will replace), without loading or waiting: a hit's only lookup. */
   get(key: string): CachedAnswer | undefined;
   /** The answer held for `key` anywhere, fresh or not (for stale-if-error); a shared store's may take a round trip. */
   peek(key: string): Promise<CachedAnswer | undefined>;
   /**
-   * Calls `load` and holds its answer in place of the previous one, or, while
-   * a load for `key` already runs, waits for that one. Whatever `load` throws
-   * reaches every waiter and the previous answer stays held. A shared store
-   * first answers with what another replica stored when `reuse` accepts it
-   * (outcome `hit`), and otherwise waits for another replica's load under way.
+   * Calls `load` and holds its answer in place of the previous one, or joins
+   * the load already running for `key`. What `load` throws reaches every
+   * waiter and the previous answer stays. A shared store first tries what
+   * another replica stored (`reuse`, outcome `hit`).
    */
   fetch(key: string, load: AnswerLoader, reuse?: ReusePolicy): Promise<StoreResult>;
   /** Number of entries held in this process. */
@@ -170,20 +144,16 @@ export interface AnswerStore {
   /** Drops the answer held for `key` (on every replica, for a shared store); a load under way for it still answers its callers but is not kept. */
   delete(key: string): Promise<boolean>;
   /**
-   * Drops every answer whose key ends with `keySuffix`, a partition's
-   * `#<partition>` (Deskie refused its credential), and answers how many. A
-   * shared store also refuses to keep any such answer from a call made
-   * until now, such as another replica's load under way.
+   * Drops every answer of a partition (`keySuffix` is `#<partition>`: Deskie
+   * refused its credential) and answers how many. A shared store also refuses
+   * such answers from calls made until now.
    */
   dropEnding(keySuffix: string): Promise<number>;
   /** Entries dropped to stay within the bound since the store was made. */
   readonly evictions: number;
   /** False once the store cannot hold or give answers (closed). */
   readonly usable: boolean;
-  /**
-   * Counts again the bytes of `answer`, held under its key, after a variant
-   * was added to it; nothing when another answer (or none) is held there.
-   */
+  /** Counts again the bytes of `answer` after a variant was added, if it is still the one held. */
   resize(answer: CachedAnswer): void;
   /** Bytes held in this process, as the store counts them against its bound. */
   readonly bytes: number;

@@ -6,11 +6,7 @@ import type { Redis, RedisOptions } from 'ioredis';
 
 /** Longest pause between two attempts to reconnect: a Redis back up is found within it. */
 const MAX_RECONNECT_DELAY_MS = 2_000;
-/**
- * After a command fails or times out on a connection still up (a Redis too
- * slow), how long Redis is left alone: one request in this time pays the
- * timeout, not every request.
- */
+/** After a command fails on a live connection (Redis too slow), how long Redis is left alone: one request pays the timeout, not all. */
 const SKIP_AFTER_FAILURE_MS = 1_000;
 
 export interface SharedRedisOptions {
@@ -34,24 +30,17 @@ class RedisTimeout extends Error {
   }
 }
 
-/**
- * ioredis, loaded by the first SharedRedis: a proxy without REDIS_URL never
- * loads it: side by side, a proxy started without REDIS_URL held 101.4 MiB
- * resident with ioredis loaded lazily, against 106.7 MiB with it imported.
- */
+/** ioredis, loaded by the first SharedRedis, so a proxy without REDIS_URL never holds it in memory. */
 const loadIoredis = (): typeof Ioredis => createRequire(import.meta.url)('ioredis') as typeof Ioredis;
 
 /** Version of what is written to Redis: a rolling upgrade that changes it cannot read the other's entries. */
 const REDIS_FORMAT_VERSION = 'v1';
 
 /**
- * The connections one process keeps to the shared Redis: one for commands and
- * one for subscriptions (a subscribed connection can do nothing else).
- *
- * Redis is never waited on: a command fails after `timeoutMs`, and at once
- * while the connection is down (no offline queue), so a request that needs
- * Redis goes on without it. ioredis reconnects by itself, forever, with a
- * pause of at most MAX_RECONNECT_DELAY_MS, and subscribes again.
+ * A process's two connections to the shared Redis: commands, and
+ * subscriptions (a subscribed connection can do nothing else). A command fails
+ * after `timeoutMs`, and at once while the connection is down (no offline
+ * queue), so a request goes on without Redis. ioredis reconnects forever.
  */
 export class SharedRedis {
   readonly command: Redis;
@@ -84,9 +73,8 @@ export class SharedRedis {
     };
     const { Redis: Connection } = loadIoredis();
     this.command = new Connection(url, options);
-    // No ready check: it sends INFO, which a connection already subscribed may not. Its channels
-    // are subscribed each time it is ready (#subscribeAll), not by ioredis: a SUBSCRIBE sent
-    // before the first connection would be dropped with a failed attempt, and never made again.
+    // No ready check: INFO is refused on a subscribed connection. Channels are subscribed on each
+    // ready (#subscribeAll), not by ioredis, which drops a SUBSCRIBE sent before the first connection.
     this.subscriber = new Connection(url, { ...options, enableReadyCheck: false, commandTimeout: undefined, autoResubscribe: false });
     this.subscriber.on('ready', () => this.#subscribeAll());
     this.command.on('ready', () => {
@@ -124,19 +112,15 @@ export class SharedRedis {
     return this.#errors;
   }
 
-  /**
-   * Counts a command that failed, for the metrics and /readyz; the caller
-   * goes on without Redis. Returns `fallback`.
-   */
+  /** Counts a failed command (metrics, /readyz) and returns `fallback`: the caller goes on without Redis. */
   failed<T>(error: unknown, fallback: T): T {
     this.#failed(error);
     return fallback;
   }
 
   /**
-   * Sends `command` if there is time left before `byMs` (performance.now())
-   * and waits for it no longer: a request's commands share one timeout. A
-   * command given up on still runs; its answer is ignored.
+   * Sends `command` if there is time left before `byMs` (performance.now()) and waits no longer:
+   * a request's commands share one timeout. A command given up on still runs; its answer is ignored.
    */
   async within<T>(byMs: number, command: (redis: Redis) => Promise<T>): Promise<T> {
     const leftMs = byMs - performance.now();
@@ -152,11 +136,7 @@ export class SharedRedis {
     }
   }
 
-  /**
-   * A Lua script on the command connection, called with its keys then its
-   * arguments (`Args`, named for the reader). ioredis runs it by its hash
-   * (EVALSHA), and sends it again when a restarted Redis has forgotten it.
-   */
+  /** A Lua script, called with its keys then its arguments; ioredis runs it by EVALSHA and resends it to a restarted Redis. */
   script<Args extends ReadonlyArray<string | number | Buffer>>(numberOfKeys: number, lua: string): (...keysAndArgs: Args) => Promise<unknown> {
     const name = `deskieProxyScript${(this.#scripts += 1)}`;
     this.command.defineCommand(name, { numberOfKeys, lua });
@@ -171,12 +151,7 @@ export class SharedRedis {
     if (this.subscriber.status === 'ready') this.subscriber.subscribe(name).catch(() => (this.#errors += 1));
   }
 
-  /**
-   * Called each time the subscriptions are made anew (at the first
-   * connection and after each reconnection): messages published while they
-   * were down are lost, and a listener may need to forget what they would
-   * have told it.
-   */
+  /** Called each time the subscriptions are made anew: messages published while they were down are lost. */
   onSubscribed(callback: () => void): void {
     this.#subscribed.push(callback);
   }
