@@ -30,42 +30,21 @@ export const DEFAULT_UPSTREAM_QUEUE_MS = 10_000;
 export const DEFAULT_UPSTREAM_QUEUE_LENGTH = 1_000;
 export const DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE = 0.1;
 export const DEFAULT_AUTH_FAILURE_TTL_SECONDS = 30;
-/**
- * How long Deskie's acceptance of a credential lets the cache answer it:
- * the longest a key revoked in Deskie keeps getting cached answers. Ten
- * minutes costs each credential at most one call in ten minutes beyond what
- * freshness already asks (none for one whose entries refresh more often).
- */
+/** How long Deskie's acceptance of a credential lets the cache answer it: the longest a revoked key keeps getting cached answers. */
 export const DEFAULT_AUTH_RECHECK_SECONDS = 600;
-/**
- * Long enough for a load balancer probing /readyz every few seconds to see
- * the 503 and stop sending, short enough to fit `docker stop`'s 10 s.
- */
+/** Long enough for a load balancer probing /readyz to see the 503, short enough to fit `docker stop`'s 10 s. */
 export const DEFAULT_SHUTDOWN_DRAIN_SECONDS = 5;
-/**
- * A dashboard sends its request line and headers in milliseconds; 10 s
- * leaves room for a poor link, and a client that trickles them (slow loris)
- * holds its connection 10 s rather than Node's 60.
- */
+/** Room for a poor link; a client trickling its headers (slow loris) holds its connection 10 s rather than Node's 60. */
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
-/**
- * The whole request, headers and body. Only POST /admin/prewarm has a body
- * (at most 1 MiB); Fastify leaves this off, so a body trickled in byte by
- * byte would hold its connection without end.
- */
+/** The whole request, body included; Fastify leaves it off, so a trickled body would hold its connection without end. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 /**
- * An idle connection between requests. Longer than the idle timeout of
- * common load balancers (AWS ALB's 60 s), so the balancer closes first and
- * never sends a request on a connection this server is closing (Fastify's
- * default, for the same reason); dashboards polling every few seconds keep theirs.
+ * An idle connection between requests: longer than load balancers' idle
+ * timeout (AWS ALB's 60 s), so the balancer closes first and never sends on a
+ * connection this server is closing.
  */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 72_000;
-/**
- * How much longer than the longest wait for Deskie a connection may go
- * without a byte in either direction, when CONNECTION_TIMEOUT_MS is not set:
- * a miss waits that long with nothing sent, and its answer still goes out.
- */
+/** Without CONNECTION_TIMEOUT_MS, how much longer than the longest wait for Deskie (nothing sent meanwhile) a connection may idle. */
 export const CONNECTION_TIMEOUT_MARGIN_MS = 10_000;
 
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
@@ -389,11 +368,7 @@ function checkUrl(value: string): string {
 const DESKIE_EMAIL = /^[^\s:]+@[^\s:]+$/;
 const DESKIE_API_KEY = /^\S+$/;
 
-/**
- * Pass-through unless DESKIE_EMAIL and a key are set; in service mode,
- * client tokens or an explicit PROXY_AUTH=none. Half a configuration is
- * refused with what is missing, never run as something else.
- */
+/** Pass-through, or service mode with client tokens or PROXY_AUTH=none; half a configuration is refused, never run as something else. */
 function accessOf(vars: Env, production: boolean, cwd: string): Access {
   const hasKey = vars.DESKIE_API_KEY !== undefined || vars.DESKIE_API_KEY_FILE !== undefined;
   const tokensGiven = vars.PROXY_TOKENS !== undefined || vars.PROXY_TOKENS_FILE !== undefined;
@@ -464,11 +439,10 @@ function accessOf(vars: Env, production: boolean, cwd: string): Access {
 
 const absolute = (path: string, cwd: string): string => (isAbsolute(path) ? path : resolve(cwd, path));
 
-/** A secret from a file (a container secret): its content without the line end an editor adds. */
+/** A secret from a file (a container secret), without the byte order mark and line ends an editor adds. */
 function readSecretFile(path: string, cwd: string): string {
   const file = absolute(path, cwd);
   try {
-    // A byte order mark and the line end (or blank lines) an editor adds are not part of the key.
     return readFileSync(file, 'utf8').replace(/^\uFEFF/, '').trim();
   } catch (error) {
     throw new ConfigError(`DESKIE_API_KEY_FILE ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
@@ -479,11 +453,9 @@ function readSecretFile(path: string, cwd: string): string {
 const NAMED_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
 
 /**
- * TRUST_PROXY as Fastify's `trustProxy` takes it: `true` (any peer), `false`,
- * or addresses and CIDR ranges, comma-separated. Not a hop count: Fastify (5.12)
- * trusts no proxy for one (it cannot check the address the request came from,
- * so a client could write its own X-Forwarded-For), and a setting that
- * silently does nothing is worse than a refusal.
+ * TRUST_PROXY as Fastify's `trustProxy` takes it: `true`, `false`, or addresses
+ * and CIDR ranges, comma-separated. A hop count is refused: Fastify ignores
+ * it, and a setting that silently does nothing is worse than a refusal.
  */
 function trustedProxies(value: string): boolean | readonly string[] {
   if (value === 'true' || value === 'false') return value === 'true';
