@@ -40,11 +40,7 @@ export interface EndpointSpec {
   readonly scalars: Readonly<Record<string, ValueRule>>;
   /** Whether `custom_fields[cf_N]` filters are accepted. */
   readonly customFields: boolean;
-  /**
-   * How Deskie pages this endpoint, for `page=all`: `last_page` (follow pages
-   * until the body says `last_page: true`), `total_count` (pages of `limit`
-   * records up to `total_count`), or null when it does not page.
-   */
+  /** How Deskie pages this endpoint, for `page=all` (see all-pages.ts); null when it does not page. */
   readonly pagination: 'last_page' | 'total_count' | null;
 }
 
@@ -73,7 +69,6 @@ const satisfactionLimit: ValueRule = {
   minimum: 1,
   maximum: SATISFACTION_MAX_LIMIT,
 };
-
 
 const oneOf = (...values: string[]): ValueRule => ({
   test: (value) => values.includes(value),

@@ -2,14 +2,10 @@ import { DateTime } from 'luxon';
 import type { EndpointName } from './endpoints.js';
 
 /**
- * How each field of Deskie's statistics records is cleaned up for a dashboard.
- * Driven by this schema, never by a value's look: a comment that reads "42",
- * "100%" or "-" is text and stays text.
- * - `number`: counts, durations and ratings; numeric strings become numbers, "-" becomes null;
- * - `percent`: "21.9%" becomes 21.9 (percent units), "-" becomes null;
- * - `date`: RFC 2822 dates become ISO 8601 with their offset;
- * - `text` and `id`: never touched (listed to document that they are kept as sent).
- * Fields not listed pass through unchanged, so a new Deskie field breaks nothing.
+ * How each field of Deskie's records is cleaned up, by this schema, never by a
+ * value's look (a comment reading "42" stays text): `number` and `percent`
+ * ("21.9%") become numbers, "-" null; `date` (RFC 2822) becomes ISO 8601;
+ * `text` and `id` are kept as sent, as are fields not listed.
  */
 export type FieldKind = 'number' | 'percent' | 'date' | 'text' | 'id';
 

@@ -91,23 +91,16 @@ export interface PeriodWindow {
 }
 
 /**
- * Resolves a period to the absolute window it means at `now` in the account
- * time zone. Calendar arithmetic is luxon's, so a DST day is 23 or 25 hours
- * long and months have their real lengths.
- *
- * Deskie does not say whether `last_N_days` includes today; this server reads
- * it as the N calendar days ending with today. Either reading changes window at
- * midnight, which is all the cache needs to know.
+ * The absolute window a period means at `now` in the account time zone (luxon's
+ * calendar: a DST day is 23 or 25 hours). Deskie does not say whether
+ * `last_N_days` includes today; it is read as the N days ending with today.
+ * Either reading changes window at midnight, which is all the cache needs.
  */
 export function periodWindow(period: Period, nowMs: number, zone: string, weekStart: Weekday): PeriodWindow {
   if (period === 'last_24_hours') return rollingDay(nowMs, zone);
   const now = DateTime.fromMillis(nowMs, { zone });
-  // Boundaries are the start of a calendar day, week, month or year found by
-  // moving the date first and taking its start last: a day whose midnight a
-  // DST change skips (America/Santiago, 2026-09-06) starts at 01:00, and
-  // adding a day to that start would end the next day at 01:00 as well.
-  // Only the boundaries a period needs are computed: this runs on every
-  // request whose window is not remembered yet.
+  // Move the date first and take its start last: a day whose midnight DST skips
+  // (America/Santiago, 2026-09-06) starts at 01:00, and a day added to that would too.
   const day = (offset: number) => now.plus({ days: offset }).startOf('day');
   const weekOffset = (now.weekday - weekStart + 7) % 7;
   const week = (offset: number) => day(offset * 7 - weekOffset);
@@ -166,29 +159,11 @@ export function periodWindow(period: Period, nowMs: number, zone: string, weekSt
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/**
- * The rolling last 24 hours. Its key does not depend on the window, so the
- * dates are only made when something reads them (a miss), not on every hit.
- */
 function rollingDay(nowMs: number, zone: string): PeriodWindow {
-  let from: DateTime | undefined;
-  let to: DateTime | undefined;
-  return {
-    get from() {
-      return (from ??= DateTime.fromMillis(nowMs - DAY_MS, { zone }));
-    },
-    get to() {
-      return (to ??= DateTime.fromMillis(nowMs, { zone }));
-    },
-    changesAt: null,
-  };
+  return { from: DateTime.fromMillis(nowMs - DAY_MS, { zone }), to: DateTime.fromMillis(nowMs, { zone }), changesAt: null };
 }
 
-/**
- * Remembers each calendar period's window until the moment it changes, so a
- * cache hit does not redo calendar arithmetic. The rolling `last_24_hours` is
- * computed every time.
- */
+/** Remembers each calendar period's window until it changes; the rolling `last_24_hours` is computed every time. */
 export class PeriodWindows {
   readonly #remembered = new Map<Period, { readonly window: PeriodWindow; readonly sinceMs: number; readonly untilMs: number }>();
 

@@ -7,12 +7,7 @@ export const MAX_QUERY_STRING_BYTES = 4096;
 /** Most parameters in one query string (100 values of one filter, and the rest). */
 export const MAX_QUERY_PARAMETERS = 150;
 
-/**
- * Query strings whose parse is remembered, and the longest remembered: a
- * fleet of 50 dashboards with three panels each repeats 150. The routes keep
- * a checked query (with its window's DateTimes) for each one remembered, so
- * more would cost memory under a storm of distinct queries for nothing.
- */
+/** Query strings whose parse is remembered (a fleet's dashboards repeat a few hundred), and the longest remembered. */
 const REMEMBERED_QUERY_STRINGS = 1024;
 const LONGEST_REMEMBERED_QUERY_STRING = 1024;
 const parsed = new LRUCache<string, ParsedQuery>({ max: REMEMBERED_QUERY_STRINGS, memoMethod: (raw) => Object.freeze(parseOnce(raw)) });
@@ -26,16 +21,11 @@ export type RawQuery = Readonly<Record<string, string | readonly string[] | unde
 export type ParsedQuery = RawQuery & { readonly [QUERY_STRING_REFUSAL]?: ProxyError };
 
 /**
- * Fastify's query string parser, bounded. A parser that throws would take
- * the request down inside the router, so a query string that is too long,
- * has too many parameters or cannot be decoded (`%zz`, a lone `%`, bytes that
- * are not UTF-8 such as `%FF%FE`) is parsed to a refusal instead, which the
- * stats routes answer with a 414 or 400 before anything reaches Deskie.
- * fast-querystring alone would keep an undecodable value as its raw text,
- * which would then be forwarded encoded twice.
- *
- * The same string gives the same (frozen) object, so that the stats routes
- * can remember what they checked of it: a hit then skips both steps.
+ * Fastify's query string parser, bounded. A query string too long, with too
+ * many parameters or undecodable (`%zz`, `%FF%FE`) parses to a refusal that the
+ * stats routes answer with a 414 or 400: a parser that throws would fail
+ * inside the router, and fast-querystring alone would forward `%zz` encoded twice.
+ * The same string gives the same frozen object, which the routes remember checks by.
  */
 export function parseQueryString(raw: string): ParsedQuery {
   return raw.length <= LONGEST_REMEMBERED_QUERY_STRING ? parsed.memo(raw) : Object.freeze(parseOnce(raw));

@@ -24,11 +24,7 @@ export type { RawQuery } from './query-string.js';
 export interface QueryContext {
   /** Periods' windows in the account time zone, where offset-less times are read too. */
   readonly windows: PeriodWindows;
-  /**
-   * Custom ranges already resolved, by endpoint and the two values as sent:
-   * parsing and checking them with luxon would otherwise cost every hit far
-   * more than the rest of the lookup. Bounded by its owner.
-   */
+  /** Custom ranges already resolved, by endpoint and the values as sent (luxon's parsing would dominate a hit). */
   readonly ranges?: LRUCache<string, ResolvedWindow>;
   readonly nowMs: number;
   /** Names the operator allows besides the documented ones; forwarded upstream as given. */
@@ -39,12 +35,7 @@ export interface QueryContext {
 
 export interface StatsQuery {
   readonly endpoint: EndpointSpec;
-  /**
-   * The canonical query, the cache key's: names sorted, a filter's values
-   * de-duplicated and sorted however they were written, certain defaults
-   * left out, custom times absolute. Sent upstream as it is, except with
-   * `page=all`.
-   */
+  /** The canonical query, sent upstream and keyed: names and values sorted, duplicates and defaults left out, times absolute. */
   readonly canonicalQuery: string;
   /** `page=all`: fetch every page and merge them into one answer. */
   readonly allPages: boolean;
@@ -61,14 +52,10 @@ export interface StatsQuery {
 const TIME_PARAMETERS = new Set(['period', 'from_time', 'to_time']);
 
 /**
- * Checks a client's query against what the endpoint accepts and turns it into
- * the canonical form used both upstream and as the cache key. Anything not
- * accepted is a 400 that names it, so nothing unknown reaches Deskie and a
- * cache-busting `?_=123` cannot make a new entry.
- *
- * The rules cross fields (a period or a range; a range's length in calendar
- * months in the account zone), so they live here in one pure function rather
- * than half in a JSON schema.
+ * Checks a client's query against what the endpoint accepts and makes it
+ * canonical. Anything not accepted is a 400 naming it, so nothing unknown
+ * reaches Deskie and a cache-busting `?_=123` makes no entry. The rules cross
+ * fields, so they live in this one function rather than half in a JSON schema.
  */
 export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, context: QueryContext): StatsQuery {
   const refused = query[QUERY_STRING_REFUSAL];
@@ -87,8 +74,7 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, cont
   forwarded.push(...resolved.parameters);
 
   const allPages = forwarded.some(([name, value]) => name === 'page' && value === ALL_PAGES);
-  // Page 1 is the page Deskie answers without one. Every page merged is the
-  // same answer whatever the page size: one entry.
+  // Page 1 is Deskie's default; every page merged is one answer whatever the page size.
   const keyed = forwarded.filter(([name, value]) => !(name === 'page' && value === FIRST_PAGE) && !(allPages && name === 'limit'));
   const canonicalQuery = canonicalQueryString(keyed);
   if (canonicalQuery.length > MAX_UPSTREAM_QUERY_BYTES) {
