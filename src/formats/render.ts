@@ -22,50 +22,33 @@ export interface Representation {
   readonly etag: string;
 }
 
-/**
- * What an entry keeps to render any format on demand: Deskie's body,
- * gzip-compressed (JSON shrinks four- to sevenfold, and a gzip client asking
- * for `raw` is sent these very bytes), with what the formats need besides.
- */
-export interface AnswerSource {
-  readonly gzipped: Buffer;
-  readonly contentType: string;
-  readonly endpoint: EndpointName;
-  /** The window the answer covers, as instants and a zone name: the `rows` format states it. */
-  readonly fromMs: number;
-  readonly toMs: number;
-  readonly zone: string;
-}
-
+/** The window an answer covers, as instants and a zone name: the `rows` format states it. */
 export interface SourceWindow {
   readonly fromMs: number;
   readonly toMs: number;
   readonly zone: string;
 }
 
+/** What an entry keeps to render any format: Deskie's body gzipped (a gzip client asking for `raw` gets these very bytes), and what the formats need. */
+export interface AnswerSource extends SourceWindow {
+  readonly gzipped: Buffer;
+  readonly contentType: string;
+  readonly endpoint: EndpointName;
+}
+
 const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
-/**
- * CSV is saved as a file named after Deskie's endpoint (`stats_leaderboard.csv`,
- * RFC 6266), whatever the period: one value per endpoint, made once and
- * shared by every representation.
- */
+/** CSV is saved as a file named after Deskie's endpoint (`stats_leaderboard.csv`, RFC 6266), whatever the period. */
 const CSV_DISPOSITION: Readonly<Record<EndpointName, string>> = Object.fromEntries(
   Object.values(ENDPOINTS).map((endpoint) => [endpoint.name, `attachment; filename="${basename(endpoint.path, '.json')}.csv"`]),
 ) as Record<EndpointName, string>;
-/**
- * Brotli's quality 5 compresses a leaderboard in about the time gzip takes
- * and a tenth smaller; its default (11) takes fifty times longer.
- */
+/** About gzip's speed and a little smaller; Brotli's default (11) is far slower. */
 const BROTLI_QUALITY = 5;
 
 /**
- * Copies of `parts` in one allocation of their own, exactly sized. Small
- * Buffers are slices of Node's shared 8 KiB pool and zlib's results of its
- * 16 KiB chunks: a cached slice would keep the whole slab alive, several
- * times what the store counts. And each allocation costs about 400 bytes
- * beside its data (its objects and the native store behind them), so what an
- * entry holds when it is stored shares one.
+ * Copies of `parts` in one exactly sized allocation of their own: small Buffers
+ * are slices of Node's shared pool or zlib's chunks, and a cached slice would
+ * keep the whole slab alive, beyond what the store counts.
  */
 function ownBytes(parts: readonly Buffer[]): Buffer[] {
   const packed = Buffer.allocUnsafeSlow(parts.reduce((total, part) => total + part.length, 0));
@@ -102,12 +85,10 @@ export function withOwnedBytes(
 }
 
 /**
- * Renders one variant of an entry (its bytes not yet owned: see ownBytes): the format from Deskie's body (`parsed`
- * when the caller has it, else read again from the source), then its coding.
- * A coding that would not make the body smaller is not applied. ETags hash
- * the entry's key, the variant and the bytes: a tag from another URL,
- * credential or coding never matches, and a refetch that brings the same
- * bytes keeps its tag, so a dashboard still gets its 304.
+ * Renders one variant of an entry (bytes not yet owned): the format, then the
+ * coding unless it would not make the body smaller. ETags hash the entry's key,
+ * the variant and the bytes: a tag from another URL, credential or coding never
+ * matches, and a refetch of the same bytes keeps its tag (and its 304s).
  */
 export function renderVariant(source: AnswerSource, entryTag: string, variant: Variant, parsed?: unknown): Representation {
   const { rendering, coding } = describeVariant(variant);

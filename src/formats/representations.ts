@@ -1,5 +1,4 @@
 import { badRequest } from '../http/errors.js';
-import { LRUCache } from 'lru-cache';
 
 /** The answers one cached entry can give, chosen with `format=`. */
 export const FORMATS = ['normalized', 'raw', 'rows', 'csv'] as const;
@@ -66,11 +65,7 @@ export const CSV_TYPE = 'text/csv; charset=utf-8; header=present';
 export const CODINGS = ['identity', 'gzip', 'br'] as const;
 export type Coding = (typeof CODINGS)[number];
 
-/**
- * What one request asks of an entry: a format (CSV with or without its byte
- * order mark) in one content coding, as a small integer that a hit compares
- * with the few an entry holds.
- */
+/** What one request asks of an entry, as a small integer: a format (CSV with or without its BOM) in one content coding. */
 export type Variant = number;
 const RENDERINGS = [...FORMATS, 'csv+bom'] as const;
 export type Rendering = (typeof RENDERINGS)[number];
@@ -87,21 +82,13 @@ export function describeVariant(variant: Variant): { readonly rendering: Renderi
   return { rendering, coding };
 }
 
-/** The coding each Accept-Encoding value picks: dashboards send a handful of distinct ones. */
-const codings = new LRUCache<string, Coding>({ max: 256, memoMethod: negotiateCoding });
-
 /**
- * The content coding to answer in (RFC 9110 §12.5.3): the one with the
- * highest q-value among br and gzip (br first on a tie: it is smaller), or
- * identity when the client names neither. Identity is always sent rather than
- * a 406 when a client refuses it: every client can read it.
+ * The content coding to answer in (RFC 9110 §12.5.3): br or gzip, whichever has
+ * the higher q-value (br on a tie: it is smaller), else identity, which is sent
+ * rather than a 406 even to a client that refuses it: every client can read it.
  */
 export function chooseCoding(acceptEncoding: string | undefined): Coding {
   if (acceptEncoding === undefined || acceptEncoding === '') return 'identity';
-  return codings.memo(acceptEncoding);
-}
-
-function negotiateCoding(acceptEncoding: string): Coding {
   const q: Partial<Record<string, number>> = {};
   for (const item of acceptEncoding.split(',')) {
     const [name = '', ...params] = item.trim().toLowerCase().split(';');
