@@ -8,12 +8,7 @@ const digest = (value: string): Buffer => hash('sha256', value, 'buffer');
 const bearerToken = (authorization: string | undefined): string | undefined =>
   authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];
 
-/**
- * Whether an Authorization header carries `token` as a bearer token,
- * compared in constant time: both sides are hashed first, so neither the
- * token's length nor the position of the first wrong character shows in the
- * time taken.
- */
+/** Whether an Authorization header carries `token` as a bearer token, compared in constant time (see BearerTokens). */
 export function bearerMatcher(token: string): (authorization: string | undefined) => boolean {
   const tokens = new BearerTokens([{ name: 'token', token }]);
   return (authorization) => tokens.find(authorization) !== undefined;
@@ -26,15 +21,10 @@ export interface NamedToken {
 }
 
 /**
- * A set of named bearer tokens, compared in constant time: the given token
- * is hashed once and its digest compared with every token's, without
- * stopping at a match, so neither which token matched nor how much of one
- * did shows in the time taken. A missing token is hashed and compared too.
- * Each token stands for a holder (its name by default), made once, so a
- * request gets the same object every time. The hash and comparisons cost
- * about 0.9 µs a request with two tokens (a microbenchmark of this loop),
- * which a cache hit in service mode pays; a lookup by the header's text
- * would be cheaper, but a map's string comparison is not constant time.
+ * Named bearer tokens, compared in constant time: the given token's digest is
+ * compared with every token's without stopping at a match (a missing token
+ * too), so neither which token matched nor how much of one shows in the time
+ * taken. A map lookup would not be constant time. Each token stands for a holder made once.
  */
 export class BearerTokens<Holder = string> {
   #entries: ReadonlyArray<{ readonly digest: Buffer; readonly name: string; readonly holder: Holder }> = [];

@@ -38,10 +38,7 @@ const BASIC = /^basic\s+\S/i;
 const PASS_THROUGH_CHALLENGE = 'HTTP Basic credentials are required: your Deskie e-mail as user and API key as password';
 const TOKEN_CHALLENGE = 'a client token is required: Authorization: Bearer <token>, as issued by whoever runs this proxy';
 
-/**
- * How a mode lets requests in, and in service mode with tokens the token set
- * itself, which a reload of PROXY_TOKENS_FILE swaps.
- */
+/** How a mode lets requests in, and with tokens the set a reload of PROXY_TOKENS_FILE swaps. */
 export function clientAccess(access: Access): { readonly authenticate: Authenticate; readonly tokens: BearerTokens<Caller> | undefined } {
   if (access.mode === 'pass-through') {
     return {
@@ -74,11 +71,7 @@ export function clientAccess(access: Access): { readonly authenticate: Authentic
 const MIN_TOKEN_LENGTH = 16;
 /** A token's name, as logs and metric labels carry it. */
 const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
-/**
- * A name that could be a token (16 or more hex digits, what `openssl rand -hex`
- * makes): refused, so a line written the wrong way round cannot start with
- * its token as a name, which logs and metrics would then carry.
- */
+/** A name that looks like a token (`openssl rand -hex`): refused, so a line written the wrong way round cannot log its token. */
 const TOKEN_LIKE_NAME = /^[0-9a-f]{16,}$/i;
 /** RFC 6750 §2.1's b64token: what a bearer header carries as is. */
 const TOKEN_CHARACTERS = /^[A-Za-z0-9\-._~+/]+=*$/;
@@ -105,10 +98,8 @@ export function parseTokenList(text: string): NamedToken[] {
 }
 
 /**
- * PROXY_TOKENS_FILE: one `name token` a line; blank lines and lines starting
- * with `#` are skipped. `allowEmpty`: a file without tokens means no client
- * gets in (a reload's way of withdrawing every token); at start-up it is
- * refused as the likelier mistake.
+ * PROXY_TOKENS_FILE: one `name token` a line, `#` comments. `allowEmpty` (a
+ * reload): no token lets no client in; at start-up it is refused as a mistake.
  */
 export function parseTokenFile(text: string, path: string, { allowEmpty = false } = {}): NamedToken[] {
   const entries: Array<NamedToken & { where: string }> = [];
@@ -135,11 +126,7 @@ export function readTokenFile(path: string, options: { allowEmpty?: boolean } = 
   return parseTokenFile(text, path, options);
 }
 
-/**
- * Names, lengths and uniqueness. Neither a name nor a token is ever quoted: a
- * line written the wrong way round (`token name`) would put the token in a
- * message, which start-up prints and a reload logs.
- */
+/** Names, lengths and uniqueness; neither is quoted, for a line written `token name` would print its token. */
 function checkTokens(entries: ReadonlyArray<NamedToken & { readonly where: string }>, source: string): NamedToken[] {
   if (entries.length === 0) throw new TokenListError(`${source} holds no token`);
   const names = new Map<string, string>();
