@@ -45,11 +45,10 @@ interface Merged {
 }
 
 /**
- * Satisfaction pages are read oldest first, whatever order the client asked
- * for: a rating added while paging then lands at the end instead of shifting
- * every later page by one (which would repeat one record and lose another).
- * Pages are read until one comes back short or the merge holds Deskie's
- * latest `total_count`. Ratings seen twice are kept once.
+ * Satisfaction pages are read oldest first, whatever order was asked: a rating
+ * added while paging lands at the end instead of shifting later pages (which
+ * would repeat one record and lose another). Read until a short page or
+ * `total_count`; a rating seen twice is kept once.
  */
 async function allRatings(pageBase: QueryPairs, maxPages: number, fetchPage: PageFetcher, reservePages: PageReserver): Promise<Merged> {
   const newestFirst = !pageBase.some(([name, value]) => name === 'sort' && value === 'added_at_asc');
@@ -80,11 +79,9 @@ async function allRatings(pageBase: QueryPairs, maxPages: number, fetchPage: Pag
 }
 
 /**
- * Staff-status pages are followed until Deskie says `last_page: true` (a body
- * without a usable `last_page` is followed while its pages are full), or the
- * merge holds Deskie's `total_count` where it sends one. Deskie lists changes
- * oldest first, so one added while paging lands at the end; a change seen
- * twice (the same staff, time and statuses) is kept once.
+ * Staff-status pages (oldest first) are followed until `last_page: true`, or
+ * while full when `last_page` is missing, or up to `total_count` when sent. A
+ * change seen twice (same staff, time and statuses) is kept once.
  */
 async function allStatusChanges(pageBase: QueryPairs, maxPages: number, fetchPage: PageFetcher, reservePages: PageReserver): Promise<Merged> {
   const records: unknown[] = [];
@@ -124,11 +121,7 @@ function totalOf(body: JsonObject): number | undefined {
   return typeof total === 'number' && Number.isFinite(total) && total >= 0 ? total : undefined;
 }
 
-/**
- * Where Deskie tells the total up front, a merge that needs more than
- * `maxPages` is refused after its first page, and the pages still to come are
- * reserved at once (so the budget refuses or waits now, not halfway through).
- */
+/** With Deskie's total after the first page: refuses a merge past `maxPages`, and reserves the pages still to come. */
 async function checkTotal(total: number | undefined, pageSize: number, maxPages: number, reservePages: PageReserver): Promise<void> {
   if (total === undefined) return;
   const pages = Math.max(1, Math.ceil(total / pageSize));

@@ -53,11 +53,8 @@ export class DeskieClient {
   }
 
   async get(path: string, query: string, authorization: string): Promise<UpstreamResponse> {
-    // One deadline for the whole exchange, including the wait for a free
-    // connection, which the pool's own timeouts do not cover. Not
-    // AbortSignal.timeout(): its timer and signal live for the whole timeout
-    // after the answer came, so a storm of misses kept tens of thousands of
-    // them, and the heap around them, for 30 seconds.
+    // One deadline for the whole exchange, the wait for a connection included. Not
+    // AbortSignal.timeout(): its timer outlives the answer, holding memory under a storm of misses.
     const deadline = new AbortController();
     const timer = setTimeout(
       () => deadline.abort(new DOMException('Deskie did not answer in time', 'TimeoutError')),

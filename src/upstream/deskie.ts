@@ -55,10 +55,9 @@ export interface DeskieAnswer extends DeskiePage {
 }
 
 /**
- * Asks Deskie for one validated query: a single page, or every page merged
- * for `page=all`. Every call takes its turn in the upstream budget; anything
- * but a 200 whose body is a JSON object is thrown (UpstreamAnswer for
- * Deskie's own answers, ProxyError for failures), and nothing here stores.
+ * Asks Deskie for one query (every page merged for `page=all`), each call in
+ * its turn in the budget. Anything but a 200 with a JSON object is thrown:
+ * UpstreamAnswer for Deskie's own answers, ProxyError for failures.
  */
 export class DeskieUpstream {
   readonly #options: DeskieUpstreamOptions;
@@ -71,12 +70,10 @@ export class DeskieUpstream {
   async fetch(query: StatsQuery, call: UpstreamCall): Promise<DeskieAnswer> {
     const { budget, queueMs, pagesTimeoutMs, maxPages } = this.#options;
     const startedAt = performance.now();
-    // The merge as a whole has its own deadline in real time (the injected
-    // clock is for freshness); the first call waits no longer than a client may.
+    // Real time, not the injected clock (which is for freshness).
     const mergeDeadline = query.allPages ? startedAt + pagesTimeoutMs : Number.POSITIVE_INFINITY;
     const turnDeadline = () => Math.min(performance.now() + queueMs, mergeDeadline);
-    // A merge asked before reserves what it took last time, so one that no
-    // longer fits waits or is refused before its first call.
+    // A merge reserves what it took last time, so one that no longer fits waits or is refused up front.
     const calls = query.allPages ? Math.min(Math.max(1, call.expectedCalls), maxPages) : 1;
     const grant = await budget.reserve({ calls, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline() });
     try {
@@ -97,8 +94,7 @@ export class DeskieUpstream {
         if (grant.remaining === 0) await grant.extend(1, turnDeadline());
         return get(pageQuery);
       };
-      // Deskie told the total: the rest is reserved now, so a merge is
-      // refused or waits before its second call, never halfway through.
+      // Deskie told the total: the rest is reserved now, never refused halfway through.
       const reservePages = (pages: number): Promise<void> => grant.extend(Math.max(0, pages - grant.remaining), turnDeadline());
       const merged = await fetchAllPages(query.endpoint, query.pageBase, maxPages, fetchPage, reservePages);
       return { ...merged, calls: grant.spent, upstreamMs };
@@ -145,8 +141,7 @@ export class DeskieUpstream {
       );
     }
     if (statusCode !== 200) throw new UpstreamAnswer(statusCode, body, contentType, retryAfterSeconds);
-    // Deskie accepted the credential: this merge's later calls, and calls
-    // waiting behind its first answer, are an ordinary client's.
+    // Deskie accepted the credential: its later calls are an ordinary client's.
     call.accepted();
     grant.trust();
     return { body, contentType, parsed: parseDeskieBody(body) };
