@@ -59,20 +59,12 @@ export function isControlPath(path: string): boolean {
 export async function answerControl(req: IncomingMessage, path: string, query: string, controls: SimulatorControls): Promise<SimulatorReply> {
   try {
     const route = CONTROL_ROUTES.get(path.slice(CONTROL_PATH_PREFIX.length));
-    if (route === undefined) {
-      throw new ControlError(404, `no such control route: ${path}; routes are ${[...CONTROL_ROUTES.keys()].join(', ')}`);
-    }
-    if (req.method !== 'POST') {
-      return errorReply(405, `${path} takes POST`, { allow: 'POST' });
-    }
+    if (route === undefined) throw new ControlError(404, `no such control route: ${path}; routes are ${[...CONTROL_ROUTES.keys()].join(', ')}`);
+    if (req.method !== 'POST') return errorReply(405, `${path} takes POST`, { allow: 'POST' });
     return route({ query: new URLSearchParams(query), body: await readBody(req) }, controls);
   } catch (error) {
-    if (error instanceof ControlError) {
-      return errorReply(error.statusCode, error.message);
-    }
-    if (error instanceof InvalidKnobError) {
-      return errorReply(400, error.message);
-    }
+    if (error instanceof ControlError) return errorReply(error.statusCode, error.message);
+    if (error instanceof InvalidKnobError) return errorReply(400, error.message);
     return errorReply(500, 'internal server error');
   }
 }
@@ -85,12 +77,8 @@ function setKnobs({ body }: ControlRequest, controls: SimulatorControls): Simula
 
 function userReply({ query }: ControlRequest, change: (email: string) => boolean, revoked: boolean): SimulatorReply {
   const email = query.get('user');
-  if (email === null || email === '') {
-    throw new ControlError(400, 'the user query parameter (an e-mail) is required');
-  }
-  if (!change(email)) {
-    throw new ControlError(404, `no such user: ${email}`);
-  }
+  if (email === null || email === '') throw new ControlError(400, 'the user query parameter (an e-mail) is required');
+  if (!change(email)) throw new ControlError(404, `no such user: ${email}`);
   return jsonReply({ user: email, revoked });
 }
 
@@ -112,12 +100,8 @@ async function readBody(req: IncomingMessage): Promise<string> {
   let bytes = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     bytes += chunk.length;
-    if (bytes <= MAX_CONTROL_BODY_BYTES) {
-      chunks.push(chunk);
-    }
+    if (bytes <= MAX_CONTROL_BODY_BYTES) chunks.push(chunk);
   }
-  if (bytes > MAX_CONTROL_BODY_BYTES) {
-    throw new ControlError(413, `body is larger than ${MAX_CONTROL_BODY_BYTES} bytes`);
-  }
+  if (bytes > MAX_CONTROL_BODY_BYTES) throw new ControlError(413, `body is larger than ${MAX_CONTROL_BODY_BYTES} bytes`);
   return Buffer.concat(chunks).toString('utf8');
 }

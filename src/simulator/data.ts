@@ -91,11 +91,8 @@ export function seedFor(endpoint: string, query: URLSearchParams, generation = 0
     .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
     .sort();
   const hash = createHash('sha256').update(`${endpoint}?${pairs.join('&')}`);
-  // Generation 0 hashes exactly what it always did, so a fresh simulator keeps
-  // its bytes; '#' cannot occur in the encoded pairs, so no query collides with it.
-  if (generation > 0) {
-    hash.update(`#${generation}`);
-  }
+  // Generation 0 keeps a fresh simulator's bytes; '#' cannot occur in the encoded pairs.
+  if (generation > 0) hash.update(`#${generation}`);
   return hash.digest().readUInt32BE(0);
 }
 
@@ -113,28 +110,6 @@ export function createRng(seed: number): Rng {
 
 // --- Leaderboard --------------------------------------------------------------
 
-export interface LeaderboardRow {
-  staff_id: number;
-  staff_name: string;
-  new_cases_in_total: number;
-  new_user_cases: number;
-  reopened_cases: number;
-  cases_being_handled: number;
-  cases_with_a_response: number;
-  first_response_time: number;
-  first_response_sla_violated: string;
-  response_time: number;
-  response_sla_violated: string;
-  response_writing_time: number;
-  total_number_of_responses: number;
-  total_number_of_notes: number;
-  number_of_responses_for_resolution: number;
-  closed_cases: number;
-  resolution_time: number;
-  resolution_sla_violated: string;
-  ratings_of_responses: string;
-}
-
 /** The leaderboard body: `{"0":{"staff":{...}},"1":...}`, 3–6 agents. */
 export function leaderboardBody(rng: Rng): string {
   const agents = shuffled(rng, STAFF).slice(0, randomIn(rng, LEADERBOARD_AGENTS));
@@ -143,7 +118,7 @@ export function leaderboardBody(rng: Rng): string {
   return recordsBody(rows, {});
 }
 
-function leaderboardRow(rng: Rng, member: StaffMember, unrated: boolean): LeaderboardRow {
+function leaderboardRow(rng: Rng, member: StaffMember, unrated: boolean): Record<string, number | string> {
   const newUserCases = randomInt(rng, 0, 80);
   const newCasesInTotal = newUserCases + randomInt(rng, 0, 3);
   const casesBeingHandled = newCasesInTotal + randomInt(rng, 0, 60);
@@ -175,9 +150,7 @@ function leaderboardRow(rng: Rng, member: StaffMember, unrated: boolean): Leader
 /** A share of cases over the SLA: often "0%", sometimes "-" when nothing was measured. */
 function slaViolated(rng: Rng): string {
   const roll = rng();
-  if (roll < 0.1) {
-    return NO_DATA;
-  }
+  if (roll < 0.1) return NO_DATA;
   return roll < 0.45 ? '0%' : formatPercent(rng() * 40);
 }
 
@@ -291,9 +264,7 @@ function ratingDate(unixSeconds: number): string {
  */
 function recordsBody(records: readonly unknown[], trailer: Record<string, unknown>): string {
   const body: Record<string, unknown> = {};
-  records.forEach((record, index) => {
-    body[String(index)] = record;
-  });
+  records.forEach((record, index) => (body[String(index)] = record));
   return JSON.stringify(Object.assign(body, trailer));
 }
 
@@ -315,9 +286,7 @@ function randomIn(rng: Rng, range: CountRange): number {
 
 function pick<T>(rng: Rng, items: readonly T[]): T {
   const item = items[randomInt(rng, 0, items.length - 1)];
-  if (item === undefined) {
-    throw new Error('pick() needs at least one item');
-  }
+  if (item === undefined) throw new Error('pick() needs at least one item');
   return item;
 }
 

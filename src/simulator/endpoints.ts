@@ -74,17 +74,13 @@ export function answerStats(endpoint: Endpoint, query: URLSearchParams, now: Dat
     const rng = createRng(seedFor(endpoint.path, query, generation));
     return { statusCode: 200, body: endpoint.render(query, rng, window) };
   } catch (error) {
-    if (error instanceof BadRequestError) {
-      return errorReply(400, error.message);
-    }
+    if (error instanceof BadRequestError) return errorReply(400, error.message);
     throw error;
   }
 }
 
 function sortParam(query: URLSearchParams): SatisfactionSort {
   const sort = query.get('sort') ?? 'added_at_desc';
-  if (!(SATISFACTION_SORTS as readonly string[]).includes(sort)) {
-    throw new BadRequestError(`sort must be one of ${SATISFACTION_SORTS.join(', ')}`);
-  }
+  if (!(SATISFACTION_SORTS as readonly string[]).includes(sort)) throw new BadRequestError(`sort must be one of ${SATISFACTION_SORTS.join(', ')}`);
   return sort as SatisfactionSort;
 }

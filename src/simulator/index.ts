@@ -190,9 +190,7 @@ class SimulatedDeskie implements Simulator {
   }
 
   async close(): Promise<void> {
-    for (const timer of this.#latencyTimers) {
-      clearTimeout(timer);
-    }
+    for (const timer of this.#latencyTimers) clearTimeout(timer);
     this.#latencyTimers.clear();
     await new Promise<void>((resolve) => {
       // The callback's error only says the server was already closed.
@@ -208,19 +206,15 @@ class SimulatedDeskie implements Simulator {
       void answerControl(req, path, query, this).then((reply) => send(res, reply));
       return;
     }
-    // Counted before anything can fail: the number of calls that reached
-    // Deskie is what the proxy's tests assert on.
+    // Counted before anything can fail: the proxy's tests assert on it.
     this.#calls += 1;
     this.#requests.push(recordRequest(req, path, query));
     const quota = this.#rateLimit.take(this.#clock());
-    // Decided as the request arrives, as a server authenticates a request before working on it:
-    // a key revoked while a held answer waits still gets that answer.
+    // Decided on arrival: a key revoked while its held answer waits still gets that answer.
     const authenticated = isAuthenticated(req.headers.authorization, this.#users);
     const current = this.#knobs;
     const fault = this.#calls > current.faultAfterCalls ? current.fault : 'none';
-    if (fault === 'hang') {
-      return; // never answered; close() ends the socket
-    }
+    if (fault === 'hang') return; // never answered; close() ends the socket
     this.#respondLater(res, current.latencyMs, () => {
       if (fault === 'drop') {
         // No status, no headers: the client sees the connection end, as when Deskie's side dies.
@@ -231,8 +225,7 @@ class SimulatedDeskie implements Simulator {
       try {
         reply = faultReply(fault, current) ?? this.#answer(req, path, query, quota, authenticated);
       } catch {
-        // The simulator may run inside the proxy's process (npm start without
-        // DESKIE_URL): a bug here must answer 500, not end the process.
+        // It may run inside the proxy's process (no DESKIE_URL): a bug here answers 500, not ends the process.
         reply = errorReply(500, 'internal server error');
       }
       send(res, reply, rateLimitHeaders(quota));
@@ -264,16 +257,10 @@ class SimulatedDeskie implements Simulator {
   }
 
   #answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota, authenticated: boolean): SimulatorReply {
-    if (!quota.admitted) {
-      return errorReply(429, 'rate limit exceeded', { retry_after: String(quota.retryAfterSeconds) });
-    }
+    if (!quota.admitted) return errorReply(429, 'rate limit exceeded', { retry_after: String(quota.retryAfterSeconds) });
     const endpoint = req.method === 'GET' ? findEndpoint(path) : undefined;
-    if (endpoint === undefined) {
-      return errorReply(404, `no such endpoint: ${req.method ?? ''} ${path}`);
-    }
-    if (!authenticated) {
-      return errorReply(401, 'authentication failed');
-    }
+    if (endpoint === undefined) return errorReply(404, `no such endpoint: ${req.method ?? ''} ${path}`);
+    if (!authenticated) return errorReply(401, 'authentication failed');
     const now = DateTime.fromMillis(this.#clock(), { zone: this.#timezone });
     return answerStats(endpoint, new URLSearchParams(query), now, this.#generation);
   }
@@ -307,14 +294,10 @@ function splitUrl(url = '/'): { path: string; query: string } {
 /** HTTP Basic with the staff e-mail as user and the API key as password. */
 function isAuthenticated(authorization: string | undefined, users: ReadonlyMap<string, string>): boolean {
   const token = BASIC_AUTH.exec(authorization ?? '')?.[1];
-  if (token === undefined) {
-    return false;
-  }
+  if (token === undefined) return false;
   const credentials = Buffer.from(token, 'base64').toString('utf8');
   const colon = credentials.indexOf(':');
-  if (colon === -1) {
-    return false;
-  }
+  if (colon === -1) return false;
   const apiKey = users.get(credentials.slice(0, colon));
   return apiKey !== undefined && apiKey === credentials.slice(colon + 1);
 }

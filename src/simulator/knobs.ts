@@ -22,10 +22,7 @@ export interface SimulatorKnobs {
   faultAfterCalls: number;
   /** `retry_after` the `rateLimited` fault sends, in seconds; default 30. */
   retryAfterSeconds: number;
-  /**
-   * When not null, the `rateLimited` fault sends this `retry_after` verbatim instead
-   * of `retryAfterSeconds`, so a client can be tested on "soon" or "999999999"; default null.
-   */
+  /** Sent verbatim as `retry_after` by `rateLimited` in place of `retryAfterSeconds` ("soon", "999999999"); default null. */
   retryAfter: string | null;
   /** The account's budget, calls a minute; default the `rateLimitPerMinute` option (1500). */
   rateLimitPerMinute: number;
@@ -77,9 +74,7 @@ export function checkKnobs(changes: unknown): Partial<SimulatorKnobs> {
     if (!Object.hasOwn(KNOB_RULES, name)) {
       throw new InvalidKnobError(`unknown knob "${name}"; knobs are ${Object.keys(KNOB_RULES).join(', ')}`);
     }
-    if (value === undefined) {
-      continue;
-    }
+    if (value === undefined) continue;
     const rule = KNOB_RULES[name as keyof SimulatorKnobs];
     if (!rule.accepts(value)) {
       throw new InvalidKnobError(`${name} must be ${rule.expected}, got ${JSON.stringify(value)}`);

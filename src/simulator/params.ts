@@ -1,10 +1,7 @@
-// Query parameters the simulator understands: the reporting window
-// (`period` or `from_time` + `to_time`) and the paging numbers. Periods and
-// times are computed here with code of the simulator's own, not the proxy's,
-// so that a bug in the proxy's calendar cannot be mirrored by the double its
-// tests compare against. The account's time zone is the simulator's option
-// (UTC by default): times without an offset and the standard periods are read
-// in it; weeks start on Monday.
+// Query parameters the simulator understands: the window (`period` or
+// `from_time` + `to_time`, in the account's zone; weeks start on Monday) and
+// paging. Its calendar is its own, not the proxy's, so a bug in the proxy's
+// cannot be mirrored by the double its tests compare against.
 import { DateTime } from 'luxon';
 
 /** The 19 values of Deskie's `period` parameter (deskie-api-notes.md). */
@@ -53,11 +50,7 @@ export interface TimeWindow {
   readonly fromSeconds: number;
   /** End of the window, unix seconds (exclusive). */
   readonly toSeconds: number;
-  /**
-   * Nominal length of the period before it is cut at the current hour.
-   * It decides how much data the window holds, so `this_month` has several
-   * pages even on the first day of the month.
-   */
+  /** Nominal length of the period before it is cut at the current hour: how much data it holds (`this_month` pages on the 1st too). */
   readonly spanSeconds: number;
 }
 
@@ -68,9 +61,7 @@ export interface TimeWindow {
 export function resolveWindow(query: URLSearchParams, maxRangeMonths: number, now: DateTime): TimeWindow {
   const period = query.get('period');
   if (period !== null) {
-    if (!isPeriod(period)) {
-      throw new BadRequestError(`unknown period "${period}"`);
-    }
+    if (!isPeriod(period)) throw new BadRequestError(`unknown period "${period}"`);
     return standardWindow(period, now);
   }
   const fromRaw = query.get('from_time');
@@ -111,9 +102,7 @@ function parseTimeParam(name: string, raw: string, zone: DateTime['zone']): Date
 
 function customWindow(from: DateTime, to: DateTime, maxRangeMonths: number): TimeWindow {
   const spanSeconds = to.toSeconds() - from.toSeconds();
-  if (spanSeconds < MIN_CUSTOM_RANGE_SECONDS) {
-    throw new BadRequestError('custom period is shorter than 1 hour');
-  }
+  if (spanSeconds < MIN_CUSTOM_RANGE_SECONDS) throw new BadRequestError('custom period is shorter than 1 hour');
   if (to > from.plus({ months: maxRangeMonths })) {
     throw new BadRequestError(`custom period is longer than ${maxRangeMonths} month${maxRangeMonths === 1 ? '' : 's'}`);
   }
@@ -183,9 +172,7 @@ function periodBounds(period: Period, now: DateTime): { from: DateTime; to: Date
 /** A positive integer parameter such as `page` or `limit`, or its default when absent. */
 export function positiveIntegerParam(query: URLSearchParams, name: string, defaultValue: number, max = Number.MAX_SAFE_INTEGER): number {
   const raw = query.get(name);
-  if (raw === null) {
-    return defaultValue;
-  }
+  if (raw === null) return defaultValue;
   const value = Number(raw);
   if (!POSITIVE_INTEGER.test(raw) || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? 'a positive integer' : `an integer from 1 to ${max}`;

@@ -20,25 +20,17 @@ export class RateLimitWindow {
   /** Arrival times (ms) of the admitted requests of the last minute, oldest first. */
   readonly #arrivals: number[] = [];
 
-  /**
-   * Calls a minute. Tests change it at run time; calls already made keep
-   * counting, so lowering it below them refuses calls until enough have aged out.
-   */
+  /** Calls a minute; lowered at run time below the calls made, it refuses calls until enough have aged out. */
   constructor(public limitPerMinute: number) {}
 
-  /**
-   * Spend one call from the budget at `nowMs`. Refused calls are not stored, so
-   * the list never outgrows the highest limit set and a refused client is
-   * admitted again as soon as enough of its calls have left the window.
-   */
+  /** Spends one call at `nowMs`. Refused calls are not stored, so the list never outgrows the highest limit set. */
   take(nowMs: number): RateLimitQuota {
     const limitPerMinute = this.limitPerMinute;
     while (this.#arrivals.length > 0 && (this.#arrivals[0] ?? 0) <= nowMs - RATE_LIMIT_WINDOW_MS) {
       this.#arrivals.shift();
     }
     if (this.#arrivals.length >= limitPerMinute) {
-      // The next call is admitted once all but limit - 1 of the stored calls have
-      // left the window: when the call at this index turns a minute old.
+      // Admitted again when the call at this index turns a minute old.
       const freeing = this.#arrivals[this.#arrivals.length - limitPerMinute] ?? nowMs;
       const waitMs = freeing + RATE_LIMIT_WINDOW_MS - nowMs;
       return { admitted: false, limitPerMinute, callsLeft: 0, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / MS_PER_SECOND)) };
