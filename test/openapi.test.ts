@@ -10,7 +10,8 @@ import { loadConfig } from '../src/config/config.js';
 import { ENDPOINTS, type EndpointSpec, nonEmptyText, type ValueRule } from '../src/deskie/endpoints.js';
 import { PERIODS } from '../src/deskie/periods.js';
 import { BOM_PARAMETER, BOM_VALUES, FORMAT_PARAMETER, FORMATS } from '../src/formats/representations.js';
-import { DOCS_PREFIX, valueSchema } from '../src/routes/docs.js';
+import { DOCS_PREFIX } from '../src/routes/docs.js';
+import { valueSchema } from '../src/routes/stats-schema.js';
 import { PROXY_PARAMETERS } from '../src/formats/representations.js';
 import { DEMO, type Stack, startStack } from './helpers/stack.js';
 
@@ -484,19 +485,42 @@ t.test('/docs/json documents every route the server answers, except /docs itself
   }
 });
 
-t.test('the statistics routes keep no Fastify schema: nothing is validated or serialized per request', async (t) => {
+t.test('the admin parameters and body documented are the ones its routes check', async (t) => {
+  const stack = await startStack(t, { env: { ADMIN_TOKEN } });
+  const document = await documentOf(stack);
+  const entries = document.paths['/admin/entries'] ?? {};
+  for (const method of ['GET', 'DELETE']) {
+    const documented = ((entries[method.toLowerCase()] as Operation | undefined)?.parameters ?? []).map((parameter) => parameter.name);
+    const refused = await stack.app.inject({ method: method as 'GET' | 'DELETE', url: '/admin/entries?_=1', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    t.equal(refused.statusCode, 400, `${method} /admin/entries?_=1 is refused`);
+    const listed = /accepts (.*)$/.exec((JSON.parse(refused.body) as { error: string }).error)?.[1]?.split(', ');
+    t.same(documented, listed, `${method} /admin/entries documents the parameters its 400 lists, in order`);
+  }
+  const prewarm = document.paths['/admin/prewarm']?.['post'] as (Operation & { requestBody?: { content: Record<string, { schema: Schema }> } }) | undefined;
+  t.match(
+    prewarm?.requestBody?.content['application/json']?.schema,
+    { type: 'object', required: ['authorization', 'queries'], properties: { queries: { type: 'array', minItems: 1, maxItems: 1000 } }, additionalProperties: false },
+    'the prewarm body: the credential and 1 to 1000 queries, nothing else',
+  );
+  t.same(Object.keys(prewarm?.responses ?? {}).sort(), ['200', '400', '401', '413', '415'], 'and every status it answers with');
+});
+
+t.test("the statistics routes' schemas only describe them: deskie/query.ts still checks each query, with its own messages", async (t) => {
   const config = loadConfig({ CACHE_KEY_SECRET: 'test-secret-of-16-bytes', DESKIE_URL: 'http://127.0.0.1:9' });
   const app = buildApp({ ...config, deskieUrl: 'http://127.0.0.1:9' });
   t.teardown(() => app.close());
-  const schemas = new Map<string, unknown>();
+  const schemas = new Map<string, { querystring?: unknown } | undefined>();
   app.addHook('onRequest', async (request) => {
     schemas.set(request.url.split('?')[0] as string, request.routeOptions.schema);
   });
   await app.ready();
-  t.equal((await app.inject(`${DOCS_PREFIX}/json`)).statusCode, 200, 'the document is built');
   for (const endpoint of Object.values(ENDPOINTS)) {
-    await app.inject({ url: `${endpoint.path}?period=someday`, headers: { authorization: DEMO } });
-    t.equal(schemas.get(endpoint.path), undefined, `${endpoint.path} has no schema`);
+    const unknown = await app.inject({ url: `${endpoint.path}?period=today&_=1`, headers: { authorization: DEMO } });
+    t.ok(schemas.get(endpoint.path)?.querystring, `${endpoint.path}: the route carries the parameters the document shows`);
+    t.equal(unknown.statusCode, 400, `${endpoint.path}: an unknown parameter is a 400`);
+    t.match(JSON.parse(unknown.body), { status: 'error', error: /^unknown parameter _; .*accepts period, / }, "in the validator's words, naming what it accepts");
+    const someday = await app.inject({ url: `${endpoint.path}?period=someday`, headers: { authorization: DEMO } });
+    t.match(JSON.parse(someday.body), { status: 'error', error: /^period must be one of .*; got "someday"$/ }, 'a value the schema does not list: the same');
   }
 });
 
