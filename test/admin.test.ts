@@ -15,11 +15,24 @@ const TODAY = `${LEADERBOARD}?period=today`;
 const TODAY_LIFETIME_MS = 300_000;
 const CUSTOM_WEEK = `${SATISFACTION}?from_time=2026-11-01&to_time=2026-11-08`;
 
+/** An admin answer's JSON, read field by field: an error, a page of entries, a purge's count or a prewarm's results. */
+interface AdminJson {
+  readonly status: string;
+  readonly error: string;
+  readonly total: number;
+  readonly offset: number;
+  readonly limit: number;
+  readonly entries: Array<Record<string, unknown>>;
+  readonly removed: number;
+  readonly results: Array<{ query: string; outcome: string; status: number; error?: string }>;
+}
+
 interface AdminAnswer {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly text: string;
-  readonly json: any;
+  /** Undefined when the body is not JSON. */
+  readonly json: AdminJson;
 }
 
 interface AdminRequest {
@@ -47,7 +60,7 @@ async function admin(stack: Stack, method: 'GET' | 'DELETE' | 'POST' | 'PUT' | '
   } catch {
     json = undefined;
   }
-  return { status: response.statusCode, headers: response.headers, text, json };
+  return { status: response.statusCode, headers: response.headers, text, json: json as AdminJson };
 }
 
 const prewarm = (stack: Stack, queries: unknown, authorization: unknown = DEMO) =>

@@ -1,0 +1,56 @@
+import type { FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
+import type { TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
+import { badRequest, type ProxyError } from '../../http/errors.js';
+
+/** A refusal of a route's schema, with the value it is about (what Ajv's `verbose` option adds). */
+export interface Refusal extends FastifySchemaValidationError {
+  readonly data: unknown;
+}
+
+/**
+ * The admin routes' validator: TypeBox's compiled check of each route's
+ * schema. Fastify's default Ajv would drop a parameter that
+ * `additionalProperties: false` does not list rather than refuse it, and
+ * would read "01" as 1; here an unknown name is refused and a value is taken
+ * as written. Each refusal carries its value, for the message.
+ */
+export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema }) => {
+  const validator = Compile(schema);
+  return (data: unknown) => {
+    if (validator.Check(data)) return true;
+    const error: Refusal[] = validator.Errors(data).map((refusal) => ({ ...refusal, params: { ...refusal.params }, data: valueAt(data, refusal.instancePath) }));
+    return { error };
+  };
+};
+
+/** The value a JSON Pointer (RFC 6901) names in `data`. */
+function valueAt(data: unknown, pointer: string): unknown {
+  return pointer
+    .split('/')
+    .slice(1)
+    .reduce<unknown>((value, token) => (value as Record<string, unknown> | undefined)?.[token.replace(/~1/g, '/').replace(/~0/g, '~')], data);
+}
+
+export const mustBe = (name: string, accepted: string, value: unknown): ProxyError => badRequest(`${name} must be ${accepted}; got ${JSON.stringify(value)}`);
+
+/**
+ * The 400 for a query string a route's schema refuses, in the words of the
+ * rest of the API: `accepts` lists the route's parameters in order, each with
+ * what it takes. An unknown name is said first, then a name given twice (the
+ * query string parser makes it an array), then a value that is not accepted.
+ */
+export function queryRefusal(route: string, accepts: Readonly<Record<string, string>>): (errors: FastifySchemaValidationError[]) => ProxyError {
+  return (errors) => {
+    const refusals = errors as Refusal[];
+    const unknown = refusals.find((refusal) => refusal.keyword === 'additionalProperties');
+    if (unknown !== undefined) {
+      const [name] = unknown.params['additionalProperties'] as string[];
+      return badRequest(`unknown parameter ${name}; ${route} accepts ${Object.keys(accepts).join(', ')}`);
+    }
+    const { instancePath, data } = refusals[0] as Refusal;
+    const name = instancePath.slice(1);
+    if (Array.isArray(data)) return badRequest(`parameter ${name} is given ${data.length} times; give it once`);
+    return mustBe(name, accepts[name] ?? 'one of the values documented at /docs', data);
+  };
+}
