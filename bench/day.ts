@@ -98,8 +98,23 @@ function exploringQuery(index: number): string {
   return `/api/stats_leaderboard.json?from_time=${from}&to_time=${from + 7200}`;
 }
 
+interface Window {
+  readonly key: string;
+  readonly endsAtMs: number;
+}
+
+/** Windows change only at a midnight, on a whole minute: each kind's is worked out once a minute rather than for every poll. */
+const windowsByMinute = new Map<string, Window>();
+
 /** Which window a query means at `atMs`, and when that changes; computed here, independently of the proxy. */
-function windowAt(kind: Kind, atMs: number): { readonly key: string; readonly endsAtMs: number } {
+function windowAt(kind: Kind, atMs: number): Window {
+  const minute = `${kind}@${Math.floor(atMs / MINUTE)}`;
+  let window = windowsByMinute.get(minute);
+  if (window === undefined) windowsByMinute.set(minute, (window = periodWindow(kind, atMs)));
+  return window;
+}
+
+function periodWindow(kind: Kind, atMs: number): Window {
   const at = DateTime.fromMillis(atMs, { zone: ZONE });
   const day = (offset: number) => at.plus({ days: offset }).startOf('day');
   switch (kind) {

@@ -405,7 +405,7 @@ async function main(): Promise<void> {
   const runners: Record<Scenario, (simulator: Simulator) => Promise<Row[]>> = { hit: hitPath, stampede, mix: missMix, peer, day };
   for (const scenario of SCENARIOS) {
     if (!only.has(scenario)) continue;
-    // A fresh simulator per scenario: its call counter is the scenario's upstream count.
+    // A fresh simulator per scenario: its call counter is the scenario's upstream count (the day starts its own, on the day's clock).
     const simulator = await startSimulator({ rateLimitPerMinute: 10_000_000 });
     try {
       process.stdout.write(`running ${scenario}...\n`);
