@@ -1,11 +1,11 @@
 /**
  * A simulated dashboard day (`npm run bench -- --only day`): 50 dashboards
  * poll 40 queries every 30 s for 24 hours of an injected clock, crossing a
- * midnight and a week end in Europe/Berlin, with no real waiting. In the
- * day's first half hour, people exploring custom ranges also ask distinct
- * leaderboard queries as fast as the upstream budget lets them through (about
- * 1,200 a minute of Deskie's 1,500), so that the cache fills to
- * CACHE_MAX_BYTES and evicts as much again.
+ * midnight and a week end in Europe/Berlin, with no real waiting. From the
+ * start, people exploring custom ranges also ask distinct leaderboard
+ * queries as fast as the upstream budget lets them through (about 1,200 a
+ * minute of Deskie's 1,500), until the cache has filled to CACHE_MAX_BYTES
+ * and evicted as much again (half an hour at 64 MiB).
  *
  * The proxy runs as its own process (day-proxy.ts, compiled, with the Node
  * flags of `npm start`) on the day's clock, which every request carries; the
@@ -175,7 +175,7 @@ function compileDayProxy(): string {
   return 'dist/bench/day-proxy.js';
 }
 
-/** The day, or its first `hours` (a smoke run); the exploring takes its first half hour. */
+/** The day, or its first `hours` (a smoke run: the exploring needs half an hour at 64 MiB). */
 export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<DayReport> {
   let nowMs = START.toMillis();
   // Deskie's own rate limit (1,500 a minute) on the day's clock; the proxy keeps its default budget below it.
