@@ -75,13 +75,16 @@ export interface Child {
 
 /**
  * Starts a server process and resolves once `ready` (an HTTP probe) says it
- * listens. Its stdout is a pipe that this process reads and drops, as a
- * container runtime reads a server's stdout: every server measured writes
- * its log lines to the same kind of sink.
+ * listens. Its stdout is a pipe read by a `cat` of its own on the load's
+ * core, into /dev/null, as a container runtime reads a server's stdout: every
+ * server measured writes its log lines to the same kind of sink, drained
+ * however busy this process is.
  */
 export async function startChild(command: string, args: string[], env: Record<string, string>, ready: () => Promise<boolean>): Promise<Child> {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  child.stdout.resume();
+  const reader = spawn(...pinned(GENERATOR_CORE, 'cat', []), { stdio: ['pipe', 'ignore', 'inherit'] });
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', reader.stdin, 'inherit'] });
+  // The server holds the pipe's only writing end now: the reader ends when it does.
+  reader.stdin.destroy();
   const deadline = Date.now() + 20_000;
   while (!(await ready().catch(() => false))) {
     if (child.exitCode !== null) throw new Error(`${command} ${args.join(' ')} exited with ${child.exitCode}`);

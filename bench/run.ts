@@ -401,7 +401,7 @@ function median(values: number[]): number {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  // This process loads the miss mix itself, and drains the servers' stdout: off the servers' core.
+  // This process loads the miss mix and the dashboard day itself: off the servers' core.
   pin(process.pid, GENERATOR_CORE);
   const rows: Row[] = [];
   const runners: Record<Scenario, (simulator: Simulator) => Promise<Row[]>> = { hit: hitPath, stampede, mix: missMix, peer, day };
@@ -427,7 +427,7 @@ async function main(): Promise<void> {
   const method =
     `Load: ${GENERATOR} for the hit path and the peer, bench/stampede-client.ts for the stampede, each in its own process; ` +
     `the miss mix and the dashboard day are loaded by the bench's process, which hosts the simulator. ` +
-    `Every server's stdout is a pipe the bench reads and drops. ` +
+    `Every server's stdout is a pipe that a cat of its own, on the load's core, drains into /dev/null. ` +
     (PINNING
       ? `Servers pinned to core ${SERVER_CORE}, the load to core ${GENERATOR_CORE} (taskset).`
       : 'Unpinned: taskset is missing or cannot use two cores, so servers and load share the cores.');
