@@ -1,5 +1,5 @@
 import Type from 'typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifySchema } from 'fastify';
 import { bearerMatcher } from '../auth/bearer.js';
 import { authorizationOf } from '../auth/header.js';
 import type { AnswerStore } from '../cache/store.js';
@@ -88,7 +88,13 @@ export async function opsRoutes(app: FastifyInstance, options: OpsRouteOptions):
   });
 
   const allowed = options.metricsToken === undefined ? undefined : bearerMatcher(options.metricsToken);
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (request, reply) => {
+  const metricsSchema: FastifySchema = {
+    summary: 'Prometheus metrics',
+    tags: ['operations'],
+    // Open, or a bearer token when METRICS_TOKEN is set.
+    security: [{}, { metricsToken: [] as string[] }],
+  };
+  app.get('/metrics', { schema: metricsSchema }, async (request, reply) => {
     if (allowed !== undefined && !allowed(authorizationOf(request.raw))) {
       throw unauthorized('a bearer token is required: METRICS_TOKEN', 'Bearer realm="metrics"');
     }

@@ -81,6 +81,8 @@ export async function statsRoutes(app: FastifyInstance, options: StatsRouteOptio
       // For the API description only: deskie/query.ts checks the query, and the answers are Buffers.
       schema: statsRouteSchema(endpoint, { extraParameters: queryContext.extraParameters, clientAuth: options.clientAuth }),
       validatorCompiler: () => () => true,
+      // Answers are Buffers: no serializer is needed for the response schemas.
+      serializerCompiler: () => (data) => JSON.stringify(data),
     });
   }
 }
