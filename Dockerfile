@@ -25,6 +25,6 @@ USER node
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# Configured by environment: DESKIE_URL is required in production (see README).
+# Configured by environment: DESKIE_URL is required in production (see docs/settings.md).
 # The same command as `npm start` (a test checks), with Node's default flags.
 CMD ["node", "dist/server.js"]

@@ -50,7 +50,7 @@ export const CONNECTION_TIMEOUT_MARGIN_MS = 10_000;
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-/** The environment this server reads; every variable is listed in the README. */
+/** The environment this server reads; every variable is listed in docs/settings.md. */
 const EnvSchema = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: DEFAULT_PORT }),
   HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
@@ -199,7 +199,7 @@ export interface Config {
   readonly redis: RedisSettings | undefined;
 }
 
-/** REDIS_URL and what goes with it (README, "Running several replicas"). */
+/** REDIS_URL and what goes with it (docs/replicas.md). */
 export interface RedisSettings {
   readonly url: string;
   readonly prefix: string;
