@@ -82,9 +82,9 @@ export async function startServer(env: Readonly<Record<string, string | undefine
       await app.close();
     } finally {
       clearInterval(sweep);
+      // The process exits next: lines still buffered (and a write under way, which an exit would cut) are written out now.
+      await flushed(destination, LOG_DRAIN_MS);
     }
-    // The process exits next: lines still buffered are written out now, while the event loop runs.
-    await flushed(destination, LOG_DRAIN_MS);
   };
   return { app, config, logger, stop };
 }

@@ -5,11 +5,13 @@
  *
  * It logs `<lines>` numbered lines of about 150 bytes, a thousand a turn of
  * the event loop, then by mode:
- * - `exit`: exits at once, lines still buffered;
+ * - `exit`: exits as the server does once stopped: lines written out
+ *   (flushed(), as server.ts's stop() does), then process.exit();
  * - `linger`: tells stderr `alive` and how much its heap grew while
- *   writing (`heap=<bytes>`), then stays up until SIGTERM, which exits.
+ *   writing (`heap=<bytes>`), then stays up until SIGTERM, which exits as
+ *   `exit` does.
  */
-import { createLogger, stdoutDestination } from '../../src/observability/logging.js';
+import { createLogger, flushed, stdoutDestination } from '../../src/observability/logging.js';
 
 const [lines, mode, maxBytes] = [Number(process.argv[2]), process.argv[3], process.argv[4]];
 const destination = await stdoutDestination(true, maxBytes === undefined ? {} : { maxBytes: Number(maxBytes) });
@@ -20,12 +22,15 @@ for (let n = 0; n < lines; n++) {
   logger.info({ n, padding }, 'line');
   if (n % 1000 === 999) await new Promise((resolve) => setImmediate(resolve));
 }
-if (mode === 'exit') process.exit(0);
-globalThis.gc?.();
-process.stderr.write(`alive heap=${process.memoryUsage().heapUsed - heapBefore}\n`);
-// Nothing else may hold the event loop once stdout has failed.
-const linger = setInterval(() => {}, 1_000);
-process.once('SIGTERM', () => {
-  clearInterval(linger);
-  process.exit(0);
-});
+const exit = (): void => void flushed(destination, 2_000).then(() => process.exit(0));
+if (mode === 'exit') exit();
+else {
+  globalThis.gc?.();
+  process.stderr.write(`alive heap=${process.memoryUsage().heapUsed - heapBefore}\n`);
+  // Nothing else may hold the event loop once stdout has failed.
+  const linger = setInterval(() => {}, 1_000);
+  process.once('SIGTERM', () => {
+    clearInterval(linger);
+    exit();
+  });
+}
