@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { BUDGET_WINDOW_MS } from './window.js';
+import { HTTP_DATE } from '../../http/conditional.js';
 
 /** The smallest plan's limit: what is assumed until Deskie's headers tell the account's own. */
 export const SMALLEST_PLAN_PER_MINUTE = 20;
@@ -138,8 +139,6 @@ function wholeNumber(value: string | undefined): number | undefined {
   return value !== undefined && /^\d{1,9}$/.test(value.trim()) ? Number(value.trim()) : undefined;
 }
 
-/** IMF-fixdate (RFC 9110 §5.6.7). */
-const HTTP_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
 
 /**
  * Deskie's `retry_after` or a standard `Retry-After` as seconds from now: a
