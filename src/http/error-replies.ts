@@ -44,8 +44,8 @@ export function registerErrorReplies(app: FastifyInstance, { log, metrics, isClo
   app.setErrorHandler((error: FastifyError | ProxyError | UpstreamAnswer, request, reply) => {
     const endpoint = request.routeOptions.config.endpoint;
     if (endpoint !== undefined) {
-      const access = { query: request.access?.query, periodClass: request.access?.periodClass, outcome: 'error' as const };
-      request.access = access;
+      if (request.access === undefined) request.access = { query: undefined, outcome: 'error' };
+      else request.access.outcome = 'error';
       if ((error as ProxyError).remembered) metrics.countRemembered(endpoint);
     }
     sendError(error, request, reply, log);

@@ -17,9 +17,10 @@ export interface StatsAccess {
   readonly query: QueryFields | undefined;
   /** The query's period class, for the metrics. */
   readonly periodClass?: FreshnessClass;
-  readonly outcome: RequestOutcome;
+  /** 'error' until the request is answered. */
+  outcome: RequestOutcome;
   /** Time at Deskie, for an answer that waited on a call. */
-  readonly upstreamMs?: number;
+  upstreamMs?: number;
 }
 
 declare module 'fastify' {

@@ -7,6 +7,8 @@ import type { UpstreamBudget } from '../upstream/budget/budget.js';
 /** Metric names start with this. */
 export const METRIC_PREFIX = 'deskie_proxy_';
 
+/** The route label of each endpoint: Deskie's name for its path. */
+const ROUTE_LABELS = Object.fromEntries(Object.values(ENDPOINTS).map((endpoint) => [endpoint.name, routeLabel(endpoint.path)])) as Readonly<Record<EndpointName, string>>;
 /** The period_class label: Deskie's cache table's rows, and `none` for a request refused before its period was known. */
 const NO_PERIOD = 'none';
 
@@ -97,7 +99,7 @@ export class ProxyMetrics {
 
   /** One answered request; `periodClass` undefined: refused before the period was known. */
   count(endpoint: EndpointName, periodClass: FreshnessClass | undefined, outcome: RequestOutcome, status: number): void {
-    const route = routeLabel(ENDPOINTS[endpoint].path);
+    const route = ROUTE_LABELS[endpoint];
     this.#requests.inc({ route, period_class: periodClass ?? NO_PERIOD, outcome, status: String(status) });
     if (SAVING_OUTCOMES.has(outcome)) this.#saved.inc({ route });
     else if (outcome === 'stale') this.#stale.inc({ route });
@@ -110,12 +112,12 @@ export class ProxyMetrics {
 
   /** A refusal of Deskie's answered from memory, without a call. */
   countRemembered(endpoint: EndpointName): void {
-    this.#saved.inc({ route: routeLabel(ENDPOINTS[endpoint].path) });
+    this.#saved.inc({ route: ROUTE_LABELS[endpoint] });
   }
 
   /** One call to Deskie: its status (undefined when it gave none) and how long it took. */
   countUpstreamCall(endpoint: EndpointName, status: number | undefined, seconds: number): void {
-    const route = routeLabel(ENDPOINTS[endpoint].path);
+    const route = ROUTE_LABELS[endpoint];
     this.#upstreamCalls.inc({ route, status: status === undefined ? 'failed' : String(status) });
     this.#upstreamSeconds.observe({ route }, seconds);
   }

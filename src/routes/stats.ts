@@ -11,7 +11,7 @@ import { isCustomRange } from '../deskie/periods.js';
 import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } from '../deskie/query.js';
 import { BOM_PARAMETER, chooseCoding, chooseFormat, describeVariant, FORMAT_PARAMETER, PROXY_PARAMETERS, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 import { notModified } from '../http/conditional.js';
-import type { QueryFields } from '../observability/access-log.js';
+import type { QueryFields, StatsAccess } from '../observability/access-log.js';
 import type { ProxyMetrics } from '../observability/metrics.js';
 import { statsRouteSchema, type StatsSchemaOptions } from './stats-schema.js';
 
@@ -159,9 +159,10 @@ function sendAnswer(
     // so a client cache must not reuse one credential's answer (or validator) for another.
     vary: 'Accept, Accept-Encoding, Authorization',
   });
-  const upstreamMs = outcome === 'hit' || outcome === 'stale' ? undefined : answer.upstreamMs;
-  const access = { query: request.access?.query, periodClass: request.access?.periodClass, outcome, upstreamMs };
-  request.access = access;
+  // Set by the handler before the answer was asked for.
+  const access = request.access as StatsAccess;
+  access.outcome = outcome;
+  if (outcome !== 'hit' && outcome !== 'stale') access.upstreamMs = answer.upstreamMs;
   const status = notModified(request.headers, representation.etag, answer.fetchedAtMs) ? 304 : 200;
   metrics.count(request.routeOptions.config.endpoint as EndpointName, access.periodClass, outcome, status);
   if (status === 304) return reply.code(304).send();
