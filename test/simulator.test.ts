@@ -291,6 +291,17 @@ t.test('staff statuses: ranges of a week or more span pages, shorter ones do not
   t.ok(statusChanges(day).length < 100, 'fewer than 100 changes in a day');
 });
 
+t.test('staff statuses: the staffStatusChanges knob sets how many changes every window holds', async (t) => {
+  const sim = await startSim(t, { knobs: { staffStatusChanges: 750 } });
+  const first = await getJson(sim, `${STAFF_STATUSES}?period=today&page=1`);
+  t.equal(statusChanges(first).length, 100, 'a day now fills its first page');
+  const eighth = await getJson(sim, `${STAFF_STATUSES}?period=today&page=8`);
+  t.equal(statusChanges(eighth).length, 50, 'the eighth page holds the last 50');
+  t.equal(eighth.last_page, true, 'and is the last');
+  sim.set({ staffStatusChanges: null });
+  t.equal((await getJson(sim, `${STAFF_STATUSES}?period=today&page=1`)).last_page, true, 'null gives back the data of its own count');
+});
+
 t.test('satisfaction: total_count, limit and page', async (t) => {
   const sim = await startSim(t);
   const full = await getJson(sim, `${SATISFACTION}?period=last_month`);
@@ -466,12 +477,17 @@ t.test('knob values are checked', async (t) => {
     { retryAfterSeconds: -5 },
     { retryAfter: 30 },
     { rateLimitPerMinute: 0 },
+    { staffStatusChanges: 7.5 },
     { lantencyMs: 10 },
   ];
   for (const knobs of bad) {
     t.throws(() => sim.set(knobs), InvalidKnobError, `set(${JSON.stringify(knobs)}) throws`);
   }
-  t.same(sim.knobs, { latencyMs: 0, fault: 'none', faultAfterCalls: 0, retryAfterSeconds: 30, retryAfter: null, rateLimitPerMinute: 1500 }, 'defaults untouched');
+  t.same(
+    sim.knobs,
+    { latencyMs: 0, fault: 'none', faultAfterCalls: 0, retryAfterSeconds: 30, retryAfter: null, rateLimitPerMinute: 1500, staffStatusChanges: null },
+    'defaults untouched',
+  );
   sim.set({ latencyMs: undefined, fault: 'error500' });
   t.match(sim.knobs, { latencyMs: 0, fault: 'error500' }, 'an undefined knob is left as it was');
   await t.rejects(startSimulator({ knobs: { fault: 'nope' as SimulatorFault } }), InvalidKnobError, 'startSimulator checks its knobs before listening');
@@ -716,7 +732,7 @@ t.test('control routes', async (t) => {
     t.equal(answer.headers['content-type'], 'application/json; charset=utf-8', 'JSON content type');
     t.same(
       JSON.parse(answer.text),
-      { knobs: { latencyMs: 0, fault: 'rateLimited', faultAfterCalls: 0, retryAfterSeconds: 30, retryAfter: 'soon', rateLimitPerMinute: 10 } },
+      { knobs: { latencyMs: 0, fault: 'rateLimited', faultAfterCalls: 0, retryAfterSeconds: 30, retryAfter: 'soon', rateLimitPerMinute: 10, staffStatusChanges: null } },
       'answers every knob',
     );
     t.equal(answer.headers.rate_limit_per_minute, undefined, 'control answers carry no rate-limit headers');

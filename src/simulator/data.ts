@@ -168,12 +168,12 @@ export interface StatusChange {
   to: string;
 }
 
-/** Every status change in the window, oldest first. */
-export function staffStatusChanges(rng: Rng, window: TimeWindow): StatusChange[] {
+/** Every status change in the window, oldest first: `count` of them, or as many as the window's length makes likely. */
+export function staffStatusChanges(rng: Rng, window: TimeWindow, count: number | null = null): StatusChange[] {
   const range = window.spanSeconds >= WEEK_SPAN_SECONDS ? STATUS_CHANGES_WEEK_OR_MORE : STATUS_CHANGES_UNDER_A_WEEK;
   const agents = shuffled(rng, STAFF).slice(0, randomIn(rng, STATUS_AGENTS));
   const currentStatus = new Map<number, string>(agents.map((agent) => [agent.id, OFFLINE]));
-  return sortedTimestamps(rng, window, randomIn(rng, range)).map((timestamp) => {
+  return sortedTimestamps(rng, window, count ?? randomIn(rng, range)).map((timestamp) => {
     const agent = pick(rng, agents);
     const from = currentStatus.get(agent.id) ?? OFFLINE;
     const to = pick(rng, STAFF_STATUSES.filter((status) => status !== from));

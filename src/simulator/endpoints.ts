@@ -13,7 +13,12 @@ import {
   type Rng,
   type SatisfactionSort,
 } from './data.js';
+import type { SimulatorKnobs } from './knobs.js';
 import { BadRequestError, positiveIntegerParam, resolveWindow, SATISFACTION_MAX_LIMIT, type TimeWindow } from './params.js';
+
+/** The knobs that shape the data rather than the answer. */
+export type DataKnobs = Pick<SimulatorKnobs, 'staffStatusChanges'>;
+const DATA_AS_GENERATED: DataKnobs = { staffStatusChanges: null };
 
 /** What the simulator answers; the server adds content type and rate-limit headers. */
 export interface SimulatorReply {
@@ -26,7 +31,7 @@ export interface Endpoint {
   readonly path: string;
   /** Longest custom period Deskie accepts here (deskie-api-stats.txt, "Time period"). */
   readonly maxRangeMonths: number;
-  render(query: URLSearchParams, rng: Rng, window: TimeWindow): string;
+  render(query: URLSearchParams, rng: Rng, window: TimeWindow, data: DataKnobs): string;
 }
 
 const STATS_ENDPOINTS: readonly Endpoint[] = [
@@ -38,7 +43,8 @@ const STATS_ENDPOINTS: readonly Endpoint[] = [
   {
     path: '/api/stats_staff_statuses.json',
     maxRangeMonths: 1,
-    render: (query, rng, window) => staffStatusesBody(staffStatusChanges(rng, window), positiveIntegerParam(query, 'page', 1)),
+    render: (query, rng, window, data) =>
+      staffStatusesBody(staffStatusChanges(rng, window, data.staffStatusChanges), positiveIntegerParam(query, 'page', 1)),
   },
   {
     path: '/api/stats_satisfaction.json',
@@ -68,11 +74,11 @@ export function findEndpoint(path: string): Endpoint | undefined {
 }
 
 /** The answer for an authenticated GET on one of the stats endpoints; `generation` picks the numbers (see seedFor). */
-export function answerStats(endpoint: Endpoint, query: URLSearchParams, now: DateTime, generation = 0): SimulatorReply {
+export function answerStats(endpoint: Endpoint, query: URLSearchParams, now: DateTime, generation = 0, data = DATA_AS_GENERATED): SimulatorReply {
   try {
     const window = resolveWindow(query, endpoint.maxRangeMonths, now);
     const rng = createRng(seedFor(endpoint.path, query, generation));
-    return { statusCode: 200, body: endpoint.render(query, rng, window) };
+    return { statusCode: 200, body: endpoint.render(query, rng, window, data) };
   } catch (error) {
     if (error instanceof BadRequestError) return errorReply(400, error.message);
     throw error;

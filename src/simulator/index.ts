@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { DateTime, IANAZone } from 'luxon';
 import { answerControl, isControlPath, type SimulatorControls } from './control.js';
-import { answerStats, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
+import { answerStats, type DataKnobs, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
 import { faultReply } from './faults.js';
 import { DEFAULT_KNOBS, checkKnobs, type SimulatorKnobs } from './knobs.js';
 import { RateLimitWindow, type RateLimitQuota } from './rate-limit.js';
@@ -223,7 +223,7 @@ class SimulatedDeskie implements Simulator {
       }
       let reply: SimulatorReply;
       try {
-        reply = faultReply(fault, current) ?? this.#answer(req, path, query, quota, authenticated);
+        reply = faultReply(fault, current) ?? this.#answer(req, path, query, quota, authenticated, current);
       } catch {
         // It may run inside the proxy's process (no DESKIE_URL): a bug here answers 500, not ends the process.
         reply = errorReply(500, 'internal server error');
@@ -256,13 +256,13 @@ class SimulatedDeskie implements Simulator {
     });
   }
 
-  #answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota, authenticated: boolean): SimulatorReply {
+  #answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota, authenticated: boolean, data: DataKnobs): SimulatorReply {
     if (!quota.admitted) return errorReply(429, 'rate limit exceeded', { retry_after: String(quota.retryAfterSeconds) });
     const endpoint = req.method === 'GET' ? findEndpoint(path) : undefined;
     if (endpoint === undefined) return errorReply(404, `no such endpoint: ${req.method ?? ''} ${path}`);
     if (!authenticated) return errorReply(401, 'authentication failed');
     const now = DateTime.fromMillis(this.#clock(), { zone: this.#timezone });
-    return answerStats(endpoint, new URLSearchParams(query), now, this.#generation);
+    return answerStats(endpoint, new URLSearchParams(query), now, this.#generation, data);
   }
 }
 

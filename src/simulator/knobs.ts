@@ -26,6 +26,8 @@ export interface SimulatorKnobs {
   retryAfter: string | null;
   /** The account's budget, calls a minute; default the `rateLimitPerMinute` option (1500). */
   rateLimitPerMinute: number;
+  /** Status changes every staff-status window holds (100 a page), to make a merge of known length; default null, the data's own count. */
+  staffStatusChanges: number | null;
 }
 
 /** `retry_after` of the `rateLimited` fault unless a test asks for another, in seconds. */
@@ -38,6 +40,7 @@ export const DEFAULT_KNOBS: Readonly<Omit<SimulatorKnobs, 'rateLimitPerMinute'>>
   faultAfterCalls: 0,
   retryAfterSeconds: DEFAULT_FAULT_RETRY_AFTER_SECONDS,
   retryAfter: null,
+  staffStatusChanges: null,
 };
 
 /** A knob value the simulator cannot run with; POST /_simulator/knobs answers it with 400. */
@@ -58,6 +61,7 @@ const KNOB_RULES: Readonly<Record<keyof SimulatorKnobs, KnobRule>> = {
   retryAfter: { accepts: (value) => value === null || typeof value === 'string', expected: 'a string or null' },
   // Zero would refuse every call forever; Deskie's smallest budget is 20 a minute.
   rateLimitPerMinute: { accepts: (value) => isWholeNumber(value) && value > 0, expected: 'a positive integer' },
+  staffStatusChanges: { accepts: (value) => value === null || isWholeNumber(value), expected: 'a whole number of changes or null' },
 };
 
 /**
