@@ -2,9 +2,16 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { DestinationStream, Logger } from 'pino';
-import { buildApp } from './app.js';
-import { type Config, ConfigError, loadConfig } from './config/config.js';
-import { createLogger, flushed, stdoutDestination } from './observability/logging.js';
+import type { Config } from './config/config.js';
+
+const entry = process.argv[1];
+const isEntry = entry !== undefined && realpathSync(entry) === fileURLToPath(import.meta.url);
+// SIGHUP's default action ends a process, and a supervisor may send its reload
+// signal at any time, start-up included. So the process entry ignores it from
+// this first statement to exit; once the server listens, it also reloads the
+// token file. Everything else is imported below, after this line has run
+// (static imports would all load first: some 300 ms).
+if (isEntry) process.on('SIGHUP', () => {});
 
 /** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -38,6 +45,11 @@ export interface RunningServer {
  * configured, and listens. Throws ConfigError for a bad environment.
  */
 export async function startServer(env: Readonly<Record<string, string | undefined>>, logDestination?: DestinationStream): Promise<RunningServer> {
+  const [{ buildApp }, { loadConfig }, { createLogger, flushed, stdoutDestination }] = await Promise.all([
+    import('./app.js'),
+    import('./config/config.js'),
+    import('./observability/logging.js'),
+  ]);
   const config = loadConfig(env);
   const destination = logDestination ?? (await stdoutDestination(config.production));
   const logger = createLogger(config.logLevel, destination);
@@ -123,6 +135,7 @@ async function main(): Promise<void> {
   try {
     started = await startServer(process.env);
   } catch (error) {
+    const { ConfigError } = await import('./config/config.js');
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`deskie-stats-proxy: ${error.message}\n`);
     process.exit(1);
@@ -152,8 +165,7 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => shutdown('SIGTERM'));
 }
 
-const entry = process.argv[1];
-if (entry !== undefined && realpathSync(entry) === fileURLToPath(import.meta.url)) {
+if (isEntry) {
   main().catch((error: unknown) => {
     process.stderr.write(`deskie-stats-proxy failed to start: ${(error as Error).stack ?? String(error)}\n`);
     process.exit(1);
