@@ -18,7 +18,8 @@ export const LOG_FLUSH_MS = 100;
  * What never reaches a log line, at any level, errors included: credentials
  * (the Authorization header wherever a request or its headers are logged,
  * and Node's `rawPacket`, the raw bytes of a request its parser refused),
- * the proxy's own tokens, and what ioredis attaches to a failed command.
+ * the proxy's own tokens, and the arguments ioredis attaches to a failed
+ * command (serializeError).
  */
 export const REDACTED_PATHS: readonly string[] = [
   'authorization',
@@ -45,11 +46,48 @@ export function redactQuery(value: unknown): unknown {
   return typeof value === 'string' ? value.replace(PERSONAL_PARAMETERS, '$1[redacted]') : value;
 }
 
+/** How deep a logged error's nested errors and objects are looked into; deeper ones are left out. */
+const MAX_ERROR_DEPTH = 5;
+
+/**
+ * pino's error serializer, less the arguments of a failed Redis command:
+ * ioredis attaches `command: { name, args }` to its errors, and the args hold
+ * keys (with filter values) or AUTH's password. pino's `redact` cannot reach
+ * into arrays, so each `command` is cut down to its name here, in nested
+ * errors too (`lastNodeError`, `previousErrors`, aggregated errors).
+ */
+export function serializeError(value: unknown): unknown {
+  return withoutCommandArguments(value, 0);
+}
+
+function withoutCommandArguments(value: unknown, depth: number): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth > MAX_ERROR_DEPTH) return '[too deep]';
+  if (Array.isArray(value)) return value.map((item: unknown) => withoutCommandArguments(item, depth + 1));
+  if (value instanceof Error) value = { ...pino.stdSerializers.err(value) };
+  const prototype: unknown = Object.getPrototypeOf(value);
+  // Plain objects and errors pino already serialized are walked; others (a Buffer, a Date) are left as they are.
+  const walked = prototype === Object.prototype || prototype === null || typeof (value as { message?: unknown }).message === 'string';
+  if (!walked) return value;
+  const copy: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value as Record<string, unknown>)) {
+    copy[key] = key === 'command' ? commandName(field) : withoutCommandArguments(field, depth + 1);
+  }
+  return copy;
+}
+
+/** A failed command as logged: its name alone. */
+function commandName(command: unknown): unknown {
+  if (typeof command !== 'object' || command === null) return command;
+  const { name } = command as { name?: unknown };
+  return typeof name === 'string' ? { name } : '[redacted]';
+}
+
 export const LOGGER_OPTIONS: LoggerOptions = {
   name: LOG_NAME,
   redact: { paths: [...REDACTED_PATHS], censor: '[redacted]' },
   // Fields that may hold a query string: Deskie calls log `query`, debug lines `url`, cache lines the `key` (which holds the canonical query).
-  serializers: { query: redactQuery, url: redactQuery, key: redactQuery, err: pino.stdSerializers.err },
+  serializers: { query: redactQuery, url: redactQuery, key: redactQuery, err: serializeError, error: serializeError },
 };
 
 /** The process's logger: redacting, writing to `destination` (stdout when none). */
