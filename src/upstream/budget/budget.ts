@@ -57,6 +57,9 @@ export type BudgetSharing =
   | { readonly mode: 'replica-share'; readonly replicas: number; readonly perMinute: number }
   | { readonly mode: 'local' };
 
+/** The merge turn is held: a merge waits until it is passed on, whatever the clock does. */
+const TURN_HELD: Block = { shareOnly: false, freesAt: Number.POSITIVE_INFINITY };
+
 /** Calls asked for in the queue: a new grant's, or more for a grant under way. */
 interface Ask {
   readonly request: BudgetRequest;
@@ -72,7 +75,8 @@ interface Ask {
  *   account's pause and 429 circuit (account.ts);
  * - at most `concurrency` calls in flight;
  * - credentials Deskie has never accepted share a small part of all of it,
- *   so junk credentials cannot starve known dashboards.
+ *   so junk credentials cannot starve known dashboards;
+ * - `page=all` merges take turns (see #takeTurn).
  * Calls wait in a bounded queue (queue.ts), each until its own deadline. A
  * call is counted when it is sent, not when reserved.
  *
@@ -89,12 +93,15 @@ export class UpstreamBudget {
   readonly #all: CallWindow;
   readonly #newCredentials: CallWindow;
   readonly #queue: CallQueue<Ask>;
+  /** Merges waiting for the merge turn, and the grant that holds it. */
+  readonly #turns: CallQueue<BudgetGrant>;
+  #turnHolder: BudgetGrant | undefined;
   readonly #shared: SharedBudget | undefined;
   readonly #ledger: GrantLedger = {
     extend: (grant, calls, deadline) => this.#extend(grant, calls, deadline),
     spend: (newCredential, member) => this.#spend(newCredential, member),
     trust: (grant) => this.#trust(grant),
-    release: (newCredential, unspent, unspentMembers) => this.#release(newCredential, unspent, unspentMembers),
+    release: (grant, unspent, unspentMembers) => this.#release(grant, unspent, unspentMembers),
   };
   #closed = false;
 
@@ -104,6 +111,11 @@ export class UpstreamBudget {
     this.#all = new CallWindow(options.concurrency);
     this.#newCredentials = new CallWindow(this.#newCredentialShare(options.concurrency));
     this.#queue = new CallQueue<Ask>({ blocked: (ask, now) => this.#blocked(ask, now), grant: (ask) => this.#grant(ask), wake: () => this.#dispatch() });
+    this.#turns = new CallQueue<BudgetGrant>({
+      blocked: () => (this.#turnHolder === undefined ? undefined : TURN_HELD),
+      grant: (grant) => (this.#turnHolder = grant),
+      wake: () => undefined,
+    });
     this.#shared = options.shared;
     this.#shared?.attach({ account: (account) => this.#adopt(account), modeChanged: () => this.#dispatch() });
   }
@@ -115,12 +127,19 @@ export class UpstreamBudget {
 
   /**
    * Reserves `calls` calls and one slot in flight, waiting in the queue until
-   * they fit or the deadline passes. Refused at once while the circuit is
-   * open, when the queue is full, or when the calls could never fit in a minute.
+   * they fit or the deadline passes (a merge first waits for the merge turn,
+   * within the same deadline). Refused at once while the circuit is open,
+   * when the queue is full, or when the calls could never fit in a minute.
    */
   async reserve(request: BudgetRequest): Promise<BudgetGrant> {
     const grant = new BudgetGrant(this.#ledger, request);
-    await this.#take({ request, grant, needsSlot: true });
+    if (request.merge === true) await this.#takeTurn(grant);
+    try {
+      await this.#take({ request, grant, needsSlot: true });
+    } catch (error) {
+      this.#passTurn(grant);
+      throw error;
+    }
     return grant;
   }
 
@@ -152,7 +171,7 @@ export class UpstreamBudget {
       deskieCallsLeft: callsLeft,
       state: this.#account.state,
       inFlight: this.#all.inFlight,
-      queued: this.#queue.length,
+      queued: this.#queue.length + this.#turns.length,
       sharing: this.sharing,
     };
   }
@@ -161,6 +180,7 @@ export class UpstreamBudget {
   close(): void {
     this.#closed = true;
     this.#queue.close(shuttingDown);
+    this.#turns.close(shuttingDown);
     this.#shared?.close();
   }
 
@@ -198,10 +218,38 @@ export class UpstreamBudget {
     this.#dispatch();
   }
 
-  #release(newCredential: boolean, unspent: number, unspentMembers: readonly string[]): void {
+  #release(grant: BudgetGrant, unspent: number, unspentMembers: readonly string[]): void {
     this.#shared?.giveBack(unspentMembers);
-    for (const window of this.#windows(newCredential)) window.free(1, unspent);
+    for (const window of this.#windows(grant.newCredential)) window.free(1, unspent);
+    this.#passTurn(grant);
     this.#dispatch();
+  }
+
+  /**
+   * Merges take turns, each from its first page to its last: sharing a minute
+   * page by page, concurrent merges each spend part of it and none finishes.
+   * One not given the turn or its first call in time is refused having spent
+   * nothing. The turn is this replica's; with Redis, merges on other replicas
+   * share the minute, and each waits for its later pages (deskie.ts).
+   */
+  #takeTurn(grant: BudgetGrant): Promise<void> {
+    const { request } = grant;
+    if (this.#closed) return Promise.reject(shuttingDown());
+    const now = this.#options.clock();
+    const full = this.#queueFull(now);
+    if (full !== undefined) return Promise.reject(full);
+    const waitMs = request.deadline - performance.now();
+    if (waitMs <= 0) return Promise.reject(this.#turnBusy(now));
+    const taken = this.#turns.wait(grant, request.priority, waitMs, () => this.#turnBusy(this.#options.clock()));
+    this.#turns.dispatch(now);
+    return taken;
+  }
+
+  /** The merge turn goes to the next merge waiting, if `grant` held it. */
+  #passTurn(grant: BudgetGrant): void {
+    if (this.#turnHolder !== grant) return;
+    this.#turnHolder = undefined;
+    if (!this.#closed) this.#turns.dispatch(this.#options.clock());
   }
 
   /** The windows a grant draws on: every call's, and the new-credential share's while Deskie has never accepted its credential. */
@@ -220,15 +268,20 @@ export class UpstreamBudget {
     const allowance = (needsSlot ? request.isNewCredential() : grant.newCredential) ? this.#newCredentialShare(limit) : limit;
     if (total > allowance) return Promise.reject(overBudget(total, allowance));
     if (this.#account.state === 'circuit-open') return Promise.reject(this.#busy(now));
-    const { queueLength } = this.#options;
-    if (needsSlot && this.#queue.length >= queueLength) {
-      return Promise.reject(upstreamBusy(`too many calls to Deskie are waiting (UPSTREAM_QUEUE_LENGTH ${queueLength})`, this.#retryAfterSeconds(now), 'budget-exhausted'));
-    }
+    const full = needsSlot ? this.#queueFull(now) : undefined;
+    if (full !== undefined) return Promise.reject(full);
     const waitMs = request.deadline - performance.now();
     if (waitMs <= 0) return Promise.reject(this.#busy(now));
     const granted = this.#queue.wait(ask, needsSlot ? request.priority : 'first', waitMs, () => this.#busy(this.#options.clock()));
     this.#dispatch();
     return granted;
+  }
+
+  /** The 503 for a new call when UPSTREAM_QUEUE_LENGTH calls already wait (for the budget or the merge turn); undefined if there is room. */
+  #queueFull(now: number): Error | undefined {
+    const { queueLength } = this.#options;
+    if (this.#queue.length + this.#turns.length < queueLength) return undefined;
+    return upstreamBusy(`too many calls to Deskie are waiting (UPSTREAM_QUEUE_LENGTH ${queueLength})`, this.#retryAfterSeconds(now), 'budget-exhausted');
   }
 
   /** Grants the waiting calls that fit now. */
@@ -312,9 +365,11 @@ export class UpstreamBudget {
     this.#dispatch();
   }
 
-  /** The account's state as the clock passes; a circuit that opens refuses every waiting call at once. */
+  /** The account's state as the clock passes; a circuit that opens refuses every waiting call and merge at once. */
   #updateState(now: number): void {
-    if (this.#account.update(now) === 'circuit-open') this.#queue.refuseAll(() => this.#busy(now));
+    if (this.#account.update(now) !== 'circuit-open') return;
+    this.#queue.refuseAll(() => this.#busy(now));
+    this.#turns.refuseAll(() => this.#busy(now));
   }
 
   /** What credentials Deskie has never accepted may use of `amount` (calls a minute, or slots in flight): at least one. */
@@ -339,6 +394,17 @@ export class UpstreamBudget {
     return upstreamBusy(
       `no call to Deskie could go out in time: the upstream budget (${perMinute}, ` +
         `${this.#options.concurrency} at once) is spent; retry in ${retryAfter} s`,
+      retryAfter,
+      'budget-exhausted',
+    );
+  }
+
+  /** The 503 for a merge that did not get the merge turn in time. */
+  #turnBusy(now: number): Error {
+    const retryAfter = this.#retryAfterSeconds(now);
+    return upstreamBusy(
+      `another page=all merge is fetching its pages from Deskie and merges take turns, so that each one started can finish ` +
+        `within the upstream budget (${this.limitPerMinute} calls a minute); this one has spent nothing: retry in ${retryAfter} s`,
       retryAfter,
       'budget-exhausted',
     );

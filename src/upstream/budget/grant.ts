@@ -8,8 +8,8 @@ export interface GrantLedger {
   spend(newCredential: boolean, member: string | undefined): void;
   /** Deskie accepted the grant's credential: its slot and reserved calls leave the new-credential share. */
   trust(grant: BudgetGrant): void;
-  /** The grant is done: its slot and unspent calls go back, here and in the shared log. */
-  release(newCredential: boolean, unspent: number, unspentMembers: readonly string[]): void;
+  /** The grant is done: its slot, unspent calls and merge turn go back, here and in the shared log. */
+  release(grant: BudgetGrant, unspent: number, unspentMembers: readonly string[]): void;
 }
 
 /**
@@ -85,7 +85,7 @@ export class BudgetGrant {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    this.#ledger.release(this.#newCredential, this.#reserved, this.#members.splice(0));
+    this.#ledger.release(this, this.#reserved, this.#members.splice(0));
     this.#reserved = 0;
   }
 }

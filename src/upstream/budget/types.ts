@@ -13,4 +13,9 @@ export interface BudgetRequest {
   readonly isNewCredential: () => boolean;
   /** `performance.now()` by which the calls must be granted, or the wait ends with a 503. */
   readonly deadline: number;
+  /**
+   * A `page=all` merge: before its first call it waits, until the deadline,
+   * for the merge turn, which it keeps until the grant is released.
+   */
+  readonly merge?: boolean;
 }
