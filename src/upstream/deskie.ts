@@ -73,9 +73,11 @@ export class DeskieUpstream {
     // Real time, not the injected clock (which is for freshness).
     const mergeDeadline = query.allPages ? startedAt + pagesTimeoutMs : Number.POSITIVE_INFINITY;
     const turnDeadline = () => Math.min(performance.now() + queueMs, mergeDeadline);
-    // A merge reserves what it took last time, so one that no longer fits waits or is refused up front.
+    // A merge reserves what it took last time, so one that no longer fits waits or is refused up front;
+    // it also waits for the merge turn (merges run one after another, see UpstreamBudget), within the same deadline.
     const calls = query.allPages ? Math.min(Math.max(1, call.expectedCalls), maxPages) : 1;
-    const grant = await budget.reserve({ calls, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline() });
+    const request = { calls, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline(), merge: query.allPages };
+    const grant = await budget.reserve(request);
     try {
       const path = query.endpoint.path;
       const { name } = query.endpoint;
@@ -89,13 +91,16 @@ export class DeskieUpstream {
         }
       };
       if (!query.allPages) return { ...(await get(query.canonicalQuery)), calls: 1, upstreamMs };
+      // Once a merge has spent a page, its later pages wait for the budget until the merge's deadline, not
+      // UPSTREAM_QUEUE_MS: holding the turn, it finishes within the budget's next minute rather than give up
+      // on the pages it has spent.
       const fetchPage = async (pageQuery: string): Promise<DeskiePage> => {
         if (performance.now() > mergeDeadline) throw pagesTimedOut(pagesTimeoutMs);
-        if (grant.remaining === 0) await grant.extend(1, turnDeadline());
+        if (grant.remaining === 0) await grant.extend(1, mergeDeadline);
         return get(pageQuery);
       };
       // Deskie told the total: the rest is reserved now, never refused halfway through.
-      const reservePages = (pages: number): Promise<void> => grant.extend(Math.max(0, pages - grant.remaining), turnDeadline());
+      const reservePages = (pages: number): Promise<void> => grant.extend(Math.max(0, pages - grant.remaining), mergeDeadline);
       const merged = await fetchAllPages(query.endpoint, query.pageBase, maxPages, fetchPage, reservePages);
       return { ...merged, calls: grant.spent, upstreamMs };
     } finally {
