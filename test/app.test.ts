@@ -17,6 +17,7 @@ t.test('an unexpected failure is a 500 JSON that leaks no stack, and the server 
     resize: () => {},
     list: async () => [],
     delete: async () => false,
+    purge: async () => 0,
     dropEnding: async () => 0,
     entries: 0,
     bytes: 0,

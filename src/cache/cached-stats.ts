@@ -152,7 +152,7 @@ export class CachedStats {
       this.#acceptedElsewhere(result, call);
       if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined, rechecked };
       if (result.outcome === 'hit') return result;
-      if (!result.stored) this.#logUnstored(key, result.answer);
+      if (!result.stored) this.#logUnstored(key, result);
       return rechecked ? { ...result, rechecked } : result;
     } catch (error) {
       const detail = upstreamFailureOf(error);
@@ -310,9 +310,12 @@ export class CachedStats {
     this.#tooManyPages.delete(key);
   }
 
-  #logUnstored(key: string, answer: CachedAnswer): void {
+  #logUnstored(key: string, { answer, purged }: StoreResult): void {
     const { log } = this.#options;
-    if (answer.keepUntilMs <= answer.fetchedAtMs) {
+    if (purged === true) {
+      // Its caller still gets it (it was fetched for them); the next request asks Deskie anew.
+      log.info({ key }, 'entries were purged while Deskie answered: answered, not stored');
+    } else if (answer.keepUntilMs <= answer.fetchedAtMs) {
       log.info({ key }, 'the period changed window while Deskie answered: answered, not stored');
     } else {
       const bytes = answerBytes(answer);

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { type AnswerLoader, type AnswerStore, answerBytes, type CachedAnswer, type StoreResult } from './store.js';
+import { type AnswerLoader, type AnswerStore, answerBytes, type CachedAnswer, type EntryFilter, entryMatches, type StoreResult } from './store.js';
 
 /** Bookkeeping bytes counted per entry beside its bodies and key: its objects, buffer and lru-cache's slots. */
 const ENTRY_OVERHEAD_BYTES = 1024;
@@ -13,6 +13,12 @@ export interface MemoryStoreOptions {
 }
 
 const keptUntil = (answer: CachedAnswer): number => answer.keepUntilMs;
+
+/** A load under way: when it began, and the purges made since that its answer must not be kept for. */
+interface Loading {
+  readonly startedAtMs: number;
+  readonly purges: Array<(answer: CachedAnswer) => boolean>;
+}
 
 const OUTCOME_BY_FETCH_STATUS: Readonly<Record<string, StoreResult['outcome']>> = {
   miss: 'miss',
@@ -29,8 +35,12 @@ const OUTCOME_BY_FETCH_STATUS: Readonly<Record<string, StoreResult['outcome']>> 
  */
 export class MemoryStore implements AnswerStore {
   readonly #lru: LRUCache<string, CachedAnswer, AnswerLoader>;
-  /** Answers lru-cache was told not to keep; checked only when a load ends. */
-  readonly #unstored = new WeakSet<CachedAnswer>();
+  /** Answers lru-cache took in (sized within the bound): a load's answer is `stored` only if it is one. */
+  readonly #kept = new WeakSet<CachedAnswer>();
+  /** Answers a purge selected while their load ran: handed to their callers, never kept. */
+  readonly #purged = new WeakSet<CachedAnswer>();
+  /** Loads under way, by key; a purge marks those it selects. */
+  readonly #loads = new Map<string, Loading>();
   readonly #clock: () => number;
   readonly #holdUntil: (answer: CachedAnswer) => number;
   /** Callers of fetch() under way, by key: an entry is not re-counted while a load for its key runs. */
@@ -47,12 +57,10 @@ export class MemoryStore implements AnswerStore {
       maxSize: maxBytes,
       sizeCalculation: (answer, key) => {
         const size = answerBytes(answer) + key.length + ENTRY_OVERHEAD_BYTES;
-        // Too large, or already past its keeping time (fetched across a window
-        // change): sized past the bound, so lru-cache hands it out and drops it.
-        if (size > maxBytes || holdUntil(answer) <= clock()) {
-          this.#unstored.add(answer);
-          return maxBytes + 1;
-        }
+        // Too large, already past its keeping time (fetched across a window
+        // change), or purged: sized past the bound, so lru-cache hands it out and drops it.
+        if (size > maxBytes || holdUntil(answer) <= clock() || this.#purged.has(answer)) return maxBytes + 1;
+        this.#kept.add(answer);
         return size;
       },
       perf: { now: clock },
@@ -66,8 +74,8 @@ export class MemoryStore implements AnswerStore {
       noDeleteOnFetchRejection: true,
       // A fetch whose placeholder is evicted or cleared still answers its callers.
       ignoreFetchAbort: true,
-      fetchMethod: async (_key, _previous, { context: load, options }) => {
-        const answer = await load();
+      fetchMethod: async (key, _previous, { context: load, options }) => {
+        const answer = await this.#load(key, load);
         // lru-cache drops an entry once more than `ttl` ms have passed: one ms less ends it at keepUntilMs.
         options.ttl = Math.max(1, holdUntil(answer) - clock() - 1);
         return answer;
@@ -91,7 +99,8 @@ export class MemoryStore implements AnswerStore {
       const answer = await this.#lru.fetch(key, { context: load, status, forceRefresh: true });
       if (answer === undefined) throw new Error(`cache fetch for ${key} returned nothing`);
       const outcome = OUTCOME_BY_FETCH_STATUS[status.fetch ?? 'miss'] ?? 'miss';
-      return { answer, outcome, stored: !this.#unstored.has(answer) };
+      // Not kept when its key was deleted during the load either: lru-cache then sets nothing.
+      return { answer, outcome, stored: this.#kept.has(answer), purged: this.#purged.has(answer) };
     } finally {
       const callers = (this.#loading.get(key) ?? 1) - 1;
       if (callers > 0) this.#loading.set(key, callers);
@@ -100,6 +109,20 @@ export class MemoryStore implements AnswerStore {
         const held = this.#grown.delete(key) ? this.#lru.peek(key) : undefined;
         if (held !== undefined) this.resize(held);
       }
+    }
+  }
+
+  /** Runs a load for `key`; its answer is marked purged if a purge made meanwhile selects it. */
+  async #load(key: string, load: AnswerLoader): Promise<CachedAnswer> {
+    const loading: Loading = { startedAtMs: this.#clock(), purges: [] };
+    // A load begun after its key was deleted mid-load replaces the earlier one here; lru-cache keeps nothing the earlier brings.
+    this.#loads.set(key, loading);
+    try {
+      const answer = await load();
+      if (loading.purges.some((selects) => selects(answer))) this.#purged.add(answer);
+      return answer;
+    } finally {
+      if (this.#loads.get(key) === loading) this.#loads.delete(key);
     }
   }
 
@@ -139,18 +162,39 @@ export class MemoryStore implements AnswerStore {
     return this.deleteHeld(key);
   }
 
-  async dropEnding(keySuffix: string): Promise<number> {
-    // A load under way here is refused by its caller (CachedStats numbers its refusals).
-    const keys = this.keys().filter((key) => key.endsWith(keySuffix));
-    for (const key of keys) this.deleteHeld(key);
-    return keys.length;
+  async purge(filter: EntryFilter): Promise<number> {
+    return this.purgeHeld(entryMatches(filter)).length;
   }
 
-  /** delete(), answered at once: a shared store drops its own copy with it. */
-  deleteHeld(key: string): boolean {
-    // A load under way still answers its callers; lru-cache keeps nothing it brings.
+  async dropEnding(keySuffix: string): Promise<number> {
+    // A load under way here is refused by its caller as well (CachedStats numbers its refusals).
+    return this.purgeHeld((answer) => answer.key.endsWith(keySuffix)).length;
+  }
+
+  /** delete(), answered at once: a shared store drops its own copy with it; a load of the key begun by `atMs` is not kept. */
+  deleteHeld(key: string, atMs = this.#clock()): boolean {
+    const loading = this.#loads.get(key);
+    if (loading !== undefined && loading.startedAtMs <= atMs) loading.purges.push(() => true);
     this.#grown.delete(key);
     return this.#lru.delete(key);
+  }
+
+  /**
+   * Drops the answers `selects` takes, and marks the loads begun by `atMs`:
+   * each still answers its callers, but not kept if `selects` takes its
+   * answer. Answers the keys dropped.
+   */
+  purgeHeld(selects: (answer: CachedAnswer) => boolean, atMs = this.#clock()): string[] {
+    for (const loading of this.#loads.values()) if (loading.startedAtMs <= atMs) loading.purges.push(selects);
+    const keys: string[] = [];
+    this.#lru.forEach((answer, key) => {
+      if (selects(answer)) keys.push(key);
+    });
+    for (const key of keys) {
+      this.#grown.delete(key);
+      this.#lru.delete(key);
+    }
+    return keys;
   }
 
   get evictions(): number {

@@ -4,7 +4,7 @@ import type { EndpointName } from '../deskie/endpoints.js';
 import type { FreshnessClass } from '../deskie/periods.js';
 import type { SharedRedis } from '../redis/connection.js';
 import { MemoryStore } from './memory-store.js';
-import type { AnswerLoader, AnswerStore, CachedAnswer, ReusePolicy, SharedStoreState, StoreResult } from './store.js';
+import { type AnswerLoader, type AnswerStore, type CachedAnswer, type EntryFilter, entryMatches, filterName, filterNamesSelecting, type ReusePolicy, type SharedStoreState, type StoreResult } from './store.js';
 
 /** How long a claim on a key's load lasts unrenewed: the holder renews it every third of that, so a dead holder's load is taken over within it. */
 const LEASE_MS = 5_000;
@@ -16,6 +16,8 @@ const LOADED_CHANNEL = 'loaded';
 const PURGED_CHANNEL = 'purged';
 /** Published with `[when, key suffix]` when a partition was dropped: every replica drops its copies and loads begun before then. */
 const DROPPED_CHANNEL = 'dropped';
+/** Published with `[when, EntryFilter]` when an operator purged entries: every replica drops its copies and loads begun before then. */
+const PURGED_MATCHING_CHANNEL = 'purged-matching';
 /** How long a holder's failure stays readable for the replicas that waited on it (they look within POLL_MS). */
 const FAILURE_KEPT_MS = 2_000;
 /** Largest body of Deskie's failing answer passed to the replicas that waited (a 5xx page is small). */
@@ -26,19 +28,23 @@ const SCAN_COUNT = 500;
 /** Deletes a lease only if it is still the holder's (a lease that expired may be another replica's now). */
 const RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 /**
- * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2]) or the key
- * purged (KEYS[4]) since its call was made (ARGV[3]). The key joins its
+ * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2]), the key
+ * purged (KEYS[4]) or a purge by a filter selecting it (KEYS[5], fields
+ * ARGV[6]…) made since its call was made (ARGV[3]). The key joins its
  * partition's index (KEYS[3], scored by keepUntilMs, ARGV[4]; entries gone by
  * ARGV[5] leave), so a drop needs no SCAN.
  */
 const WRITE_ANSWER = `
 local dropped = math.max(tonumber(redis.call('get', KEYS[2]) or '-1'), tonumber(redis.call('get', KEYS[4]) or '-1'))
+for _, at in ipairs(redis.call('hmget', KEYS[5], unpack(ARGV, 6))) do if at then dropped = math.max(dropped, tonumber(at)) end end
 if dropped >= tonumber(ARGV[3]) then return 0 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('zremrangebyscore', KEYS[3], '-inf', ARGV[5])
 redis.call('zadd', KEYS[3], ARGV[4], KEYS[1])
 if redis.call('pttl', KEYS[3]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[3], ARGV[2]) end
 return 1`;
+/** Marks the filter named ARGV[1] purged as of ARGV[2] in KEYS[1], which lasts ARGV[3] ms past the latest purge. */
+const MARK_PURGED_MATCHING = "redis.call('hset', KEYS[1], ARGV[1], ARGV[2]) redis.call('pexpire', KEYS[1], ARGV[3])";
 /** Marks the answer (KEYS[1]) purged (KEYS[2]) as of ARGV[1] for ARGV[2] ms, and deletes it; 1 if it was there. */
 const PURGE_ANSWER = "redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2]) return redis.call('del', KEYS[1])";
 /** Marks the partition dropped (KEYS[2]) as of ARGV[1] for ARGV[2] ms, deletes its index (KEYS[1]) and the answers it names; returns how many. */
@@ -62,11 +68,13 @@ export interface RedisStoreOptions {
   readonly longestLoadMs: number;
 }
 
-/** A load under way in this replica: when it began, and whether a purge since means its answer is not stored. */
+/** A load under way in this replica: when it began, and the purges since that its answer is not stored for. */
 interface Loading {
-  purged: boolean;
+  readonly purges: Array<(answer: CachedAnswer) => boolean>;
   readonly startedAtMs: number;
 }
+
+const purgedBy = ({ purges }: Loading, answer: CachedAnswer): boolean => purges.some((selects) => selects(answer));
 
 /** A lease holder's failure as the replicas that waited on it read it: Deskie's own answer, or the proxy's error. */
 type SharedFailure =
@@ -123,7 +131,10 @@ export class RedisStore implements AnswerStore {
   readonly #leaseMs: number;
   readonly #longestLoadMs: number;
   readonly #scripts: {
-    readonly write: (...keysAndArgs: [answer: string, dropped: string, index: string, purged: string, value: Buffer | string, keepMs: number, askedAtMs: number, keepUntilMs: number, nowMs: number]) => Promise<unknown>;
+    readonly write: (
+      ...keysAndArgs: [answer: string, dropped: string, index: string, purged: string, purges: string, value: Buffer | string, keepMs: number, askedAtMs: number, keepUntilMs: number, nowMs: number, ...filters: string[]]
+    ) => Promise<unknown>;
+    readonly markPurged: (...keysAndArgs: [purges: string, filter: string, atMs: number, markMs: number]) => Promise<unknown>;
     readonly purge: (...keysAndArgs: [answer: string, purged: string, atMs: number, markMs: number]) => Promise<unknown>;
     readonly drop: (...keysAndArgs: [index: string, dropped: string, atMs: number, markMs: number]) => Promise<unknown>;
     readonly renewLease: (...keysAndArgs: [lease: string, token: string, leaseMs: number]) => Promise<unknown>;
@@ -138,7 +149,8 @@ export class RedisStore implements AnswerStore {
   constructor({ redis, l1MaxBytes, clock, log, leaseMs = LEASE_MS, longestLoadMs }: RedisStoreOptions) {
     this.#longestLoadMs = longestLoadMs;
     this.#scripts = {
-      write: redis.script(4, WRITE_ANSWER),
+      write: redis.script(5, WRITE_ANSWER),
+      markPurged: redis.script(1, MARK_PURGED_MATCHING),
       purge: redis.script(2, PURGE_ANSWER),
       drop: redis.script(2, DROP_PARTITION),
       renewLease: redis.script(1, RENEW_LEASE),
@@ -151,8 +163,9 @@ export class RedisStore implements AnswerStore {
     // Fresh copies only: anything older is asked of Redis, which every replica keeps current.
     this.#l1 = new MemoryStore({ maxBytes: l1MaxBytes, clock, holdUntil: (answer) => answer.expiresAtMs });
     redis.listen(LOADED_CHANNEL, (key) => this.#wake(key));
-    redis.listen(PURGED_CHANNEL, (message) => whenAndWhat(message, (atMs, key) => this.#dropCopy(key, atMs)));
-    redis.listen(DROPPED_CHANNEL, (message) => whenAndWhat(message, (atMs, keySuffix) => this.#dropCopies(keySuffix, atMs)));
+    redis.listen(PURGED_CHANNEL, (message) => whenAndWhat<string>(message, 'string', (atMs, key) => this.#dropCopy(key, atMs)));
+    redis.listen(DROPPED_CHANNEL, (message) => whenAndWhat<string>(message, 'string', (atMs, keySuffix) => this.#dropCopies(keySuffix, atMs)));
+    redis.listen(PURGED_MATCHING_CHANNEL, (message) => whenAndWhat<EntryFilter>(message, 'object', (atMs, filter) => this.#dropMatching(entryMatches(filter), atMs)));
     // A purge published while this replica was not subscribed never reaches it: its copies may be purged ones.
     redis.onSubscribed(() => this.#l1.clear());
   }
@@ -170,7 +183,8 @@ export class RedisStore implements AnswerStore {
     let cluster: StoreResult | undefined;
     const result = await this.#l1.fetch(key, async () => (cluster = await this.#clusterLoad(key, load, reuse)).answer);
     if (result.outcome === 'collapsed' || cluster === undefined) return result;
-    return { answer: result.answer, outcome: cluster.outcome, stored: result.stored || cluster.stored };
+    const purged = result.purged === true || cluster.purged === true;
+    return { answer: result.answer, outcome: cluster.outcome, stored: !purged && (result.stored || cluster.stored), purged };
   }
 
   get entries(): number {
@@ -249,6 +263,36 @@ export class RedisStore implements AnswerStore {
     return held;
   }
 
+  /**
+   * Marks the filter purged as of now in Redis (an answer it selects from a
+   * call made before is not written, by any replica), drops what Redis and
+   * this replica hold of it, and tells the others. A 503 when Redis cannot
+   * answer: the purge would reach this replica alone.
+   */
+  async purge(filter: EntryFilter): Promise<number> {
+    const atMs = this.#clock();
+    const selects = entryMatches(filter);
+    this.#dropMatching(selects, atMs);
+    let removed: number;
+    try {
+      await this.#scripts.markPurged(this.#purgesKey(), filterName(filter), atMs, this.#tombstoneMs());
+      const keys = (await this.list()).filter(selects).map((answer) => this.#answerKey(answer.key));
+      removed = keys.length === 0 ? 0 : await this.#redis.command.del(...keys);
+    } catch (error) {
+      // list() has counted its own failure.
+      if (!(error instanceof ProxyError)) this.#redis.failed(error, undefined);
+      throw storeUnreachable('purged');
+    }
+    await this.#redis.publish(PURGED_MATCHING_CHANNEL, JSON.stringify([atMs, filter]));
+    return removed;
+  }
+
+  /** This replica's copies that `selects` takes go, and its loads begun by `atMs` are not written if it takes their answer. */
+  #dropMatching(selects: (answer: CachedAnswer) => boolean, atMs: number): void {
+    for (const loading of this.#loading.values()) if (loading.startedAtMs <= atMs) loading.purges.push(selects);
+    this.#l1.purgeHeld(selects, atMs);
+  }
+
   /** Drops the answer from Redis and every replica's L1; a 503 when Redis cannot answer (this copy goes all the same). */
   async delete(key: string): Promise<boolean> {
     const atMs = this.#clock();
@@ -273,14 +317,14 @@ export class RedisStore implements AnswerStore {
   /** Drops this replica's copy of a key purged at `atMs`; a load of it begun by then is not stored. */
   #dropCopy(key: string, atMs: number): boolean {
     const loading = this.#loading.get(key);
-    if (loading !== undefined && loading.startedAtMs <= atMs) loading.purged = true;
-    return this.#l1.deleteHeld(key);
+    if (loading !== undefined && loading.startedAtMs <= atMs) loading.purges.push(() => true);
+    return this.#l1.deleteHeld(key, atMs);
   }
 
   /** Another replica's answer when `reuse` takes it; else the lease and a load here; else the holder's answer (`collapsed`). */
   async #clusterLoad(key: string, load: AnswerLoader, reuse: ReusePolicy | undefined): Promise<StoreResult> {
     // From the start: a purge while Redis is read or a lease waited for counts too.
-    const loading: Loading = { purged: false, startedAtMs: this.#clock() };
+    const loading: Loading = { purges: [], startedAtMs: this.#clock() };
     this.#loading.set(key, loading);
     try {
       return await this.#loadOnce(key, load, reuse, loading);
@@ -322,8 +366,9 @@ export class RedisStore implements AnswerStore {
     try {
       answer = await load();
       // Written after the caller has its answer (below); a later command on this connection reads it.
-      const writing = !loading.purged && answer.keepUntilMs > this.#clock() && this.#redis.state === 'up';
-      return { answer, outcome: replaces ? 'refreshed' : 'miss', stored: writing };
+      const purged = purgedBy(loading, answer);
+      const writing = !purged && answer.keepUntilMs > this.#clock() && this.#redis.state === 'up';
+      return { answer, outcome: replaces ? 'refreshed' : 'miss', stored: writing, purged };
     } catch (error) {
       failed = error;
       throw error;
@@ -336,7 +381,7 @@ export class RedisStore implements AnswerStore {
   /** After the caller has its answer: writes it (or shares Deskie's failure), lets the lease go, wakes the waiters. */
   async #share(key: string, lease: string | undefined, loading: Loading, answer: CachedAnswer | undefined, failed: unknown): Promise<void> {
     if (answer !== undefined) {
-      if (!loading.purged) await this.#write(answer);
+      if (!purgedBy(loading, answer)) await this.#write(answer);
     } else if (lease !== undefined) {
       await this.#shareFailure(key, lease, failed);
     }
@@ -473,9 +518,9 @@ export class RedisStore implements AnswerStore {
     const { key, askedAtMs } = answer;
     try {
       const suffix = partitionSuffix(key);
-      const keys = [this.#answerKey(key), this.#droppedKey(suffix), this.#partitionKey(suffix), this.#purgedKey(key)] as const;
+      const keys = [this.#answerKey(key), this.#droppedKey(suffix), this.#partitionKey(suffix), this.#purgedKey(key), this.#purgesKey()] as const;
       const nowMs = this.#clock();
-      return (await this.#scripts.write(...keys, encode(answer), keepMs, askedAtMs, answer.keepUntilMs, nowMs)) === 1;
+      return (await this.#scripts.write(...keys, encode(answer), keepMs, askedAtMs, answer.keepUntilMs, nowMs, ...filterNamesSelecting(answer))) === 1;
     } catch (error) {
       return this.#redis.failed(error, false);
     }
@@ -507,6 +552,11 @@ export class RedisStore implements AnswerStore {
     return this.#redis.key(`purged:${key}`);
   }
 
+  /** When each filter (by filterName) was last purged: one hash, kept while purges are recent. */
+  #purgesKey(): string {
+    return this.#redis.key('purges');
+  }
+
   /** The index of a partition's answer keys. */
   #partitionKey(keySuffix: string): string {
     return this.#redis.key(`partition:${keySuffix}`);
@@ -521,15 +571,15 @@ export class RedisStore implements AnswerStore {
   }
 }
 
-/** Reads a purge's message, `[when, what]`, and hands it on; anything else (another format) is ignored. */
-function whenAndWhat(message: string, handle: (atMs: number, what: string) => void): void {
+/** Reads a purge's message, `[when, what]` (a key or key suffix, or an EntryFilter), and hands it on; anything else (another format) is ignored. */
+function whenAndWhat<What>(message: string, kind: 'string' | 'object', handle: (atMs: number, what: What) => void): void {
   let parsed: unknown;
   try {
     parsed = JSON.parse(message);
   } catch {
     return;
   }
-  if (Array.isArray(parsed) && typeof parsed[0] === 'number' && typeof parsed[1] === 'string') handle(parsed[0], parsed[1]);
+  if (Array.isArray(parsed) && typeof parsed[0] === 'number' && typeof parsed[1] === kind && parsed[1] !== null) handle(parsed[0], parsed[1] as What);
 }
 
 /** The partition a key ends with (`#<partition>`), or '' for a key without one. */

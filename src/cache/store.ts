@@ -1,7 +1,7 @@
 import type { AnswerSource, Representation } from '../formats/render.js';
 import type { Variant } from '../formats/representations.js';
 import type { EndpointName } from '../deskie/endpoints.js';
-import type { FreshnessClass } from '../deskie/periods.js';
+import { type FreshnessClass, isCustomRange } from '../deskie/periods.js';
 import { periodText } from './policy.js';
 import type { RedisState } from '../redis/connection.js';
 
@@ -75,6 +75,51 @@ export function entryLabel(answer: CachedAnswer): EntryLabel {
   return label;
 }
 
+/**
+ * Which entries an operator lists or purges: every field given must match;
+ * none given is every entry. Plain data, so a purge can be sent to the other
+ * replicas and written as a marker in Redis.
+ */
+export interface EntryFilter {
+  readonly endpoint?: EndpointName;
+  /** A freshness class (a period, or every custom range of that class), or one custom window by its instants. */
+  readonly period?: FreshnessClass | { readonly fromMs: number; readonly toMs: number };
+  /** The partition id entryLabel gives. */
+  readonly partition?: string;
+}
+
+/** Whether `filter` selects an answer. */
+export function entryMatches({ endpoint, period, partition }: EntryFilter): (answer: CachedAnswer) => boolean {
+  return (answer) => {
+    const { source, freshness } = answer;
+    if (endpoint !== undefined && source.endpoint !== endpoint) return false;
+    if (partition !== undefined && entryLabel(answer).partition !== partition) return false;
+    if (period === undefined) return true;
+    if (typeof period === 'string') return freshness === period;
+    return isCustomRange(freshness) && source.fromMs === period.fromMs && source.toMs === period.toMs;
+  };
+}
+
+/** A filter's name, the same for every way of writing it: `endpoint|period|partition`, an empty field for any. */
+export function filterName({ endpoint, period, partition }: EntryFilter): string {
+  const periodName = period === undefined || typeof period === 'string' ? (period ?? '') : `${period.fromMs}/${period.toMs}`;
+  return `${endpoint ?? ''}|${periodName}|${partition ?? ''}`;
+}
+
+/** The names of every filter that selects `answer` (filterName): a purge by any of them refuses it. */
+export function filterNamesSelecting(answer: CachedAnswer): string[] {
+  const { source, freshness } = answer;
+  const periods: Array<EntryFilter['period']> = [undefined, freshness];
+  if (isCustomRange(freshness)) periods.push({ fromMs: source.fromMs, toMs: source.toMs });
+  const names: string[] = [];
+  for (const endpoint of [undefined, source.endpoint]) {
+    for (const period of periods) {
+      for (const partition of [undefined, entryLabel(answer).partition]) names.push(filterName({ endpoint, period, partition }));
+    }
+  }
+  return names;
+}
+
 /** The variant of an answer, when it has been rendered. */
 export function renderedVariant(answer: CachedAnswer, variant: Variant): Representation | undefined {
   for (const representation of answer.variants) if (representation.variant === variant) return representation;
@@ -94,8 +139,10 @@ export interface StoreResult {
   readonly answer: CachedAnswer;
   /** `hit`: a shared store's answer stored by another replica, which `reuse` accepted; nothing was loaded. */
   readonly outcome: 'hit' | 'miss' | 'refreshed' | 'collapsed';
-  /** False when the answer could not be kept: larger than the store allows, or already past keepUntilMs. */
+  /** False when the answer was not kept: larger than the store allows, already past keepUntilMs, or purged while it loaded. */
   readonly stored: boolean;
+  /** A purge made while its load ran selected it: its callers have it, the store does not. */
+  readonly purged?: boolean;
 }
 
 /** Bookkeeping bytes counted per rendered variant beside its body (its object, Buffer and ETag). */
@@ -143,6 +190,13 @@ export interface AnswerStore {
   list(): Promise<CachedAnswer[]>;
   /** Drops the answer held for `key` (on every replica, for a shared store); a load under way for it still answers its callers but is not kept. */
   delete(key: string): Promise<boolean>;
+  /**
+   * Drops every answer `filter` selects and answers how many (on every
+   * replica, for a shared store). A load under way when it is made still
+   * answers its callers, but its answer is not kept if the filter selects it:
+   * it may hold the numbers the purge was made to remove.
+   */
+  purge(filter: EntryFilter): Promise<number>;
   /**
    * Drops every answer of a partition (`keySuffix` is `#<partition>`: Deskie
    * refused its credential) and answers how many. A shared store also refuses

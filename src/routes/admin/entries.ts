@@ -1,8 +1,8 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
-import { type AnswerStore, answerBytes, type CachedAnswer, entryLabel, PARTITION_ID_LENGTH } from '../../cache/store.js';
+import { type AnswerStore, answerBytes, type CachedAnswer, type EntryFilter, entryLabel, entryMatches, PARTITION_ID_LENGTH } from '../../cache/store.js';
 import { ENDPOINTS, type EndpointName, routeLabel } from '../../deskie/endpoints.js';
-import { CUSTOM_RANGE_CLASSES, FRESHNESS_CLASSES, PERIODS } from '../../deskie/periods.js';
+import { CUSTOM_RANGE_CLASSES, FRESHNESS_CLASSES, type FreshnessClass, PERIODS } from '../../deskie/periods.js';
 import { describeVariant, type Variant } from '../../formats/representations.js';
 import { badRequest, storeUnreachable } from '../../http/errors.js';
 import { errorResponse, responseHeaders } from '../stats-schema.js';
@@ -114,7 +114,7 @@ export function entriesRoutes(admin: FastifyInstance, { store, clock, log }: Ent
     async (request) => {
       needsSharedStore(store, 'listed');
       const { limit: pageSize, offset: skipped, ...filter } = request.query;
-      const matching = (await store.list()).filter(entryFilter(filter)).sort(byListOrder);
+      const matching = (await store.list()).filter(entryMatches(entryFilter(filter))).sort(byListOrder);
       const limit = Number(pageSize ?? DEFAULT_ENTRIES_PAGE);
       const offset = Number(skipped ?? 0);
       const nowMs = clock();
@@ -134,12 +134,10 @@ export function entriesRoutes(admin: FastifyInstance, { store, clock, log }: Ent
       if (all === undefined && named.length === 0) {
         throw badRequest(`give a filter (${FILTER_NAMES.map((name) => `${name}=`).join(', ')}) or all=true: an empty filter never purges everything`);
       }
-      const selects = entryFilter(filter);
+      const selected = entryFilter(filter);
       needsSharedStore(store, 'purged');
-      // Keys first, then deletes: the store is not changed while it is walked.
-      const keys = (await store.list()).filter(selects).map((answer) => answer.key);
-      const deleted = await Promise.all(keys.map((key) => store.delete(key)));
-      const removed = deleted.filter(Boolean).length;
+      // Loads under way are purged too: what they bring is answered, not stored (see AnswerStore.purge).
+      const removed = await store.purge(selected);
       log.info({ admin: 'purge', filter: request.query, removed }, 'admin: entries purged');
       return { removed };
     },
@@ -165,21 +163,16 @@ function readWindow(text: string): { fromMs: number; toMs: number } | undefined 
   return Number.isNaN(fromMs) || Number.isNaN(toMs) ? undefined : { fromMs, toMs };
 }
 
-/** Whether an entry is one a filter selects; a custom window whose instants do not parse is refused (the schema checked its form). */
-function entryFilter({ endpoint, period, partition }: Static<typeof PurgeQuery>): (answer: CachedAnswer) => boolean {
-  const wanted = endpoint === undefined ? undefined : ENDPOINT_BY_ROUTE.get(endpoint);
-  const periodClass = period !== undefined && (FRESHNESS_CLASSES as readonly string[]).includes(period) ? period : undefined;
+/** The entries a request's filters select; a custom window whose instants do not parse is refused (the schema checked its form). */
+function entryFilter({ endpoint, period, partition }: Static<typeof PurgeQuery>): EntryFilter {
+  const periodClass = period !== undefined && (FRESHNESS_CLASSES as readonly string[]).includes(period) ? (period as FreshnessClass) : undefined;
   // A custom window is matched by its instants, however its offsets are written.
   const window = period === undefined || periodClass !== undefined ? undefined : readWindow(period);
   if (period !== undefined && periodClass === undefined && window === undefined) throw mustBe('period', ACCEPTS.period, period);
-  return (answer) => {
-    const label = entryLabel(answer);
-    if (wanted !== undefined && label.endpoint !== wanted) return false;
-    if (partition !== undefined && label.partition !== partition) return false;
-    if (periodClass !== undefined && label.freshness !== periodClass) return false;
-    if (window === undefined) return true;
-    const listed = readWindow(label.period);
-    return listed?.fromMs === window.fromMs && listed.toMs === window.toMs;
+  return {
+    ...(endpoint === undefined ? {} : { endpoint: ENDPOINT_BY_ROUTE.get(endpoint) }),
+    ...(period === undefined ? {} : { period: periodClass ?? window }),
+    ...(partition === undefined ? {} : { partition }),
   };
 }
 
