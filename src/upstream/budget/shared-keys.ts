@@ -2,44 +2,100 @@ import type { SharedRedis } from '../../redis/connection.js';
 import type { SharedAccount } from './account.js';
 import { BUDGET_WINDOW_MS } from './window.js';
 
+/** Channel on which a replica tells the others of a 429, a pause or a new account limit, and a lost log asks them to write back. */
+export const BUDGET_CHANNEL = 'budget';
+/** Published (from the script that found the log lost) to every replica: write your calls of the last minute back into the log. */
+const WRITE_BACK_MESSAGE = '{"writeBack":true}';
+
 /** The account's four fields as Redis keeps them, or a message carries them. */
 type AccountFields = readonly [accountLimit: unknown, callsLeft: unknown, pausedUntil: unknown, circuitOpenUntil: unknown];
 
+/**
+ * Whether the log is being written back after it was lost, as one replica sees it:
+ * - none: the log is whole, it counts every replica's calls;
+ * - awaiting-others: this replica's calls are back, not yet every live replica's;
+ * - write-back: this replica has yet to write its calls back.
+ * Until it is none again (or the recovery's time has run out), no call is taken.
+ */
+export type LogRecovery = 'none' | 'awaiting-others' | 'write-back';
+const RECOVERIES: readonly LogRecovery[] = ['none', 'awaiting-others', 'write-back'];
+
 /** The Lua scripts' keys and arguments (SharedRedis.script). */
-type TakeArgs = [log: string, account: string, now: number, windowMs: number, limit: number, ...members: string[]];
+type RecoveryArgs = [replicaId: string, knownReplicas: number, recoveryMs: number, channel: string];
+type TakeArgs = [log: string, account: string, recovery: string, replicas: string, ...RecoveryArgs, now: number, windowMs: number, limit: number, ...members: string[]];
 type ReportArgs = [account: string, limit: string, left: string, pausedUntil: number, circuitOpenUntil: number, ttlMs: number];
-type HeartbeatArgs = [replicas: string, log: string, account: string, replicaId: string, wallNow: number, liveMs: number, windowMs: number, ...sent: Array<string | number>];
+type HeartbeatArgs = [log: string, account: string, recovery: string, replicas: string, ...RecoveryArgs, wallNow: number, liveMs: number, writesBack: 0 | 1, ...sent: Array<string | number>];
 
 const ACCOUNT_FIELDS = "'accountLimit', 'callsLeft', 'pausedUntil', 'circuitOpenUntil'";
+/** A member of the log no replica mints, scored +inf so the minute never drops it: a log without it was lost. */
+const LOG_MARK = 'mark';
 
 /**
- * Takes `#ARGV - 3` calls from the shared sliding log (KEYS[1], a sorted set
- * of members scored by the clock ms they were taken or sent at), atomically:
- * refused while the shared pause or circuit (KEYS[2]) holds, added if the
- * calls fit in the last minute, else answered with when enough of the oldest
- * will have left it. Returns {0 or not-before ms, the account's four fields}.
+ * What the take and the heartbeat share, with KEYS = {log, account, recovery,
+ * replicas} and ARGV[1..4] = RecoveryArgs. The log is kept without expiry
+ * and carries its mark; when the mark is gone (a FLUSHALL, an eviction, a new
+ * Redis at the same address) the log starts anew, and a recovery hash names
+ * how many replicas must write their calls of the last minute back (the
+ * replicas this one last saw, or Redis still holds) and each that has. It
+ * lapses after `recoveryMs`, so a replica that died meanwhile holds no one up for long.
  */
-const TAKE_LUA = `
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local calls = #ARGV - 3
+const RECOVERY_LUA = `
+local function recoverIfLost()
+  if redis.call('ZSCORE', KEYS[1], '${LOG_MARK}') then return end
+  redis.call('ZADD', KEYS[1], '+inf', '${LOG_MARK}')
+  redis.call('PERSIST', KEYS[1])
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[3], 'expected', math.max(tonumber(ARGV[2]), redis.call('ZCARD', KEYS[4])))
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  redis.call('PUBLISH', ARGV[4], '${WRITE_BACK_MESSAGE}')
+end
+-- 1: none (and the hash goes once every replica expected wrote back), 2: awaiting others, 3: write back.
+local function recoveryState()
+  local expected = tonumber(redis.call('HGET', KEYS[3], 'expected'))
+  if expected == nil then return 1 end
+  if redis.call('HLEN', KEYS[3]) - 1 >= expected then
+    redis.call('DEL', KEYS[3])
+    return 1
+  end
+  if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 2 end
+  return 3
+end
+`;
+
+/**
+ * Takes `#ARGV - 7` calls from the shared sliding log (KEYS[1], a sorted set
+ * of members scored by the clock ms they were taken or sent at, and the
+ * mark), atomically: refused while the shared pause or circuit (KEYS[2])
+ * holds or the log is being written back, added if the calls fit in the last
+ * minute, else answered with when enough of the oldest will have left it.
+ * Returns {0 or not-before ms, the recovery's state, the account's four fields}.
+ */
+const TAKE_LUA = `${RECOVERY_LUA}
+local now = tonumber(ARGV[5])
+local window = tonumber(ARGV[6])
+local limit = tonumber(ARGV[7])
+local calls = #ARGV - 7
 local account = redis.call('HMGET', KEYS[2], ${ACCOUNT_FIELDS})
 local closedUntil = math.max(tonumber(account[3]) or 0, tonumber(account[4]) or 0)
+recoverIfLost()
+local recovery = recoveryState()
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
+local used = redis.call('ZCARD', KEYS[1]) - 1
 local notBefore = 0
 if closedUntil > now then
   notBefore = closedUntil
-elseif used + calls <= limit then
-  for i = 4, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
-  redis.call('PEXPIRE', KEYS[1], 2 * window)
-else
-  local leaving = math.min(used + calls - limit, used) - 1
-  local oldest = redis.call('ZRANGE', KEYS[1], leaving, leaving, 'WITHSCORES')
-  notBefore = (tonumber(oldest[2]) or now) + window
+elseif recovery == 1 then
+  if used + calls <= limit then
+    for i = 8, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
+  elseif used == 0 then
+    notBefore = now + window
+  else
+    local leaving = math.min(used + calls - limit, used) - 1
+    local oldest = redis.call('ZRANGE', KEYS[1], leaving, leaving, 'WITHSCORES')
+    notBefore = (tonumber(oldest[2]) or now) + window
+  end
 end
-return {notBefore, account[1], account[2], account[3], account[4]}
+return {notBefore, recovery, account[1], account[2], account[3], account[4]}
 `;
 
 /**
@@ -57,84 +113,117 @@ return redis.call('HMGET', KEYS[1], ${ACCOUNT_FIELDS})
 `;
 
 /**
- * One replica's heartbeat: its id scored by real ms in KEYS[1], replicas not
+ * One replica's heartbeat: its id scored by real ms in KEYS[4], replicas not
  * heard from within the live span forgotten; then the calls it sent in the
- * last minute (score, member pairs from ARGV[5]) written again into the log
- * KEYS[2] (a Redis restarted empty, or an outage, lost them). Returns
- * {live replicas, the account's four fields}.
+ * last minute and those it holds (score, member pairs from ARGV[8]) written
+ * into the log KEYS[1]. When it writes back all of its calls (ARGV[7] = 1:
+ * after an outage, or asked to since the log was lost), a recovery under way
+ * counts it as written back. Returns {live replicas, the recovery's state,
+ * the account's four fields}.
  */
-const HEARTBEAT_LUA = `
-local now = tonumber(ARGV[2])
-local live = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - live)
-redis.call('PEXPIRE', KEYS[1], live)
-if #ARGV > 4 then
-  for i = 5, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
-  redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[4]))
+const HEARTBEAT_LUA = `${RECOVERY_LUA}
+local now = tonumber(ARGV[5])
+local live = tonumber(ARGV[6])
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - live)
+redis.call('PEXPIRE', KEYS[4], live)
+recoverIfLost()
+for i = 8, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSET', KEYS[3], ARGV[1], 1)
+  if tonumber(ARGV[2]) > (tonumber(redis.call('HGET', KEYS[3], 'expected')) or 0) then redis.call('HSET', KEYS[3], 'expected', ARGV[2]) end
 end
-local account = redis.call('HMGET', KEYS[3], ${ACCOUNT_FIELDS})
-return {redis.call('ZCARD', KEYS[1]), account[1], account[2], account[3], account[4]}
+local account = redis.call('HMGET', KEYS[2], ${ACCOUNT_FIELDS})
+return {redis.call('ZCARD', KEYS[4]), recoveryState(), account[1], account[2], account[3], account[4]}
 `;
 
+/** One heartbeat: see SharedKeys.heartbeat. */
+export interface HeartbeatBeat {
+  /** Real ms: the replica is gone `liveMs` after its last beat. */
+  readonly wallNow: number;
+  readonly liveMs: number;
+  /** Live replicas this one last saw: a log it finds lost waits for at least as many to write back. */
+  readonly knownReplicas: number;
+  /** Clock ms, member pairs written into the log. */
+  readonly sent: ReadonlyArray<string | number>;
+  /** Whether `sent` holds all of this replica's calls of the last minute. */
+  readonly writesBack: boolean;
+}
+
 /**
- * The shared budget's three keys in Redis and every command on them: the
- * log of calls (a sorted set), the account (a hash) and the live replicas (a
- * sorted set). Whatever reads and writes more than one runs as a Lua script,
- * so replicas never interleave; replies are read back as numbers.
+ * The shared budget's keys in Redis and every command on them: the log of
+ * calls (a sorted set), the account (a hash), the live replicas (a sorted
+ * set) and the recovery of a lost log (a hash). Whatever reads and writes
+ * more than one runs as a Lua script, so replicas never interleave; replies
+ * are read back as numbers.
  */
 export class SharedKeys {
   readonly #redis: SharedRedis;
-  readonly #keys: { readonly log: string; readonly account: string; readonly replicas: string };
+  readonly #keys: readonly [log: string, account: string, recovery: string, replicas: string];
+  readonly #recoveryMs: number;
   readonly #take: (...keysAndArgs: TakeArgs) => Promise<unknown>;
   readonly #report: (...keysAndArgs: ReportArgs) => Promise<unknown>;
   readonly #heartbeat: (...keysAndArgs: HeartbeatArgs) => Promise<unknown>;
 
-  constructor(redis: SharedRedis) {
+  /** `recoveryMs`: real ms a lost log waits at most for the replicas to write back. */
+  constructor(redis: SharedRedis, recoveryMs: number) {
     this.#redis = redis;
-    this.#keys = { log: redis.key('budget:log'), account: redis.key('budget:account'), replicas: redis.key('budget:replicas') };
-    this.#take = redis.script<TakeArgs>(2, TAKE_LUA);
+    this.#recoveryMs = recoveryMs;
+    this.#keys = [redis.key('budget:log'), redis.key('budget:account'), redis.key('budget:recovery'), redis.key('budget:replicas')];
+    this.#take = redis.script<TakeArgs>(4, TAKE_LUA);
     this.#report = redis.script<ReportArgs>(1, REPORT_LUA);
-    this.#heartbeat = redis.script<HeartbeatArgs>(3, HEARTBEAT_LUA);
+    this.#heartbeat = redis.script<HeartbeatArgs>(4, HEARTBEAT_LUA);
   }
 
-  /** Adds `members` to the log at `now` if they fit under `limit`; `notBefore` is 0 then, else when they could. */
-  async take(now: number, limit: number, members: readonly string[]): Promise<{ notBefore: number; account: SharedAccount }> {
-    const [notBefore, ...account] = (await this.#take(this.#keys.log, this.#keys.account, now, BUDGET_WINDOW_MS, limit, ...members)) as [number, ...AccountFields];
-    return { notBefore: Number(notBefore), account: accountOf(account) };
+  /**
+   * Adds `members` to the log at `now` if they fit under `limit` and the log
+   * is whole; `notBefore` is 0 then, or when they could fit (the pause, the
+   * circuit, the oldest call leaving the minute). `knownReplicas`: see HeartbeatBeat.
+   */
+  async take(now: number, limit: number, members: readonly string[], knownReplicas: number): Promise<{ notBefore: number; recovery: LogRecovery; account: SharedAccount }> {
+    const reply = await this.#take(...this.#keys, ...this.#recoveryArgs(knownReplicas), now, BUDGET_WINDOW_MS, limit, ...members);
+    const [notBefore, recovery, ...account] = reply as [number, number, ...AccountFields];
+    return { notBefore: Number(notBefore), recovery: recoveryOf(recovery), account: accountOf(account) };
   }
 
   /** Scores a call sent in the log, by when it was sent. */
   async add(member: string, at: number): Promise<void> {
-    await this.#redis.command.zadd(this.#keys.log, at, member);
+    await this.#redis.command.zadd(this.#keys[0], at, member);
   }
 
   async remove(members: readonly string[]): Promise<void> {
-    await this.#redis.command.zrem(this.#keys.log, ...members);
+    await this.#redis.command.zrem(this.#keys[0], ...members);
   }
 
   /** Merges what this replica heard into the account; the account as merged. */
   async report({ accountLimit, callsLeft, pausedUntil, circuitOpenUntil }: SharedAccount, ttlMs: number): Promise<SharedAccount> {
-    const merged = await this.#report(this.#keys.account, String(accountLimit ?? ''), String(callsLeft ?? ''), pausedUntil, circuitOpenUntil, ttlMs);
+    const merged = await this.#report(this.#keys[1], String(accountLimit ?? ''), String(callsLeft ?? ''), pausedUntil, circuitOpenUntil, ttlMs);
     return accountOf(merged as AccountFields);
   }
 
   /**
-   * Says this replica is alive (`wallNow`, real ms; gone after `liveMs`) and
-   * writes `sent` (clock ms, member pairs) into the log again; the live
-   * replicas and the account.
+   * Says this replica is alive and writes `sent` into the log; the live
+   * replicas, the recovery's state after this beat, and the account.
    */
-  async heartbeat(wallNow: number, liveMs: number, sent: ReadonlyArray<string | number>): Promise<{ replicas: number; account: SharedAccount }> {
-    const { replicas, log, account } = this.#keys;
-    const reply = await this.#heartbeat(replicas, log, account, this.#redis.replicaId, wallNow, liveMs, BUDGET_WINDOW_MS, ...sent);
-    const [live, ...fields] = reply as [number, ...AccountFields];
-    return { replicas: Number(live), account: accountOf(fields) };
+  async heartbeat({ wallNow, liveMs, knownReplicas, sent, writesBack }: HeartbeatBeat): Promise<{ replicas: number; recovery: LogRecovery; account: SharedAccount }> {
+    const reply = await this.#heartbeat(...this.#keys, ...this.#recoveryArgs(knownReplicas), wallNow, liveMs, writesBack ? 1 : 0, ...sent);
+    const [live, recovery, ...fields] = reply as [number, number, ...AccountFields];
+    return { replicas: Number(live), recovery: recoveryOf(recovery), account: accountOf(fields) };
   }
 
   /** This replica leaves the count of live replicas. */
   async leave(): Promise<void> {
-    await this.#redis.command.zrem(this.#keys.replicas, this.#redis.replicaId);
+    await this.#redis.command.zrem(this.#keys[3], this.#redis.replicaId);
   }
+
+  #recoveryArgs(knownReplicas: number): RecoveryArgs {
+    return [this.#redis.replicaId, knownReplicas, this.#recoveryMs, this.#redis.key(BUDGET_CHANNEL)];
+  }
+}
+
+/** The scripts' 1, 2 or 3 as a LogRecovery (anything else reads as none). */
+function recoveryOf(state: unknown): LogRecovery {
+  return RECOVERIES[Number(state) - 1] ?? 'none';
 }
 
 /** The account's four fields as Redis or a message gave them: numbers, or null / 0 for anything else. */

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { SharedRedis } from '../../redis/connection.js';
 import type { SharedAccount } from './account.js';
-import { accountOf, SharedKeys } from './shared-keys.js';
+import { accountOf, BUDGET_CHANNEL, SharedKeys } from './shared-keys.js';
 import { forgetExpired } from './window.js';
 
 /** How often each replica says it is alive, in real ms: the replica count, and so the fallback share, is as fresh as this. */
@@ -10,8 +10,8 @@ const DEFAULT_HEARTBEAT_MS = 5_000;
 const LIVE_HEARTBEATS = 3;
 /** How long the account's limit and calls left are kept once no replica calls Deskie: a day, so a quiet night forgets nothing. */
 const ACCOUNT_TTL_MS = 86_400_000;
-/** Channel on which a replica tells the others of a 429, a pause or a new account limit. */
-const CHANNEL = 'budget';
+/** While a lost log is written back (a few ms), a take looks again after this many real ms. */
+const RECOVERY_POLL_MS = 25;
 
 /**
  * The answer of the shared log to "may `calls` calls go out now":
@@ -79,6 +79,14 @@ const sentAt = ({ at }: SentEntry): number => at;
  * Heartbeats go back to Redis while it is away; the first that succeeds (at
  * once on reconnecting) writes this replica's calls of the last minute into
  * the log again and the shared log counts once more.
+ *
+ * The log can also vanish while Redis answers: a FLUSHALL, an eviction, a
+ * new Redis at the same address. Only each replica knows its own calls, so
+ * the script that finds the log lost starts it anew and asks every replica
+ * (by a message, and at its next heartbeat if the message is lost) to write
+ * its calls of the last minute back; no call is taken until the replicas it
+ * knew of have, or a heartbeat and two Redis timeouts have passed: a replica
+ * that died meanwhile holds the others up that long.
  */
 export class SharedBudget {
   readonly #redis: SharedRedis;
@@ -87,10 +95,7 @@ export class SharedBudget {
   readonly #log: FastifyBaseLogger;
   readonly #heartbeatMs: number;
   readonly #heartbeat: NodeJS.Timeout;
-  readonly #onReady = (): void => {
-    this.#reassert = true;
-    void this.heartbeat();
-  };
+  readonly #onReady = (): void => this.#writeBack();
   #listener: SharedBudgetListener | undefined;
   #mode: SharedMode = 'redis';
   #replicas = 1;
@@ -105,10 +110,8 @@ export class SharedBudget {
   readonly #held = new Set<string>();
   /** Members a take that timed out may have added: given back once Redis answers again. */
   readonly #orphans: SentEntry[] = [];
-  /** Whether the next heartbeat writes #sent into the log again (after a failure or a reconnection). */
+  /** Whether the next heartbeat writes #sent into the log again (after a failure, a reconnection, a lost log). */
   #reassert = false;
-  /** Commands failed since start: a heartbeat clears #reassert only if none failed while it ran. */
-  #failures = 0;
   #beating: Promise<void> | undefined;
   #beatAgain = false;
   #closed = false;
@@ -118,9 +121,10 @@ export class SharedBudget {
     this.#clock = clock;
     this.#log = log;
     this.#heartbeatMs = heartbeatMs;
-    this.#keys = new SharedKeys(redis);
+    // A replica that missed the message writes back at its next heartbeat, within a Redis timeout.
+    this.#keys = new SharedKeys(redis, heartbeatMs + 2 * redis.timeoutMs);
     redis.command.on('ready', this.#onReady);
-    redis.listen(CHANNEL, (message) => this.#heard(message));
+    redis.listen(BUDGET_CHANNEL, (message) => this.#heard(message));
     this.#heartbeat = setInterval(() => void this.heartbeat(), heartbeatMs);
     this.#heartbeat.unref();
     // Not connected yet (at start): this replica counts alone until the connection is ready, which beats at once.
@@ -150,20 +154,23 @@ export class SharedBudget {
   /**
    * Asks the shared log for `calls` calls under `limitPerMinute`. Never
    * waits longer than REDIS_TIMEOUT_MS; while Redis is away it answers
-   * `unavailable` without asking (heartbeats find it again).
+   * `unavailable` without asking (heartbeats find it again). While a lost
+   * log is written back, it answers `wait` for RECOVERY_POLL_MS.
    */
   async take(calls: number, limitPerMinute: number): Promise<SharedTake> {
     if (this.#mode === 'replica-share' || this.#closed) return { outcome: 'unavailable' };
     const now = this.#clock();
     const members = Array.from({ length: calls }, () => this.#mint());
-    const reply = await this.#keys.take(now, limitPerMinute, members).catch((error: unknown) => {
+    const reply = await this.#keys.take(now, limitPerMinute, members, this.#replicas).catch((error: unknown) => {
       // A take that timed out may still have run: its entries go back once Redis answers.
       this.#orphan(members, now);
       this.#fallBack(error);
     });
     if (reply === undefined) return { outcome: 'unavailable' };
     this.#adopt(reply.account);
+    if (reply.recovery === 'write-back') this.#logLost();
     if (reply.notBefore !== 0) return { outcome: 'wait', until: reply.notBefore };
+    if (reply.recovery !== 'none') return { outcome: 'wait', until: now + RECOVERY_POLL_MS };
     for (const member of members) this.#held.add(member);
     return { outcome: 'taken', members };
   }
@@ -206,15 +213,15 @@ export class SharedBudget {
     this.#keys
       .report(account, ACCOUNT_TTL_MS)
       .then(async (merged) => {
-        if (urgent) await this.#redis.publish(CHANNEL, JSON.stringify(merged));
+        if (urgent) await this.#redis.publish(BUDGET_CHANNEL, JSON.stringify(merged));
       })
       .catch((error: unknown) => this.#fallBack(error));
   }
 
   /**
-   * Says this replica is alive and reads how many are; after a failure or a
-   * reconnection, also writes its last minute of calls into the log again.
-   * The timer calls it every `heartbeatMs`; one at a time.
+   * Says this replica is alive and reads how many are; after a failure, a
+   * reconnection or a lost log, also writes its last minute of calls into
+   * the log again. The timer calls it every `heartbeatMs`; one at a time.
    */
   heartbeat(): Promise<void> {
     if (this.#closed) return Promise.resolve();
@@ -244,28 +251,47 @@ export class SharedBudget {
 
   async #beat(): Promise<void> {
     const now = this.#clock();
-    const failures = this.#failures;
+    // Cleared as the beat starts: a command that fails from now on sets it again, for the next beat.
+    const writesBack = this.#reassert;
+    this.#reassert = false;
     const sent: Array<string | number> = [];
-    if (this.#reassert) {
+    if (writesBack) {
       forgetExpired(this.#sent, now, sentAt);
       for (const { member, at } of this.#sent) sent.push(at, member);
     }
     // Still held: counted from now, as they will be when sent.
     for (const member of this.#held) sent.push(now, member);
     // Liveness is measured in real time, as the timer that writes it runs: the injected clock is the account's minute, which tests move by hand.
-    const liveMs = LIVE_HEARTBEATS * this.#heartbeatMs;
-    const reply = await this.#keys.heartbeat(Date.now(), liveMs, sent).catch((error: unknown) => this.#fallBack(error));
+    const beat = { wallNow: Date.now(), liveMs: LIVE_HEARTBEATS * this.#heartbeatMs, knownReplicas: this.#replicas, sent, writesBack };
+    const reply = await this.#keys.heartbeat(beat).catch((error: unknown) => this.#fallBack(error));
     if (reply === undefined || this.#closed) return;
     this.#replicas = Math.max(1, reply.replicas);
-    // A command that failed while this beat was under way may have lost an entry: the next beat writes them again.
-    if (this.#failures === failures) this.#reassert = false;
     this.#adopt(reply.account);
+    if (reply.recovery === 'write-back') this.#logLost();
     if (this.#mode === 'replica-share') {
       this.#mode = 'redis';
       this.#log.info({ budget: 'redis', replicas: this.#replicas, reasserted: sent.length / 2 }, 'the shared upstream budget is reachable: calls to Deskie are counted in Redis');
       this.#listener?.modeChanged();
     }
     this.#giveBackOrphans(now);
+  }
+
+  /** The next heartbeat, at once, writes this replica's calls of the last minute back into the log. */
+  #writeBack(): void {
+    this.#reassert = true;
+    void this.heartbeat();
+  }
+
+  /** The log was found lost, by this replica or another: this replica writes back, and says so once. */
+  #logLost(): void {
+    if (!this.#reassert) {
+      forgetExpired(this.#sent, this.#clock(), sentAt);
+      this.#log.info(
+        { budget: 'redis', replicas: this.#replicas, calls: this.#sent.length },
+        'the shared log of calls to Deskie was lost in Redis (emptied, evicted or a new Redis): this replica writes its calls of the last minute back, and no call is taken until the replicas have',
+      );
+    }
+    this.#writeBack();
   }
 
   /** Members that may be in the log without being held: given back at the next heartbeat that succeeds. */
@@ -281,7 +307,6 @@ export class SharedBudget {
   /** A command failed or timed out: counted, and this replica counts alone on its share until a heartbeat succeeds. */
   #fallBack(error: unknown): void {
     this.#redis.failed(error, undefined);
-    this.#failures += 1;
     this.#reassert = true;
     if (this.#mode === 'replica-share' || this.#closed) return;
     this.#mode = 'replica-share';
@@ -303,6 +328,7 @@ export class SharedBudget {
     }
     // Fields of another format (a rolling upgrade) read as unknown: null or 0, which change nothing.
     if (typeof parsed !== 'object' || parsed === null) return;
+    if ((parsed as { writeBack?: unknown }).writeBack === true) return this.#logLost();
     const account = parsed as Partial<Record<keyof SharedAccount, unknown>>;
     this.#adopt(accountOf([account.accountLimit, account.callsLeft, account.pausedUntil, account.circuitOpenUntil]));
   }
