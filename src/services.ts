@@ -92,6 +92,7 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
     keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshAhead: config.refreshAhead },
     authFailureTtlMs: config.authFailureTtlSeconds * 1000,
     authRecheckMs: config.authRecheckSeconds * 1000,
+    turnWaitMs: config.upstreamQueueMs,
     cacheKeySecret: config.cacheKeySecret,
     log,
   });

@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Lifetimes } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
-import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamFailureOf } from '../http/errors.js';
+import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamBusy, upstreamFailureOf } from '../http/errors.js';
 import { answerSource, ownedBy, renderVariant, type Representation, withOwnedBytes } from '../formats/render.js';
 import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
@@ -14,6 +14,8 @@ import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, PA
 const REMEMBERED_CREDENTIALS = 1024;
 /** `page=all` queries remembered as too large to merge. */
 const REMEMBERED_REFUSALS = 10_000;
+/** What a request waiting for a verdict on its credential hears when its wait is over first. */
+const TURN_TIMED_OUT = Symbol('turn timed out');
 
 export interface CachedStatsOptions {
   readonly store: AnswerStore;
@@ -25,6 +27,8 @@ export interface CachedStatsOptions {
   readonly authFailureTtlMs: number;
   /** How long after Deskie last accepted a credential its requests are answered from the store. */
   readonly authRecheckMs: number;
+  /** How long a request may wait for its turn to call Deskie, in real ms (UPSTREAM_QUEUE_MS): the budget's, or its credential's verdict. */
+  readonly turnWaitMs: number;
   readonly cacheKeySecret: Buffer;
   readonly log: FastifyBaseLogger;
 }
@@ -61,8 +65,8 @@ type Call = UpstreamCall & CredentialCall;
  * clients ask at the same moment. When Deskie fails, an expired entry still
  * kept answers instead (stale-if-error). Refusals that a retry cannot change
  * are remembered for a while, so a dashboard polling with a bad key costs one
- * call, not one per poll. A 401 or 403 from Deskie drops every entry of the
- * credential's partition at once.
+ * call, not one per poll, nor one per panel (#fetchInTurn). A 401 or 403 from
+ * Deskie drops every entry of the credential's partition at once.
  */
 export class CachedStats {
   readonly #options: CachedStatsOptions;
@@ -94,10 +98,15 @@ export class CachedStats {
    * prewarm), so dashboards go first.
    */
   answer(query: StatsQuery, authorization: string, nowMs: number, variant: Variant, priority: UpstreamCall['priority'] = 'client'): StatsAnswer | Promise<StatsAnswer> {
-    const asked = this.#asked(query, authorization);
+    return this.#answer(this.#asked(query, authorization), nowMs, variant, priority, true);
+  }
+
+  /** answer(); `inTurn`: a fetch for a credential Deskie has not vouched for lately first waits its turn (see #fetchInTurn). */
+  #answer(asked: Asked, nowMs: number, variant: Variant, priority: UpstreamCall['priority'], inTurn: boolean): StatsAnswer | Promise<StatsAnswer> {
+    const { query } = asked;
     const held = this.#options.store.get(asked.key);
     const standing = held !== undefined && nowMs < held.expiresAtMs ? this.#credentials.standing(asked.partition, nowMs) : 'due';
-    if (held === undefined || standing === 'due') return this.#fetch(asked, held, nowMs, variant, priority);
+    if (held === undefined || standing === 'due') return inTurn ? this.#fetchInTurn(asked, held, nowMs, variant, priority) : this.#fetch(asked, held, nowMs, variant, priority);
     const gapMs = nowMs - held.lastAskedAtMs;
     if (gapMs > held.longestGapMs) held.longestGapMs = gapMs;
     held.lastAskedAtMs = nowMs;
@@ -135,8 +144,55 @@ export class CachedStats {
     return asked;
   }
 
+  /**
+   * A credential Deskie has not vouched for lately (new, or due its recheck)
+   * is asked about once for all its keys: the first call goes, and requests
+   * for its other keys wait for Deskie's verdict. Refused, they get that call's
+   * 401 or 403 without a call of their own, so a bad or revoked key costs one
+   * call however many panels ask; accepted, they are answered as any request
+   * then is (a fresh entry is a hit). Otherwise each then calls, once.
+   */
+  async #fetchInTurn(asked: Asked, held: CachedAnswer | undefined, nowMs: number, variant: Variant, priority: UpstreamCall['priority']): Promise<StatsAnswer> {
+    const { key, partition } = asked;
+    this.#throwIfRefused(asked, nowMs);
+    if (this.#credentials.standing(partition, nowMs) !== 'due') return this.#fetch(asked, held, nowMs, variant, priority);
+    const turn = this.#credentials.turn(partition, key);
+    if (turn.verdict !== undefined) return this.#afterVerdict(asked, turn.verdict, variant, priority);
+    try {
+      const answered = await this.#fetch(asked, held, nowMs, variant, priority);
+      turn.done();
+      return answered;
+    } catch (error) {
+      turn.done(error);
+      throw error;
+    }
+  }
+
+  /** Waits for the verdict on the credential (what the deciding call failed with, if anything), then answers as it allows. */
+  async #afterVerdict(asked: Asked, verdict: Promise<unknown>, variant: Variant, priority: UpstreamCall['priority']): Promise<StatsAnswer> {
+    const { store, clock, turnWaitMs } = this.#options;
+    // Made before the wait, to hear of a refusal during it (remembered or not: AUTH_FAILURE_TTL_SECONDS=0).
+    const news = this.#credentials.call(asked.partition);
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<typeof TURN_TIMED_OUT>((resolve) => (timer = setTimeout(resolve, turnWaitMs, TURN_TIMED_OUT)).unref());
+    const failure = await Promise.race([verdict, waited]).finally(() => clearTimeout(timer));
+    const refusal = news.refusedSince();
+    if (refusal !== undefined) throw refusal.asRemembered();
+    // As long as a call may wait its turn in the budget; then what it would get (a stale entry, where one is kept).
+    if (failure === TURN_TIMED_OUT) {
+      const retryAfter = Math.max(1, Math.ceil(turnWaitMs / 1000));
+      const busy = upstreamBusy(`no call to Deskie could go out in time: its first call with this credential is still under way; retry in ${retryAfter} s`, retryAfter, 'budget-exhausted');
+      return this.#failed(busy, asked, store.get(asked.key), undefined);
+    }
+    // The calls behind one the budget did not let out in time would not go out either: a second wait would double the client's.
+    if (failure instanceof ProxyError && (failure.failure === 'budget-exhausted' || failure.failure === 'circuit-open')) {
+      return this.#failed(failure, asked, store.get(asked.key), undefined);
+    }
+    return this.#answer(asked, clock(), variant, priority, false);
+  }
+
   async #fetch(asked: Asked, held: CachedAnswer | undefined, nowMs: number, variant: Variant, priority: UpstreamCall['priority']): Promise<StatsAnswer> {
-    const { store, clock } = this.#options;
+    const { store } = this.#options;
     const { key, partition } = asked;
     this.#throwIfRefused(asked, nowMs);
     // Still fresh: here only because the credential is due its recheck.
@@ -155,15 +211,21 @@ export class CachedStats {
       if (!result.stored) this.#logUnstored(key, result);
       return rechecked ? { ...result, rechecked } : result;
     } catch (error) {
-      const detail = upstreamFailureOf(error);
-      if (detail === undefined) throw error;
-      if (rechecked) this.#credentials.recheckFailed(partition);
-      // A shared store holds only fresh answers in this process: an expired one is asked of Redis.
-      const kept = held ?? (await store.peek(key));
-      if (kept === undefined || clock() >= kept.keepUntilMs) throw error;
-      const status = error instanceof UpstreamAnswer ? error.statusCode : undefined;
-      return { answer: kept, outcome: 'stale', stored: true, failure: { detail, status }, rechecked };
+      return this.#failed(error, asked, held, rechecked);
     }
+  }
+
+  /** When Deskie could not answer (not a refusal), an expired entry still kept answers instead (stale-if-error); else `error` is thrown. */
+  async #failed(error: unknown, { key, partition }: Asked, held: CachedAnswer | undefined, rechecked: true | undefined): Promise<StatsAnswer> {
+    const { store, clock } = this.#options;
+    const detail = upstreamFailureOf(error);
+    if (detail === undefined) throw error;
+    if (rechecked) this.#credentials.recheckFailed(partition);
+    // A shared store holds only fresh answers in this process: an expired one is asked of Redis.
+    const kept = held ?? (await store.peek(key));
+    if (kept === undefined || clock() >= kept.keepUntilMs) throw error;
+    const status = error instanceof UpstreamAnswer ? error.statusCode : undefined;
+    return { answer: kept, outcome: 'stale', stored: true, failure: { detail, status }, rechecked };
   }
 
   #call({ authorization, partition }: Asked, priority: UpstreamCall['priority'], held: CachedAnswer | undefined): Call {

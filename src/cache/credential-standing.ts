@@ -44,6 +44,21 @@ export interface CredentialCall {
 }
 
 /**
+ * A call's turn while its partition is due: either it goes now and then
+ * calls `done` with what it failed with (nothing when it did not), or it
+ * waits for `verdict`: what the deciding call failed with, given once Deskie
+ * has accepted or refused the credential or that call has ended.
+ */
+export type Turn = { readonly done: (failure?: unknown) => void; readonly verdict?: undefined } | { readonly verdict: Promise<unknown>; readonly done?: undefined };
+
+/** The call deciding a due partition: the key it is for, and how its waiters hear the verdict. */
+interface Deciding {
+  readonly key: string;
+  readonly settle: (failure?: unknown) => void;
+  readonly verdict: Promise<unknown>;
+}
+
+/**
  * What this process knows of Deskie's verdicts on each credential partition:
  * when Deskie last accepted it (a 200) or refused it (401, 403), and the
  * rechecks that calls for. A credential is answered from the cache only
@@ -63,6 +78,8 @@ export class CredentialStanding {
   readonly #lastRefusal = new LRUCache<string, { readonly number: number; readonly error: UpstreamAnswer; readonly atMs: number }>({ max: REMEMBERED_PARTITIONS });
   /** Refusals answered from memory, until when: a dashboard polling with a revoked key costs one call, not one per poll. */
   readonly #rememberedRefusals = new LRUCache<string, { readonly error: UpstreamAnswer; readonly untilMs: number }>({ max: REMEMBERED_PARTITIONS });
+  /** Due partitions with a call under way that decides them for their other keys. */
+  readonly #deciding = new Map<string, Deciding>();
 
   constructor(options: CredentialStandingOptions) {
     this.#options = options;
@@ -95,6 +112,7 @@ export class CredentialStanding {
         this.#acceptedAt.set(partition, madeAtMs);
         this.#recheckRetryAt.delete(partition);
         this.#rememberedRefusals.delete(partition);
+        this.#settle(partition);
       },
     };
   }
@@ -105,6 +123,7 @@ export class CredentialStanding {
     if (acceptedAtMs !== undefined && acceptedAtMs >= askedAtMs) return;
     this.#acceptedAt.set(partition, askedAtMs);
     this.#recheckRetryAt.delete(partition);
+    this.#settle(partition);
   }
 
   /** Deskie refused the credential on a call made at `askedAtMs`: due at once, calls under way learn of it, and it is answered from memory for refusalTtlMs. */
@@ -115,6 +134,22 @@ export class CredentialStanding {
     this.#recheckRetryAt.delete(partition);
     this.#acceptedAt.delete(partition);
     if (refusalTtlMs > 0) this.#rememberedRefusals.set(partition, { error, untilMs: askedAtMs + refusalTtlMs });
+    this.#settle(partition);
+  }
+
+  /**
+   * While a partition is due, one call decides it for all its keys: the
+   * first call goes; a call for the same key goes too (its store joins the
+   * first); a call for another key waits for the verdict.
+   */
+  turn(partition: string, key: string): Turn {
+    const deciding = this.#deciding.get(partition);
+    if (deciding !== undefined) return deciding.key === key ? { done: () => {} } : { verdict: deciding.verdict };
+    let settle: (failure?: unknown) => void = () => {};
+    const verdict = new Promise<unknown>((resolve) => (settle = resolve));
+    const mine: Deciding = { key, settle, verdict };
+    this.#deciding.set(partition, mine);
+    return { done: (failure) => this.#settle(partition, mine, failure) };
   }
 
   /** Deskie's refusal of the partition's credential while it is still answered from memory. */
@@ -158,6 +193,14 @@ export class CredentialStanding {
   /** Calls made since leave a credential accepted past the recheck-ahead part: another replica's answer to one rechecks it. */
   recheckAheadAskedAfter(nowMs: number): number {
     return nowMs - this.#options.recheckMs * (1 - RECHECK_AHEAD);
+  }
+
+  /** The partition is decided (or its deciding call, `only` when given, has ended): the calls waiting go on. */
+  #settle(partition: string, only?: Deciding, failure?: unknown): void {
+    const deciding = this.#deciding.get(partition);
+    if (deciding === undefined || (only !== undefined && deciding !== only)) return;
+    this.#deciding.delete(partition);
+    deciding.settle(failure);
   }
 
   #retryPending(partition: string, nowMs: number): boolean {
