@@ -201,4 +201,15 @@ t.test('Redis store: a purge made while a load runs', redisSkip(), async (t) => 
     await b.fetch('k', async () => answerOf('k', Buffer.from('{"n":2}'), now + 1, 60_000));
     t.ok(await eventually(async () => (await shared.command.exists(shared.key('a:k'))) === 1), 'an answer from a call made after the purge is stored as usual');
   });
+
+  t.test("a purge Redis cannot take is a 503 that does not pass for the cluster's, though this replica's copies go", async (t) => {
+    const own = await startRedis(t);
+    const now = 1_000_000;
+    const { store, shared } = await redisStore(t, own, 'down:', () => now);
+    await store.fetch('k', async () => answerOf('k', Buffer.from('{"n":1}'), now, 60_000));
+    await own.stop();
+    t.ok(await eventually(() => shared.state === 'down'), 'the loss is noticed');
+    await t.rejects(store.purge({}), { statusCode: 503, message: /cannot be purged/ });
+    t.equal(store.get('k'), undefined, "this replica's copy is dropped");
+  });
 });
