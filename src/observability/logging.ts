@@ -19,20 +19,21 @@ export const LOG_FLUSH_MS = 100;
  * (the Authorization header wherever a request or its headers are logged,
  * and Node's `rawPacket`, the raw bytes of a request its parser refused),
  * the proxy's own tokens, and the arguments ioredis attaches to a failed
- * command (serializeError).
+ * command (serializeError). Each path is spelled out: a path starting with
+ * `*` makes pino clone every field of every line to look for it, which cost
+ * 6 µs a line (seven times the line itself) and most of the garbage a
+ * request left.
  */
 export const REDACTED_PATHS: readonly string[] = [
   'authorization',
   'headers.authorization',
   'req.headers.authorization',
   'request.headers.authorization',
-  'err.rawPacket',
-  'error.rawPacket',
   'rawPacket',
-  '*.authorization',
-  '*.rawPacket',
+  'err.rawPacket',
   'err.cause.rawPacket',
-  '*.headers.authorization',
+  'error.rawPacket',
+  'error.cause.rawPacket',
   'token',
   'adminToken',
   'metricsToken',
