@@ -16,11 +16,8 @@ export type PageReserver = (morePages: number) => Promise<void>;
 const NOTHING_TO_RESERVE: PageReserver = async () => {};
 
 /**
- * Fetches every page of a period and merges them into one body shaped like a
- * single Deskie page: records renumbered "0", "1", ... then `last_page: true`
- * (staff statuses) or `total_count` (satisfaction). Pages are fetched one
- * after another, so `page=all` never bursts against the account's rate limit.
- * Past `maxPages` it throws, and nothing is stored.
+ * Merges every page into one body shaped like a single page: records renumbered "0", "1", ..., then `last_page: true`
+ * or `total_count`. One page after another, so `page=all` never bursts against the rate limit; past `maxPages` it throws.
  */
 export async function fetchAllPages(
   endpoint: EndpointSpec,

@@ -29,12 +29,7 @@ export interface UpstreamResponse {
 const firstHeader = (value: string | string[] | undefined): string | undefined =>
   Array.isArray(value) ? value[0] : value;
 
-/**
- * The only way out of the proxy: GET requests to the one configured Deskie
- * account carrying the client's Authorization, an Accept header and the
- * canonical query. Nothing else from the client (Host, cookies,
- * X-Forwarded-*) is ever sent.
- */
+/** The only way out: GETs to the configured account with the client's Authorization, Accept and the canonical query; never Host, cookies or X-Forwarded-*. */
 export class DeskieClient {
   readonly #pool: Pool;
   readonly #pathPrefix: string;

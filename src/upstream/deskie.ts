@@ -7,10 +7,7 @@ import { type DeskiePage, fetchAllPages } from './all-pages.js';
 import { type BudgetGrant, type CallPriority, parseRetryAfter, type UpstreamBudget } from './budget/budget.js';
 import type { DeskieClient } from './client.js';
 
-/**
- * Deepest nesting accepted in a Deskie body. Its records are three levels
- * deep; a body nested thousands deep would overflow the stack when rendered.
- */
+/** Deepest nesting accepted in a Deskie body (its records are three deep): one thousands deep would overflow the stack when rendered. */
 export const MAX_BODY_DEPTH = 32;
 
 export interface DeskieUpstreamOptions {
@@ -73,8 +70,7 @@ export class DeskieUpstream {
     // Real time, not the injected clock (which is for freshness).
     const mergeDeadline = query.allPages ? startedAt + pagesTimeoutMs : Number.POSITIVE_INFINITY;
     const turnDeadline = () => Math.min(performance.now() + queueMs, mergeDeadline);
-    // A merge reserves what it took last time, so one that no longer fits waits or is refused up front;
-    // it also waits for the merge turn (merges run one after another, see UpstreamBudget), within the same deadline.
+    // A merge reserves what it took last time, so one that no longer fits waits or is refused up front.
     const calls = query.allPages ? Math.min(Math.max(1, call.expectedCalls), maxPages) : 1;
     const request = { calls, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline(), merge: query.allPages };
     const grant = await budget.reserve(request);
@@ -91,9 +87,8 @@ export class DeskieUpstream {
         }
       };
       if (!query.allPages) return { ...(await get(query.canonicalQuery)), calls: 1, upstreamMs };
-      // Once a merge has spent a page, its later pages wait for the budget until the merge's deadline, not
-      // UPSTREAM_QUEUE_MS: holding the turn, it finishes within the budget's next minute rather than give up
-      // on the pages it has spent.
+      // Later pages wait until the merge's deadline, not UPSTREAM_QUEUE_MS: holding the turn, a merge finishes within the
+      // budget's next minute rather than waste the pages it has spent.
       const fetchPage = async (pageQuery: string): Promise<DeskiePage> => {
         if (performance.now() > mergeDeadline) throw pagesTimedOut(pagesTimeoutMs);
         if (grant.remaining === 0) await grant.extend(1, mergeDeadline);

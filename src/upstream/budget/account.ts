@@ -18,11 +18,7 @@ export interface DeskieLimitHeaders {
   readonly retryAfterSeconds: number | undefined;
 }
 
-/**
- * What Deskie said about the account, as the replicas share it: its limit and
- * calls left (null until one has heard), and until when (clock ms) calls are
- * paused or the 429 circuit is open (0 when never).
- */
+/** The account as the replicas share it: limit and calls left (null until heard), pause and circuit ends (clock ms, 0: never). */
 export interface SharedAccount {
   readonly accountLimit: number | null;
   readonly callsLeft: number | null;
@@ -41,12 +37,9 @@ export interface AccountOptions {
 }
 
 /**
- * The account as Deskie describes it, heard on this replica's answers or
- * adopted from the other replicas':
- * - its limit less the reserve bounds the calls a minute, under the
- *   operator's cap; 20 until Deskie's `rate_limit_per_minute` says more;
- * - `api_calls_left` at or below the reserve pauses calls for a minute;
- * - a 429 opens a circuit for its `retry_after` (60 s without one).
+ * The account as Deskie describes it (here or to another replica): its limit less the reserve bounds the calls a minute,
+ * under the operator's cap (20 until `rate_limit_per_minute` says more); `api_calls_left` at or below the reserve pauses
+ * calls for a minute; a 429 opens a circuit for its `retry_after` (60 s without one).
  */
 export class DeskieAccount {
   readonly #options: AccountOptions;
@@ -83,11 +76,7 @@ export class DeskieAccount {
     return Math.max(this.#circuitOpenUntil, this.#pausedUntil);
   }
 
-  /**
-   * What Deskie said on one of this replica's answers. True when the limit,
-   * the pause or the circuit changed: the other replicas must hear of that at
-   * once, while calls left only matter at their next take.
-   */
+  /** True when the limit, pause or circuit changed: the other replicas must hear at once (calls left wait for their next take). */
   observe(headers: DeskieLimitHeaders, now: number): boolean {
     const before = this.known;
     const callsLeft = wholeNumber(headers.callsLeft) ?? null;
@@ -139,12 +128,7 @@ function wholeNumber(value: string | undefined): number | undefined {
   return value !== undefined && /^\d{1,9}$/.test(value.trim()) ? Number(value.trim()) : undefined;
 }
 
-
-/**
- * Deskie's `retry_after` or a standard `Retry-After` as seconds from now: a
- * small whole number, or an HTTP date (RFC 9110 §10.2.3). Anything else, or
- * a wait over MAX_RETRY_AFTER_SECONDS, is not trusted and gives undefined.
- */
+/** Deskie's `retry_after` or `Retry-After` (seconds, or an HTTP date: RFC 9110 §10.2.3) as seconds from now; undefined if untrusted. */
 export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
   if (value === undefined) return undefined;
   const trimmed = value.trim();

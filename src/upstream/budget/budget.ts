@@ -11,11 +11,7 @@ export { BudgetGrant } from './grant.js';
 export type { BudgetRequest, CallPriority } from './types.js';
 export { BUDGET_WINDOW_MS } from './window.js';
 
-/**
- * Longest wait, in real ms, before a call the shared log refused asks again:
- * another replica may give back calls it took and never sent before the
- * oldest leaves the minute.
- */
+/** Longest wait (real ms) before a call the shared log refused asks again: another replica may give back unsent calls sooner. */
 const SHARED_RETRY_MS = 1_000;
 
 export interface BudgetOptions extends AccountOptions {
@@ -27,11 +23,7 @@ export interface BudgetOptions extends AccountOptions {
   readonly queueLength: number;
   /** Epoch ms; the minute, pauses and the circuit are measured on it, so tests move time instead of sleeping. */
   readonly clock: () => number;
-  /**
-   * The part the replicas share in Redis (REDIS_URL): their calls of the
-   * minute, the account's limit, pause and circuit. Without it the budget is
-   * this process's alone. The budget closes it.
-   */
+  /** The part the replicas share in Redis (REDIS_URL); without it the budget is this process's alone. The budget closes it. */
   readonly shared?: SharedBudget | undefined;
 }
 
@@ -47,11 +39,7 @@ export interface BudgetSnapshot {
   readonly sharing: BudgetSharing;
 }
 
-/**
- * Where the minute's calls are counted: with the other replicas in Redis;
- * by this replica alone on its share of the limit while Redis is
- * unreachable; or locally, without Redis.
- */
+/** Where the minute's calls are counted: in Redis, on this replica's share while Redis is unreachable, or locally without Redis. */
 export type BudgetSharing =
   | { readonly mode: 'redis'; readonly replicas: number }
   | { readonly mode: 'replica-share'; readonly replicas: number; readonly perMinute: number }
@@ -69,22 +57,11 @@ interface Ask {
 }
 
 /**
- * One budget for every call to Deskie (client misses, `page=all` pages,
- * refreshes), because Deskie's limit belongs to the whole account:
- * - at most `limitPerMinute` calls in any 60 seconds (window.ts), with the
- *   account's pause and 429 circuit (account.ts);
- * - at most `concurrency` calls in flight;
- * - credentials Deskie has never accepted share a small part of all of it,
- *   so junk credentials cannot starve known dashboards;
- * - `page=all` merges take turns (see #takeTurn).
- * Calls wait in a bounded queue (queue.ts), each until its own deadline. A
- * call is counted when it is sent, not when reserved.
- *
- * With a SharedBudget (several replicas, one Redis), the minute's limit,
- * pause and circuit are the account's across replicas: a call the local
- * budget grants is handed out only once the shared log has room for it too
- * (see #takeShared), and each replica adopts the others' 429s and pauses.
- * While Redis is unreachable the local log is held to this replica's share.
+ * One budget for every call to Deskie (misses, `page=all` pages, refreshes), as Deskie's limit is the account's: at most
+ * `limitPerMinute` calls in any 60 s (window.ts) under the account's pause and 429 circuit (account.ts), `concurrency`
+ * in flight, a small share of it all for credentials Deskie has never accepted (junk cannot starve known dashboards),
+ * and merges in turn (#takeTurn). Calls wait in a bounded queue (queue.ts), each until its deadline, and count when
+ * sent. With a SharedBudget, a call granted here also needs room in the shared log (#takeShared).
  */
 export class UpstreamBudget {
   readonly #options: BudgetOptions;
@@ -126,10 +103,8 @@ export class UpstreamBudget {
   }
 
   /**
-   * Reserves `calls` calls and one slot in flight, waiting in the queue until
-   * they fit or the deadline passes (a merge first waits for the merge turn,
-   * within the same deadline). Refused at once while the circuit is open,
-   * when the queue is full, or when the calls could never fit in a minute.
+   * Reserves `calls` calls and a slot in flight, waiting until they fit or the deadline (a merge first waits for its
+   * turn). Refused at once while the circuit is open, the queue is full, or the calls could never fit in a minute.
    */
   async reserve(request: BudgetRequest): Promise<BudgetGrant> {
     const grant = new BudgetGrant(this.#ledger, request);
@@ -226,11 +201,8 @@ export class UpstreamBudget {
   }
 
   /**
-   * Merges take turns, each from its first page to its last: sharing a minute
-   * page by page, concurrent merges each spend part of it and none finishes.
-   * One not given the turn or its first call in time is refused having spent
-   * nothing. The turn is this replica's; with Redis, merges on other replicas
-   * share the minute, and each waits for its later pages (deskie.ts).
+   * Merges take turns, first page to last: sharing a minute page by page, each would spend part and none finish. One not
+   * given the turn in time is refused having spent nothing. The turn is this replica's (other replicas' merges: deskie.ts).
    */
   #takeTurn(grant: BudgetGrant): Promise<void> {
     const { request } = grant;
@@ -309,12 +281,7 @@ export class UpstreamBudget {
     grant.add(request.calls);
   }
 
-  /**
-   * The calls a minute this replica's own log is held to: the whole limit,
-   * or its share of it while the shared log is unreachable. (Whether a merge
-   * could ever fit, the 422, is still asked of the whole limit: the share is
-   * a passing state, worth a 503 and a retry.)
-   */
+  /** The whole limit, or this replica's share while Redis is away (the 422 still asks the whole limit: the share passes, worth a 503). */
   #windowLimit(): number {
     const shared = this.#shared;
     const limit = this.limitPerMinute;
@@ -322,13 +289,9 @@ export class UpstreamBudget {
   }
 
   /**
-   * After the local grant: the same calls taken from the log the replicas
-   * share, so that together they stay under the limit. The grant keeps its
-   * slot while it waits, so at most `concurrency` calls of this replica ask
-   * Redis again (each ask bounded by REDIS_TIMEOUT_MS); the circuit, close
-   * and the deadline end the wait at once. Taken at reserve time like the
-   * local calls, so a merge waits or is refused before its first call;
-   * whatever is not sent is given back on release.
+   * The granted calls, taken from the shared log too. The grant keeps its slot while it waits, so at most `concurrency`
+   * calls ask Redis again; the circuit, close and the deadline end the wait. Taken at reserve time, so a merge waits or
+   * is refused before its first call; what is not sent goes back on release.
    */
   async #takeShared(shared: SharedBudget, grant: BudgetGrant, calls: number, deadline: number): Promise<void> {
     let notBefore = 0;

@@ -12,11 +12,7 @@ export interface GrantLedger {
   release(grant: BudgetGrant, unspent: number, unspentMembers: readonly string[]): void;
 }
 
-/**
- * Calls reserved for one answer: one slot in flight and a number of calls.
- * Each call is spent when it is sent; `release` gives back the slot and what
- * was not spent, and must be called once whatever happened.
- */
+/** Calls reserved for one answer and its slot in flight; each is spent when sent. `release` must be called once, whatever happened. */
 export class BudgetGrant {
   readonly #ledger: GrantLedger;
   #reserved = 0;

@@ -33,10 +33,8 @@ interface Waiter<Call> extends Sleeper {
 }
 
 /**
- * Calls waiting for their turn, each until its own deadline: more calls for
- * a merge under way first (it has already spent calls), then client misses,
- * then background refreshes. Calls granted here that sleep before asking
- * the shared log again are refused with them.
+ * Calls waiting their turn until their deadlines: a merge's further calls first (it has spent calls), then client
+ * misses, then refreshes. Granted calls sleeping before asking the shared log again are refused with them.
  */
 export class CallQueue<Call> {
   readonly #rules: QueueRules<Call>;
@@ -86,12 +84,7 @@ export class CallQueue<Call> {
     });
   }
 
-  /**
-   * Grants waiting calls in order while they fit. A call blocked only by the
-   * new-credential share lets the calls behind it pass; any other block stops
-   * the queue (refreshes included) until a slot frees or the clock lets a
-   * call out, whichever the block is waiting for.
-   */
+  /** Grants waiting calls in order; one blocked only by the new-credential share lets those behind pass, any other block stops the queue. */
   dispatch(now: number): void {
     let wakeAt = Number.POSITIVE_INFINITY;
     for (const line of [this.#lines.client, this.#lines.refresh]) {

@@ -10,13 +10,7 @@ const WRITE_BACK_MESSAGE = '{"writeBack":true}';
 /** The account's four fields as Redis keeps them, or a message carries them. */
 type AccountFields = readonly [accountLimit: unknown, callsLeft: unknown, pausedUntil: unknown, circuitOpenUntil: unknown];
 
-/**
- * Whether the log is being written back after it was lost, as one replica sees it:
- * - none: the log is whole, it counts every replica's calls;
- * - awaiting-others: this replica's calls are back, not yet every live replica's;
- * - write-back: this replica has yet to write its calls back.
- * Until it is none again (or the recovery's time has run out), no call is taken.
- */
+/** A lost log's write-back as one replica sees it: none (whole), awaiting-others (this replica's calls are back), write-back (not yet). */
 export type LogRecovery = 'none' | 'awaiting-others' | 'write-back';
 const RECOVERIES: readonly LogRecovery[] = ['none', 'awaiting-others', 'write-back'];
 
@@ -31,13 +25,11 @@ const ACCOUNT_FIELDS = "'accountLimit', 'callsLeft', 'pausedUntil', 'circuitOpen
 const LOG_MARK = 'mark';
 
 /**
- * What the take and the heartbeat share, with KEYS = {log, account, recovery,
- * replicas} and ARGV[1..4] = RecoveryArgs. The log is kept without expiry
- * and carries its mark; when the mark is gone (a FLUSHALL, an eviction, a new
- * Redis at the same address) the log starts anew, and a recovery hash names
- * how many replicas must write their calls of the last minute back (the
- * replicas this one last saw, or Redis still holds) and each that has. It
- * lapses after `recoveryMs`, so a replica that died meanwhile holds no one up for long.
+ * Shared by take and heartbeat; KEYS = {log, account, recovery, replicas}, ARGV[1..4] = RecoveryArgs. The log has no
+ * expiry and carries its mark; without the mark (FLUSHALL, eviction, a new Redis) it was lost, and only each replica
+ * knows its own calls. So the log starts anew, every replica is asked to write its last minute back (by a message, or
+ * at its next heartbeat), and no call is taken until the replicas expected (those last seen, or still in Redis) have.
+ * The recovery hash lapses after `recoveryMs`, so a replica that died meanwhile holds the others up no longer.
  */
 const RECOVERY_LUA = `
 local function recoverIfLost()
@@ -63,12 +55,9 @@ end
 `;
 
 /**
- * Takes `#ARGV - 7` calls from the shared sliding log (KEYS[1], a sorted set
- * of members scored by the clock ms they were taken or sent at, and the
- * mark), atomically: refused while the shared pause or circuit (KEYS[2])
- * holds or the log is being written back, added if the calls fit in the last
- * minute, else answered with when enough of the oldest will have left it.
- * Returns {0 or not-before ms, the recovery's state, the account's four fields}.
+ * Takes `#ARGV - 7` calls from the sliding log (KEYS[1]: members scored by clock ms taken or sent, and the mark) unless
+ * the pause or circuit (KEYS[2]) holds or a recovery runs; if they do not fit, says when enough of the oldest leave.
+ * Returns {0 or not-before ms, recovery state, the account's four fields}.
  */
 const TAKE_LUA = `${RECOVERY_LUA}
 local now = tonumber(ARGV[5])
@@ -98,11 +87,7 @@ end
 return {notBefore, recovery, account[1], account[2], account[3], account[4]}
 `;
 
-/**
- * Merges what one replica heard from Deskie into the shared account hash
- * (KEYS[1]): the limit and calls left as last heard, the pause and circuit
- * as the latest end any replica set. Returns the merged four fields.
- */
+/** Merges a replica's news into the account hash (KEYS[1]): limit and calls left as last heard, pause and circuit the latest end. */
 const REPORT_LUA = `
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'accountLimit', ARGV[1]) end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'callsLeft', ARGV[2]) end
@@ -113,13 +98,9 @@ return redis.call('HMGET', KEYS[1], ${ACCOUNT_FIELDS})
 `;
 
 /**
- * One replica's heartbeat: its id scored by real ms in KEYS[4], replicas not
- * heard from within the live span forgotten; then the calls it sent in the
- * last minute and those it holds (score, member pairs from ARGV[8]) written
- * into the log KEYS[1]. When it writes back all of its calls (ARGV[7] = 1:
- * after an outage, or asked to since the log was lost), a recovery under way
- * counts it as written back. Returns {live replicas, the recovery's state,
- * the account's four fields}.
+ * Scores the replica's id by real ms in KEYS[4] (forgetting those past the live span), writes the (score, member) pairs
+ * from ARGV[8] into the log, and with ARGV[7] = 1 (all its calls) counts it as written back in a recovery under way.
+ * Returns {live replicas, recovery state, the account's four fields}.
  */
 const HEARTBEAT_LUA = `${RECOVERY_LUA}
 local now = tonumber(ARGV[5])
@@ -137,7 +118,6 @@ local account = redis.call('HMGET', KEYS[2], ${ACCOUNT_FIELDS})
 return {redis.call('ZCARD', KEYS[4]), recoveryState(), account[1], account[2], account[3], account[4]}
 `;
 
-/** One heartbeat: see SharedKeys.heartbeat. */
 export interface HeartbeatBeat {
   /** Real ms: the replica is gone `liveMs` after its last beat. */
   readonly wallNow: number;
@@ -150,13 +130,7 @@ export interface HeartbeatBeat {
   readonly writesBack: boolean;
 }
 
-/**
- * The shared budget's keys in Redis and every command on them: the log of
- * calls (a sorted set), the account (a hash), the live replicas (a sorted
- * set) and the recovery of a lost log (a hash). Whatever reads and writes
- * more than one runs as a Lua script, so replicas never interleave; replies
- * are read back as numbers.
- */
+/** The shared budget's Redis keys and commands; whatever touches more than one key is a Lua script, so replicas never interleave. */
 export class SharedKeys {
   readonly #redis: SharedRedis;
   readonly #keys: readonly [log: string, account: string, recovery: string, replicas: string];
@@ -175,11 +149,7 @@ export class SharedKeys {
     this.#heartbeat = redis.script<HeartbeatArgs>(4, HEARTBEAT_LUA);
   }
 
-  /**
-   * Adds `members` to the log at `now` if they fit under `limit` and the log
-   * is whole; `notBefore` is 0 then, or when they could fit (the pause, the
-   * circuit, the oldest call leaving the minute). `knownReplicas`: see HeartbeatBeat.
-   */
+  /** TAKE_LUA: `notBefore` is 0 when `members` were added. */
   async take(now: number, limit: number, members: readonly string[], knownReplicas: number): Promise<{ notBefore: number; recovery: LogRecovery; account: SharedAccount }> {
     const reply = await this.#take(...this.#keys, ...this.#recoveryArgs(knownReplicas), now, BUDGET_WINDOW_MS, limit, ...members);
     const [notBefore, recovery, ...account] = reply as [number, number, ...AccountFields];
@@ -195,16 +165,11 @@ export class SharedKeys {
     await this.#redis.command.zrem(this.#keys[0], ...members);
   }
 
-  /** Merges what this replica heard into the account; the account as merged. */
   async report({ accountLimit, callsLeft, pausedUntil, circuitOpenUntil }: SharedAccount, ttlMs: number): Promise<SharedAccount> {
     const merged = await this.#report(this.#keys[1], String(accountLimit ?? ''), String(callsLeft ?? ''), pausedUntil, circuitOpenUntil, ttlMs);
     return accountOf(merged as AccountFields);
   }
 
-  /**
-   * Says this replica is alive and writes `sent` into the log; the live
-   * replicas, the recovery's state after this beat, and the account.
-   */
   async heartbeat({ wallNow, liveMs, knownReplicas, sent, writesBack }: HeartbeatBeat): Promise<{ replicas: number; recovery: LogRecovery; account: SharedAccount }> {
     const reply = await this.#heartbeat(...this.#keys, ...this.#recoveryArgs(knownReplicas), wallNow, liveMs, writesBack ? 1 : 0, ...sent);
     const [live, recovery, ...fields] = reply as [number, number, ...AccountFields];

@@ -14,17 +14,15 @@ const ACCOUNT_TTL_MS = 86_400_000;
 const RECOVERY_POLL_MS = 25;
 
 /**
- * The answer of the shared log to "may `calls` calls go out now":
- * - taken: entries are in the log under these members, until given back or a minute after they are sent;
- * - wait: not before `until` (clock ms): the minute is full, or the shared pause or circuit holds;
- * - unavailable: Redis did not answer in time; the replica counts alone, on its share.
+ * The shared log's answer to "may `calls` calls go out now": taken (under these members, until given back or a minute
+ * after sent); wait until `until` (clock ms: the minute is full, or the pause or circuit holds); unavailable (Redis did
+ * not answer in time: the replica counts alone, on its share).
  */
 export type SharedTake =
   | { readonly outcome: 'taken'; readonly members: readonly string[] }
   | { readonly outcome: 'wait'; readonly until: number }
   | { readonly outcome: 'unavailable' };
 
-/** Where the minute's calls are counted: in Redis with the other replicas, or by this replica alone on its share. */
 type SharedMode = 'redis' | 'replica-share';
 
 export interface SharedBudgetOptions {
@@ -32,7 +30,6 @@ export interface SharedBudgetOptions {
   /** The budget's clock (epoch ms): the shared log is scored on it, never on Redis's TIME, so tests move it by hand. */
   readonly clock: () => number;
   readonly log: FastifyBaseLogger;
-  /** Real ms between heartbeats (DEFAULT_HEARTBEAT_MS). */
   readonly heartbeatMs?: number;
 }
 
@@ -42,7 +39,6 @@ export interface SharedBudgetListener {
   modeChanged(): void;
 }
 
-/** A member of the shared log this replica sent, with the clock time it was sent at. */
 interface SentEntry {
   readonly member: string;
   readonly at: number;
@@ -51,42 +47,17 @@ interface SentEntry {
 const sentAt = ({ at }: SentEntry): number => at;
 
 /**
- * The upstream budget's part that the replicas behind one load balancer
- * share in Redis, since Deskie's limit belongs to the account, not to a
- * process:
- * - a sliding log of the calls sent in the last minute (a sorted set), taken
- *   atomically by a Lua script, so N replicas together stay under the limit;
- * - the account's limit, calls left, pause and 429 circuit (a hash), merged
- *   by a script and announced on a channel so every replica stops at once;
- * - a heartbeat per replica, so each knows how many share the account.
+ * The budget's part the replicas share in Redis, since Deskie's limit is the account's, not a process's: a sliding log
+ * of the minute's calls taken atomically by Lua (N replicas together stay under the limit); the account's limit, calls
+ * left, pause and 429 circuit, merged and announced on a channel so every replica stops at once; a heartbeat per
+ * replica, so each knows how many share the account.
  *
- * When Redis fails or is slower than REDIS_TIMEOUT_MS, the replica counts
- * alone and sends at most `max(1, floor(limit / replicas))` a minute, with
- * `replicas` the live count last seen: every replica cut off from Redis does
- * the same, so together they stay under the limit. A replica cut off alone
- * adds its share to what the others count in Redis; the account's reserve
- * (UPSTREAM_RESERVE) is there for such an overshoot. The count is kept
- * through an outage (a replica cannot tell a dead peer from one cut off too),
- * so the share never grows while Redis is away.
- *
- * Until a heartbeat has been read, the count is 1: a replica that starts
- * while Redis is unreachable may spend the whole limit. Guessing more would
- * need a number no setting gives, and a guess too high starves a deployment
- * of one. What bounds the overshoot is Deskie itself: its `api_calls_left`
- * is the account's, so each replica pauses at the reserve, and a 429 opens
- * the circuit of the replica that got it.
- *
- * Heartbeats go back to Redis while it is away; the first that succeeds (at
- * once on reconnecting) writes this replica's calls of the last minute into
- * the log again and the shared log counts once more.
- *
- * The log can also vanish while Redis answers: a FLUSHALL, an eviction, a
- * new Redis at the same address. Only each replica knows its own calls, so
- * the script that finds the log lost starts it anew and asks every replica
- * (by a message, and at its next heartbeat if the message is lost) to write
- * its calls of the last minute back; no call is taken until the replicas it
- * knew of have, or a heartbeat and two Redis timeouts have passed: a replica
- * that died meanwhile holds the others up that long.
+ * When Redis fails or is slower than REDIS_TIMEOUT_MS, the replica counts alone on `max(1, floor(limit / replicas))` a
+ * minute, with the live count last seen and kept through the outage (a dead peer looks like one cut off too), so the
+ * shares never add up past the limit; a replica cut off alone overshoots by its share, which UPSTREAM_RESERVE absorbs.
+ * Until a heartbeat is read the count is 1: no setting gives a better guess, one too high starves a single replica, and
+ * Deskie's account-wide `api_calls_left` and 429s still stop each replica. The first heartbeat that succeeds writes
+ * this replica's last minute of calls back into the log. A log lost while Redis answers: see RECOVERY_LUA.
  */
 export class SharedBudget {
   readonly #redis: SharedRedis;
@@ -102,11 +73,7 @@ export class SharedBudget {
   #minted = 0;
   /** Calls this replica sent in the last minute, oldest first: written again into the log after an outage. */
   readonly #sent: SentEntry[] = [];
-  /**
-   * Members taken and not yet sent or given back (a `page=all` merge's later
-   * pages): the log forgets an entry a minute after its score, so each
-   * heartbeat scores these anew while they are held.
-   */
+  /** Members taken, not yet sent or given back (a merge's later pages): the log forgets an entry a minute after its score, so each heartbeat rescores them. */
   readonly #held = new Set<string>();
   /** Members a take that timed out may have added: given back once Redis answers again. */
   readonly #orphans: SentEntry[] = [];
@@ -151,12 +118,7 @@ export class SharedBudget {
     return Math.max(1, Math.floor(limitPerMinute / this.#replicas));
   }
 
-  /**
-   * Asks the shared log for `calls` calls under `limitPerMinute`. Never
-   * waits longer than REDIS_TIMEOUT_MS; while Redis is away it answers
-   * `unavailable` without asking (heartbeats find it again). While a lost
-   * log is written back, it answers `wait` for RECOVERY_POLL_MS.
-   */
+  /** Never waits past REDIS_TIMEOUT_MS; `unavailable` without asking while Redis is away (heartbeats find it again). */
   async take(calls: number, limitPerMinute: number): Promise<SharedTake> {
     if (this.#mode === 'replica-share' || this.#closed) return { outcome: 'unavailable' };
     const now = this.#clock();
@@ -175,12 +137,7 @@ export class SharedBudget {
     return { outcome: 'taken', members };
   }
 
-  /**
-   * A call is being sent now: its entry (a taken member, or a new one for a
-   * call granted on the share) is scored by the time it is sent, for the
-   * account counts the call from then. A merge's later pages go out seconds
-   * after they were taken.
-   */
+  /** A call goes out now: its entry (taken, or new on the share) is scored by the send time, as Deskie counts it (a merge's later pages go out seconds after the take). */
   sent(member: string | undefined): void {
     if (member !== undefined) this.#held.delete(member);
     const at = this.#clock();
@@ -203,11 +160,7 @@ export class SharedBudget {
     });
   }
 
-  /**
-   * What this replica heard from Deskie, merged into the shared account.
-   * `urgent` (a 429, a pause, a new limit) also tells every replica at once;
-   * otherwise they read it at their next take or heartbeat.
-   */
+  /** Merges what Deskie said into the shared account; `urgent` news is also published, else others read it at their next take or heartbeat. */
   report(account: SharedAccount, urgent: boolean): void {
     if (this.#closed) return;
     this.#keys
@@ -218,11 +171,7 @@ export class SharedBudget {
       .catch((error: unknown) => this.#fallBack(error));
   }
 
-  /**
-   * Says this replica is alive and reads how many are; after a failure, a
-   * reconnection or a lost log, also writes its last minute of calls into
-   * the log again. The timer calls it every `heartbeatMs`; one at a time.
-   */
+  /** Liveness and the replica count; after a failure, a reconnection or a lost log, also writes the last minute of calls back. One at a time. */
   heartbeat(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     if (this.#beating !== undefined) {

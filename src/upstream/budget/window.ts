@@ -9,14 +9,10 @@ export function forgetExpired<Entry>(log: Entry[], now: number, sentAt: (entry: 
 }
 
 /**
- * What one draw on the budget (every call, or the calls of credentials
- * Deskie has never accepted) holds: slots in flight, calls reserved and not
- * yet sent, and calls sent in the last minute. The minute slides, so no
- * minute boundary lets twice the limit through; a reserved call counts from
- * the time it is sent.
+ * One draw on the budget (every call, or new credentials'): slots in flight, calls reserved, calls sent in the last
+ * minute. The minute slides, so no boundary lets twice the limit through; a reserved call counts from when it is sent.
  */
 export class CallWindow {
-  /** Most slots in flight at once. */
   readonly #slots: number;
   /** Clock times of the calls sent in the last minute, oldest first. */
   readonly #sent: number[] = [];
@@ -44,12 +40,7 @@ export class CallWindow {
     return oldest === undefined ? undefined : oldest + BUDGET_WINDOW_MS;
   }
 
-  /**
-   * When `calls` more fit under `perMinute`, with a slot in flight for a
-   * call that `needsSlot`: undefined if now, the clock ms at which the oldest
-   * call leaves the minute, or +Infinity if only a slot or a reserved call
-   * given back can make room.
-   */
+  /** When `calls` more (and a slot, if `needsSlot`) fit: undefined for now, +Infinity if only a slot or call given back makes room. */
   waitsUntil(calls: number, needsSlot: boolean, perMinute: number, now: number): number | undefined {
     if (needsSlot && this.#inFlight >= this.#slots) return Number.POSITIVE_INFINITY;
     if (this.used(now) + calls <= perMinute) return undefined;
