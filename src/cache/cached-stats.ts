@@ -59,14 +59,9 @@ interface Asked {
 type Call = UpstreamCall & CredentialCall;
 
 /**
- * Answers a validated statistics query: from the store while the entry is
- * fresh and Deskie accepted its credential recently enough (see
- * CredentialStanding), otherwise from Deskie once per key however many
- * clients ask at the same moment. When Deskie fails, an expired entry still
- * kept answers instead (stale-if-error). Refusals that a retry cannot change
- * are remembered for a while, so a dashboard polling with a bad key costs one
- * call, not one per poll, nor one per panel (#fetchInTurn). A 401 or 403 from
- * Deskie drops every entry of the credential's partition at once.
+ * Answers a checked query: from the store while fresh and Deskie accepted the credential recently enough
+ * (CredentialStanding), else from Deskie once per key however many ask; when Deskie fails, from an expired entry still
+ * kept (stale-if-error). Refusals a retry cannot change are remembered (#rememberRefusal, #fetchInTurn).
  */
 export class CachedStats {
   readonly #options: CachedStatsOptions;
@@ -91,12 +86,7 @@ export class CachedStats {
     });
   }
 
-  /**
-   * A hit is answered at once, without a promise. Anything else goes to
-   * Deskie (or its memory of a refusal). `priority` is the call's turn in the
-   * upstream budget: `refresh` for work no client waits on (the admin API's
-   * prewarm), so dashboards go first.
-   */
+  /** A hit is answered at once, without a promise. `priority` `refresh` is for work no client waits on (prewarm): dashboards go first. */
   answer(query: StatsQuery, authorization: string, nowMs: number, variant: Variant, priority: UpstreamCall['priority'] = 'client'): StatsAnswer | Promise<StatsAnswer> {
     return this.#answer(this.#asked(query, authorization), nowMs, variant, priority, true);
   }
@@ -145,12 +135,9 @@ export class CachedStats {
   }
 
   /**
-   * A credential Deskie has not vouched for lately (new, or due its recheck)
-   * is asked about once for all its keys: the first call goes, and requests
-   * for its other keys wait for Deskie's verdict. Refused, they get that call's
-   * 401 or 403 without a call of their own, so a bad or revoked key costs one
-   * call however many panels ask; accepted, they are answered as any request
-   * then is (a fresh entry is a hit). Otherwise each then calls, once.
+   * A credential Deskie has not vouched for lately is asked about once for all its keys: requests for its other keys
+   * wait for that call's verdict and, refused, get its 401 or 403, so a bad or revoked key costs one call however many
+   * panels ask; accepted, they are answered as any request then is. Otherwise each then calls, once.
    */
   async #fetchInTurn(asked: Asked, held: CachedAnswer | undefined, nowMs: number, variant: Variant, priority: UpstreamCall['priority']): Promise<StatsAnswer> {
     const { key, partition } = asked;
@@ -232,11 +219,7 @@ export class CachedStats {
     return { ...this.#credentials.call(partition), authorization, priority, expectedCalls: held?.upstreamCalls ?? 1 };
   }
 
-  /**
-   * Which answer another replica stored may answer for the partition's
-   * credential: one still fresh, from a call made no earlier than
-   * `askedAfterMs`, that the credential's standing lets answer.
-   */
+  /** Another replica's answer may serve if fresh, asked no earlier than `askedAfterMs`, and vouched for by the credential's standing. */
   #reusable(partition: string, askedAfterMs: number): ReusePolicy {
     return (answer) => {
       const nowMs = this.#options.clock();
@@ -244,11 +227,7 @@ export class CachedStats {
     };
   }
 
-  /**
-   * An answer this call did not fetch (another replica's, or a load it
-   * waited for) tells that Deskie accepted the credential when it was asked,
-   * unless Deskie refused it here since.
-   */
+  /** An answer fetched by another call tells Deskie accepted the credential when it was asked, unless refused here since. */
   #acceptedElsewhere(result: StoreResult, credential: CredentialCall): void {
     if (result.outcome !== 'hit' && result.outcome !== 'collapsed') return;
     const refusal = credential.refusedSince();
@@ -294,11 +273,7 @@ export class CachedStats {
     };
   }
 
-  /**
-   * Starts one refresh of a fresh entry (when refreshAheadDue); the hit is
-   * answered at once. A failed refresh is not retried: when the entry
-   * expires, the next request fetches (and falls back to it if Deskie fails).
-   */
+  /** One refresh per entry; a failed one is not retried: on expiry the next request fetches (and falls back to it if Deskie fails). */
   #refreshAhead(asked: Asked, held: CachedAnswer): void {
     if (this.#closed || this.#refreshStarted.has(held)) return;
     this.#refreshStarted.add(held);
@@ -306,12 +281,7 @@ export class CachedStats {
     this.#refreshInBackground(asked, held, held.askedAtMs + 1);
   }
 
-  /**
-   * A background refresh of the entry hit, for its credential's recheck: one
-   * per partition at a time, whatever became of earlier refreshes of the
-   * entry; when Deskie cannot answer it, the next try waits as after a
-   * failed recheck a request waited for.
-   */
+  /** A background refresh for the credential's recheck, one per partition at a time; Deskie failing it defers the next (RECHECK_RETRY_MS). */
   #recheckAhead(asked: Asked, held: CachedAnswer, nowMs: number): void {
     const { partition } = asked;
     if (this.#closed || !this.#credentials.startRecheckAhead(partition, nowMs)) return;
@@ -341,17 +311,12 @@ export class CachedStats {
     this.#refreshes.add(refresh);
   }
 
-  /**
-   * Deskie's 401 or 403 is remembered for the credential (any query), a
-   * `page=all` too large to merge for its key until the answer would have
-   * expired: asking again cannot change either sooner.
-   */
+  /** A 401 or 403 is remembered for the credential, a `page=all` too large for its key until it would have expired: asking again changes neither. */
   async #rememberRefusal(error: unknown, { key, query, partition }: Asked, askedAtMs: number): Promise<void> {
     if (error instanceof UpstreamAnswer && error.refusesCredential) {
       this.#credentials.refused(partition, error, askedAtMs);
-      // None of its entries may answer again, on any replica for a shared store (a load under way is not kept either).
-      // Every time, not only for a partition still remembered as accepted: one forgotten among many may still hold entries.
-      // A credential's refusal is remembered for AUTH_FAILURE_TTL_SECONDS, so it drops at most once in that time.
+      // Its entries go every time, not only for a partition remembered as accepted (one forgotten may still hold some);
+      // the refusal is remembered for AUTH_FAILURE_TTL_SECONDS, so that is at most once in that time.
       const { store, log } = this.#options;
       const removed = await store.dropEnding(`#${partition}`);
       if (removed > 0) {
@@ -387,10 +352,8 @@ export class CachedStats {
 }
 
 /**
- * Whether a hit starts the entry's refresh ahead: at the last request before
- * expiry, as the next, as far off as the longest gap seen (in this life or the
- * one before), would find it expired; earlier costs Deskie calls for nothing.
- * Never before refreshAtMs, so keys polled rarely still refresh ahead.
+ * A hit refreshes ahead at the last request before expiry: when the next, as far off as the longest gap seen (this life
+ * or the one before), would find it expired; earlier costs calls for nothing. Never before refreshAtMs.
  */
 function refreshAheadDue(held: CachedAnswer, nowMs: number): boolean {
   return nowMs >= held.refreshAtMs && nowMs + Math.max(held.longestGapMs, held.previousGapMs) >= held.expiresAtMs;

@@ -5,18 +5,13 @@ import type { UpstreamAnswer } from '../http/errors.js';
 const REMEMBERED_PARTITIONS = 10_000;
 /** The last part of the recheck time, in which a hit starts one background recheck: dashboards in use never wait for it. */
 export const RECHECK_AHEAD = 0.2;
-/**
- * After a recheck Deskie could not answer (down, timing out, or the budget
- * held it back), the wait before the next try: one call rather than one per request.
- */
+/** After a recheck Deskie could not answer (down, slow, or held back by the budget), the wait before the next: one call, not one per request. */
 export const RECHECK_RETRY_MS = 30_000;
 
 /**
- * How far Deskie's acceptance of a partition's credential lets the cache
- * answer it: `accepted` within the recheck time; `due soon` in its last part
- * (RECHECK_AHEAD), when a recheck ahead starts; `deferred` past it, but Deskie
- * could not answer the last recheck, so answered with no call until the retry;
- * `due`: Deskie must be asked first.
+ * What Deskie's acceptance of a credential lets the cache do: `accepted` within the recheck time; `due soon` in its last
+ * part (RECHECK_AHEAD: a recheck ahead starts); `deferred` past it, the last recheck having failed, so answered until
+ * the retry; `due`: Deskie must be asked first.
  */
 export type Standing = 'accepted' | 'due soon' | 'deferred' | 'due';
 
@@ -28,11 +23,7 @@ export interface CredentialStandingOptions {
   readonly refusalTtlMs: number;
 }
 
-/**
- * One call to Deskie with a partition's credential. Its 200 accepts the
- * credential as of when the call was made, unless Deskie refused it while the
- * call ran: a refusal is newer news than a call sent before it.
- */
+/** A call with a partition's credential: its 200 accepts it as of when made, unless refused meanwhile (a refusal is newer news). */
 export interface CredentialCall {
   readonly partition: string;
   /** Deskie has never accepted the credential (as far as remembered): its calls draw from the new-credential share. */
@@ -43,12 +34,7 @@ export interface CredentialCall {
   refusedSince(): UpstreamAnswer | undefined;
 }
 
-/**
- * A call's turn while its partition is due: either it goes now and then
- * calls `done` with what it failed with (nothing when it did not), or it
- * waits for `verdict`: what the deciding call failed with, given once Deskie
- * has accepted or refused the credential or that call has ended.
- */
+/** A due partition's turn: go now and call `done` with any failure, or wait for `verdict` (what the deciding call failed with, if anything). */
 export type Turn = { readonly done: (failure?: unknown) => void; readonly verdict?: undefined } | { readonly verdict: Promise<unknown>; readonly done?: undefined };
 
 /** The call deciding a due partition: the key it is for, and how its waiters hear the verdict. */
@@ -59,12 +45,9 @@ interface Deciding {
 }
 
 /**
- * What this process knows of Deskie's verdicts on each credential partition:
- * when Deskie last accepted it (a 200) or refused it (401, 403), and the
- * rechecks that calls for. A credential is answered from the cache only
- * within recheckMs of its acceptance; past that, Deskie is asked first. When
- * Deskie cannot answer a recheck, a revocation cannot be learned from it, so
- * the cache answers until the retry. No I/O: the caller makes the calls.
+ * Deskie's verdicts on each credential partition (a 200 accepts, a 401 or 403 refuses) and the rechecks they call for:
+ * a credential is answered from the cache only within recheckMs of its acceptance. When Deskie cannot answer a recheck,
+ * no revocation can be learned, so the cache answers until the retry. No I/O: the caller makes the calls.
  */
 export class CredentialStanding {
   readonly #options: CredentialStandingOptions;
@@ -137,11 +120,7 @@ export class CredentialStanding {
     this.#settle(partition);
   }
 
-  /**
-   * While a partition is due, one call decides it for all its keys: the
-   * first call goes; a call for the same key goes too (its store joins the
-   * first); a call for another key waits for the verdict.
-   */
+  /** One call decides a due partition: a call for the same key goes too (the store joins it), one for another key waits. */
   turn(partition: string, key: string): Turn {
     const deciding = this.#deciding.get(partition);
     if (deciding !== undefined) return deciding.key === key ? { done: () => {} } : { verdict: deciding.verdict };
@@ -161,11 +140,7 @@ export class CredentialStanding {
     return undefined;
   }
 
-  /**
-   * Whether Deskie's 200 to a call made at `askedAtMs` (another replica's
-   * stored answer) may answer for the partition now: not refused here since,
-   * and within recheckMs of the latest acceptance, that call counting as one.
-   */
+  /** Whether another replica's answer to a call made at `askedAtMs` may serve now: not refused since, within recheckMs of acceptance. */
   vouchesFor(partition: string, askedAtMs: number, nowMs: number): boolean {
     const refusedAtMs = this.#lastRefusal.peek(partition)?.atMs;
     if (refusedAtMs !== undefined && askedAtMs <= refusedAtMs) return false;

@@ -28,10 +28,8 @@ const OUTCOME_BY_FETCH_STATUS: Readonly<Record<string, StoreResult['outcome']>> 
 };
 
 /**
- * An in-process store bounded in bytes. lru-cache's `fetch()` shares one load
- * among concurrent callers, delivers a rejection to every waiter while keeping
- * the previous entry, and gives each entry its own TTL: how long it is kept,
- * not how long it is fresh.
+ * An in-process store bounded in bytes. lru-cache's `fetch()` shares one load among callers, rejects every waiter while
+ * keeping the previous entry, and gives each entry its own TTL: how long it is kept, not how long it is fresh.
  */
 export class MemoryStore implements AnswerStore {
   readonly #lru: LRUCache<string, CachedAnswer, AnswerLoader>;
@@ -57,8 +55,7 @@ export class MemoryStore implements AnswerStore {
       maxSize: maxBytes,
       sizeCalculation: (answer, key) => {
         const size = answerBytes(answer) + key.length + ENTRY_OVERHEAD_BYTES;
-        // Too large, already past its keeping time (fetched across a window
-        // change), or purged: sized past the bound, so lru-cache hands it out and drops it.
+        // Too large, past its keeping time (fetched across a window change) or purged: sized past the bound, so lru-cache hands it out and drops it.
         if (size > maxBytes || holdUntil(answer) <= clock() || this.#purged.has(answer)) return maxBytes + 1;
         this.#kept.add(answer);
         return size;
@@ -126,11 +123,7 @@ export class MemoryStore implements AnswerStore {
     }
   }
 
-  /**
-   * lru-cache sizes an entry only when a new value is set, so the entry is set
-   * afresh with the time it had left. While a load for the key runs (a set
-   * would abort it), it is re-counted when the load is done.
-   */
+  /** lru-cache sizes an entry only on set, so it is set afresh with the time it had left; after a load under way (a set would abort it). */
   resize(answer: CachedAnswer): void {
     const { key } = answer;
     if (this.#loading.has(key)) {
@@ -171,7 +164,7 @@ export class MemoryStore implements AnswerStore {
     return this.purgeHeld((answer) => answer.key.endsWith(keySuffix)).length;
   }
 
-  /** delete(), answered at once: a shared store drops its own copy with it; a load of the key begun by `atMs` is not kept. */
+  /** delete(), at once (a shared store drops its copy with it); a load of the key begun by `atMs` is not kept. */
   deleteHeld(key: string, atMs = this.#clock()): boolean {
     const loading = this.#loads.get(key);
     if (loading !== undefined && loading.startedAtMs <= atMs) loading.purges.push(() => true);
@@ -179,11 +172,7 @@ export class MemoryStore implements AnswerStore {
     return this.#lru.delete(key);
   }
 
-  /**
-   * Drops the answers `selects` takes, and marks the loads begun by `atMs`:
-   * each still answers its callers, but not kept if `selects` takes its
-   * answer. Answers the keys dropped.
-   */
+  /** purge(), at once, for loads begun by `atMs`; answers the keys dropped. */
   purgeHeld(selects: (answer: CachedAnswer) => boolean, atMs = this.#clock()): string[] {
     for (const loading of this.#loads.values()) if (loading.startedAtMs <= atMs) loading.purges.push(selects);
     const keys: string[] = [];

@@ -54,10 +54,8 @@ export interface AnswerTimes {
 }
 
 /**
- * The times of an answer asked for at `askedAtMs`, received at `receivedAtMs`.
- * One that arrives after its window changed may hold the new window's numbers:
- * it is neither fresh nor kept. One that ends with its window is never
- * refreshed ahead: the next window is another key.
+ * An answer received after its window changed may hold the new window's numbers: neither fresh nor kept. One that ends
+ * with its window is never refreshed ahead: the next window is another key.
  */
 export function answerTimes(
   query: StatsQuery,
@@ -78,11 +76,7 @@ export function answerTimes(
   return { expiresAtMs, refreshAtMs, keepUntilMs: expiresAtMs + staleIfErrorMs };
 }
 
-/**
- * Minutes to weeks are lengths of time ("1 day" is 24 hours across a DST
- * change), added in UTC; months and years are calendar amounts, added in the
- * account zone.
- */
+/** Minutes to weeks are lengths ("1 day" is 24 h across DST), added in UTC; months and years are calendar amounts, in the account zone. */
 function addLifetime(nowMs: number, lifetime: DurationLike, zone: Zone): DateTime {
   const calendar = isCalendarAmount(lifetime);
   return DateTime.fromMillis(nowMs, { zone: calendar ? zone : 'utc' }).plus(lifetime);

@@ -12,11 +12,9 @@ const LEASE_MS = 5_000;
 const POLL_MS = 200;
 /** Published with a key when its answer was stored or its load ended: waiters look at once. */
 const LOADED_CHANNEL = 'loaded';
-/** Published with `[when, key]` when a key was purged: every replica drops its copy, and its load begun before then. */
+/** Published with `[when, key | key suffix | EntryFilter]`: every replica drops its copies, and its loads begun by then. */
 const PURGED_CHANNEL = 'purged';
-/** Published with `[when, key suffix]` when a partition was dropped: every replica drops its copies and loads begun before then. */
 const DROPPED_CHANNEL = 'dropped';
-/** Published with `[when, EntryFilter]` when an operator purged entries: every replica drops its copies and loads begun before then. */
 const PURGED_MATCHING_CHANNEL = 'purged-matching';
 /** How long a holder's failure stays readable for the replicas that waited on it (they look within POLL_MS). */
 const FAILURE_KEPT_MS = 2_000;
@@ -28,11 +26,9 @@ const SCAN_COUNT = 500;
 /** Deletes a lease only if it is still the holder's (a lease that expired may be another replica's now). */
 const RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 /**
- * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2]), the key
- * purged (KEYS[4]) or a purge by a filter selecting it (KEYS[5], fields
- * ARGV[6]…) made since its call was made (ARGV[3]). The key joins its
- * partition's index (KEYS[3], scored by keepUntilMs, ARGV[4]; entries gone by
- * ARGV[5] leave), so a drop needs no SCAN.
+ * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2]), the key purged (KEYS[4]) or a filter selecting
+ * it purged (KEYS[5], fields ARGV[6]…) since its call was made (ARGV[3]). The key joins its partition's index (KEYS[3],
+ * scored by keepUntilMs ARGV[4]; those gone by ARGV[5] leave), so a drop needs no SCAN.
  */
 const WRITE_ANSWER = `
 local dropped = math.max(tonumber(redis.call('get', KEYS[2]) or '-1'), tonumber(redis.call('get', KEYS[4]) or '-1'))
@@ -110,18 +106,12 @@ interface StoredMeta {
 }
 
 /**
- * Answers shared by every replica through Redis, with an in-process copy (L1)
- * of the fresh ones in front, so a hit never waits on Redis.
- *
- * - Redis holds Deskie's body (gzipped) and its times under `…v1:a:<key>`
- *   until keepUntilMs; each replica renders variants itself.
- * - One load per key across the cluster: the holder of `…:lease:<key>` (SET NX
- *   PX, renewed) loads; the others wait, woken by a message or by polling, and
- *   take over if the lease lapses. They share the holder's Deskie failure.
- * - A purge or a partition drop deletes the answers, tells every replica, and
- *   leaves a marker refusing answers from calls made before it.
- * - Redis down or slower than REDIS_TIMEOUT_MS: commands fail fast, and the
- *   replica answers from L1 and loads from Deskie by itself.
+ * Answers shared through Redis, with an in-process copy (L1) of the fresh ones in front, so a hit never waits on Redis.
+ * Redis holds the gzipped body and times under `…v1:a:<key>` until keepUntilMs; each replica renders variants itself. One
+ * load per key across the cluster: the holder of `…lease:<key>` (SET NX PX, renewed) loads, the others wait (woken by
+ * a message or polling), take over if the lease lapses, and share the holder's Deskie failure. A purge or drop deletes,
+ * tells every replica, and leaves a marker refusing answers from calls made before it. Redis down or slower than
+ * REDIS_TIMEOUT_MS: commands fail fast, and the replica answers from L1 and loads by itself.
  */
 export class RedisStore implements AnswerStore {
   readonly #redis: SharedRedis;
@@ -211,11 +201,7 @@ export class RedisStore implements AnswerStore {
     this.#l1.resize(answer);
   }
 
-  /**
-   * Every answer Redis holds, as this replica's own copy where it has the same
-   * one. A 503 when Redis cannot answer: this replica's copies alone would
-   * pass for the cluster's.
-   */
+  /** Every answer Redis holds (this replica's copy where the same); a 503 without Redis, as its copies alone would pass for the cluster's. */
   async list(): Promise<CachedAnswer[]> {
     const { command } = this.#redis;
     const own = new Map((await this.#l1.list()).map((answer) => [answer.key, answer]));
@@ -263,12 +249,7 @@ export class RedisStore implements AnswerStore {
     return held;
   }
 
-  /**
-   * Marks the filter purged as of now in Redis (an answer it selects from a
-   * call made before is not written, by any replica), drops what Redis and
-   * this replica hold of it, and tells the others. A 503 when Redis cannot
-   * answer: the purge would reach this replica alone.
-   */
+  /** Marks the filter purged as of now (see WRITE_ANSWER), drops what Redis and this replica hold, tells the others; a 503 without Redis. */
   async purge(filter: EntryFilter): Promise<number> {
     const atMs = this.#clock();
     const selects = entryMatches(filter);
@@ -390,11 +371,7 @@ export class RedisStore implements AnswerStore {
     await this.#redis.publish(LOADED_CHANNEL, key);
   }
 
-  /**
-   * Shares only failures a stale answer may stand in for (Deskie down, slow,
-   * failing, rate-limited); a refused credential or query the next replica
-   * learns from Deskie itself.
-   */
+  /** Only failures a stale answer may stand in for; a refused credential or query the next replica learns from Deskie itself. */
   async #shareFailure(key: string, lease: string, error: unknown): Promise<void> {
     if (upstreamFailureOf(error) === undefined) return;
     const shared: SharedFailure =

@@ -15,11 +15,7 @@ export interface EntryLabel {
   readonly partition: string;
 }
 
-/**
- * One cached answer from Deskie: its body, gzipped, and each variant rendered
- * on first request and kept. The times are decided by policy.ts; a store only
- * obeys keepUntilMs.
- */
+/** One cached answer: Deskie's body gzipped, and each variant rendered on first request. Times come from policy.ts; a store obeys keepUntilMs. */
 export interface CachedAnswer {
   /** The store's key: rendered variants' ETags hash it, and a store re-counts the entry by it. */
   readonly key: string;
@@ -75,11 +71,7 @@ export function entryLabel(answer: CachedAnswer): EntryLabel {
   return label;
 }
 
-/**
- * Which entries an operator lists or purges: every field given must match;
- * none given is every entry. Plain data, so a purge can be sent to the other
- * replicas and written as a marker in Redis.
- */
+/** Which entries an operator lists or purges: every field given must match. Plain data, so a purge can be published and marked in Redis. */
 export interface EntryFilter {
   readonly endpoint?: EndpointName;
   /** A freshness class (a period, or every custom range of that class), or one custom window by its instants. */
@@ -120,21 +112,17 @@ export function filterNamesSelecting(answer: CachedAnswer): string[] {
   return names;
 }
 
-/** The variant of an answer, when it has been rendered. */
 export function renderedVariant(answer: CachedAnswer, variant: Variant): Representation | undefined {
   for (const representation of answer.variants) if (representation.variant === variant) return representation;
   return undefined;
 }
 
 /**
- * How a request was answered; headers and logs read this value. `refreshed`:
- * the entry had expired and was fetched again (RFC 9211 `fwd=stale`);
- * `collapsed`: joined a fetch already under way; `stale`: Deskie failed and an
- * expired entry answered (stale-if-error).
+ * How a request was answered; headers and logs read this value. `refreshed`: expired and fetched again (RFC 9211
+ * `fwd=stale`); `collapsed`: joined a fetch under way; `stale`: Deskie failed and an expired entry answered.
  */
 export type CacheOutcome = 'hit' | 'miss' | 'refreshed' | 'collapsed' | 'stale';
 
-/** What a store's fetch did. */
 export interface StoreResult {
   readonly answer: CachedAnswer;
   /** `hit`: a shared store's answer stored by another replica, which `reuse` accepted; nothing was loaded. */
@@ -167,10 +155,9 @@ export type AnswerLoader = () => Promise<CachedAnswer>;
 export type ReusePolicy = (answer: CachedAnswer) => boolean;
 
 /**
- * Where answers live. Freshness is the caller's business: a store holds each
- * answer until its keepUntilMs (or its bound drops it) and loads once per key
- * however many callers ask. A shared store (Redis) loads once across every
- * replica and keeps in this process only fresh answers.
+ * Where answers live. Freshness is the caller's business: a store holds each answer until keepUntilMs (or its bound
+ * drops it) and loads once per key however many ask; a shared store (Redis) once across replicas, holding only fresh
+ * answers in this process.
  */
 export interface AnswerStore {
   /** The answer this process holds for `key` (during a load, the one it will replace), without loading or waiting: a hit's only lookup. */
@@ -178,30 +165,22 @@ export interface AnswerStore {
   /** The answer held for `key` anywhere, fresh or not (for stale-if-error); a shared store's may take a round trip. */
   peek(key: string): Promise<CachedAnswer | undefined>;
   /**
-   * Calls `load` and holds its answer in place of the previous one, or joins
-   * the load already running for `key`. What `load` throws reaches every
-   * waiter and the previous answer stays. A shared store first tries what
-   * another replica stored (`reuse`, outcome `hit`).
+   * Loads and holds the answer in place of the previous one, or joins the load running for `key`; a failure reaches
+   * every waiter and the previous answer stays. A shared store first tries what another replica stored (`reuse`).
    */
   fetch(key: string, load: AnswerLoader, reuse?: ReusePolicy): Promise<StoreResult>;
   /** Number of entries held in this process. */
   readonly entries: number;
   /** The answers held (not the loads under way), most recently used first for a memory store. */
   list(): Promise<CachedAnswer[]>;
-  /** Drops the answer held for `key` (on every replica, for a shared store); a load under way for it still answers its callers but is not kept. */
+  /** Drops the answer held for `key`, as purge() does. */
   delete(key: string): Promise<boolean>;
   /**
-   * Drops every answer `filter` selects and answers how many (on every
-   * replica, for a shared store). A load under way when it is made still
-   * answers its callers, but its answer is not kept if the filter selects it:
-   * it may hold the numbers the purge was made to remove.
+   * Drops every answer `filter` selects (on every replica, for a shared store) and answers how many. A load under way
+   * still answers its callers, but an answer the filter selects is not kept: it may hold the numbers purged.
    */
   purge(filter: EntryFilter): Promise<number>;
-  /**
-   * Drops every answer of a partition (`keySuffix` is `#<partition>`: Deskie
-   * refused its credential) and answers how many. A shared store also refuses
-   * such answers from calls made until now.
-   */
+  /** Drops every answer of a partition (`#<partition>`: Deskie refused its credential), as purge() does; answers how many. */
   dropEnding(keySuffix: string): Promise<number>;
   /** Entries dropped to stay within the bound since the store was made. */
   readonly evictions: number;
