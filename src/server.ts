@@ -6,20 +6,14 @@ import type { Config } from './config/config.js';
 
 const entry = process.argv[1];
 const isEntry = entry !== undefined && realpathSync(entry) === fileURLToPath(import.meta.url);
-// SIGHUP's default action ends a process, and a supervisor may send its reload
-// signal at any time, start-up included. So the process entry ignores it from
-// this first statement to exit; once the server listens, it also reloads the
-// token file. Everything else is imported below, after this line has run
-// (static imports would all load first: some 300 ms).
+// SIGHUP's default action ends a process, and a supervisor may send it at any time, start-up included: the entry
+// ignores it from this first statement (later it reloads the token file). Everything else is imported dynamically
+// below, as static imports would all load before this line runs.
 if (isEntry) process.on('SIGHUP', () => {});
 
 /** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
 const SHUTDOWN_GRACE_MS = 5_000;
-/**
- * Connections the kernel may queue before they are accepted. Node's default
- * (511) makes the rest of a dashboard stampede retry their SYN a second later;
- * the kernel still caps it at net.core.somaxconn.
- */
+/** Connections the kernel queues before accept: with Node's 511, the rest of a stampede retry their SYN a second later (capped by somaxconn). */
 const LISTEN_BACKLOG = 4096;
 /** How often, while closing, connections that have gone idle are closed (keep-alive clients would hold them). */
 const IDLE_SWEEP_MS = 100;
@@ -31,11 +25,8 @@ export interface RunningServer {
   readonly config: Config;
   readonly logger: Logger;
   /**
-   * Drains, then closes: /readyz answers 503 at once so that load balancers
-   * stop sending requests, everything else is served for
-   * SHUTDOWN_DRAIN_SECONDS (skipped with `drain: false`, as for Ctrl-C), and
-   * then the server stops accepting and waits for the requests in flight,
-   * and for its log lines to be written (up to LOG_DRAIN_MS).
+   * /readyz answers 503 at once so load balancers stop sending, the rest is served for SHUTDOWN_DRAIN_SECONDS (unless
+   * `drain: false`, as for Ctrl-C); then the server waits for requests in flight and its log lines (up to LOG_DRAIN_MS).
    */
   stop(options?: { readonly drain?: boolean }): Promise<void>;
 }
@@ -54,11 +45,9 @@ export async function startServer(env: Readonly<Record<string, string | undefine
   const destination = logDestination ?? (await stdoutDestination(config.production));
   const logger = createLogger(config.logLevel, destination);
 
-  // With no Deskie account configured (and not in production: loadConfig
-  // refuses that), serve a simulated one so that `npm ci && npm start` works
-  // on a fresh machine.
+  // Without DESKIE_URL (never in production), a simulated Deskie lets `npm ci && npm start` work on a fresh machine;
+  // loaded only then, so a production process never holds the simulator.
   let deskieUrl = config.deskieUrl;
-  // Loaded only when used, so a production process never holds the simulator.
   const simulator = deskieUrl === null ? await (await import('./simulator/index.js')).startSimulator({ host: '127.0.0.1', port: 0, timezone: config.timezone }) : null;
   if (simulator) {
     deskieUrl = simulator.url;
@@ -102,13 +91,9 @@ export async function startServer(env: Readonly<Record<string, string | undefine
 }
 
 /**
- * SIGHUP reads PROXY_TOKENS_FILE again, when the tokens come from one: a
- * token added works and a token removed stops working from the next request,
- * without a restart; a file without tokens lets no client in. A file that
- * cannot be read or holds a mistake changes nothing (the error is logged,
- * never a token). Otherwise SIGHUP is logged and ignored: a reload signal
- * (systemd's ExecReload, a process supervisor) must never end the server.
- * Returns what undoes it.
+ * SIGHUP reads PROXY_TOKENS_FILE again, effective from the next request; a file without tokens lets no client in, one
+ * that cannot be read or holds a mistake changes nothing (the error is logged, never a token). Without a file, SIGHUP
+ * is logged and ignored: a reload signal must never end the server. Returns what undoes it.
  */
 function reloadTokensOnHangup(app: FastifyInstance, logger: Logger): () => void {
   const reload = app.reloadClientTokens;
@@ -147,9 +132,7 @@ async function main(): Promise<void> {
     if (closing) return;
     closing = true;
     logger.info({ signal }, 'shutting down');
-    // Requests in flight may wait for their turn in the upstream budget, then
-    // for Deskie up to its timeout (a page=all merge up to its own, plus the
-    // page under way).
+    // After the drain, the longest a request in flight may wait for Deskie (config.ts, longestUpstreamWaitMs).
     const longestWaitMs = config.shutdownDrainSeconds * 1000 + config.upstreamQueueMs + config.pageAllTimeoutMs + config.upstreamTimeoutMs;
     setTimeout(() => process.exit(1), longestWaitMs + SHUTDOWN_GRACE_MS).unref();
     // SIGTERM comes from an orchestrator, which needs the drain; Ctrl-C from a person, who does not.

@@ -38,11 +38,7 @@ export const DEFAULT_SHUTDOWN_DRAIN_SECONDS = 5;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
 /** The whole request, body included; Fastify leaves it off, so a trickled body would hold its connection without end. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-/**
- * An idle connection between requests: longer than load balancers' idle
- * timeout (AWS ALB's 60 s), so the balancer closes first and never sends on a
- * connection this server is closing.
- */
+/** Idle between requests: longer than load balancers' (AWS ALB's 60 s), so the balancer closes first and never sends on a closing one. */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 72_000;
 /** Without CONNECTION_TIMEOUT_MS, how much longer than the longest wait for Deskie (nothing sent meanwhile) a connection may idle. */
 export const CONNECTION_TIMEOUT_MARGIN_MS = 10_000;
@@ -116,8 +112,7 @@ const ClassTtlsSchema = Type.Object(
 /** The optional file under config/: TTL overrides and extra allowed parameters. */
 const FileSchema = Type.Object(
   {
-    // For every endpoint at once ({"today": 60}), or for one
-    // ({"stats_staff_statuses": {"today": 60}}), which wins over the first.
+    // For every endpoint ({"today": 60}), or for one ({"stats_staff_statuses": {"today": 60}}), which wins.
     ttlSeconds: Type.Optional(
       Type.Object(
         {
@@ -452,11 +447,7 @@ function readSecretFile(path: string, cwd: string): string {
 /** Names Fastify (@fastify/proxy-addr) takes for well-known ranges. */
 const NAMED_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
 
-/**
- * TRUST_PROXY as Fastify's `trustProxy` takes it: `true`, `false`, or addresses
- * and CIDR ranges, comma-separated. A hop count is refused: Fastify ignores
- * it, and a setting that silently does nothing is worse than a refusal.
- */
+/** TRUST_PROXY as Fastify's `trustProxy`: true, false, or addresses and CIDR ranges. A hop count, which Fastify ignores, is refused. */
 function trustedProxies(value: string): boolean | readonly string[] {
   if (value === 'true' || value === 'false') return value === 'true';
   const accepted = 'true, or addresses and CIDR ranges of the proxies in front, comma-separated (such as 10.0.0.0/8,127.0.0.1, or loopback, linklocal, uniquelocal)';

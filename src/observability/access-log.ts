@@ -33,13 +33,9 @@ declare module 'fastify' {
 }
 
 /**
- * One line per request at info, from Fastify's onResponse hook, through the
- * request's logger (so its request id, and pino's redaction): who (request
- * id, client token's name), what (method, route, and for the statistics
- * routes period, format and coding), how the cache answered, status, bytes,
- * time here and time at Deskie. Never the URL's query (its filters can name
- * a person) and never a header; the client's address only on a refusal or
- * failure (Fastify's `request.ip`, which honours TRUST_PROXY).
+ * One info line per request, from onResponse through the request's logger (its id, pino's redaction): who, what route
+ * (and period, format, coding), how the cache answered, status, bytes, time here and at Deskie. Never the URL's query
+ * (its filters can name a person) nor a header; the client's address only on a refusal or failure (`request.ip`).
  */
 export function registerAccessLog(app: FastifyInstance): void {
   app.decorateRequest('access', undefined);

@@ -3,11 +3,7 @@ import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'p
 
 export const LOG_NAME = 'deskie-stats-proxy';
 
-/**
- * Bytes of log lines the stdout destination holds while its reader is slow;
- * lines past it are dropped (said once on stderr) rather than held in memory.
- * A second of access lines at 2,000 requests a second is about 0.5 MiB.
- */
+/** Bytes of log lines held while stdout's reader is slow; later lines are dropped (said once on stderr) rather than held. */
 export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
 /** Bytes gathered before a write: one system call for many lines. */
 export const LOG_WRITE_MIN_BYTES = 4096;
@@ -15,14 +11,9 @@ export const LOG_WRITE_MIN_BYTES = 4096;
 export const LOG_FLUSH_MS = 100;
 
 /**
- * What never reaches a log line, at any level, errors included: credentials
- * (the Authorization header wherever a request or its headers are logged,
- * and Node's `rawPacket`, the raw bytes of a request its parser refused),
- * the proxy's own tokens, and the arguments ioredis attaches to a failed
- * command (serializeError). Each path is spelled out: a path starting with
- * `*` makes pino clone every field of every line to look for it, which cost
- * 6 µs a line (seven times the line itself) and most of the garbage a
- * request left.
+ * What never reaches a log line: credentials (Authorization wherever a request or its headers are logged, and Node's
+ * `rawPacket`, the bytes of a request its parser refused), the proxy's own tokens, and ioredis's command arguments
+ * (serializeError). Each path is spelled out: one starting with `*` makes pino clone every field of every line.
  */
 export const REDACTED_PATHS: readonly string[] = [
   'authorization',
@@ -51,11 +42,8 @@ export function redactQuery(value: unknown): unknown {
 const MAX_ERROR_DEPTH = 5;
 
 /**
- * pino's error serializer, less the arguments of a failed Redis command:
- * ioredis attaches `command: { name, args }` to its errors, and the args hold
- * keys (with filter values) or AUTH's password. pino's `redact` cannot reach
- * into arrays, so each `command` is cut down to its name here, in nested
- * errors too (`lastNodeError`, `previousErrors`, aggregated errors).
+ * pino's error serializer, less ioredis's `command: { name, args }`, whose args hold keys (with filter values) or AUTH's
+ * password: `redact` cannot reach into arrays, so each `command`, in nested errors too, is cut down to its name.
  */
 export function serializeError(value: unknown): unknown {
   return withoutCommandArguments(value, 0);
@@ -97,14 +85,9 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 }
 
 /**
- * stdout for a server: readable lines through pino-pretty on a terminal
- * outside production; otherwise JSON lines through pino's asynchronous
- * destination (sonic-boom), which gathers lines and writes them off the
- * request's path. pino writes out what it holds when the process exits, so a
- * clean exit or SIGTERM loses no line. A reader that stops reading (a full
- * pipe) holds the lines in memory up to LOG_BUFFER_MAX_BYTES; the server
- * goes on and later lines are dropped, said once on stderr. A reader gone
- * (EPIPE) ends logging, not the server.
+ * pino-pretty on a terminal outside production; otherwise JSON lines through pino's asynchronous destination
+ * (sonic-boom), written off the request's path and flushed at exit. A reader that stops reading holds lines up to
+ * LOG_BUFFER_MAX_BYTES, then they are dropped; a reader gone (EPIPE) ends logging, not the server.
  */
 export async function stdoutDestination(
   production: boolean,

@@ -21,10 +21,7 @@ const SAVING_OUTCOMES: ReadonlySet<RequestOutcome> = new Set(['hit', 'collapsed'
 /** Upstream latency buckets in seconds: Deskie answers in tens of ms to seconds; a `page=all` merge may take a minute. */
 const UPSTREAM_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-/**
- * Default process metrics, one set per process: prom-client's event-loop
- * monitor and GC observer are process-wide, and tests build many apps.
- */
+/** Default process metrics, once per process: prom-client's event-loop monitor and GC observer are process-wide, and tests build many apps. */
 let processRegistry: Registry | undefined;
 function processMetrics(): Registry {
   if (processRegistry === undefined) {
@@ -35,10 +32,8 @@ function processMetrics(): Registry {
 }
 
 /**
- * The proxy's Prometheus metrics. Every label value comes from a fixed list
- * (route, period class, outcome) or is an HTTP status or a client token's
- * name (the operator's), never from a client's query; the budget's and the
- * store's state are read when Prometheus scrapes.
+ * The proxy's Prometheus metrics. Every label value is from a fixed list, an HTTP status or a client token's name (the
+ * operator's), never from a client's query; the budget's and the store's state are read at scrape time.
  */
 export class ProxyMetrics {
   readonly #registry = new Registry();
