@@ -19,11 +19,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** What /readyz reports; server.ts starts draining on SIGTERM. */
     readiness: Readiness;
-    /**
-     * Reads PROXY_TOKENS_FILE again and swaps the client tokens (server.ts
-     * calls it on SIGHUP); undefined unless the tokens come from a file.
-     * Throws TokenListError, keeping the tokens it had, for a bad file.
-     */
+    /** Reads PROXY_TOKENS_FILE again (on SIGHUP); undefined without a file. A bad file throws TokenListError and changes nothing. */
     reloadClientTokens: (() => { readonly clients: readonly string[] }) | undefined;
   }
 }
@@ -36,11 +32,7 @@ export interface AppOptions {
   readonly store?: AnswerStore;
 }
 
-/**
- * How often Node looks for connections past HEADERS_TIMEOUT_MS or
- * REQUEST_TIMEOUT_MS: a tenth of the headers timeout, at most a second, so
- * a slow loris is cut off promptly (Node's default look is every 30 s).
- */
+/** How often Node looks for connections past their header or request timeout (its default, 30 s, lets a slow loris linger). */
 const connectionsCheckMs = (headersTimeoutMs: number): number => Math.min(1_000, Math.max(10, Math.ceil(headersTimeoutMs / 10)));
 
 /** Builds the proxy without listening; server.ts owns the process. */

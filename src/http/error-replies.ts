@@ -8,10 +8,8 @@ import type { ProxyMetrics } from '../observability/metrics.js';
 import { errorBody, notFound, ProxyError, shuttingDown, UpstreamAnswer } from './errors.js';
 
 /**
- * The headers of every answer, set as a request arrives: its request id,
- * nosniff, and no-store, which a statistics answer replaces with its own
- * freshness (a 404 is cacheable by default, RFC 9110 §15.5.5, and an error
- * is nothing for a client cache to keep).
+ * Every answer's headers, set as a request arrives: request id, nosniff, and no-store, which a statistics answer
+ * replaces (a 404 is cacheable by default, RFC 9110 §15.5.5, and an error is nothing for a client cache to keep).
  */
 export function ownAnswerHeaders(request: FastifyRequest, reply: FastifyReply): void {
   reply.headers({ 'x-request-id': request.id, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
@@ -22,11 +20,8 @@ const ROUTE_LIST = Object.values(ENDPOINTS)
   .join(', ');
 
 /**
- * Every answer that is an error, in one shape (`{"status":"error","error":...}`):
- * the proxy's own (ProxyError), Deskie's passed through as it came
- * (UpstreamAnswer), Fastify's (a bad URL, a schema refusal), an unknown
- * route, a request that comes once the server is closing, and what Node's
- * HTTP parser refuses before routing (answerClientError).
+ * Every error answer in one shape (`{"status":"error","error":...}`): ours, Deskie's as it came, Fastify's, an unknown
+ * route, one once closing, and what Node's HTTP parser refuses before routing (answerClientError).
  */
 export function registerErrorReplies(app: FastifyInstance, { log, metrics, isClosing }: { log: FastifyBaseLogger; metrics: ProxyMetrics; isClosing: () => boolean }): void {
   // First of all hooks: the request id and nosniff for every answer, and no new work once closing.
@@ -96,11 +91,7 @@ const CLIENT_ERROR_MESSAGE: Readonly<Record<number, string>> = {
   431: 'the request headers are too large',
 };
 
-/**
- * Answers a request Node's HTTP parser refused (Fastify's
- * `clientErrorHandler`), and closes the connection. The error itself is not
- * logged: it carries the raw request bytes, credentials included.
- */
+/** Answers a request Node's HTTP parser refused, and closes the connection; the error is not logged: it carries the raw bytes, credentials included. */
 export function answerClientError(log: FastifyBaseLogger, error: Error & { code?: string }, socket: Duplex): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   const status = CLIENT_ERROR_STATUS[error.code ?? ''] ?? 400;

@@ -1,8 +1,4 @@
-/**
- * Every error the proxy answers with has a stable code, an HTTP status and a
- * message that says what is wrong and what is accepted. The body is always
- * `{"status":"error","error":"<message>"}`.
- */
+/** Every error answered has a stable code, a status and a message saying what is wrong and what is accepted (body: error-replies.ts). */
 export type ErrorCode =
   | 'BAD_REQUEST'
   | 'URI_TOO_LONG'
@@ -17,11 +13,7 @@ export type ErrorCode =
   | 'SHUTTING_DOWN'
   | 'STORE_UNAVAILABLE';
 
-/**
- * Why a failed call to Deskie may be answered with a stale entry instead, as
- * the `detail` of RFC 9211 Cache-Status. Errors without one (a bad query, a
- * page=all that is too large) are answers in their own right.
- */
+/** Why a failed call may be answered by a stale entry, as RFC 9211 Cache-Status `detail`; errors without one are answers in their own right. */
 export type UpstreamFailure =
   | 'connection-failed'
   | 'timeout'
@@ -90,10 +82,7 @@ export const pagesTimedOut = (timeoutMs: number): ProxyError =>
     'timeout',
   );
 
-/**
- * No call could go to Deskie in time: the upstream budget is spent, paused,
- * or Deskie's 429 circuit is open. Retry-After says when one can go out.
- */
+/** No call could go to Deskie in time (budget spent or paused, 429 circuit open); Retry-After says when one can. */
 export const upstreamBusy = (message: string, retryAfterSeconds: number, failure: UpstreamFailure): ProxyError =>
   new ProxyError('UPSTREAM_BUSY', message, 503, { 'retry-after': String(retryAfterSeconds) }, failure);
 
@@ -109,12 +98,7 @@ export const storeUnreachable = (action: string): ProxyError =>
 export const shuttingDown = (): ProxyError =>
   new ProxyError('SHUTTING_DOWN', 'the proxy is shutting down; retry against another instance', 503, { 'retry-after': '1' });
 
-/**
- * A complete answer from Deskie that is not a cacheable 200 (401, 429, 5xx, a
- * range Deskie refuses...). It is passed to the client as it came, status and
- * body, and never stored. It travels as a rejection so that every request
- * coalesced onto the same fetch receives it.
- */
+/** Deskie's answer other than a 200: passed on as it came, never stored; a rejection, so every request coalesced onto the fetch gets it. */
 export class UpstreamAnswer extends Error {
   constructor(
     readonly statusCode: number,

@@ -5,12 +5,9 @@ import type { FastifyInstance } from 'fastify';
 import { RESPONSE_HEADERS, SHARED_SCHEMAS } from './stats-schema.js';
 
 /**
- * The API description: an OpenAPI 3.1 document at /docs/json (and /docs/yaml)
- * and Swagger UI at /docs. @fastify/swagger builds it from each route's own
- * schema and sees a route as it is declared, so registerOpenApi goes before
- * the routes it describes. What no route says is here: the document's info,
- * security schemes and tags, the schemas routes share, and how HEAD and an
- * object in a query string are written.
+ * OpenAPI 3.1 at /docs/json (and /docs/yaml), Swagger UI at /docs. @fastify/swagger sees a route as it is declared, so
+ * registerOpenApi goes before the routes. Here is what no route says: info, security schemes, tags, shared schemas, and
+ * how HEAD and an object in a query string are written.
  */
 
 /** Where the page, its assets and the document (`/docs/json`, `/docs/yaml`) are served. */
@@ -118,11 +115,7 @@ function packageVersion(): string {
   }
 }
 
-/**
- * The document as swagger built it, written as a client reads it: HEAD apart
- * from GET, an object in a query string as deepObject, a shared header once
- * (components/headers), and only the tags in use.
- */
+/** Swagger's document as a client reads it: HEAD apart from GET, deepObject query objects, shared headers once, only tags in use. */
 function finish(document: Document): Document {
   const paths = Object.fromEntries(Object.entries(document.paths ?? {}).map(([path, item]) => [path, finishPath(item)]));
   const used = new Set(Object.values(paths).flatMap((item) => Object.values(item).flatMap((operation) => (operation as Operation).tags ?? [])));
@@ -149,7 +142,6 @@ function finishPath(item: PathItem): PathItem {
   };
 }
 
-/** The object without one of its fields. */
 const without = <T extends object>(object: T, field: keyof T): T => Object.fromEntries(Object.entries(object).filter(([key]) => key !== field)) as T;
 
 function finishOperation(operation: Operation): Operation {

@@ -8,15 +8,9 @@ import { ACCEPTED_TIME_FORMS } from '../deskie/time.js';
 import { BOM_PARAMETER, BOM_VALUES, CODINGS, CSV_TYPE, DEFAULT_FORMAT, FORMAT_PARAMETER, FORMATS, PROXY_PARAMETERS } from '../formats/representations.js';
 
 /**
- * The statistics routes' contract, for the API description only: their
- * queries are checked by deskie/query.ts (its own messages, one check per
- * window) and their answers are Buffers, so the routes that carry this schema
- * turn Fastify's validation off. Built once, when the routes are declared,
- * from the tables the validator reads (deskie/endpoints.ts, PERIODS, FORMATS,
- * PROXY_PARAMETERS, deskie/fields.ts): a value added there is documented with
- * no edit here, and a rule that cannot be described throws. The answers'
- * pieces other routes describe too are here: the response headers, the error
- * answer, and the schemas docs.ts registers for routes to refer to.
+ * The statistics routes' contract, for the API description only (deskie/query.ts checks queries, answers are Buffers).
+ * Built from the tables the validator reads, so a value added there is documented with no edit here, and a rule that
+ * cannot be described throws. Also the pieces other routes share: response headers, the error answer, shared schemas.
  */
 
 /** A JSON Schema (2020-12, the dialect of OpenAPI 3.1). */
@@ -57,11 +51,7 @@ export function statsRouteSchema(endpoint: EndpointSpec, { extraParameters, clie
 // ---------------------------------------------------------------------------
 // Parameters, from the validator's tables
 
-/**
- * The values a rule accepts as a JSON Schema, built from the rule's own data:
- * the listed values, the pattern, the bounds. A rule with none of these
- * cannot be described, and throws.
- */
+/** The values a rule accepts as a JSON Schema, from its listed values, pattern or bounds; a rule with none throws. */
 export function valueSchema(rule: ValueRule): Schema {
   const examples = rule.examples === undefined ? {} : { examples: [...rule.examples] };
   if (rule.minimum !== undefined || rule.maximum !== undefined) {
@@ -86,7 +76,6 @@ export function valueSchema(rule: ValueRule): Schema {
 
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** The object without its undefined fields. */
 function definedFields<T extends object>(object: T): T {
   return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as T;
 }

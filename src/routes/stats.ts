@@ -71,27 +71,23 @@ export async function statsRoutes(app: FastifyInstance, options: StatsRouteOptio
       // Freshness is told as of now: a miss may have waited seconds for Deskie.
       return result.then((fetched) => sendAnswer(request, reply, fetched, variant, clock(), options));
     };
-    // HEAD is declared with GET rather than left to Fastify's automatic HEAD
-    // routes, which would label a 304 with "Content-Length: 0" (RFC 9110 §8.6).
+    // HEAD declared with GET: Fastify's automatic HEAD would label a 304 "Content-Length: 0" (RFC 9110 §8.6).
     app.route({
       method: ['GET', 'HEAD'],
       url: endpoint.path,
       handler,
       config: { endpoint: endpoint.name },
-      // For the API description only: deskie/query.ts checks the query, and the answers are Buffers.
+      // For the API description only (stats-schema.ts): no validation, no serializer.
       schema: statsRouteSchema(endpoint, { extraParameters: queryContext.extraParameters, clientAuth: options.clientAuth }),
       validatorCompiler: () => () => true,
-      // Answers are Buffers: no serializer is needed for the response schemas.
       serializerCompiler: () => (data) => JSON.stringify(data),
     });
   }
 }
 
 /**
- * An endpoint's query check, remembered by the parsed query string it came
- * from: the query string parser hands the same object for the same string
- * (deskie/query-string.ts), so a dashboard's repeated poll is checked once
- * per window rather than on every hit. Throws what the check refuses.
+ * An endpoint's query check, remembered by the parsed query string (the parser hands the same object for the same
+ * string: deskie/query-string.ts), so a repeated poll is checked once per window, not on every hit.
  */
 function checkedQueries(endpoint: EndpointSpec, context: StatsRouteOptions['queryContext']): (raw: RawQuery, nowMs: number) => CheckedQuery {
   const checked = new WeakMap<object, CheckedQuery>();
@@ -126,14 +122,9 @@ function variantFor(query: StatsQuery, headers: IncomingHttpHeaders): Variant {
 }
 
 /**
- * A cached answer in the format and coding asked for (rendered now when
- * this is the entry's first request for them): a 200 with its body, or a 304
- * when the request's validators match. `ttl` in Cache-Status is the
- * remaining freshness (negative for a stale answer); Cache-Control's max-age
- * is the whole lifetime and Age the time since the fetch, so a client cache
- * computes the same remaining freshness (RFC 9111 §4.2.3). An answer that
- * could not be stored is no-store: a client must not keep what this cache
- * could not.
+ * A 200, or a 304 when the validators match. Cache-Status `ttl` is the remaining freshness (negative when stale);
+ * max-age is the whole lifetime and Age the time since the fetch, so a client cache computes the same (RFC 9111
+ * §4.2.3). An answer this cache could not store is no-store.
  */
 function sendAnswer(
   request: FastifyRequest,

@@ -147,11 +147,7 @@ export function entriesRoutes(admin: FastifyInstance, { store, clock, log }: Ent
 /** What a route's parameters take, in its order. */
 const accepts = (names: ReadonlyArray<keyof typeof ACCEPTS>): Record<string, string> => Object.fromEntries(names.map((name) => [name, ACCEPTS[name]]));
 
-/**
- * With a shared store, the entries are the cluster's: while Redis cannot be
- * reached, a list would show this replica's copies only, and a purge would
- * leave Redis and the other replicas as they are. Both are refused instead.
- */
+/** Without Redis, a list would show this replica's copies only and a purge miss the others: both are refused instead. */
 function needsSharedStore(store: AnswerStore, action: string): void {
   const { shared } = store;
   if (shared !== undefined && shared.redis !== 'up') throw storeUnreachable(action);
@@ -176,10 +172,7 @@ function entryFilter({ endpoint, period, partition }: Static<typeof PurgeQuery>)
   };
 }
 
-/**
- * Endpoint, period, partition, then key: an order that does not change when
- * entries are asked for, so pages do not shift under a client walking them.
- */
+/** Endpoint, period, partition, then key: an order hits do not change, so pages do not shift under a client walking them. */
 function byListOrder(a: CachedAnswer, b: CachedAnswer): number {
   const [first, second] = [entryLabel(a), entryLabel(b)];
   return (

@@ -23,11 +23,7 @@ export interface PrewarmOptions {
 
 /** Queries one prewarm takes: the morning's queries of a dashboard fleet, and a bound on the calls one request can start. */
 export const MAX_PREWARM_QUERIES = 1000;
-/**
- * Prewarm's queries fetched at the same time. Each goes through the upstream
- * budget like a client's; a few at once finish a list sooner without
- * filling the budget's queue, so dashboards' own misses still get their turn.
- */
+/** Prewarm's queries fetched at once: a few finish a list sooner without filling the budget's queue, so dashboards still get their turn. */
 export const PREWARM_CONCURRENCY = 4;
 /** Largest prewarm body read: 1,000 queries of about a kilobyte each. */
 export const PREWARM_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -35,11 +31,7 @@ export const PREWARM_BODY_LIMIT_BYTES = 1024 * 1024;
 const PREWARM = '/admin/prewarm';
 const EXAMPLE_QUERY = '/api/stats_leaderboard.json?period=today';
 const ENDPOINT_BY_PATH: ReadonlyMap<string, EndpointSpec> = new Map(Object.values(ENDPOINTS).map((endpoint) => [endpoint.path, endpoint]));
-/**
- * HTTP Basic credentials (RFC 7617): what the stats routes accept, and base64
- * of `user:password` besides (checked in code), so a typo is a 400 here
- * rather than a Deskie 401 for each query. The scheme is case-insensitive.
- */
+/** HTTP Basic credentials (RFC 7617; the scheme is case-insensitive), and `user:password` inside (checked in code): a typo is one 400, not a 401 per query. */
 const BASIC_CREDENTIALS = '^[Bb][Aa][Ss][Ii][Cc]\\s+([A-Za-z0-9+/]+={0,2})\\s*$';
 const AUTHORIZATION_ACCEPTED =
   `authorization must be HTTP Basic credentials ("Basic " and the base64 of e-mail:API key, at most ${MAX_AUTHORIZATION_BYTES} characters), exactly as the dashboards send them: ` +
@@ -125,8 +117,7 @@ export async function prewarmRoutes(prewarm: FastifyInstance, options: PrewarmOp
       }
     });
     const startedAt = performance.now();
-    // A thousand queries may wait on the budget for many minutes with nothing sent: past
-    // CONNECTION_TIMEOUT_MS, which bounds one client's miss. Only this request's; Node resets it for the next.
+    // A thousand queries may wait minutes with nothing sent, past CONNECTION_TIMEOUT_MS; Node resets it for the next request.
     request.raw.socket.setTimeout(0);
     const results = await prewarmAll(options, authorization, queries);
     const outcomes: Record<string, number> = {};
@@ -138,11 +129,7 @@ export async function prewarmRoutes(prewarm: FastifyInstance, options: PrewarmOp
 
 const OWN_HEADERS = responseHeaders('X-Request-Id', 'Cache-Control');
 
-/**
- * The 400 for a body the schema refuses: the first thing wrong, in the
- * body's order (not an object, an unknown field, the credential, the list of
- * queries, then each query). The credential is never quoted back.
- */
+/** The 400 for a body the schema refuses: the first thing wrong, in the body's order; the credential is never quoted back. */
 function bodyRefusal(shape: string, serviceMode: boolean): (errors: FastifySchemaValidationError[]) => ProxyError {
   const fieldOf = ({ keyword, instancePath, params }: Refusal): string | undefined =>
     keyword === 'required' ? (params['requiredProperties'] as string[])[0] : instancePath.split('/')[1];
@@ -210,17 +197,11 @@ async function prewarmAll(options: PrewarmOptions, authorization: string, querie
   return results;
 }
 
-/**
- * One query through the cache, as a client's request goes: a fresh entry is
- * a hit and costs nothing, a miss waits its turn in the upstream budget and
- * joins a fetch already under way. Checked again now, so a period is the
- * window it means when it is fetched, not when the list was read.
- */
+/** One query through the cache as a client's goes, checked again now: a period is the window it means when fetched, not when read. */
 async function prewarmOne({ stats, clock, queryContext, log }: PrewarmOptions, authorization: string, item: PrewarmQuery): Promise<PrewarmResult> {
   try {
     const nowMs = clock();
     const query = parseStatsQuery(item.endpoint, parseQueryString(item.queryString), { ...queryContext, nowMs });
-    // A refresh's turn in the budget: dashboards waiting on a miss go first.
     const { answer, outcome } = await stats.answer(query, authorization, nowMs, item.variant, 'refresh');
     // A hit or a collapsed fetch may hold other formats only: render this one now, not on a dashboard's request.
     if (renderedVariant(answer, item.variant) === undefined) stats.representation(answer, item.variant);
