@@ -2,11 +2,7 @@ import { readFileSync } from 'node:fs';
 import { unauthorized } from '../http/errors.js';
 import { BearerTokens, type NamedToken } from './bearer.js';
 
-/**
- * Who asked, as Deskie and the cache see it: the Authorization sent to
- * Deskie, which also picks the cache partition, and in service mode the
- * name of the client's token (logged and counted; the token never is).
- */
+/** Who asked: the Authorization sent to Deskie (it picks the partition), and in service mode the token's name (logged; the token never is). */
 export interface Caller {
   readonly authorization: string;
   readonly client: string | undefined;

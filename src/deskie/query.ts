@@ -52,10 +52,8 @@ export interface StatsQuery {
 const TIME_PARAMETERS = new Set(['period', 'from_time', 'to_time']);
 
 /**
- * Checks a client's query against what the endpoint accepts and makes it
- * canonical. Anything not accepted is a 400 naming it, so nothing unknown
- * reaches Deskie and a cache-busting `?_=123` makes no entry. The rules cross
- * fields, so they live in this one function rather than half in a JSON schema.
+ * Checks a query against what the endpoint accepts and makes it canonical: anything else is a 400 naming it, so nothing
+ * unknown reaches Deskie and `?_=123` makes no entry. The rules cross fields, so they live here, not in a JSON schema.
  */
 export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, context: QueryContext): StatsQuery {
   const refused = query[QUERY_STRING_REFUSAL];

@@ -37,10 +37,8 @@ const loadIoredis = (): typeof Ioredis => createRequire(import.meta.url)('ioredi
 const REDIS_FORMAT_VERSION = 'v1';
 
 /**
- * A process's two connections to the shared Redis: commands, and
- * subscriptions (a subscribed connection can do nothing else). A command fails
- * after `timeoutMs`, and at once while the connection is down (no offline
- * queue), so a request goes on without Redis. ioredis reconnects forever.
+ * Two connections to Redis: commands, and subscriptions (a subscribed connection can do nothing else). A command fails
+ * after `timeoutMs`, and at once while down (no offline queue), so a request goes on without Redis; ioredis reconnects.
  */
 export class SharedRedis {
   readonly command: Redis;
