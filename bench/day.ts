@@ -26,13 +26,13 @@ import { request } from 'undici';
 import { startSimulator } from '../src/simulator/index.js';
 import { answers, DEMO_AUTHORIZATION, freePort, peakRss, pinned, SERVER_CORE, startChild, startCommand } from './lib.js';
 
-const ZONE = 'Europe/Berlin';
+export const ZONE = 'Europe/Berlin';
 /** Sunday morning in Berlin (at no round minute, as dashboards start): the day crosses midnight into Monday, a new week. */
 const START = DateTime.fromISO('2026-11-29T06:03:17', { zone: ZONE });
-const POLL_INTERVAL_MS = 30_000;
+export const POLL_INTERVAL_MS = 30_000;
 /** Dashboards, each showing three of the 40 queries: every query is on three or four of them. */
 export const DASHBOARDS = 50;
-const PANELS = 3;
+export const PANELS = 3;
 /** Dashboards start their polls spread over the interval, as real ones do. */
 const DASHBOARD_SPACING_MS = POLL_INTERVAL_MS / DASHBOARDS;
 const PLAIN_TTL_MS = 5 * 60 * 1000;
@@ -42,9 +42,9 @@ const REFRESH_AHEAD = 0.1;
 const CLOCK_HEADER = 'x-bench-now';
 
 /** Distinct exploring queries per MiB of cache: about twice what a MiB holds, so the store fills and evicts as many again. */
-const EXPLORING_QUERIES_PER_MIB = 500;
+export const EXPLORING_QUERIES_PER_MIB = 500;
 /** Calls a minute the exploring leaves to the dashboards: at most 40 windows change at once (midnight). */
-const DASHBOARD_CALLS_MARGIN = 50;
+export const DASHBOARD_CALLS_MARGIN = 50;
 /** Exploring requests in flight at once. */
 const EXPLORING_CONCURRENCY = 16;
 
@@ -71,7 +71,7 @@ interface DayQuery {
 }
 
 /** The 40 queries: the three endpoints, the everyday periods and some custom ranges. */
-function queries(): DayQuery[] {
+export function queries(): DayQuery[] {
   const periods = ['today', 'yesterday', 'this_week', 'this_month', 'last_24_hours'] as const;
   const list: DayQuery[] = [];
   for (const group of [1, 2, 3]) {
@@ -92,7 +92,7 @@ function queries(): DayQuery[] {
 }
 
 /** The i-th exploring query: a two-hour range of its own earlier in the year, a one-format leaderboard answer. */
-function exploringQuery(index: number): string {
+export function exploringQuery(index: number): string {
   const from = Date.parse('2026-01-01T00:00:00Z') / 1000 + 60 * index;
   return `/api/stats_leaderboard.json?from_time=${from}&to_time=${from + 7200}`;
 }
@@ -166,7 +166,7 @@ interface Health {
  * `npm start` does: under tsx, the loader's own thread would add some 35 MiB
  * to the RSS measured.
  */
-function compileDayProxy(): string {
+export function compileDayProxy(): string {
   const { outputText } = ts.transpileModule(readFileSync('bench/day-proxy.ts', 'utf8'), {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2023 },
   });
