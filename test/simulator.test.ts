@@ -5,7 +5,7 @@ import { CLI_USAGE, parseCliOptions } from '../src/simulator/cli-options.js';
 import { seedFor } from '../src/simulator/data.js';
 import { DEEP_JSON_DEPTH } from '../src/simulator/faults.js';
 import { SIMULATOR_FAULTS, startSimulator, type Simulator, type SimulatorFault, type SimulatorOptions } from '../src/simulator/index.js';
-import { InvalidKnobError } from '../src/simulator/knobs.js';
+import { DEFAULT_KNOBS, InvalidKnobError } from '../src/simulator/knobs.js';
 import { PERIODS } from '../src/simulator/params.js';
 import { RateLimitWindow } from '../src/simulator/rate-limit.js';
 
@@ -20,6 +20,8 @@ const HANG_TIMEOUT_MS = 200;
 /** A fixed start for injected clocks, epoch ms (2023-11-14T22:13:20Z). */
 const CLOCK_START_MS = 1_700_000_000_000;
 const SECOND_MS = 1_000;
+const MINUTE_MS = 60 * SECOND_MS;
+const DAY_MS = 24 * 60 * MINUTE_MS;
 /** A custom range, so answers do not move with the wall clock between two requests. */
 const FIXED_QUERY = 'from_time=2024-03-01&to_time=2024-03-20&group_id=318';
 
@@ -292,13 +294,15 @@ t.test('staff statuses: ranges of a week or more span pages, shorter ones do not
 });
 
 t.test('staff statuses: the staffStatusChanges knob sets how many changes every window holds', async (t) => {
-  const sim = await startSim(t, { knobs: { staffStatusChanges: 750 } });
+  const clock = manualClock();
+  const sim = await startSim(t, { knobs: { staffStatusChanges: 750 }, clock: clock.now });
   const first = await getJson(sim, `${STAFF_STATUSES}?period=today&page=1`);
   t.equal(statusChanges(first).length, 100, 'a day now fills its first page');
   const eighth = await getJson(sim, `${STAFF_STATUSES}?period=today&page=8`);
   t.equal(statusChanges(eighth).length, 50, 'the eighth page holds the last 50');
   t.equal(eighth.last_page, true, 'and is the last');
   sim.set({ staffStatusChanges: null });
+  clock.advance(5 * MINUTE_MS); // like any change to the data, it shows once Deskie's cache of today expires
   t.equal((await getJson(sim, `${STAFF_STATUSES}?period=today&page=1`)).last_page, true, 'null gives back the data of its own count');
 });
 
@@ -478,6 +482,10 @@ t.test('knob values are checked', async (t) => {
     { retryAfter: 30 },
     { rateLimitPerMinute: 0 },
     { staffStatusChanges: 7.5 },
+    { deskieCache: 'no' },
+    { foreignClient: 1 },
+    { foreignClientSeed: -1 },
+    { foreignClientIntervalMs: 0 },
     { lantencyMs: 10 },
   ];
   for (const knobs of bad) {
@@ -485,7 +493,7 @@ t.test('knob values are checked', async (t) => {
   }
   t.same(
     sim.knobs,
-    { latencyMs: 0, fault: 'none', faultAfterCalls: 0, retryAfterSeconds: 30, retryAfter: null, rateLimitPerMinute: 1500, staffStatusChanges: null },
+    { ...DEFAULT_KNOBS, rateLimitPerMinute: 1500 },
     'defaults untouched',
   );
   sim.set({ latencyMs: undefined, fault: 'error500' });
@@ -700,11 +708,13 @@ t.test('changing the numbers', async (t) => {
   });
 
   t.test('changeNumbers() gives every endpoint new numbers, the same for every simulator', async (t) => {
-    const sim = await startSim(t);
+    const clock = manualClock();
+    const sim = await startSim(t, { clock: clock.now });
     const other = await startSim(t);
     for (const path of [LEADERBOARD, STAFF_STATUSES, SATISFACTION]) {
       const before = await get(sim, `${path}?${FIXED_QUERY}`);
       t.equal(sim.changeNumbers(), sim.generation, 'changeNumbers() answers the new generation');
+      clock.advance(DAY_MS); // the new numbers come with the next compute, once the range's 1-day cache expires
       const after = await get(sim, `${path}?${FIXED_QUERY}`);
       t.equal(after.statusCode, 200, `${path}: still 200`);
       t.not(after.text, before.text, `${path}: new numbers after changeNumbers()`);
@@ -732,7 +742,21 @@ t.test('control routes', async (t) => {
     t.equal(answer.headers['content-type'], 'application/json; charset=utf-8', 'JSON content type');
     t.same(
       JSON.parse(answer.text),
-      { knobs: { latencyMs: 0, fault: 'rateLimited', faultAfterCalls: 0, retryAfterSeconds: 30, retryAfter: 'soon', rateLimitPerMinute: 10, staffStatusChanges: null } },
+      {
+        knobs: {
+          latencyMs: 0,
+          fault: 'rateLimited',
+          faultAfterCalls: 0,
+          retryAfterSeconds: 30,
+          retryAfter: 'soon',
+          rateLimitPerMinute: 10,
+          staffStatusChanges: null,
+          deskieCache: true,
+          foreignClient: false,
+          foreignClientSeed: 1,
+          foreignClientIntervalMs: 60_000,
+        },
+      },
       'answers every knob',
     );
     t.equal(answer.headers.rate_limit_per_minute, undefined, 'control answers carry no rate-limit headers');

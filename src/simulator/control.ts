@@ -3,12 +3,17 @@
 //   POST /_simulator/change-numbers   every later answer has new numbers
 //   POST /_simulator/revoke?user=E    E's calls get 401 ...
 //   POST /_simulator/restore?user=E   ... until restored
+//   GET  /_simulator/computed         Deskie's cache: totals, and the computes of every query
+//   GET  /_simulator/computed/api/stats_leaderboard.json?period=today
+//                                     the computes of that one query (as Deskie's cache keys it)
 // They are not Deskie: they are never counted in `calls`, never spend the rate
 // limit and are never delayed or faulted, so a test's count of upstream calls
 // stays the proxy's alone and a hung simulator can still be told to recover.
 import type { IncomingMessage } from 'node:http';
 import { errorReply, type SimulatorReply } from './endpoints.js';
+import type { CacheReport, QueryComputes } from './deskie-cache.js';
 import { InvalidKnobError, checkKnobs, type SimulatorKnobs } from './knobs.js';
+import { BadRequestError } from './params.js';
 
 export const CONTROL_PATH_PREFIX = '/_simulator/';
 /** A knobs body is a few hundred bytes; anything much bigger is a mistake. */
@@ -25,20 +30,33 @@ export interface SimulatorControls {
   revoke(email: string): boolean;
   /** Undoes revoke(); false when no user has that e-mail. */
   restore(email: string): boolean;
+  /** When the numbers of a query (`/api/...?...`, as sent) were computed; throws BadRequestError for a query Deskie would refuse. */
+  computes(pathAndQuery: string): QueryComputes;
+  /** Totals of Deskie's cache (computes, calls, wasted calls) and every query it remembers. */
+  cacheReport(): CacheReport;
 }
 
 interface ControlRequest {
   readonly query: URLSearchParams;
   readonly body: string;
+  /** What follows the route's name in the path (`/api/...` after `computed`); empty for the others. */
+  readonly rest: string;
+  readonly rawQuery: string;
 }
 
-type ControlRoute = (request: ControlRequest, controls: SimulatorControls) => SimulatorReply;
+interface ControlRoute {
+  readonly method: 'GET' | 'POST';
+  /** Whether the path may go on past the route's name. */
+  readonly takesPath?: boolean;
+  readonly answer: (request: ControlRequest, controls: SimulatorControls) => SimulatorReply;
+}
 
 const CONTROL_ROUTES: ReadonlyMap<string, ControlRoute> = new Map<string, ControlRoute>([
-  ['knobs', setKnobs],
-  ['change-numbers', (_request, controls) => jsonReply({ generation: controls.changeNumbers() })],
-  ['revoke', (request, controls) => userReply(request, (email) => controls.revoke(email), true)],
-  ['restore', (request, controls) => userReply(request, (email) => controls.restore(email), false)],
+  ['knobs', { method: 'POST', answer: setKnobs }],
+  ['change-numbers', { method: 'POST', answer: (_request, controls) => jsonReply({ generation: controls.changeNumbers() }) }],
+  ['revoke', { method: 'POST', answer: (request, controls) => userReply(request, (email) => controls.revoke(email), true) }],
+  ['restore', { method: 'POST', answer: (request, controls) => userReply(request, (email) => controls.restore(email), false) }],
+  ['computed', { method: 'GET', takesPath: true, answer: computedReply }],
 ]);
 
 /** A control request the simulator refuses; the status goes with the message. */
@@ -58,12 +76,18 @@ export function isControlPath(path: string): boolean {
 /** The answer to a request under /_simulator/; never rejects. */
 export async function answerControl(req: IncomingMessage, path: string, query: string, controls: SimulatorControls): Promise<SimulatorReply> {
   try {
-    const route = CONTROL_ROUTES.get(path.slice(CONTROL_PATH_PREFIX.length));
-    if (route === undefined) throw new ControlError(404, `no such control route: ${path}; routes are ${[...CONTROL_ROUTES.keys()].join(', ')}`);
-    if (req.method !== 'POST') return errorReply(405, `${path} takes POST`, { allow: 'POST' });
-    return route({ query: new URLSearchParams(query), body: await readBody(req) }, controls);
+    const name = path.slice(CONTROL_PATH_PREFIX.length);
+    const slash = name.indexOf('/');
+    const route = CONTROL_ROUTES.get(slash === -1 ? name : name.slice(0, slash));
+    if (route === undefined || (slash !== -1 && route.takesPath !== true)) {
+      throw new ControlError(404, `no such control route: ${path}; routes are ${[...CONTROL_ROUTES.keys()].join(', ')}`);
+    }
+    if (req.method !== route.method) return errorReply(405, `${path} takes ${route.method}`, { allow: route.method });
+    const rest = slash === -1 ? '' : name.slice(slash);
+    return route.answer({ query: new URLSearchParams(query), rawQuery: query, rest, body: await readBody(req) }, controls);
   } catch (error) {
     if (error instanceof ControlError) return errorReply(error.statusCode, error.message);
+    if (error instanceof BadRequestError) return errorReply(400, error.message);
     if (error instanceof InvalidKnobError) return errorReply(400, error.message);
     return errorReply(500, 'internal server error');
   }
@@ -73,6 +97,12 @@ export async function answerControl(req: IncomingMessage, path: string, query: s
 function setKnobs({ body }: ControlRequest, controls: SimulatorControls): SimulatorReply {
   controls.set(checkKnobs(body.trim() === '' ? {} : parseJson(body)));
   return jsonReply({ knobs: controls.knobs });
+}
+
+/** Without a path, the whole report; with one, that query's computes (window and lifetime as a call now would read them). */
+function computedReply({ rest, rawQuery }: ControlRequest, controls: SimulatorControls): SimulatorReply {
+  if (rest === '') return jsonReply(controls.cacheReport());
+  return jsonReply(controls.computes(rawQuery === '' ? rest : `${rest}?${rawQuery}`));
 }
 
 function userReply({ query }: ControlRequest, change: (email: string) => boolean, revoked: boolean): SimulatorReply {

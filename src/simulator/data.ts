@@ -86,14 +86,28 @@ const PRESENTATION_PARAMS: ReadonlySet<string> = new Set(['page', 'limit', 'sort
  * every query new numbers, as Deskie does once its own cache lifetime ends.
  */
 export function seedFor(endpoint: string, query: URLSearchParams, generation = 0): number {
-  const pairs = [...query]
-    .filter(([name]) => !PRESENTATION_PARAMS.has(name))
-    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
-    .sort();
-  const hash = createHash('sha256').update(`${endpoint}?${pairs.join('&')}`);
+  const hash = createHash('sha256').update(`${endpoint}?${dataQuery(query)}`);
   // Generation 0 keeps a fresh simulator's bytes; '#' cannot occur in the encoded pairs.
   if (generation > 0) hash.update(`#${generation}`);
   return hash.digest().readUInt32BE(0);
+}
+
+/** The parameters that choose the data (paging and sorting left out), encoded and sorted: what the seed and Deskie's cache key read. */
+export function dataQuery(query: URLSearchParams): string {
+  return [...query]
+    .filter(([name]) => !PRESENTATION_PARAMS.has(name))
+    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
+    .sort()
+    .join('&');
+}
+
+/** The paging and sorting parameters, encoded and sorted: with the data query, they name one exact answer. */
+export function presentationQuery(query: URLSearchParams): string {
+  return [...query]
+    .filter(([name]) => PRESENTATION_PARAMS.has(name))
+    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
+    .sort()
+    .join('&');
 }
 
 /** mulberry32: a small, well-known 32-bit generator; plenty for fake statistics. */

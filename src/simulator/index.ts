@@ -6,13 +6,16 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { DateTime, IANAZone } from 'luxon';
 import { answerControl, isControlPath, type SimulatorControls } from './control.js';
+import { cacheIdentity, type CacheIdentity, type CacheReport, type CacheSettings, type ComputeNumbers, DeskieCache, type QueryComputes } from './deskie-cache.js';
 import { answerStats, type DataKnobs, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
 import { faultReply } from './faults.js';
 import { DEFAULT_KNOBS, checkKnobs, type SimulatorKnobs } from './knobs.js';
+import { BadRequestError } from './params.js';
 import { RateLimitWindow, type RateLimitQuota } from './rate-limit.js';
 
 export { SIMULATOR_FAULTS, type SimulatorFault, type SimulatorKnobs } from './knobs.js';
 export { CONTROL_PATH_PREFIX } from './control.js';
+export type { CacheReport, ComputeRecord, ComputedBy, QueryComputes } from './deskie-cache.js';
 
 export interface SimulatorOptions {
   host?: string; // default '127.0.0.1'
@@ -20,7 +23,7 @@ export interface SimulatorOptions {
   users?: Record<string, string>; // e-mail -> API key; default { 'demo@example.com': 'demo' }
   rateLimitPerMinute?: number; // default 1500; `knobs.rateLimitPerMinute` wins when both are given
   knobs?: Partial<SimulatorKnobs>;
-  /** Epoch ms for the rate-limit window and for what "now" means to the periods, so a test moves time instead of sleeping; default Date.now. */
+  /** Epoch ms for the rate-limit window, Deskie's cache lifetimes and what "now" means to the periods, so a test moves time instead of sleeping; default Date.now. */
   clock?: () => number;
   /** The account's time zone (an IANA name): periods and times without an offset are read in it; default UTC. */
   timezone?: string;
@@ -65,6 +68,12 @@ const DEFAULT_PORT = 0;
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1_500;
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+/** Headers on every statistics answer (not Deskie's): when its numbers were computed and expire, and whether this call computed them. */
+export const COMPUTED_AT_HEADER = 'x-simulator-computed-at';
+export const EXPIRES_AT_HEADER = 'x-simulator-expires-at';
+export const CACHE_HEADER = 'x-simulator-cache';
+/** changeNumbers() instants kept to tell the foreign client's past computes their generation. */
+const MAX_GENERATION_TIMES = 10_000;
 const BASIC_AUTH = /^Basic\s+(\S+)\s*$/i;
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
@@ -89,6 +98,11 @@ class SimulatedDeskie implements Simulator {
   #requests: RecordedRequest[] = [];
   #knobs: SimulatorKnobs;
   #generation = 0;
+  /** Clock instants of the changeNumbers() calls, oldest first (the last MAX_GENERATION_TIMES). */
+  readonly #generationTimes: number[] = [];
+  readonly #deskieCache: DeskieCache;
+  /** When the foreign client was last turned on: it has made no call before. */
+  #foreignSinceMs: number;
   /** Answers waiting for release(); null when not holding. */
   #heldAnswers: Array<() => void> | null = null;
   /** Whether new answers join #heldAnswers. */
@@ -109,6 +123,8 @@ class SimulatedDeskie implements Simulator {
     this.#clock = clock;
     this.#timezone = timezone;
     this.#rateLimit = new RateLimitWindow(knobs.rateLimitPerMinute);
+    this.#deskieCache = new DeskieCache(timezone);
+    this.#foreignSinceMs = clock();
   }
 
   get url(): string {
@@ -131,13 +147,27 @@ class SimulatedDeskie implements Simulator {
   }
 
   set(changes: Partial<SimulatorKnobs>): void {
+    const foreignClientWasOn = this.#knobs.foreignClient;
     this.#knobs = { ...this.#knobs, ...checkKnobs(changes) };
     this.#rateLimit.limitPerMinute = this.#knobs.rateLimitPerMinute;
+    if (this.#knobs.foreignClient && !foreignClientWasOn) this.#foreignSinceMs = this.#clock();
   }
 
   changeNumbers(): number {
     this.#generation += 1;
+    this.#generationTimes.push(this.#clock());
+    if (this.#generationTimes.length > MAX_GENERATION_TIMES) this.#generationTimes.shift();
     return this.#generation;
+  }
+
+  computes(pathAndQuery: string): QueryComputes {
+    const { path, query } = splitUrl(pathAndQuery);
+    const nowMs = this.#clock();
+    return this.#deskieCache.query(this.#cacheIdentity(path, new URLSearchParams(query), nowMs), nowMs, this.#cacheSettings());
+  }
+
+  cacheReport(): CacheReport {
+    return this.#deskieCache.report(this.#clock(), this.#cacheSettings());
   }
 
   revoke(email: string): boolean {
@@ -223,7 +253,7 @@ class SimulatedDeskie implements Simulator {
       }
       let reply: SimulatorReply;
       try {
-        reply = faultReply(fault, current) ?? this.#answer(req, path, query, quota, authenticated, current);
+        reply = faultReply(fault, current) ?? this.#answer(req, path, query, quota, authenticated);
       } catch {
         // It may run inside the proxy's process (no DESKIE_URL): a bug here answers 500, not ends the process.
         reply = errorReply(500, 'internal server error');
@@ -256,13 +286,58 @@ class SimulatedDeskie implements Simulator {
     });
   }
 
-  #answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota, authenticated: boolean, data: DataKnobs): SimulatorReply {
+  #answer(req: IncomingMessage, path: string, query: string, quota: RateLimitQuota, authenticated: boolean): SimulatorReply {
     if (!quota.admitted) return errorReply(429, 'rate limit exceeded', { retry_after: String(quota.retryAfterSeconds) });
     const endpoint = req.method === 'GET' ? findEndpoint(path) : undefined;
     if (endpoint === undefined) return errorReply(404, `no such endpoint: ${req.method ?? ''} ${path}`);
     if (!authenticated) return errorReply(401, 'authentication failed');
-    const now = DateTime.fromMillis(this.#clock(), { zone: this.#timezone });
-    return answerStats(endpoint, new URLSearchParams(query), now, this.#generation, data);
+    const params = new URLSearchParams(query);
+    const nowMs = this.#clock();
+    let identity: CacheIdentity;
+    try {
+      identity = cacheIdentity(endpoint.path, endpoint.maxRangeMonths, params, DateTime.fromMillis(nowMs, { zone: this.#timezone }));
+    } catch (error) {
+      if (error instanceof BadRequestError) return errorReply(400, error.message);
+      throw error;
+    }
+    // The numbers are those of their compute: its generation and data, and the window as it was then.
+    const served = this.#deskieCache.serve(identity, nowMs, this.#cacheSettings(), (compute) =>
+      answerStats(endpoint, params, DateTime.fromMillis(compute.computedAtMs, { zone: this.#timezone }), compute.generation, compute),
+    );
+    if (served.reply.statusCode !== 200) return served.reply;
+    const computeHeaders = {
+      [COMPUTED_AT_HEADER]: new Date(served.compute.computedAtMs).toISOString(),
+      [EXPIRES_AT_HEADER]: new Date(served.compute.expiresAtMs).toISOString(),
+      [CACHE_HEADER]: served.cached ? 'hit' : 'miss',
+    };
+    return { ...served.reply, headers: { ...served.reply.headers, ...computeHeaders } };
+  }
+
+  /** Deskie's cache key for a query the simulator would answer; throws BadRequestError when it would not. */
+  #cacheIdentity(path: string, params: URLSearchParams, nowMs: number): CacheIdentity {
+    const endpoint = findEndpoint(path);
+    if (endpoint === undefined) throw new BadRequestError(`no such endpoint: ${path}`);
+    return cacheIdentity(endpoint.path, endpoint.maxRangeMonths, params, DateTime.fromMillis(nowMs, { zone: this.#timezone }));
+  }
+
+  #cacheSettings(): CacheSettings {
+    const knobs = this.#knobs;
+    return {
+      deskieCache: knobs.deskieCache,
+      foreignClient: knobs.foreignClient,
+      foreignClientSeed: knobs.foreignClientSeed,
+      foreignClientIntervalMs: knobs.foreignClientIntervalMs,
+      foreignSinceMs: this.#foreignSinceMs,
+      numbersAt: (atMs) => this.#numbersAt(atMs, knobs),
+    };
+  }
+
+  /** The generation in force at `atMs` (a foreign compute replayed later must not see a change made after it), and the data knobs now. */
+  #numbersAt(atMs: number, data: DataKnobs): ComputeNumbers {
+    let generation = this.#generation;
+    if (atMs >= this.#clock()) return { generation, staffStatusChanges: data.staffStatusChanges };
+    for (let index = this.#generationTimes.length - 1; index >= 0 && (this.#generationTimes[index] ?? 0) > atMs; index--) generation--;
+    return { generation, staffStatusChanges: data.staffStatusChanges };
   }
 }
 

@@ -28,10 +28,21 @@ export interface SimulatorKnobs {
   rateLimitPerMinute: number;
   /** Status changes every staff-status window holds (100 a page), to make a merge of known length; default null, the data's own count. */
   staffStatusChanges: number | null;
+  /** Deskie's own cache: a query's numbers are computed once per lifetime of its period; default true. False computes at every call. */
+  deskieCache: boolean;
+  /** Another client of the account calls every query at random moments, so its calls, not only ours, start cache periods; default false. */
+  foreignClient: boolean;
+  /** Seeds the foreign client's moments, so a run can be repeated; default 1. */
+  foreignClientSeed: number;
+  /** The foreign client calls each query once in every interval this long, at a random moment within it; default 60000. */
+  foreignClientIntervalMs: number;
 }
 
 /** `retry_after` of the `rateLimited` fault unless a test asks for another, in seconds. */
 const DEFAULT_FAULT_RETRY_AFTER_SECONDS = 30;
+
+/** How often the foreign client calls each query, on average: a dashboard polling every minute. */
+const DEFAULT_FOREIGN_CLIENT_INTERVAL_MS = 60_000;
 
 /** Every knob but the rate limit, whose default comes from the simulator's options. */
 export const DEFAULT_KNOBS: Readonly<Omit<SimulatorKnobs, 'rateLimitPerMinute'>> = {
@@ -41,6 +52,10 @@ export const DEFAULT_KNOBS: Readonly<Omit<SimulatorKnobs, 'rateLimitPerMinute'>>
   retryAfterSeconds: DEFAULT_FAULT_RETRY_AFTER_SECONDS,
   retryAfter: null,
   staffStatusChanges: null,
+  deskieCache: true,
+  foreignClient: false,
+  foreignClientSeed: 1,
+  foreignClientIntervalMs: DEFAULT_FOREIGN_CLIENT_INTERVAL_MS,
 };
 
 /** A knob value the simulator cannot run with; POST /_simulator/knobs answers it with 400. */
@@ -62,6 +77,10 @@ const KNOB_RULES: Readonly<Record<keyof SimulatorKnobs, KnobRule>> = {
   // Zero would refuse every call forever; Deskie's smallest budget is 20 a minute.
   rateLimitPerMinute: { accepts: (value) => isWholeNumber(value) && value > 0, expected: 'a positive integer' },
   staffStatusChanges: { accepts: (value) => value === null || isWholeNumber(value), expected: 'a whole number of changes or null' },
+  deskieCache: { accepts: isBoolean, expected: 'true or false' },
+  foreignClient: { accepts: isBoolean, expected: 'true or false' },
+  foreignClientSeed: { accepts: isWholeNumber, expected: 'a whole number' },
+  foreignClientIntervalMs: { accepts: (value) => isWholeNumber(value) && value > 0, expected: 'a positive whole number of milliseconds' },
 };
 
 /**
@@ -90,6 +109,10 @@ export function checkKnobs(changes: unknown): Partial<SimulatorKnobs> {
 
 function isWholeNumber(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function isBoolean(value: unknown): value is boolean {
+  return typeof value === 'boolean';
 }
 
 function isFault(value: unknown): value is SimulatorFault {

@@ -1,0 +1,294 @@
+// Deskie's own cache (deskie-api-stats.txt, "Caching"): a statistic is
+// recomputed only when the account's cached copy for that query has expired,
+// and calls within the period's lifetime get the numbers already computed.
+// Each compute is recorded, so a test or the bench can tell when the numbers
+// of an answer were computed and how many calls got numbers already given.
+import { createHash } from 'node:crypto';
+import { DateTime, Duration, type DurationLike } from 'luxon';
+import { dataQuery, presentationQuery } from './data.js';
+import type { SimulatorReply } from './endpoints.js';
+import { resolveWindow, type Period, type TimeWindow } from './params.js';
+
+/** Deskie's cache lifetime for each period (deskie-api-stats.txt, "Caching"); the simulator's own copy of the table. */
+const PERIOD_LIFETIMES: Readonly<Record<Period, DurationLike>> = {
+  last_24_hours: { minutes: 5 },
+  last_7_days: { hours: 1 },
+  last_14_days: { hours: 1 },
+  last_30_days: { days: 1 },
+  today: { minutes: 5 },
+  yesterday: { days: 1 },
+  this_week: { days: 1 },
+  last_week: { weeks: 1 },
+  this_month: { days: 1 },
+  last_month: { months: 1 },
+  month_2: { months: 1 },
+  month_3: { months: 1 },
+  month_4: { months: 1 },
+  month_5: { months: 1 },
+  month_6: { months: 1 },
+  '3_previous_months': { months: 1 },
+  '6_previous_months': { months: 1 },
+  this_year: { days: 1 },
+  last_year: { years: 1 },
+};
+/** The table's two custom-range rows: up to one day long (one day included), and longer. */
+const SHORT_CUSTOM_LIFETIME: DurationLike = { hours: 1 };
+const LONG_CUSTOM_LIFETIME: DurationLike = { days: 1 };
+const SECONDS_PER_DAY = 86_400;
+
+/** Queries whose computes are remembered; the least recently asked is forgotten beyond it. */
+export const MAX_CACHED_QUERIES = 10_000;
+/** Computes kept per query, newest last (a day of `today` is 288). */
+export const MAX_COMPUTES_PER_QUERY = 1_000;
+/** Foreign calls replayed for one query at one step, so a clock moved years ahead costs a bounded loop. */
+const MAX_FOREIGN_CALLS_PER_STEP = 100_000;
+
+export type ComputedBy = 'call' | 'foreignClient';
+
+/** One computation of a query's numbers. */
+export interface ComputeRecord {
+  /** Epoch ms of the simulator's clock. */
+  readonly computedAtMs: number;
+  /** When Deskie computes again: computedAtMs + the lifetime (computedAtMs itself with the cache off). */
+  readonly expiresAtMs: number;
+  /** A call to the simulator, or the other client of the account (the foreignClient knob). */
+  readonly by: ComputedBy;
+  /** The changeNumbers() generation the numbers come from. */
+  readonly generation: number;
+  /** Calls answered with these numbers. */
+  calls: number;
+  /** Of those, calls whose exact request (paging and sorting included) these numbers had already answered. */
+  wastedCalls: number;
+}
+
+/** What the simulator knows of one query's cache. */
+export interface QueryComputes {
+  /** Deskie's cache key: endpoint, data parameters sorted, and the window a calendar period means. */
+  readonly query: string;
+  /** ISO 8601 duration, e.g. PT5M. */
+  readonly lifetime: string;
+  /** The compute whose numbers a call now would get, or null when it would compute. */
+  readonly current: ComputeRecord | null;
+  readonly calls: number;
+  readonly wastedCalls: number;
+  /** Oldest first; the last MAX_COMPUTES_PER_QUERY. */
+  readonly computes: readonly ComputeRecord[];
+}
+
+export interface CacheReport {
+  readonly computes: number;
+  readonly calls: number;
+  readonly wastedCalls: number;
+  /** Least recently asked first. */
+  readonly queries: readonly QueryComputes[];
+}
+
+/** The knobs and state the cache reads at each call. */
+export interface CacheSettings {
+  readonly deskieCache: boolean;
+  readonly foreignClient: boolean;
+  readonly foreignClientSeed: number;
+  readonly foreignClientIntervalMs: number;
+  /** When the foreign client started, epoch ms: it has made no call before. */
+  readonly foreignSinceMs: number;
+  /** The generation in force at an instant, and the data knobs now. */
+  numbersAt(atMs: number): ComputeNumbers;
+}
+
+/** What a compute's numbers are made of, apart from its time. */
+export interface ComputeNumbers {
+  readonly generation: number;
+  readonly staffStatusChanges: number | null;
+}
+
+/** What a render needs from a compute: its time and its numbers. */
+export interface Compute extends ComputeNumbers {
+  readonly computedAtMs: number;
+}
+
+/** Which cached numbers a request reads, and which exact answer it is. */
+export interface CacheIdentity {
+  readonly key: string;
+  readonly answerKey: string;
+  readonly lifetime: DurationLike;
+}
+
+/**
+ * The cache identity of a request at `now`; throws BadRequestError for a window Deskie refuses. Paging and sorting
+ * choose a slice of the same numbers, so they are not in the key; a calendar period's key holds the window it means,
+ * so `today` after midnight is a new query (the rolling `last_24_hours` is keyed by its name alone).
+ */
+export function cacheIdentity(path: string, maxRangeMonths: number, query: URLSearchParams, now: DateTime): CacheIdentity {
+  const window = resolveWindow(query, maxRangeMonths, now);
+  const period = query.get('period') as Period | null;
+  const anchor = period === null || period === 'last_24_hours' ? '' : `@${window.fromSeconds}`;
+  const key = `${path}?${dataQuery(query)}${anchor}`;
+  return { key, answerKey: `${key}#${presentationQuery(query)}`, lifetime: lifetimeOf(period, window) };
+}
+
+function lifetimeOf(period: Period | null, window: TimeWindow): DurationLike {
+  if (period !== null) return PERIOD_LIFETIMES[period];
+  return window.spanSeconds <= SECONDS_PER_DAY ? SHORT_CUSTOM_LIFETIME : LONG_CUSTOM_LIFETIME;
+}
+
+/** Months and years are calendar amounts in the account's zone; shorter lifetimes are lengths. */
+function expiryOf(computedAtMs: number, lifetime: DurationLike, zone: string): number {
+  const duration = Duration.fromDurationLike(lifetime);
+  const calendar = duration.years !== 0 || duration.months !== 0;
+  return DateTime.fromMillis(computedAtMs, { zone: calendar ? zone : 'utc' }).plus(duration).toMillis();
+}
+
+interface LiveCompute {
+  readonly record: ComputeRecord;
+  readonly numbers: Compute;
+  /** Answer keys these numbers have answered. */
+  readonly answered: Set<string>;
+}
+
+interface QueryState {
+  readonly key: string;
+  readonly lifetime: DurationLike;
+  current: LiveCompute | null;
+  readonly computes: ComputeRecord[];
+  calls: number;
+  wastedCalls: number;
+  /** The foreign client's calls up to this instant have been replayed. */
+  foreignReplayedUntilMs: number;
+}
+
+export interface Served {
+  readonly reply: SimulatorReply;
+  readonly compute: ComputeRecord;
+  /** True when the numbers were computed before this call. */
+  readonly cached: boolean;
+}
+
+export class DeskieCache {
+  readonly #queries = new Map<string, QueryState>();
+  readonly #zone: string;
+  #computes = 0;
+  #calls = 0;
+  #wastedCalls = 0;
+
+  constructor(zone: string) {
+    this.#zone = zone;
+  }
+
+  /**
+   * Answers a call at `nowMs` from the numbers in force, or from numbers computed now. `render` makes the answer from a
+   * compute; a compute whose answer is not a 200 (a bad page, say) is not kept.
+   */
+  serve(identity: CacheIdentity, nowMs: number, settings: CacheSettings, render: (compute: Compute) => SimulatorReply): Served {
+    const state = this.#state(identity);
+    if (settings.deskieCache && settings.foreignClient) this.#replayForeignCalls(state, nowMs, settings);
+    const current = settings.deskieCache ? liveAt(state, nowMs) : null;
+    const compute = current ?? this.#newCompute(state, nowMs, 'call', settings);
+    const reply = render(compute.numbers);
+    if (reply.statusCode !== 200) return { reply, compute: compute.record, cached: current !== null };
+    if (current === null) this.#keep(state, compute);
+    const wasted = compute.answered.has(identity.answerKey);
+    compute.answered.add(identity.answerKey);
+    compute.record.calls += 1;
+    state.calls += 1;
+    this.#calls += 1;
+    if (wasted) {
+      compute.record.wastedCalls += 1;
+      state.wastedCalls += 1;
+      this.#wastedCalls += 1;
+    }
+    return { reply, compute: compute.record, cached: current !== null };
+  }
+
+  /** What is known of one query at `nowMs`, the foreign client's calls until then included. */
+  query(identity: CacheIdentity, nowMs: number, settings: CacheSettings): QueryComputes {
+    const state = this.#state(identity);
+    if (settings.deskieCache && settings.foreignClient) this.#replayForeignCalls(state, nowMs, settings);
+    return describe(state, settings.deskieCache ? liveAt(state, nowMs) : null);
+  }
+
+  /** Totals, and each remembered query as it was last seen. */
+  report(nowMs: number, settings: CacheSettings): CacheReport {
+    const queries = [...this.#queries.values()].map((state) => describe(state, settings.deskieCache ? liveAt(state, nowMs) : null));
+    return { computes: this.#computes, calls: this.#calls, wastedCalls: this.#wastedCalls, queries };
+  }
+
+  /** The query's state, made the most recently asked; the least recently asked goes beyond MAX_CACHED_QUERIES. */
+  #state(identity: CacheIdentity): QueryState {
+    let state = this.#queries.get(identity.key);
+    if (state === undefined) {
+      state = { key: identity.key, lifetime: identity.lifetime, current: null, computes: [], calls: 0, wastedCalls: 0, foreignReplayedUntilMs: -Infinity };
+    } else {
+      this.#queries.delete(identity.key);
+    }
+    this.#queries.set(identity.key, state);
+    if (this.#queries.size > MAX_CACHED_QUERIES) this.#queries.delete(this.#queries.keys().next().value as string);
+    return state;
+  }
+
+  #newCompute(state: QueryState, atMs: number, by: ComputedBy, settings: CacheSettings): LiveCompute {
+    const numbers = { ...settings.numbersAt(atMs), computedAtMs: atMs };
+    const expiresAtMs = settings.deskieCache ? expiryOf(atMs, state.lifetime, this.#zone) : atMs;
+    const record: ComputeRecord = { computedAtMs: atMs, expiresAtMs, by, generation: numbers.generation, calls: 0, wastedCalls: 0 };
+    return { record, numbers, answered: new Set() };
+  }
+
+  #keep(state: QueryState, compute: LiveCompute): void {
+    state.current = compute;
+    state.computes.push(compute.record);
+    if (state.computes.length > MAX_COMPUTES_PER_QUERY) state.computes.shift();
+    this.#computes += 1;
+  }
+
+  /**
+   * The other client calls each query once in every interval of foreignClientIntervalMs, at a moment drawn from the
+   * seed, the query and the interval; a call that finds the cache expired recomputes. Replayed up to `nowMs`, lazily.
+   */
+  #replayForeignCalls(state: QueryState, nowMs: number, settings: CacheSettings): void {
+    let afterMs = Math.max(state.foreignReplayedUntilMs, settings.foreignSinceMs);
+    for (let replayed = 0; replayed < MAX_FOREIGN_CALLS_PER_STEP; replayed++) {
+      const callAtMs = foreignCallAfter(state.key, afterMs, settings.foreignClientSeed, settings.foreignClientIntervalMs);
+      if (callAtMs > nowMs) break;
+      const live = liveAt(state, callAtMs);
+      if (live === null) {
+        this.#keep(state, this.#newCompute(state, callAtMs, 'foreignClient', settings));
+        afterMs = callAtMs;
+      } else {
+        // Its calls until the cached numbers expire change nothing.
+        afterMs = Math.max(callAtMs, live.record.expiresAtMs - 1);
+      }
+    }
+    state.foreignReplayedUntilMs = Math.max(state.foreignReplayedUntilMs, nowMs);
+  }
+}
+
+/** The compute in force at `atMs`, or null when a call would compute (a clock set back before it included). */
+function liveAt(state: QueryState, atMs: number): LiveCompute | null {
+  const current = state.current;
+  if (current === null) return null;
+  return current.record.computedAtMs <= atMs && atMs < current.record.expiresAtMs ? current : null;
+}
+
+function describe(state: QueryState, current: LiveCompute | null): QueryComputes {
+  return {
+    query: state.key,
+    lifetime: Duration.fromDurationLike(state.lifetime).toISO() ?? '',
+    current: current === null ? null : { ...current.record },
+    calls: state.calls,
+    wastedCalls: state.wastedCalls,
+    computes: state.computes.map((record) => ({ ...record })),
+  };
+}
+
+/** The foreign client's first call to `key` after `afterMs`: one call in each interval, at a seeded moment within it. */
+export function foreignCallAfter(key: string, afterMs: number, seed: number, intervalMs: number): number {
+  const slot = Math.floor(afterMs / intervalMs);
+  for (let next = slot; ; next++) {
+    const callAtMs = next * intervalMs + Math.floor(unitFraction(`${seed}:${next}:${key}`) * intervalMs);
+    if (callAtMs > afterMs) return callAtMs;
+  }
+}
+
+/** A number in [0, 1) drawn from `text`. */
+function unitFraction(text: string): number {
+  return createHash('sha256').update(text).digest().readUInt32BE(0) / 0x1_0000_0000;
+}
