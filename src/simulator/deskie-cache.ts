@@ -201,8 +201,10 @@ export class DeskieCache {
 
   /** What is known of one query at `nowMs`, the foreign client's calls until then included. */
   query(identity: CacheIdentity, nowMs: number, settings: CacheSettings): QueryComputes {
-    const state = this.#state(identity);
-    if (settings.deskieCache && settings.foreignClient) this.#replayForeignCalls(state, nowMs, settings);
+    const replaying = settings.deskieCache && settings.foreignClient;
+    // Looking at a query nobody asked for does not make it remembered, unless the foreign client has asked.
+    const state = this.#queries.get(identity.key) ?? (replaying ? this.#state(identity) : newState(identity));
+    if (replaying) this.#replayForeignCalls(state, nowMs, settings);
     return describe(state, settings.deskieCache ? liveAt(state, nowMs) : null);
   }
 
@@ -215,11 +217,8 @@ export class DeskieCache {
   /** The query's state, made the most recently asked; the least recently asked goes beyond MAX_CACHED_QUERIES. */
   #state(identity: CacheIdentity): QueryState {
     let state = this.#queries.get(identity.key);
-    if (state === undefined) {
-      state = { key: identity.key, lifetime: identity.lifetime, current: null, computes: [], calls: 0, wastedCalls: 0, foreignReplayedUntilMs: -Infinity };
-    } else {
-      this.#queries.delete(identity.key);
-    }
+    if (state === undefined) state = newState(identity);
+    else this.#queries.delete(identity.key);
     this.#queries.set(identity.key, state);
     if (this.#queries.size > MAX_CACHED_QUERIES) this.#queries.delete(this.#queries.keys().next().value as string);
     return state;
@@ -259,6 +258,10 @@ export class DeskieCache {
     }
     state.foreignReplayedUntilMs = Math.max(state.foreignReplayedUntilMs, nowMs);
   }
+}
+
+function newState(identity: CacheIdentity): QueryState {
+  return { key: identity.key, lifetime: identity.lifetime, current: null, computes: [], calls: 0, wastedCalls: 0, foreignReplayedUntilMs: -Infinity };
 }
 
 /** The compute in force at `atMs`, or null when a call would compute (a clock set back before it included). */
