@@ -18,7 +18,9 @@ export function startCommand(): { readonly nodeFlags: string[]; readonly script:
   const args = words.slice(words.indexOf('node') + 1);
   const scriptAt = args.findIndex((word) => !word.startsWith('-'));
   if (scriptAt === -1) throw new Error(`package.json's start script names no script to run: ${scripts.start}`);
-  return { nodeFlags: args.slice(0, scriptAt), script: args[scriptAt] as string };
+  // BENCH_NODE_FLAGS adds flags for a side-by-side run (the results name them).
+  const extra = process.env['BENCH_NODE_FLAGS']?.split(/\s+/).filter(Boolean) ?? [];
+  return { nodeFlags: [...args.slice(0, scriptAt), ...extra], script: args[scriptAt] as string };
 }
 
 /** Servers run on one core and the load (the generator, or this process when it loads in-process) on another, so neither takes the other's CPU. */

@@ -383,8 +383,8 @@ async function day(): Promise<Row[]> {
     row('dashboard day', 'polls that waited on Deskie', `${fmt(report.waits)}; first polls of a window: ${fmt(report.firstPolls)}`, 'only first polls', report.waits <= report.firstPolls, 'day'),
     row('dashboard day', 'stale answers served', fmt(report.staleAnswers), '0 (Deskie healthy)', report.staleAnswers === 0, 'day'),
     row('dashboard day', 'a plain cache: 5-minute TTL, keyed by URL', `${fmt(report.plainCalls)} calls, ${fmt(report.plainWrongWindow)} answers from the wrong window`, 'reference (this proxy keys by window: none)', null, 'day'),
-    row('memory', `entries kept at CACHE_MAX_BYTES=${cacheMib}MiB after ${fmt(report.exploringQueries)} distinct one-format leaderboard queries, paced by the default budget over the day's first ${report.exploringMinutes.toFixed(0)} minutes`, `${fmt(report.entries)} entries${full}, ${mib(report.storeBytes)} counted by the store, ${entriesPerMib.toFixed(0)} per MiB, ${fmt(report.exploringFailures)} failed`, `>= ${fmt(TARGET_ENTRIES_PER_MIB * cacheMib)} (${TARGET_ENTRIES_PER_MIB.toFixed(0)} per MiB), within the bound, 0 failed`, entriesPerMib >= TARGET_ENTRIES_PER_MIB && report.storeBytes <= DAY_CACHE_BYTES && report.exploringFailures === 0, 'day'),
-    row('memory', `the same day: the proxy's peak RSS (VmHWM, start-up included), its misses on the day's clock, about ${fmt(report.exploringQueries / (report.exploringMinutes * 60) * 60)} a minute of that clock but far more a real second`, `${mib(report.peakRss)} (${mib(report.startRss)} once ready)`, 'reference: V8 grows its heap with the garbage of misses no budget lets through in real time; see the next row', null, 'day'),
+    row('entries per MiB', `entries kept at CACHE_MAX_BYTES=${cacheMib}MiB after ${fmt(report.exploringQueries)} distinct one-format leaderboard queries, paced by the default budget over the day's first ${report.exploringMinutes.toFixed(0)} minutes`, `${fmt(report.entries)} entries${full}, ${mib(report.storeBytes)} counted by the store, ${entriesPerMib.toFixed(0)} per MiB, ${fmt(report.exploringFailures)} failed`, `>= ${fmt(TARGET_ENTRIES_PER_MIB * cacheMib)} (${TARGET_ENTRIES_PER_MIB.toFixed(0)} per MiB), within the bound, 0 failed`, entriesPerMib >= TARGET_ENTRIES_PER_MIB && report.storeBytes <= DAY_CACHE_BYTES && report.exploringFailures === 0, 'day'),
+    row('dashboard day', `the proxy's peak RSS (VmHWM, start-up included), its misses on the day's clock, about ${fmt(report.exploringQueries / (report.exploringMinutes * 60) * 60)} a minute of that clock but far more a real second`, `${mib(report.peakRss)} (${mib(report.startRss)} once ready)`, 'reference: V8 grows its heap with the garbage of misses no budget lets through in real time; see the next row', null, 'day'),
   ];
 }
 
@@ -395,7 +395,7 @@ async function memory(): Promise<Row[]> {
   return [
     row(
       'memory',
-      `the proxy's peak RSS (VmHWM, start-up included) in real time, Node flags of npm start: ${fmt(report.exploringQueries)} distinct leaderboard queries at the default budget's pace (${report.missesPerSecond.toFixed(1)} a second) while the day's dashboards poll, CACHE_MAX_BYTES=${mib(MEMORY_CACHE_BYTES)}`,
+      `the proxy's peak RSS (VmHWM, start-up included) in real time, Node flags: ${startCommand().nodeFlags.join(' ') || 'none, as npm start'}; ${fmt(report.exploringQueries)} distinct leaderboard queries at the default budget's pace (${report.missesPerSecond.toFixed(1)} a second) while the day's dashboards poll, CACHE_MAX_BYTES=${mib(MEMORY_CACHE_BYTES)}`,
       `${mib(report.peakRss)} (${mib(report.startRss)} once ready); ${fmt(report.entries)} entries${full}, ${mib(report.storeBytes)} counted; ${fmt(report.failures)} failed of ${fmt(report.exploringQueries + report.polls)} in ${report.seconds.toFixed(0)} s`,
       `<= ${mib(rssBound)} (the bound + ${mib(RSS_ALLOWANCE_BYTES)}), 0 failed`,
       report.peakRss <= rssBound && report.failures === 0,
