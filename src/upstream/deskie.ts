@@ -40,6 +40,8 @@ export interface UpstreamCall {
   readonly isNewCredential: () => boolean;
   /** Deskie has just answered this credential with a 200. */
   readonly accepted: () => void;
+  /** Deskie's refusal of this credential since the call was asked for, if any: then it is not sent. */
+  readonly refusedSince?: () => UpstreamAnswer | undefined;
   /** Calls the previous answer for the same key took: a `page=all` reserves them before its first call. */
   readonly expectedCalls: number;
 }
@@ -112,6 +114,9 @@ export class DeskieUpstream {
   async #get(endpoint: EndpointName, path: string, upstreamQuery: string, call: UpstreamCall, grant: BudgetGrant): Promise<DeskiePage> {
     const { client, budget, clock, log, onCall } = this.#options;
     const { authorization } = call;
+    // Refused while this call waited its turn (another key's call got the 401): that refusal is its answer, at no call.
+    const refusal = call.refusedSince?.();
+    if (refusal !== undefined) throw refusal;
     const startedAt = performance.now();
     grant.spend();
     let response;

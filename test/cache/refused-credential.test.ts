@@ -44,6 +44,21 @@ t.test('a key revoked in Deskie: ten panels past the recheck time cost one call,
   t.equal(stack.simulator.calls - callsBefore, 1);
 });
 
+t.test('a key revoked within its recheck time: no call waiting its turn is sent once the 401 has come, and every panel gets it', async (t) => {
+  const stack = await startStack(t, { env: { AUTH_RECHECK_SECONDS: String(RECHECK_SECONDS) } });
+  t.equal((await stack.get(PANELS[0] as string)).status, 200, 'the key worked, and is still vouched for');
+  stack.simulator.revoke('demo@example.com');
+  const callsBefore = stack.simulator.calls;
+  const { held, answers } = await panels(stack, PANELS.slice(1), DEMO);
+  t.ok(held < PANELS.length - 1, `the budget let ${held} calls go at once; the other panels waited their turn`);
+  t.same(
+    answers.map((answer) => answer.status),
+    PANELS.slice(1).map(() => 401),
+    'every panel gets the 401',
+  );
+  t.equal(stack.simulator.calls - callsBefore, held, 'only the calls already under way when the 401 came reached Deskie');
+});
+
 t.test('a bad key: six panels at once cost one call, and every panel gets its 401', async (t) => {
   const stack = await startStack(t);
   const { held, answers } = await panels(stack, PANELS.slice(0, 6), WRONG);
