@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { authorizationOf } from './auth/header.js';
+import type { Scheduler } from './cache/scheduler.js';
 import type { AnswerStore } from './cache/store.js';
 import type { Config } from './config/config.js';
 import { parseQueryString } from './deskie/query-string.js';
@@ -30,6 +31,8 @@ export interface AppOptions {
   readonly logger?: FastifyBaseLogger;
   /** Defaults to an in-memory store bounded by config.cacheMaxBytes. */
   readonly store?: AnswerStore;
+  /** Runs background refreshes when due on `clock`; defaults to timers. */
+  readonly scheduler?: Scheduler;
 }
 
 /** How often Node looks for connections past their header or request timeout (its default, 30 s, lets a slow loris linger). */
@@ -39,7 +42,7 @@ const connectionsCheckMs = (headersTimeoutMs: number): number => Math.min(1_000,
 export function buildApp(config: Config & { readonly deskieUrl: string }, options: AppOptions = {}): FastifyInstance {
   const clock = options.clock ?? Date.now;
   const log = options.logger ?? pino({ enabled: false });
-  const services = buildServices(config, { clock, log, store: options.store });
+  const services = buildServices(config, { clock, log, store: options.store, scheduler: options.scheduler });
   const app = Fastify({
     loggerInstance: log,
     // One access line per request, written in onResponse (observability/access-log.ts).
@@ -82,6 +85,9 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   });
 
   const { access } = config;
+  for (const name of config.retiredSettings) {
+    log.warn({ setting: name }, `${name} is retired and ignored: refreshes now go just after Deskie's own cache expires (REFRESH_MARGIN_MS, STALE_WHILE_REVALIDATE_SECONDS; see docs/freshness.md)`);
+  }
   if (access.mode === 'service' && access.clients === 'none') {
     log.warn('PROXY_AUTH=none: any client that reaches this server gets the statistics of the Deskie account, without a token');
   }

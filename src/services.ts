@@ -4,6 +4,7 @@ import { type Authenticate, clientAccess, readTokenFile } from './auth/clients.j
 import { CachedStats } from './cache/cached-stats.js';
 import { MemoryStore } from './cache/memory-store.js';
 import { RedisStore } from './cache/redis-store.js';
+import { type Scheduler, timerScheduler } from './cache/scheduler.js';
 import type { AnswerStore } from './cache/store.js';
 import type { Config } from './config/config.js';
 import { PeriodWindows } from './deskie/periods.js';
@@ -28,6 +29,8 @@ export interface ServiceOptions {
   readonly log: FastifyBaseLogger;
   /** Defaults to an in-memory store bounded by config.cacheMaxBytes (or Redis with REDIS_URL). */
   readonly store?: AnswerStore;
+  /** Runs refreshes when due on `clock`; defaults to timers. Tests inject one they fire as they move the clock. */
+  readonly scheduler?: Scheduler;
 }
 
 /** The long-lived objects of one proxy, built from its config; close() ends them in order. */
@@ -49,7 +52,7 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export function buildServices(config: Config & { readonly deskieUrl: string }, { clock, log, store: givenStore }: ServiceOptions): Services {
+export function buildServices(config: Config & { readonly deskieUrl: string }, { clock, log, store: givenStore, scheduler }: ServiceOptions): Services {
   const client = new DeskieClient({
     baseUrl: config.deskieUrl,
     timeoutMs: config.upstreamTimeoutMs,
@@ -84,12 +87,16 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
     log,
     onCall: (endpoint, status, seconds) => metrics.countUpstreamCall(endpoint, status, seconds),
   });
+  const windows = new PeriodWindows(config.timezone, config.weekStart);
   const stats = new CachedStats({
     store,
     upstream,
     clock,
     lifetimes: config.lifetimes,
-    keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshAhead: config.refreshAhead },
+    keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshMarginMs: config.refreshMarginMs },
+    staleWhileRevalidateMs: config.staleWhileRevalidateSeconds * 1000,
+    scheduler: scheduler ?? timerScheduler(clock),
+    windows,
     authFailureTtlMs: config.authFailureTtlSeconds * 1000,
     authRecheckMs: config.authRecheckSeconds * 1000,
     turnWaitMs: config.upstreamQueueMs,
@@ -108,7 +115,7 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
     readiness: new Readiness(),
     authenticate,
     queryContext: {
-      windows: new PeriodWindows(config.timezone, config.weekStart),
+      windows,
       ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
       extraParameters: config.extraParameters,
     },

@@ -23,7 +23,9 @@ t.test('defaults apply when nothing is set', async (t) => {
     logLevel: 'info',
     production: false,
     staleIfErrorSeconds: 86_400,
-    refreshAhead: 0.1,
+    refreshMarginMs: 1_000,
+    staleWhileRevalidateSeconds: 30,
+    retiredSettings: [],
     upstreamRatePerMin: undefined,
     upstreamReserve: 0.2,
     upstreamConcurrency: 4,
@@ -47,12 +49,15 @@ t.test('variables are read and converted', async (t) => {
     LOG_LEVEL: 'debug',
     STALE_IF_ERROR_SECONDS: '0',
     REFRESH_AHEAD: '0.25',
+    REFRESH_MARGIN_MS: '2500',
+    STALE_WHILE_REVALIDATE_SECONDS: '0',
     UPSTREAM_RATE_PER_MIN: '100',
     UPSTREAM_RESERVE: '0',
     UPSTREAM_CONCURRENCY: '2',
   });
   t.match(config, { port: 8080, deskieUrl: 'https://acme.deskie.io', timezone: 'Europe/Berlin', weekStart: 7, cacheMaxBytes: 67_108_864 });
-  t.match(config, { staleIfErrorSeconds: 0, refreshAhead: 0.25, upstreamRatePerMin: 100, upstreamReserve: 0, upstreamConcurrency: 2 });
+  t.match(config, { staleIfErrorSeconds: 0, refreshMarginMs: 2_500, staleWhileRevalidateSeconds: 0, upstreamRatePerMin: 100, upstreamReserve: 0, upstreamConcurrency: 2 });
+  t.same(config.retiredSettings, ['REFRESH_AHEAD'], 'a retired setting is accepted, and named for the warning at start-up');
   t.equal(config.cacheKeySecret.toString(), 'a-long-enough-secret');
 });
 
@@ -70,8 +75,8 @@ t.test('a bad variable is named in the error', async (t) => {
     [{ DESKIE_URL: 'ftp://acme.deskie.io' }, /DESKIE_URL must use http or https/],
     [{ CACHE_MAX_BYTES: '10' }, /CACHE_MAX_BYTES/],
     [{ CACHE_KEY_SECRET: 'short' }, /CACHE_KEY_SECRET/],
-    [{ REFRESH_AHEAD: 'half' }, /REFRESH_AHEAD must be a number such as 0.1; got "half"/],
-    [{ REFRESH_AHEAD: '1' }, /REFRESH_AHEAD must be <= 0.9/],
+    [{ REFRESH_MARGIN_MS: 'soon' }, /REFRESH_MARGIN_MS must be a whole number; got "soon"/],
+    [{ STALE_WHILE_REVALIDATE_SECONDS: '1.5' }, /STALE_WHILE_REVALIDATE_SECONDS must be a whole number; got "1.5"/],
     [{ UPSTREAM_RESERVE: '-0.1' }, /UPSTREAM_RESERVE must be a number/],
     [{ UPSTREAM_RATE_PER_MIN: '0' }, /UPSTREAM_RATE_PER_MIN must be >= 1/],
     [{ UPSTREAM_CONCURRENCY: '16' }, /UPSTREAM_CONCURRENCY \(16\) must not exceed UPSTREAM_CONNECTIONS \(8\)/],

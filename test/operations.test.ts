@@ -23,7 +23,7 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 }
 
 t.test('/metrics shows the hit ratio inputs, calls to Deskie and those saved, stale answers and the budget', async (t) => {
-  const stack = await startStack(t, { env: { REFRESH_AHEAD: '0' } });
+  const stack = await startStack(t, { env: { STALE_WHILE_REVALIDATE_SECONDS: '0' } });
   await stack.get(TODAY); // miss
   await stack.get(TODAY); // hit
   await stack.get(TODAY); // hit
@@ -95,7 +95,7 @@ t.test('/readyz is 503 once the store is unusable', async (t) => {
 
 t.test('each request leaves one access line at info, with its request id, outcome, bytes and time', async (t) => {
   const { logger, lines } = capturedLog('info');
-  const stack = await startStack(t, { logger, env: { REFRESH_AHEAD: '0' } });
+  const stack = await startStack(t, { logger, env: { STALE_WHILE_REVALIDATE_SECONDS: '0' } });
   const requestsOf = () => lines.filter((line) => line['msg'] === 'request' || line['msg'] === 'request refused');
   const miss = await stack.get(`${TODAY}&format=csv`, { headers: { 'x-request-id': 'dash-42.a' } });
   const hit = await stack.get(`${TODAY}&format=csv`, { headers: { 'x-request-id': 'bad id with spaces' } });

@@ -96,7 +96,7 @@ t.test('a wrong password gets Deskie\'s 401 even while a good fetch of the same 
 });
 
 t.test('requests that wait on the refetch of an expired entry say fwd=stale; collapsed', async (t) => {
-  const stack = await startStack(t, { env: { REFRESH_AHEAD: '0' } });
+  const stack = await startStack(t, { env: { STALE_WHILE_REVALIDATE_SECONDS: '0' } });
   await stack.get(`${LEADERBOARD}?period=today`);
   stack.clock.advance(300_000);
   stack.simulator.hold();
@@ -110,7 +110,7 @@ t.test('requests that wait on the refetch of an expired entry say fwd=stale; col
 });
 
 t.test('an entry expires with its TTL and the next request fetches again', async (t) => {
-  const stack = await startStack(t, { now: '2026-11-28T12:00:00Z', env: { REFRESH_AHEAD: '0' } });
+  const stack = await startStack(t, { now: '2026-11-28T12:00:00Z', env: { STALE_WHILE_REVALIDATE_SECONDS: '0' } });
   await stack.get(`${LEADERBOARD}?period=today`);
   stack.clock.advance(299_000);
   t.match((await stack.get(`${LEADERBOARD}?period=today`)).headers['cache-status'], /hit; ttl=1$/);

@@ -6,6 +6,7 @@ import { loadConfig } from '../src/config/config.js';
 import { eventually } from './helpers/eventually.js';
 import { startSimulator, type Simulator } from '../src/simulator/index.js';
 import { redisSkip, startRedis } from './helpers/redis.js';
+import { ManualScheduler } from './helpers/scheduler.js';
 import { DEMO, ManualClock } from './helpers/stack.js';
 
 /**
@@ -17,11 +18,14 @@ import { DEMO, ManualClock } from './helpers/stack.js';
 async function replicas(t: Test) {
   const redis = await startRedis(t);
   const clock = new ManualClock(Date.parse('2026-11-28T12:00:00Z'));
+  const schedulers: ManualScheduler[] = [];
   const simulator: Simulator = await startSimulator({ users: { 'demo@example.com': 'demo' } });
   t.teardown(() => simulator.close());
   const start = async (): Promise<(path: string) => Promise<{ status: number; cacheStatus: string }>> => {
     const config = loadConfig({ REDIS_URL: redis.url, CACHE_KEY_SECRET: 'one-secret-for-every-replica', DESKIE_URL: simulator.url });
-    const app: FastifyInstance = buildApp({ ...config, deskieUrl: simulator.url }, { clock: clock.now });
+    const scheduler = new ManualScheduler(clock);
+    schedulers.push(scheduler);
+    const app: FastifyInstance = buildApp({ ...config, deskieUrl: simulator.url }, { clock: clock.now, scheduler });
     await app.listen({ port: 0, host: '127.0.0.1' });
     t.teardown(() => app.close());
     const address = app.server.address();
@@ -37,7 +41,12 @@ async function replicas(t: Test) {
       return { status: response.statusCode, cacheStatus: String(response.headers['cache-status']) };
     };
   };
-  return { clock, simulator, a: await start(), b: await start() };
+  /** Moves the clock and runs what each replica has due. */
+  const advance = (ms: number): void => {
+    clock.advance(ms);
+    for (const scheduler of schedulers) scheduler.runDue();
+  };
+  return { clock, advance, simulator, a: await start(), b: await start() };
 }
 
 
@@ -45,22 +54,24 @@ const TODAY = '/api/stats_leaderboard.json?period=today';
 const YESTERDAY = '/api/stats_leaderboard.json?period=yesterday';
 
 t.test('replicas in one process on one Redis', redisSkip(), async (t) => {
-  t.test('a hot entry is refreshed ahead once for the cluster: the second replica takes the first one\'s refresh', async (t) => {
-    const { clock, simulator, a, b } = await replicas(t);
+  t.test('a key asked for on both replicas is refreshed once for the cluster when Deskie\'s cache expires', async (t) => {
+    const { advance, simulator, a, b } = await replicas(t);
     t.match(await a(TODAY), { status: 200, cacheStatus: /fwd=miss/ });
     t.match(await b(TODAY), { status: 200, cacheStatus: /; hit/ }, "b answers with a's answer");
+    advance(60_000);
+    t.match(await a(TODAY), { status: 200, cacheStatus: /; hit/ }, 'asked for on each replica while fresh: each has the refresh due');
     t.equal(simulator.calls, 1);
-    // Late in the entry's 5 minutes, with requests as far apart as what is left: each replica would refresh it.
-    clock.advance(280_000);
-    t.match(await a(TODAY), { status: 200, cacheStatus: /; hit/ });
-    t.ok(await eventually(() => simulator.calls === 2), "a's hit started one refresh ahead");
+    advance(240_999);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    clock.advance(1_000);
-    t.match(await b(TODAY), { status: 200, cacheStatus: /; hit/ });
+    t.equal(simulator.calls, 1, 'nothing before send + lifetime + margin');
+    t.match(await b(TODAY), { status: 200, cacheStatus: /; fwd=stale; revalidating; ttl=0$/ }, 'expired, the refresh due: the answer Redis no longer serves as fresh answers at once');
+    advance(1);
+    t.ok(await eventually(() => simulator.calls === 2), 'then one call');
     await new Promise((resolve) => setTimeout(resolve, 200));
-    t.equal(simulator.calls, 2, "b's refresh ahead found a's newer answer and made no call");
-    clock.advance(30_000);
-    t.match(await b(TODAY), { status: 200, cacheStatus: /; hit/ }, "past the first answer's expiry, b answers from a's refresh");
+    t.equal(simulator.calls, 2, "the other replica's refresh took the lease's answer and made no call");
+    advance(1_000);
+    t.match(await a(TODAY), { status: 200, cacheStatus: /; hit; ttl=29\d/ }, 'a answers from the refresh');
+    t.match(await b(TODAY), { status: 200, cacheStatus: /; hit; ttl=29\d/ }, 'and so does b');
     t.equal(simulator.calls, 2);
   });
 

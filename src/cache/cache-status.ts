@@ -14,6 +14,8 @@ const OUTCOME_PARAMETERS: Readonly<Record<CacheOutcome, string>> = {
 };
 
 const COLLAPSED_ONTO_REFETCH = `${CACHE_NAME}; fwd=stale; collapsed`;
+/** An expired entry answered at once while its refresh is due or under way (RFC 5861 stale-while-revalidate). */
+const REVALIDATING = `${CACHE_NAME}; fwd=stale; revalidating`;
 /** A fresh entry whose credential was due its recheck with Deskie: the request's terms did not let it answer (RFC 9211 §2.2). */
 const RECHECKED = `${CACHE_NAME}; fwd=request`;
 const COLLAPSED_ONTO_RECHECK = `${CACHE_NAME}; fwd=request; collapsed`;
@@ -25,10 +27,12 @@ export interface ServedAnswer {
   readonly failure?: { readonly detail: UpstreamFailure; readonly status: number | undefined };
   readonly replacesExpired?: boolean;
   readonly rechecked?: boolean;
+  readonly revalidating?: boolean;
 }
 
 /** Cache-Status of a 200: `ttl` is the remaining freshness, negative for a stale answer, which also names Deskie's failure. */
-export function answerCacheStatus({ outcome, stored, failure, replacesExpired, rechecked }: ServedAnswer, ttlSeconds: number): string {
+export function answerCacheStatus({ outcome, stored, failure, replacesExpired, rechecked, revalidating }: ServedAnswer, ttlSeconds: number): string {
+  if (revalidating) return `${REVALIDATING}; ttl=${ttlSeconds}`;
   let value = rechecked
     ? outcome === 'collapsed'
       ? COLLAPSED_ONTO_RECHECK

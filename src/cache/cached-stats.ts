@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Lifetimes } from '../deskie/periods.js';
+import type { Lifetimes, Period, PeriodWindows } from '../deskie/periods.js';
 import type { StatsQuery } from '../deskie/query.js';
 import { ProxyError, UpstreamAnswer, type UpstreamFailure, upstreamBusy, upstreamFailureOf } from '../http/errors.js';
 import { answerSource, ownedBy, renderVariant, type Representation, withOwnedBytes } from '../formats/render.js';
@@ -8,6 +8,7 @@ import type { Variant } from '../formats/representations.js';
 import type { DeskieUpstream, UpstreamCall } from '../upstream/deskie.js';
 import { type CredentialCall, CredentialStanding } from './credential-standing.js';
 import { answerTimes, cacheKey, credentialPartition, freshUntil, type KeepingRules } from './policy.js';
+import type { CancelTask, Scheduler } from './scheduler.js';
 import { type AnswerStore, answerBytes, type CachedAnswer, type CacheOutcome, PARTITION_ID_LENGTH, type ReusePolicy, type StoreResult } from './store.js';
 
 /** Credentials whose partition is remembered; a dashboard fleet uses a handful. */
@@ -23,6 +24,12 @@ export interface CachedStatsOptions {
   readonly clock: () => number;
   readonly lifetimes: Lifetimes;
   readonly keeping: KeepingRules;
+  /** How long past its expiry an entry whose refresh is due or under way answers at once (STALE_WHILE_REVALIDATE_SECONDS). */
+  readonly staleWhileRevalidateMs: number;
+  /** Runs each refresh in phase when due, on `clock`. */
+  readonly scheduler: Scheduler;
+  /** The account's period windows: a refresh due at a window change asks for the next window. */
+  readonly windows: PeriodWindows;
   /** How long Deskie's 401 or 403 for a credential is answered from memory (0: never). */
   readonly authFailureTtlMs: number;
   /** How long after Deskie last accepted a credential its requests are answered from the store. */
@@ -45,6 +52,8 @@ export interface StatsAnswer {
   readonly replacesExpired?: boolean;
   /** The entry was fresh, but its credential was due its recheck, so Deskie was asked again (RFC 9211 `fwd=request`). */
   readonly rechecked?: boolean;
+  /** With `stale`: the entry expired and its refresh is due or under way (RFC 5861 stale-while-revalidate); Deskie did not fail. */
+  readonly revalidating?: boolean;
 }
 
 /** A query asked with a credential, and its key in the credential's partition. */
@@ -58,6 +67,17 @@ interface Asked {
 /** A call to Deskie, as the budget and the credential's standing see it. */
 type Call = UpstreamCall & CredentialCall;
 
+/** A key's refresh in phase with Deskie's cache, due at its answer's refreshAtMs, with the credential that last asked. */
+interface PhaseRefresh {
+  readonly asked: Asked;
+  /** The answer it replaces, which answers meanwhile (stale-while-revalidate). */
+  readonly answer: CachedAnswer;
+  cancel: CancelTask;
+  running: boolean;
+  /** A request came while the call ran: its answer was asked for in its own lifetime. */
+  askedWhileRunning: boolean;
+}
+
 /**
  * Answers a checked query: from the store while fresh and Deskie accepted the credential recently enough
  * (CredentialStanding), else from Deskie once per key however many ask; when Deskie fails, from an expired entry still
@@ -70,8 +90,8 @@ export class CachedStats {
   readonly #partitions: LRUCache<string, string>;
   /** `page=all` keys Deskie's answer had too many pages for, until the answer would have expired. */
   readonly #tooManyPages = new LRUCache<string, { readonly error: ProxyError; readonly untilMs: number }>({ max: REMEMBERED_REFUSALS });
-  /** Entries a refresh has been started for: one per entry, and none again after it failed. */
-  readonly #refreshStarted = new WeakSet<CachedAnswer>();
+  /** Keys asked for while fresh, by key: each is refreshed once Deskie's cache for it has expired. */
+  readonly #phases = new Map<string, PhaseRefresh>();
   readonly #refreshes = new Set<Promise<void>>();
   /** Each checked query as the credential that last asked it: the same key string, which keeps its hash, while it asks again. */
   readonly #lastAsked = new WeakMap<StatsQuery, Asked>();
@@ -95,18 +115,19 @@ export class CachedStats {
   #answer(asked: Asked, nowMs: number, variant: Variant, priority: UpstreamCall['priority'], inTurn: boolean): StatsAnswer | Promise<StatsAnswer> {
     const { query } = asked;
     const held = this.#options.store.get(asked.key);
-    const standing = held !== undefined && nowMs < held.expiresAtMs ? this.#credentials.standing(asked.partition, nowMs) : 'due';
-    if (held === undefined || standing === 'due') return inTurn ? this.#fetchInTurn(asked, held, nowMs, variant, priority) : this.#fetch(asked, held, nowMs, variant, priority);
-    const gapMs = nowMs - held.lastAskedAtMs;
-    if (gapMs > held.longestGapMs) held.longestGapMs = gapMs;
+    const fresh = held !== undefined && nowMs < held.expiresAtMs;
+    const standing = fresh ? this.#credentials.standing(asked.partition, nowMs) : 'due';
+    if (!fresh || standing === 'due') {
+      const fetch = (): Promise<StatsAnswer> => (inTurn ? this.#fetchInTurn(asked, held, nowMs, variant, priority) : this.#fetch(asked, held, nowMs, variant, priority));
+      const phase = fresh ? undefined : this.#revalidating(asked, held, nowMs);
+      if (phase === undefined) return fetch();
+      return held === phase.answer ? this.#answerRevalidating(phase, nowMs) : this.#revalidatingIfKept(phase, nowMs, fetch);
+    }
     held.lastAskedAtMs = nowMs;
     held.hits += 1;
-    if (standing === 'due soon') {
-      // A `page=all` entry would cost all its pages for what one page proves: another entry rechecks it, or its own request when due.
-      if (!query.allPages) this.#recheckAhead(asked, held, nowMs);
-    } else if (refreshAheadDue(held, nowMs)) {
-      this.#refreshAhead(asked, held);
-    }
+    // A `page=all` entry would cost all its pages for what one page proves: another entry rechecks it, or its own request when due.
+    if (standing === 'due soon' && !query.allPages) this.#recheckAhead(asked, held, nowMs);
+    this.#askedWhileFresh(asked, held);
     return { answer: held, outcome: 'hit', stored: true };
   }
 
@@ -118,9 +139,11 @@ export class CachedStats {
     return rendered;
   }
 
-  /** Ends background refreshes: none starts, and those under way are waited for. */
+  /** Ends background refreshes: none starts, those due are cancelled, and those under way are waited for. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const phase of this.#phases.values()) phase.cancel();
+    this.#phases.clear();
     await Promise.allSettled([...this.#refreshes]);
   }
 
@@ -188,13 +211,17 @@ export class CachedStats {
     try {
       const result = await store.fetch(
         key,
-        () => this.#load(asked, call, renderedVariants(held, variant), held?.longestGapMs ?? 0),
+        () => this.#load(asked, call, renderedVariants(held, variant)),
         // Another replica's answer to a call made after this recheck was decided proves as much as this one's would.
         this.#reusable(partition, rechecked ? nowMs + 1 : Number.NEGATIVE_INFINITY),
       );
       this.#acceptedElsewhere(result, call);
       if (result.outcome === 'collapsed') return { ...result, replacesExpired: held !== undefined, rechecked };
-      if (result.outcome === 'hit') return result;
+      if (result.outcome === 'hit') {
+        // Another replica's fresh answer, asked for here: this replica has its refresh due too (one call goes for the cluster).
+        this.#askedWhileFresh(asked, result.answer);
+        return result;
+      }
       if (!result.stored) this.#logUnstored(key, result);
       return rechecked ? { ...result, rechecked } : result;
     } catch (error) {
@@ -236,7 +263,7 @@ export class CachedStats {
   }
 
   /** Fetches from Deskie and renders `variants` (the asking request's, and those in use on the entry replaced) before it is stored. */
-  async #load(asked: Asked, call: Call, variants: readonly Variant[], previousGapMs: number): Promise<CachedAnswer> {
+  async #load(asked: Asked, call: Call, variants: readonly Variant[]): Promise<CachedAnswer> {
     const { upstream, clock, lifetimes, keeping } = this.#options;
     const { key, query } = asked;
     const askedAtMs = clock();
@@ -251,6 +278,8 @@ export class CachedStats {
     const refusal = call.refusedSince();
     if (refusal !== undefined) throw refusal.asRemembered();
     const receivedAtMs = clock();
+    // Sent once its turn came: the answer's time less Deskie's (a merge's last page went out at the latest before the answer).
+    const sentAtMs = receivedAtMs - (page.calls === 1 ? page.upstreamMs : 0);
     const { window } = query;
     const span = { fromMs: window.from.toMillis(), toMs: window.to.toMillis(), zone: window.from.zoneName ?? 'UTC' };
     const fetched = answerSource(query.endpoint.name, page.body, page.contentType, span);
@@ -266,19 +295,96 @@ export class CachedStats {
       lastAskedAtMs: receivedAtMs,
       hits: 0,
       upstreamMs: Math.round(page.upstreamMs * 100) / 100,
-      longestGapMs: 0,
-      previousGapMs,
       upstreamCalls: page.calls,
-      ...answerTimes(query, askedAtMs, receivedAtMs, lifetimes, keeping),
+      ...answerTimes(query, { askedAtMs, sentAtMs, receivedAtMs }, lifetimes, keeping),
     };
   }
 
-  /** One refresh per entry; a failed one is not retried: on expiry the next request fetches (and falls back to it if Deskie fails). */
-  #refreshAhead(asked: Asked, held: CachedAnswer): void {
-    if (this.#closed || this.#refreshStarted.has(held)) return;
-    this.#refreshStarted.add(held);
-    // Another replica's newer answer is the refresh: a hot key is refreshed once for the cluster.
-    this.#refreshInBackground(asked, held, held.askedAtMs + 1);
+  /** A fresh answer was asked for: its key is refreshed when Deskie's cache for it has expired (refreshAtMs). */
+  #askedWhileFresh(asked: Asked, held: CachedAnswer): void {
+    const phase = this.#phases.get(asked.key);
+    if (phase?.answer === held) return;
+    if (phase?.running) {
+      phase.askedWhileRunning = true;
+      return;
+    }
+    // Due for an answer since replaced (a recheck's, another request's): the one now held sets the time.
+    phase?.cancel();
+    this.#schedule(asked, held);
+  }
+
+  #schedule(asked: Asked, answer: CachedAnswer): void {
+    if (this.#closed || !Number.isFinite(answer.refreshAtMs)) return;
+    const phase: PhaseRefresh = { asked, answer, cancel: () => {}, running: false, askedWhileRunning: false };
+    this.#phases.set(asked.key, phase);
+    phase.cancel = this.#options.scheduler.at(answer.refreshAtMs, () => this.#refreshInPhase(phase));
+  }
+
+  /**
+   * The refresh due or under way whose expired answer may answer at once, for STALE_WHILE_REVALIDATE_SECONDS past its
+   * expiry; not for a refused credential, or one due its recheck: those ask Deskie first as on any expired entry.
+   */
+  #revalidating({ key, partition }: Asked, held: CachedAnswer | undefined, nowMs: number): PhaseRefresh | undefined {
+    const phase = this.#phases.get(key);
+    if (phase === undefined || (held !== undefined && held !== phase.answer)) return undefined;
+    const { expiresAtMs } = phase.answer;
+    if (nowMs < expiresAtMs || nowMs >= expiresAtMs + this.#options.staleWhileRevalidateMs) return undefined;
+    if (this.#credentials.rememberedRefusal(partition, nowMs) !== undefined || this.#credentials.standing(partition, nowMs) === 'due') return undefined;
+    return phase;
+  }
+
+  /** The expired answer, marked revalidating (RFC 5861); a refresh whose timer is late (the clock jumped past it) starts now. */
+  #answerRevalidating(phase: PhaseRefresh, nowMs: number): StatsAnswer {
+    if (phase.running) phase.askedWhileRunning = true;
+    else if (nowMs >= phase.answer.refreshAtMs) this.#refreshInPhase(phase);
+    return { answer: phase.answer, outcome: 'stale', stored: true, revalidating: true };
+  }
+
+  /** An answer this process no longer holds (a shared store's copies are fresh ones) answers only while the store keeps it: not once purged. */
+  async #revalidatingIfKept(phase: PhaseRefresh, nowMs: number, fetch: () => Promise<StatsAnswer>): Promise<StatsAnswer> {
+    const kept = await this.#options.store.peek(phase.asked.key);
+    if (kept !== undefined && kept.fetchedAtMs === phase.answer.fetchedAtMs && kept.askedAtMs === phase.answer.askedAtMs) return this.#answerRevalidating(phase, nowMs);
+    return fetch();
+  }
+
+  /** The due refresh: for the same key, or across a window change for the next window's; nothing if a newer answer is held. */
+  #refreshInPhase(phase: PhaseRefresh): void {
+    const { store, clock } = this.#options;
+    const { asked, answer } = phase;
+    if (this.#closed || phase.running || this.#phases.get(asked.key) !== phase) return;
+    phase.cancel();
+    const nowMs = clock();
+    const changesAtMs = asked.query.window.changesAt?.toMillis() ?? Number.POSITIVE_INFINITY;
+    if (nowMs >= changesAtMs) {
+      this.#phases.delete(asked.key);
+      this.#rollOver(asked, answer, nowMs, changesAtMs);
+      return;
+    }
+    const current = store.get(asked.key);
+    if (current !== undefined && current !== answer && nowMs < current.expiresAtMs) {
+      this.#phases.delete(asked.key);
+      return;
+    }
+    phase.running = true;
+    // Another replica's newer answer is the refresh: a key is refreshed once for the cluster.
+    this.#refreshInBackground(asked, answer, answer.askedAtMs + 1, (error, result) => {
+      if (this.#phases.get(asked.key) === phase) this.#phases.delete(asked.key);
+      if (error !== undefined || result === undefined || !result.stored) return;
+      // Asked for while it ran, or the window's last answer (asked for in this window): its own refresh is due too.
+      const lastOfWindow = result.answer.expiresAtMs >= changesAtMs;
+      if (phase.askedWhileRunning || lastOfWindow) this.#schedule(asked, result.answer);
+    });
+  }
+
+  /** The next window's answer for a query asked for in the window that just ended, unless already held. */
+  #rollOver(asked: Asked, previous: CachedAnswer, nowMs: number, changesAtMs: number): void {
+    const { query, partition } = asked;
+    const next: StatsQuery = { ...query, window: this.#options.windows.at(query.freshness as Period, nowMs) };
+    const nextAsked: Asked = { ...asked, query: next, key: cacheKey(next, partition) };
+    const held = this.#options.store.get(nextAsked.key);
+    if (held !== undefined && nowMs < held.expiresAtMs) return;
+    // The variants in use are rendered up front; an answer asked for since the change (another replica's) serves.
+    this.#refreshInBackground(nextAsked, previous, changesAtMs);
   }
 
   /** A background refresh for the credential's recheck, one per partition at a time; Deskie failing it defers the next (RECHECK_RETRY_MS). */
@@ -291,20 +397,26 @@ export class CachedStats {
     );
   }
 
-  /** Refreshes `held` with no client waiting; `settled` hears what it failed with (undefined when it did not). */
-  #refreshInBackground(asked: Asked, held: CachedAnswer, askedAfterMs: number, settled?: (error: unknown) => void): void {
+  /**
+   * Fetches `asked` with no client waiting, at the budget's lower priority, rendering the variants in use on `held`;
+   * `settled` hears what it failed with (undefined when it did not) and how the store answered.
+   */
+  #refreshInBackground(asked: Asked, held: CachedAnswer, askedAfterMs: number, settled?: (error: unknown, result?: StoreResult) => void): void {
     const { store, log } = this.#options;
     const { key, partition } = asked;
     const call = this.#call(asked, 'refresh', held);
-    const refresh = store
-      .fetch(key, () => this.#load(asked, call, renderedVariants(held), held.longestGapMs), this.#reusable(partition, askedAfterMs))
+    const refresh = Promise.resolve()
+      .then(() => {
+        this.#throwIfRefused(asked, this.#options.clock());
+        return store.fetch(key, () => this.#load(asked, call, renderedVariants(held)), this.#reusable(partition, askedAfterMs));
+      })
       .then((result) => {
         this.#acceptedElsewhere(result, call);
-        log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed ahead of expiry');
-        settled?.(undefined);
+        log.debug({ key, outcome: result.outcome, stored: result.stored }, 'refreshed in the background');
+        settled?.(undefined, result);
       })
       .catch((error: unknown) => {
-        log.info({ key, err: error }, 'refresh ahead failed; the entry stays until it expires');
+        log.info({ key, err: error }, 'background refresh failed: the entry stays as it was, and a request once it has expired asks Deskie itself');
         settled?.(error);
       })
       .finally(() => this.#refreshes.delete(refresh));
@@ -349,14 +461,6 @@ export class CachedStats {
       log.warn({ key, bytes }, 'an answer is too large for the cache and is not stored: every repeat costs Deskie calls; raise CACHE_MAX_BYTES');
     }
   }
-}
-
-/**
- * A hit refreshes ahead at the last request before expiry: when the next, as far off as the longest gap seen (this life
- * or the one before), would find it expired; earlier costs calls for nothing. Never before refreshAtMs.
- */
-function refreshAheadDue(held: CachedAnswer, nowMs: number): boolean {
-  return nowMs >= held.refreshAtMs && nowMs + Math.max(held.longestGapMs, held.previousGapMs) >= held.expiresAtMs;
 }
 
 /** The variants rendered on `held` (those in use), and `also`: a new answer for the key renders them up front. */

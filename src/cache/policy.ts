@@ -43,8 +43,15 @@ export function freshUntil(query: StatsQuery, nowMs: number, lifetimes: Lifetime
 export interface KeepingRules {
   /** How long past its freshness an entry is kept to answer when Deskie fails (0: not at all). */
   readonly staleIfErrorMs: number;
-  /** The last fraction of a lifetime in which a hit starts a background refresh (0: never). */
-  readonly refreshAhead: number;
+  /** How long after Deskie's own cache for an answer is due to expire its refresh goes (REFRESH_MARGIN_MS). */
+  readonly refreshMarginMs: number;
+}
+
+/** When the call behind an answer was made (epoch ms): asked (before its turn in the budget), sent, answered. */
+export interface CallTimes {
+  readonly askedAtMs: number;
+  readonly sentAtMs: number;
+  readonly receivedAtMs: number;
 }
 
 export interface AnswerTimes {
@@ -54,25 +61,18 @@ export interface AnswerTimes {
 }
 
 /**
- * An answer received after its window changed may hold the new window's numbers: neither fresh nor kept. One that ends
- * with its window is never refreshed ahead: the next window is another key.
+ * Freshness counts from when the answer was asked for, so it never outlasts Deskie's. The refresh goes just after
+ * Deskie's cache, begun by our call at the latest, has expired (sooner would bring back the same numbers for a whole
+ * new lifetime); where the window changes first, just after the change, for the next window. An answer received after
+ * its window changed may hold the new window's numbers: neither fresh nor kept.
  */
-export function answerTimes(
-  query: StatsQuery,
-  askedAtMs: number,
-  receivedAtMs: number,
-  lifetimes: Lifetimes,
-  { staleIfErrorMs, refreshAhead }: KeepingRules,
-): AnswerTimes {
+export function answerTimes(query: StatsQuery, { askedAtMs, sentAtMs, receivedAtMs }: CallTimes, lifetimes: Lifetimes, { staleIfErrorMs, refreshMarginMs }: KeepingRules): AnswerTimes {
   const expiresAtMs = freshUntil(query, askedAtMs, lifetimes);
   const changesAtMs = query.window.changesAt?.toMillis() ?? Number.POSITIVE_INFINITY;
   if (receivedAtMs >= changesAtMs) {
     return { expiresAtMs: receivedAtMs, refreshAtMs: Number.POSITIVE_INFINITY, keepUntilMs: receivedAtMs };
   }
-  const refreshAtMs =
-    refreshAhead > 0 && expiresAtMs < changesAtMs
-      ? expiresAtMs - refreshAhead * Math.max(0, expiresAtMs - receivedAtMs)
-      : Number.POSITIVE_INFINITY;
+  const refreshAtMs = freshUntil(query, Math.max(askedAtMs, sentAtMs), lifetimes) + refreshMarginMs;
   return { expiresAtMs, refreshAtMs, keepUntilMs: expiresAtMs + staleIfErrorMs };
 }
 

@@ -102,7 +102,6 @@ interface StoredMeta {
   readonly keepUntilMs: number;
   readonly upstreamMs: number;
   readonly upstreamCalls: number;
-  readonly previousGapMs: number;
 }
 
 /**
@@ -588,7 +587,6 @@ function encode(answer: CachedAnswer): Buffer {
     keepUntilMs: answer.keepUntilMs,
     upstreamMs: answer.upstreamMs,
     upstreamCalls: answer.upstreamCalls,
-    previousGapMs: answer.previousGapMs,
   };
   const json = Buffer.from(JSON.stringify(meta));
   const length = Buffer.alloc(4);
@@ -621,8 +619,6 @@ function decode(value: Buffer): CachedAnswer {
     lastAskedAtMs: meta.fetchedAtMs,
     hits: 0,
     upstreamMs: meta.upstreamMs,
-    longestGapMs: 0,
-    previousGapMs: meta.previousGapMs,
     upstreamCalls: meta.upstreamCalls,
   };
 }

@@ -32,7 +32,7 @@ export interface CachedAnswer {
   readonly askedAtMs: number;
   /** When it stops being fresh (epoch ms): Deskie's lifetime, cut at the next window change. */
   readonly expiresAtMs: number;
-  /** The earliest a hit may start a background refresh (epoch ms); +Infinity for never. */
+  /** When its refresh in phase with Deskie's cache is due, if it is asked for while fresh (epoch ms); +Infinity for never. */
   readonly refreshAtMs: number;
   /** When this answer was last asked for (epoch ms): set when fetched, then by every hit. */
   lastAskedAtMs: number;
@@ -40,10 +40,6 @@ export interface CachedAnswer {
   hits: number;
   /** How long Deskie took to give this answer (real ms to 0.01, all pages of a `page=all`; not the wait for a turn in the budget). */
   readonly upstreamMs: number;
-  /** The longest time between two requests for this answer (ms). */
-  longestGapMs: number;
-  /** The longest gap of the answer it replaced, so that a pattern of requests carries over one life. */
-  readonly previousGapMs: number;
   /** Until when it is kept, for stale-if-error past expiresAtMs (epoch ms). An answer arriving after it is not stored. */
   readonly keepUntilMs: number;
   /** Calls to Deskie the answer took (the pages of a `page=all`). */

@@ -23,7 +23,12 @@ export const DEFAULT_CONFIG_FILE = 'config/proxy.json';
 export const DEFAULT_PAGE_ALL_MAX_PAGES = 50;
 export const DEFAULT_PAGE_ALL_TIMEOUT_MS = 120_000;
 export const DEFAULT_STALE_IF_ERROR_SECONDS = 86_400;
-export const DEFAULT_REFRESH_AHEAD = 0.1;
+/** How long after Deskie's own cache for an answer is due to expire the refresh goes: room for clocks and Deskie's own timing. */
+export const DEFAULT_REFRESH_MARGIN_MS = 1_000;
+/** How long past expiry an entry being refreshed answers at once: longer than a refresh takes unless Deskie is in trouble. */
+export const DEFAULT_STALE_WHILE_REVALIDATE_SECONDS = 30;
+/** Settings no longer used: still accepted so old deployments start, and named in a warning at start-up. */
+export const RETIRED_SETTINGS = ['REFRESH_AHEAD'] as const;
 export const DEFAULT_UPSTREAM_RESERVE = 0.2;
 export const DEFAULT_UPSTREAM_CONCURRENCY = 4;
 export const DEFAULT_UPSTREAM_QUEUE_MS = 10_000;
@@ -62,7 +67,10 @@ const EnvSchema = Type.Object({
   PAGE_ALL_MAX_PAGES: Type.Integer({ minimum: 1, maximum: 1000, default: DEFAULT_PAGE_ALL_MAX_PAGES }),
   PAGE_ALL_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_PAGE_ALL_TIMEOUT_MS }),
   STALE_IF_ERROR_SECONDS: Type.Integer({ minimum: 0, default: DEFAULT_STALE_IF_ERROR_SECONDS }),
-  REFRESH_AHEAD: Type.Number({ minimum: 0, maximum: 0.9, default: DEFAULT_REFRESH_AHEAD }),
+  REFRESH_MARGIN_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: DEFAULT_REFRESH_MARGIN_MS }),
+  STALE_WHILE_REVALIDATE_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: DEFAULT_STALE_WHILE_REVALIDATE_SECONDS }),
+  // Retired (refresh in phase replaced it): any value is accepted and ignored.
+  REFRESH_AHEAD: Type.Optional(Type.String()),
   UPSTREAM_RATE_PER_MIN: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
   UPSTREAM_RESERVE: Type.Number({ minimum: 0, maximum: 0.9, default: DEFAULT_UPSTREAM_RESERVE }),
   UPSTREAM_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: DEFAULT_UPSTREAM_CONCURRENCY }),
@@ -149,8 +157,12 @@ export interface Config {
   readonly pageAllTimeoutMs: number;
   /** How long past its freshness an entry still answers when Deskie fails; 0 turns it off. */
   readonly staleIfErrorSeconds: number;
-  /** The last fraction of an entry's lifetime in which a hit starts a background refresh; 0 turns it off. */
-  readonly refreshAhead: number;
+  /** How long after Deskie's own cache for an answer is due to expire its refresh goes. */
+  readonly refreshMarginMs: number;
+  /** How long past its expiry an entry whose refresh is due or under way answers at once; 0 turns it off. */
+  readonly staleWhileRevalidateSeconds: number;
+  /** Retired settings that are set (and ignored), for a warning at start-up. */
+  readonly retiredSettings: readonly string[];
   /** The operator's cap on calls to Deskie a minute, if set. */
   readonly upstreamRatePerMin: number | undefined;
   /** Fraction of the account's limit left to its other integrations. */
@@ -243,7 +255,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     pageAllMaxPages: vars.PAGE_ALL_MAX_PAGES,
     pageAllTimeoutMs: vars.PAGE_ALL_TIMEOUT_MS,
     staleIfErrorSeconds: vars.STALE_IF_ERROR_SECONDS,
-    refreshAhead: vars.REFRESH_AHEAD,
+    refreshMarginMs: vars.REFRESH_MARGIN_MS,
+    staleWhileRevalidateSeconds: vars.STALE_WHILE_REVALIDATE_SECONDS,
+    retiredSettings: Object.freeze(RETIRED_SETTINGS.filter((name) => vars[name] !== undefined)),
     upstreamRatePerMin: vars.UPSTREAM_RATE_PER_MIN,
     upstreamReserve: vars.UPSTREAM_RESERVE,
     upstreamConcurrency: vars.UPSTREAM_CONCURRENCY,

@@ -20,8 +20,6 @@ export function answerOf(key: string, body: Buffer, fetchedAtMs: number, ttlMs: 
     lastAskedAtMs: fetchedAtMs,
     hits: 0,
     upstreamMs: 0,
-    longestGapMs: 0,
-    previousGapMs: 0,
     expiresAtMs: fetchedAtMs + ttlMs,
     refreshAtMs: Number.POSITIVE_INFINITY,
     keepUntilMs: fetchedAtMs + ttlMs + keepMs,

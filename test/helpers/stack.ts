@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
 import { request } from 'undici';
 import { buildApp } from '../../src/app.js';
+import type { Scheduler } from '../../src/cache/scheduler.js';
 import type { AnswerStore } from '../../src/cache/store.js';
 import { loadConfig } from '../../src/config/config.js';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js';
@@ -35,6 +36,8 @@ export interface StackOptions {
   /** Replaces the default memory store, given the proxy's clock. */
   readonly store?: (clock: () => number) => AnswerStore;
   readonly logger?: FastifyBaseLogger;
+  /** Replaces the proxy's timers, given the manual clock (a ManualScheduler fires due refreshes as the test moves it). */
+  readonly scheduler?: (clock: ManualClock) => Scheduler;
 }
 
 export interface Answer {
@@ -68,7 +71,12 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
   const proxyClock = options.clock ?? clock.now;
   const app = buildApp(
     { ...config, deskieUrl: simulator.url },
-    { clock: proxyClock, store: options.store?.(proxyClock), ...(options.logger ? { logger: options.logger } : {}) },
+    {
+      clock: proxyClock,
+      store: options.store?.(proxyClock),
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.scheduler ? { scheduler: options.scheduler(clock) } : {}),
+    },
   );
   await app.listen({ port: 0, host: '127.0.0.1' });
   let arrivals = 0;
