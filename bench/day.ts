@@ -129,6 +129,43 @@ function periodWindow(kind: Kind, atMs: number): Window {
   }
 }
 
+export interface AgeSummary {
+  readonly kind: Kind;
+  readonly lifetimeS: number;
+  readonly maxS: number;
+  readonly p99S: number;
+  readonly meanS: number;
+}
+
+/** Ages in whole seconds (the Age header), counted per kind: a day's 432,000 answers in a few hundred counters. */
+class AgeTally {
+  readonly #counts = new Map<Kind, Map<number, number>>();
+
+  add(kind: Kind, ageS: number): void {
+    let counts = this.#counts.get(kind);
+    if (counts === undefined) this.#counts.set(kind, (counts = new Map()));
+    counts.set(ageS, (counts.get(ageS) ?? 0) + 1);
+  }
+
+  summary(): AgeSummary[] {
+    return [...this.#counts].map(([kind, counts]) => {
+      const sorted = [...counts].sort(([a], [b]) => a - b);
+      const total = sorted.reduce((sum, [, n]) => sum + n, 0);
+      let seen = 0;
+      let p99S = 0;
+      for (const [age, n] of sorted) {
+        seen += n;
+        if (seen >= total * 0.99) {
+          p99S = age;
+          break;
+        }
+      }
+      const meanS = sorted.reduce((sum, [age, n]) => sum + age * n, 0) / total;
+      return { kind, lifetimeS: TABLE_MS[kind] / 1000, maxS: sorted.at(-1)?.[0] ?? 0, p99S, meanS };
+    });
+  }
+}
+
 export interface DayReport {
   readonly polls: number;
   /** Upstream calls for the dashboards' polls, exploring excluded. */
@@ -140,6 +177,10 @@ export interface DayReport {
   readonly staleAnswers: number;
   /** Answers from an expired entry while its refresh was under way (stale-while-revalidate). */
   readonly revalidating: number;
+  /** The Age of the answers served, in s, per kind of period, with Deskie's lifetime for it. */
+  readonly ages: readonly AgeSummary[];
+  /** Calls Deskie answered with numbers it had already given (its cache had not expired). */
+  readonly wastedCalls: number;
   readonly plainCalls: number;
   readonly plainWrongWindow: number;
   readonly exploringQueries: number;
@@ -257,6 +298,8 @@ export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<D
   let fetchedByClients = 0;
   let staleAnswers = 0;
   let revalidating = 0;
+  const ages = new AgeTally();
+  let wastedCalls: number | undefined;
   let peak: number;
 
   try {
@@ -286,6 +329,7 @@ export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<D
             const answer = await get(query.url);
             const body = await answer.body.text();
             if (answer.statusCode !== 200) throw new Error(`${query.url} at ${new Date(nowMs).toISOString()}: ${answer.statusCode} ${body}`);
+            ages.add(query.kind, Number(answer.headers['age'] ?? 0));
             return { cacheStatus: String(answer.headers['cache-status']) };
           }),
         );
@@ -306,6 +350,7 @@ export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<D
       }
       if (explored < exploringQueries) await explore();
     }
+    wastedCalls = simulator.cacheReport().wastedCalls;
   } finally {
     peak = peakRss(proxy.pid);
     await proxy.stop();
@@ -321,6 +366,8 @@ export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<D
     firstPolls: firstSeen.size,
     staleAnswers,
     revalidating,
+    ages: ages.summary(),
+    wastedCalls: wastedCalls ?? Number.NaN,
     plainCalls,
     plainWrongWindow,
     exploringQueries,
