@@ -13,10 +13,11 @@ const ROUTE_LABELS = Object.fromEntries(Object.values(ENDPOINTS).map((endpoint) 
 const NO_PERIOD = 'none';
 
 /** How a request was answered, as the metrics and the access log name it. */
-export const REQUEST_OUTCOMES = ['hit', 'miss', 'stale', 'collapsed', 'refreshed', 'error'] as const;
+export const REQUEST_OUTCOMES = ['hit', 'miss', 'stale', 'revalidating', 'collapsed', 'refreshed', 'error'] as const;
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 /** Outcomes whose answer took no call of its own. */
-const SAVING_OUTCOMES: ReadonlySet<RequestOutcome> = new Set(['hit', 'collapsed']);
+// A revalidating answer (the expired one while its scheduled refresh runs) takes no call of its own; a stale one is Deskie's failure.
+const SAVING_OUTCOMES: ReadonlySet<RequestOutcome> = new Set(['hit', 'collapsed', 'revalidating']);
 
 /** Upstream latency buckets in seconds: Deskie answers in tens of ms to seconds; a `page=all` merge may take a minute. */
 const UPSTREAM_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];

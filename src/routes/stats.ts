@@ -152,10 +152,10 @@ function sendAnswer(
   });
   // Set by the handler before the answer was asked for.
   const access = request.access as StatsAccess;
-  access.outcome = outcome;
+  access.outcome = result.revalidating === true ? 'revalidating' : outcome;
   if (outcome !== 'hit' && outcome !== 'stale') access.upstreamMs = answer.upstreamMs;
   const status = notModified(request.headers, representation.etag, answer.fetchedAtMs) ? 304 : 200;
-  metrics.count(request.routeOptions.config.endpoint as EndpointName, access.periodClass, outcome, status);
+  metrics.count(request.routeOptions.config.endpoint as EndpointName, access.periodClass, access.outcome, status);
   if (status === 304) return reply.code(304).send();
   if (representation.contentEncoding !== undefined) reply.header('content-encoding', representation.contentEncoding);
   if (representation.contentDisposition !== undefined) reply.header('content-disposition', representation.contentDisposition);

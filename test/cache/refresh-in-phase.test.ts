@@ -80,6 +80,9 @@ t.test('from expiry until the refreshed answer arrives a poll gets the previous 
   t.match(cacheStatus(after), /^deskie-stats-proxy; hit; ttl=29\d$/, 'the refreshed answer');
   t.not(after.headers['etag'], first.headers['etag'], 'with the new numbers');
   t.equal(stack.simulator.calls, 2, 'one call for all of it');
+  const metrics = (await stack.get('/metrics', { authorization: null })).text;
+  t.match(metrics, /deskie_proxy_requests_total\{[^}]*outcome="revalidating"[^}]*\} 2/, 'the metrics count both as revalidating');
+  t.match(metrics, /deskie_proxy_stale_answers_total\{route="stats_leaderboard"\} 0/, 'not as stale answers, which mean Deskie failed');
 });
 
 t.test('past STALE_WHILE_REVALIDATE_SECONDS a poll waits for the refresh, as on any expired entry', async (t) => {
