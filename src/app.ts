@@ -72,6 +72,8 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   let closing = false;
   app.addHook('preClose', (done) => {
     closing = true;
+    // Open event streams would keep their connections, and the server's close, waiting for ever.
+    services.streams.closeAll();
     done();
   });
   registerErrorReplies(app, { log, metrics: services.metrics, isClosing: () => closing });

@@ -11,6 +11,7 @@ import { PeriodWindows } from './deskie/periods.js';
 import type { QueryContext, ResolvedWindow } from './deskie/query.js';
 import { ProxyMetrics } from './observability/metrics.js';
 import { Readiness } from './observability/readiness.js';
+import { type EventStreamLimits, EventStreams } from './routes/stream.js';
 import { SharedRedis } from './redis/connection.js';
 import { UpstreamBudget } from './upstream/budget/budget.js';
 import { SharedBudget } from './upstream/budget/shared.js';
@@ -42,6 +43,8 @@ export interface Services {
   readonly budget: UpstreamBudget;
   readonly upstream: DeskieUpstream;
   readonly stats: CachedStats;
+  /** The statistics routes' open event streams. */
+  readonly streams: EventStreams;
   readonly metrics: ProxyMetrics;
   readonly readiness: Readiness;
   readonly authenticate: Authenticate;
@@ -88,21 +91,9 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
     onCall: (endpoint, status, seconds) => metrics.countUpstreamCall(endpoint, status, seconds),
   });
   const windows = new PeriodWindows(config.timezone, config.weekStart);
-  const stats = new CachedStats({
-    store,
-    upstream,
-    clock,
-    lifetimes: config.lifetimes,
-    keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshMarginMs: config.refreshMarginMs },
-    staleWhileRevalidateMs: config.staleWhileRevalidateSeconds * 1000,
-    scheduler: scheduler ?? timerScheduler(clock),
-    windows,
-    authFailureTtlMs: config.authFailureTtlSeconds * 1000,
-    authRecheckMs: config.authRecheckSeconds * 1000,
-    turnWaitMs: config.upstreamQueueMs,
-    cacheKeySecret: config.cacheKeySecret,
-    log,
-  });
+  const timers = scheduler ?? timerScheduler(clock);
+  const stats = cachedStatsFor(config, { store, upstream, clock, scheduler: timers, windows, log });
+  const streams = new EventStreams({ stats, clock, scheduler: timers, metrics, log, ...streamLimits(config) });
   const tokenFile = access.mode === 'service' && access.clients !== 'none' ? access.clients.file : undefined;
   return {
     clock,
@@ -111,6 +102,7 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
     budget,
     upstream,
     stats,
+    streams,
     metrics,
     readiness: new Readiness(),
     authenticate,
@@ -129,12 +121,39 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
     // Waiting calls are refused and no refresh starts; refreshes under way
     // finish (bounded by the upstream timeout) before the pool closes.
     async close() {
+      streams.closeAll();
       budget.close();
       await stats.close();
       await Promise.all([client.close(), store.close()]);
       await redis?.close();
     },
   };
+}
+
+/** The cached answers, refreshed in phase with Deskie's cache on `scheduler`. */
+function cachedStatsFor(
+  config: Config,
+  { store, upstream, clock, scheduler, windows, log }: { store: AnswerStore; upstream: DeskieUpstream; clock: () => number; scheduler: Scheduler; windows: PeriodWindows; log: FastifyBaseLogger },
+): CachedStats {
+  return new CachedStats({
+    store,
+    upstream,
+    clock,
+    lifetimes: config.lifetimes,
+    keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshMarginMs: config.refreshMarginMs },
+    staleWhileRevalidateMs: config.staleWhileRevalidateSeconds * 1000,
+    scheduler,
+    windows,
+    authFailureTtlMs: config.authFailureTtlSeconds * 1000,
+    authRecheckMs: config.authRecheckSeconds * 1000,
+    turnWaitMs: config.upstreamQueueMs,
+    cacheKeySecret: config.cacheKeySecret,
+    log,
+  });
+}
+
+function streamLimits(config: Config): EventStreamLimits {
+  return { maxStreams: config.sseMaxStreams, maxStreamsPerClient: config.sseMaxStreamsPerClient, maxBufferBytes: config.sseMaxBufferBytes };
 }
 
 function storeFor(config: Config, { clock, log, redis }: { clock: () => number; log: FastifyBaseLogger; redis: SharedRedis | undefined }): AnswerStore {

@@ -95,6 +95,8 @@ export class CachedStats {
   readonly #refreshes = new Set<Promise<void>>();
   /** Each checked query as the credential that last asked it: the same key string, which keeps its hash, while it asks again. */
   readonly #lastAsked = new WeakMap<StatsQuery, Asked>();
+  /** Live subscribers (event streams) by key: told when a scheduled refresh of their key settles or its window rolls. */
+  readonly #watchers = new Map<string, Set<() => void>>();
   #closed = false;
 
   constructor(options: CachedStatsOptions) {
@@ -137,6 +139,25 @@ export class CachedStats {
     answer.variants.push(rendered);
     this.#options.store.resize(answer);
     return rendered;
+  }
+
+  /**
+   * Keeps `query`'s key refreshed in phase while watched, as if polled, and calls `changed` each time its scheduled
+   * refresh settles (a new answer, or a failure) or its window rolls: the watcher asks again to see what it gets.
+   * Returns the call that stops watching.
+   */
+  watch(query: StatsQuery, authorization: string, changed: () => void): () => void {
+    const asked = this.#asked(query, authorization);
+    let watchers = this.#watchers.get(asked.key);
+    if (watchers === undefined) this.#watchers.set(asked.key, (watchers = new Set()));
+    watchers.add(changed);
+    // An answer its watcher fetched (a miss) was not asked for again yet: being watched is.
+    const held = this.#options.store.get(asked.key);
+    if (held !== undefined && this.#options.clock() < held.expiresAtMs) this.#askedWhileFresh(asked, held);
+    return () => {
+      watchers.delete(changed);
+      if (watchers.size === 0 && this.#watchers.get(asked.key) === watchers) this.#watchers.delete(asked.key);
+    };
   }
 
   /** Ends background refreshes: none starts, those due are cancelled, and those under way are waited for. */
@@ -358,22 +379,33 @@ export class CachedStats {
     if (nowMs >= changesAtMs) {
       this.#phases.delete(asked.key);
       this.#rollOver(asked, answer, nowMs, changesAtMs);
+      this.#tellWatchers(asked.key);
       return;
     }
     const current = store.get(asked.key);
     if (current !== undefined && current !== answer && nowMs < current.expiresAtMs) {
       this.#phases.delete(asked.key);
+      // Replaced meanwhile (a recheck's answer): a watcher asking again sees it, and its asking schedules the next refresh.
+      this.#tellWatchers(asked.key);
       return;
     }
     phase.running = true;
     // Another replica's newer answer is the refresh: a key is refreshed once for the cluster.
     this.#refreshInBackground(asked, answer, answer.askedAtMs + 1, (error, result) => {
       if (this.#phases.get(asked.key) === phase) this.#phases.delete(asked.key);
-      if (error !== undefined || result === undefined || !result.stored) return;
-      // Asked for while it ran, or the window's last answer (asked for in this window): its own refresh is due too.
-      const lastOfWindow = result.answer.expiresAtMs >= changesAtMs;
-      if (phase.askedWhileRunning || lastOfWindow) this.#schedule(asked, result.answer);
+      if (error === undefined && result !== undefined && result.stored) {
+        // Asked for while it ran, watched, or the window's last answer (asked for in this window): its own refresh is due too.
+        const lastOfWindow = result.answer.expiresAtMs >= changesAtMs;
+        if (phase.askedWhileRunning || lastOfWindow || this.#watchers.has(asked.key)) this.#schedule(asked, result.answer);
+      }
+      this.#tellWatchers(asked.key);
     });
+  }
+
+  #tellWatchers(key: string): void {
+    const watchers = this.#watchers.get(key);
+    if (watchers === undefined) return;
+    for (const changed of [...watchers]) changed();
   }
 
   /** The next window's answer for a query asked for in the window that just ended, unless already held. */

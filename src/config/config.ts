@@ -27,6 +27,12 @@ export const DEFAULT_STALE_IF_ERROR_SECONDS = 86_400;
 export const DEFAULT_REFRESH_MARGIN_MS = 1_000;
 /** How long past expiry an entry being refreshed answers at once: longer than a refresh takes unless Deskie is in trouble. */
 export const DEFAULT_STALE_WHILE_REVALIDATE_SECONDS = 30;
+/** Event streams open at once on one process (SSE_MAX_STREAMS): each holds a socket and a few kB. */
+export const DEFAULT_SSE_MAX_STREAMS = 10_000;
+/** Event streams one credential (or client token) may hold open (SSE_MAX_STREAMS_PER_CLIENT): a wall of screens, not a leak. */
+export const DEFAULT_SSE_MAX_STREAMS_PER_CLIENT = 100;
+/** Bytes sent to a stream and not yet taken by its client before it is dropped (SSE_MAX_BUFFER_BYTES). */
+export const DEFAULT_SSE_MAX_BUFFER_BYTES = 1024 * 1024;
 /** Settings no longer used: still accepted so old deployments start, and named in a warning at start-up. */
 export const RETIRED_SETTINGS = ['REFRESH_AHEAD'] as const;
 export const DEFAULT_UPSTREAM_RESERVE = 0.2;
@@ -69,6 +75,9 @@ const EnvSchema = Type.Object({
   STALE_IF_ERROR_SECONDS: Type.Integer({ minimum: 0, default: DEFAULT_STALE_IF_ERROR_SECONDS }),
   REFRESH_MARGIN_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: DEFAULT_REFRESH_MARGIN_MS }),
   STALE_WHILE_REVALIDATE_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: DEFAULT_STALE_WHILE_REVALIDATE_SECONDS }),
+  SSE_MAX_STREAMS: Type.Integer({ minimum: 0, default: DEFAULT_SSE_MAX_STREAMS }),
+  SSE_MAX_STREAMS_PER_CLIENT: Type.Integer({ minimum: 0, default: DEFAULT_SSE_MAX_STREAMS_PER_CLIENT }),
+  SSE_MAX_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: DEFAULT_SSE_MAX_BUFFER_BYTES }),
   // Retired (refresh in phase replaced it): any value is accepted and ignored.
   REFRESH_AHEAD: Type.Optional(Type.String()),
   UPSTREAM_RATE_PER_MIN: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
@@ -161,6 +170,12 @@ export interface Config {
   readonly refreshMarginMs: number;
   /** How long past its expiry an entry whose refresh is due or under way answers at once; 0 turns it off. */
   readonly staleWhileRevalidateSeconds: number;
+  /** Event streams open at once (0: none are served). */
+  readonly sseMaxStreams: number;
+  /** Event streams open at once per credential, or per client token in service mode. */
+  readonly sseMaxStreamsPerClient: number;
+  /** Unsent bytes past which a stream's client is dropped. */
+  readonly sseMaxBufferBytes: number;
   /** Retired settings that are set (and ignored), for a warning at start-up. */
   readonly retiredSettings: readonly string[];
   /** The operator's cap on calls to Deskie a minute, if set. */
@@ -257,6 +272,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     staleIfErrorSeconds: vars.STALE_IF_ERROR_SECONDS,
     refreshMarginMs: vars.REFRESH_MARGIN_MS,
     staleWhileRevalidateSeconds: vars.STALE_WHILE_REVALIDATE_SECONDS,
+    sseMaxStreams: vars.SSE_MAX_STREAMS,
+    sseMaxStreamsPerClient: vars.SSE_MAX_STREAMS_PER_CLIENT,
+    sseMaxBufferBytes: vars.SSE_MAX_BUFFER_BYTES,
     retiredSettings: Object.freeze(RETIRED_SETTINGS.filter((name) => vars[name] !== undefined)),
     upstreamRatePerMin: vars.UPSTREAM_RATE_PER_MIN,
     upstreamReserve: vars.UPSTREAM_RESERVE,

@@ -14,6 +14,9 @@ const NO_PERIOD = 'none';
 
 /** How a request was answered, as the metrics and the access log name it. */
 export const REQUEST_OUTCOMES = ['hit', 'miss', 'stale', 'revalidating', 'collapsed', 'refreshed', 'error'] as const;
+/** Why the proxy ended an event stream. */
+export const STREAM_DROP_REASONS = ['slow-consumer', 'credential-refused'] as const;
+export type StreamDropReason = (typeof STREAM_DROP_REASONS)[number];
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 /** Outcomes whose answer took no call of its own. */
 // A revalidating answer (the expired one while its scheduled refresh runs) takes no call of its own; a stale one is Deskie's failure.
@@ -44,6 +47,9 @@ export class ProxyMetrics {
   readonly #stale: Counter<'route'>;
   readonly #upstreamCalls: Counter<'route' | 'status'>;
   readonly #upstreamSeconds: Histogram<'route'>;
+  readonly #streamsOpen: Gauge;
+  readonly #streamEvents: Counter;
+  readonly #streamsDropped: Counter<'reason'>;
 
   constructor({ store, budget, maxBytes, clientTokens }: { store: AnswerStore; budget: UpstreamBudget; maxBytes: number; clientTokens?: () => number }) {
     const registers = [this.#registry];
@@ -90,7 +96,33 @@ export class ProxyMetrics {
       this.#stale.inc({ route: routeLabel(endpoint.path) }, 0);
     }
 
+    this.#streamsOpen = new Gauge({ name: `${METRIC_PREFIX}event_streams_open`, help: 'Event streams (Accept: text/event-stream) open now', registers });
+    this.#streamEvents = new Counter({ name: `${METRIC_PREFIX}stream_events_total`, help: 'Answers sent as events on event streams (heartbeats not counted)', registers });
+    this.#streamsDropped = new Counter({
+      name: `${METRIC_PREFIX}event_streams_dropped_total`,
+      help: "Event streams the proxy ended: its client did not read what it was sent (slow-consumer), or Deskie refused its credential (credential-refused)",
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of STREAM_DROP_REASONS) this.#streamsDropped.inc({ reason }, 0);
+
     registerStateMetrics(registers, { store, budget, maxBytes, clientTokens });
+  }
+
+  streamOpened(): void {
+    this.#streamsOpen.inc();
+  }
+
+  streamClosed(): void {
+    this.#streamsOpen.dec();
+  }
+
+  streamEventSent(): void {
+    this.#streamEvents.inc();
+  }
+
+  streamDropped(reason: StreamDropReason): void {
+    this.#streamsDropped.inc({ reason });
   }
 
   /** One answered request; `periodClass` undefined: refused before the period was known. */

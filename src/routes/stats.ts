@@ -14,9 +14,12 @@ import { notModified } from '../http/conditional.js';
 import type { QueryFields, StatsAccess } from '../observability/access-log.js';
 import type { ProxyMetrics } from '../observability/metrics.js';
 import { statsRouteSchema, type StatsSchemaOptions } from './stats-schema.js';
+import { acceptsEventStream, type EventStreams, streamVariant } from './stream.js';
 
 export interface StatsRouteOptions {
   readonly stats: CachedStats;
+  /** Where a GET that accepts text/event-stream is answered. */
+  readonly streams: EventStreams;
   readonly clock: () => number;
   readonly queryContext: Omit<QueryContext, 'nowMs' | 'proxyParameters'>;
   readonly metrics: ProxyMetrics;
@@ -52,7 +55,7 @@ interface CheckedQuery {
  * anything else waits for CachedStats, which asks Deskie once per key.
  */
 export async function statsRoutes(app: FastifyInstance, options: StatsRouteOptions): Promise<void> {
-  const { stats, clock, queryContext, metrics, authenticate } = options;
+  const { stats, streams, clock, queryContext, metrics, authenticate } = options;
   for (const endpoint of Object.values(ENDPOINTS)) {
     const check = checkedQueries(endpoint, queryContext);
     const handler: RouteHandlerMethod = (request, reply) => {
@@ -63,9 +66,15 @@ export async function statsRoutes(app: FastifyInstance, options: StatsRouteOptio
       }
       const nowMs = clock();
       const known = check(request.query as RawQuery, nowMs);
-      const variant = variantFor(known.query, request.headers);
+      const streamed = request.method === 'GET' && acceptsEventStream(request.headers.accept);
+      const variant = streamed ? streamVariant(known.query) : variantFor(known.query, request.headers);
       // Until answered, an error: what the error handler and the access line read.
       request.access = { query: (known.fields[variant] ??= queryFields(known.query, variant)), periodClass: known.query.freshness, outcome: 'error' };
+      if (streamed) {
+        const { query } = known;
+        const recheck = (atMs: number): StatsQuery => check(request.query as RawQuery, atMs).query;
+        return streams.serve(request, reply, { query, recheck, authorization: caller.authorization, client: caller.client, variant });
+      }
       const result = stats.answer(known.query, caller.authorization, nowMs, variant);
       if (!(result instanceof Promise)) return sendAnswer(request, reply, result, variant, nowMs, options);
       // Freshness is told as of now: a miss may have waited seconds for Deskie.

@@ -1,0 +1,244 @@
+import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
+import t, { type Test } from 'tap';
+import { eventually } from './helpers/eventually.js';
+import { ManualScheduler } from './helpers/scheduler.js';
+import { DEMO, OTHER, settled, type Stack, startStack, WRONG } from './helpers/stack.js';
+
+const LEADERBOARD = '/api/stats_leaderboard.json';
+const TODAY = `${LEADERBOARD}?period=today`;
+const FIVE_MINUTES = 300_000;
+const MARGIN = 1_000;
+const HEARTBEAT = 15_000;
+
+interface ServerEvent {
+  readonly id: string | undefined;
+  readonly data: string;
+}
+
+/** An event stream read over a real socket: its events and comments as they arrive, and whether the server ended it. */
+interface EventStream {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly events: ServerEvent[];
+  readonly comments: string[];
+  readonly body: () => string;
+  readonly ended: () => boolean;
+  close(): void;
+}
+
+function openStream(stack: Stack, path: string, { authorization = DEMO, headers = {} }: { authorization?: string; headers?: Record<string, string> } = {}): Promise<EventStream> {
+  return new Promise((resolve, reject) => {
+    const request = httpGet(`${stack.proxyUrl}${path}`, { headers: { accept: 'text/event-stream', authorization, ...headers } }, (response) => {
+      const events: ServerEvent[] = [];
+      const comments: string[] = [];
+      let text = '';
+      let pending = '';
+      let ended = false;
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        text += chunk;
+        pending += chunk;
+        let end;
+        while ((end = pending.indexOf('\n\n')) >= 0) {
+          const frame = pending.slice(0, end).split('\n');
+          pending = pending.slice(end + 2);
+          const comment = frame.find((line) => line.startsWith(':'));
+          if (comment !== undefined) comments.push(comment);
+          const data = frame.filter((line) => line.startsWith('data: ')).map((line) => line.slice(6));
+          if (data.length > 0) events.push({ id: frame.find((line) => line.startsWith('id: '))?.slice(4), data: data.join('\n') });
+        }
+      });
+      const finish = (): void => void (ended = true);
+      response.on('end', finish);
+      response.on('close', finish);
+      response.on('error', finish);
+      resolve({
+        status: response.statusCode ?? 0,
+        headers: response.headers,
+        events,
+        comments,
+        body: () => text,
+        ended: () => ended,
+        close: () => request.destroy(),
+      });
+    });
+    request.on('error', reject);
+  });
+}
+
+/** A proxy whose refreshes and heartbeats run when the test moves the clock past them. */
+async function phased(t: Test, env: Record<string, string> = {}): Promise<{ stack: Stack; scheduler: ManualScheduler }> {
+  let scheduler: ManualScheduler | undefined;
+  const stack = await startStack(t, { simulatorOnProxyClock: true, env, scheduler: (clock) => (scheduler = new ManualScheduler(clock)) });
+  return { stack, scheduler: scheduler as ManualScheduler };
+}
+
+/** Moves the clock by `ms`, runs what is due, and lets any call a refresh made land. */
+async function advance(stack: Stack, scheduler: ManualScheduler, ms: number): Promise<void> {
+  scheduler.advance(ms);
+  await settled(stack);
+}
+
+/** A short real wait for what the server wrote to reach the client (an event that is not coming, proven absent). */
+const ioWait = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 50));
+
+async function waitFor(t: Test, check: () => boolean, what: string): Promise<void> {
+  t.ok(await eventually(check), what);
+}
+
+t.test('the first event is the current answer: its body as a poll gets it, its id the ETag', async (t) => {
+  const { stack } = await phased(t);
+  const polled = await stack.get(TODAY);
+  const stream = await openStream(stack, TODAY);
+  t.teardown(() => stream.close());
+  t.equal(stream.status, 200, 'a stream');
+  t.match(String(stream.headers['content-type']), /^text\/event-stream/, 'of server-sent events');
+  await waitFor(t, () => stream.events.length === 1, 'one event');
+  t.equal(stream.events[0]?.data, polled.text, 'the normalized JSON a poll gets');
+  t.equal(stream.events[0]?.id, polled.headers['etag'], 'its id is the ETag');
+  t.equal(stack.simulator.calls, 1, 'a hit: no call for the stream');
+});
+
+t.test('a refresh that brings other numbers is one event with the new body and a new id; one with the same numbers is none', async (t) => {
+  const { stack, scheduler } = await phased(t);
+  const stream = await openStream(stack, TODAY);
+  t.teardown(() => stream.close());
+  await waitFor(t, () => stream.events.length === 1, 'the first answer, fetched for the stream');
+  await advance(stack, scheduler, FIVE_MINUTES + MARGIN);
+  t.equal(stack.simulator.calls, 2, 'refreshed once, just after Deskie\'s cache expired');
+  await ioWait();
+  t.equal(stream.events.length, 1, 'the same numbers: no event');
+  stack.simulator.changeNumbers();
+  await advance(stack, scheduler, FIVE_MINUTES + MARGIN);
+  t.equal(stack.simulator.calls, 3, 'a stream alone keeps its key refreshed, with no poll');
+  await waitFor(t, () => stream.events.length === 2, 'the new numbers are one event');
+  const [first, second] = stream.events;
+  t.not(second?.data, first?.data, 'with the new body');
+  t.not(second?.id, first?.id, 'and a new id');
+  t.equal(second?.id, (await stack.get(TODAY)).headers['etag'], "the new answer's ETag");
+});
+
+t.test('a body over several lines is sent as several data lines (format=csv)', async (t) => {
+  const { stack } = await phased(t);
+  const polled = await stack.get(`${TODAY}&format=csv`);
+  const stream = await openStream(stack, `${TODAY}&format=csv`);
+  t.teardown(() => stream.close());
+  await waitFor(t, () => stream.events.length === 1, 'one event');
+  t.ok(polled.text.trimEnd().includes('\n'), 'the CSV has several lines');
+  t.equal(stream.events[0]?.data, polled.text.replace(/\r\n|\r|\n/g, '\n'), 'each line a data line, joined back by the client');
+});
+
+t.test('Last-Event-ID equal to the current ETag resumes without resending it; a malformed one is ignored', async (t) => {
+  const { stack, scheduler } = await phased(t);
+  const etag = String((await stack.get(TODAY)).headers['etag']);
+  const resumed = await openStream(stack, TODAY, { headers: { 'last-event-id': etag } });
+  t.teardown(() => resumed.close());
+  const overLong = await openStream(stack, TODAY, { headers: { 'last-event-id': `${etag}${'x'.repeat(500)}` } });
+  t.teardown(() => overLong.close());
+  await waitFor(t, () => overLong.events.length === 1, 'an over-long Last-Event-ID is ignored: the answer is sent');
+  scheduler.advance(HEARTBEAT);
+  await waitFor(t, () => resumed.comments.length === 1, 'a heartbeat comes after 15 s');
+  t.equal(resumed.comments[0], ': heartbeat', 'as a comment');
+  t.equal(resumed.events.length, 0, 'the answer the client has was not sent again');
+  stack.simulator.changeNumbers();
+  await advance(stack, scheduler, FIVE_MINUTES + MARGIN - HEARTBEAT);
+  await waitFor(t, () => resumed.events.length === 1, 'the next answer is sent');
+  t.not(resumed.events[0]?.id, etag, 'with its own id');
+});
+
+t.test('a bad query gets the same 400 JSON, and a bad credential the same 401, before any stream starts', async (t) => {
+  const { stack } = await phased(t);
+  const bad = await stack.get(`${LEADERBOARD}?period=someday`, { headers: { accept: 'text/event-stream' } });
+  t.equal(bad.status, 400, '400');
+  t.match(String(bad.headers['content-type']), /^application\/json/, 'JSON');
+  t.equal(bad.text, (await stack.get(`${LEADERBOARD}?period=someday`)).text, 'as a poll gets it');
+  const refused = await stack.get(TODAY, { authorization: WRONG, headers: { accept: 'text/event-stream' } });
+  t.equal(refused.status, 401, '401 for a credential Deskie refuses');
+});
+
+t.test('past a limit a stream gets 503 with Retry-After: per client, then for the server', async (t) => {
+  const { stack } = await phased(t, { SSE_MAX_STREAMS: '2', SSE_MAX_STREAMS_PER_CLIENT: '1' });
+  const first = await openStream(stack, TODAY);
+  t.teardown(() => first.close());
+  const sameClient = await stack.get(TODAY, { headers: { accept: 'text/event-stream' } });
+  t.equal(sameClient.status, 503, "past the client's share");
+  t.ok(Number(sameClient.headers['retry-after']) > 0, 'with Retry-After');
+  const other = await openStream(stack, TODAY, { authorization: OTHER });
+  t.teardown(() => other.close());
+  t.equal(other.status, 200, 'another credential has its own share');
+  const third = await stack.get(TODAY, { authorization: OTHER, headers: { accept: 'text/event-stream' } });
+  t.equal(third.status, 503, "past the server's limit");
+  first.close();
+  const freed = await eventually(async () => {
+    const again = await openStream(stack, TODAY);
+    again.close();
+    return again.status === 200;
+  });
+  t.ok(freed, 'a closed stream frees its place');
+});
+
+t.test('two streams on one key cost one refresh call, and both get its event', async (t) => {
+  const { stack, scheduler } = await phased(t);
+  const one = await openStream(stack, TODAY);
+  t.teardown(() => one.close());
+  const two = await openStream(stack, TODAY, { authorization: DEMO });
+  t.teardown(() => two.close());
+  await waitFor(t, () => one.events.length === 1 && two.events.length === 1, 'both have the answer');
+  t.equal(stack.simulator.calls, 1, 'one call for both');
+  stack.simulator.changeNumbers();
+  await advance(stack, scheduler, FIVE_MINUTES + MARGIN);
+  t.equal(stack.simulator.calls, 2, 'one refresh call');
+  await waitFor(t, () => one.events.length === 2 && two.events.length === 2, 'each stream has the new answer');
+});
+
+t.test('at midnight a today stream moves to the new day', async (t) => {
+  let scheduler: ManualScheduler | undefined;
+  const stack = await startStack(t, { now: '2026-11-28T23:58:00Z', simulatorOnProxyClock: true, scheduler: (clock) => (scheduler = new ManualScheduler(clock)) });
+  const stream = await openStream(stack, TODAY);
+  t.teardown(() => stream.close());
+  await waitFor(t, () => stream.events.length === 1, "the day's answer");
+  await advance(stack, scheduler as ManualScheduler, 2 * 60_000 + MARGIN);
+  await waitFor(t, () => stream.events.length === 2, 'an event for the new day');
+  const polled = await stack.get(TODAY);
+  t.equal(stream.events[1]?.id, polled.headers['etag'], "it is the new day's answer");
+  t.equal(stack.simulator.calls, 2, 'one call for the new day');
+});
+
+t.test('a credential Deskie refuses ends its streams', async (t) => {
+  const { stack, scheduler } = await phased(t);
+  const stream = await openStream(stack, TODAY);
+  t.teardown(() => stream.close());
+  await waitFor(t, () => stream.events.length === 1, 'the answer');
+  stack.simulator.revoke('demo@example.com');
+  await advance(stack, scheduler, FIVE_MINUTES + MARGIN);
+  await waitFor(t, () => stream.ended(), 'the stream ended');
+});
+
+t.test("the server's close ends open streams promptly", async (t) => {
+  const { stack } = await phased(t);
+  const stream = await openStream(stack, TODAY);
+  await waitFor(t, () => stream.events.length === 1, 'the answer');
+  const startedAt = performance.now();
+  await stack.app.close();
+  t.ok(performance.now() - startedAt < 2_000, 'closed without waiting on the stream');
+  await waitFor(t, () => stream.ended(), 'the stream ended');
+});
+
+t.test('metrics count open streams and events sent', async (t) => {
+  const { stack, scheduler } = await phased(t);
+  const stream = await openStream(stack, TODAY);
+  t.teardown(() => stream.close());
+  await waitFor(t, () => stream.events.length === 1, 'the answer');
+  stack.simulator.changeNumbers();
+  await advance(stack, scheduler, FIVE_MINUTES + MARGIN);
+  await waitFor(t, () => stream.events.length === 2, 'the change');
+  const scraped = (await stack.get('/metrics', { authorization: null })).text;
+  t.match(scraped, /^deskie_proxy_event_streams_open 1$/m, 'one stream open');
+  t.match(scraped, /^deskie_proxy_stream_events_total 2$/m, 'two events sent');
+  t.match(scraped, /^deskie_proxy_event_streams_dropped_total\{reason="slow-consumer"\} 0$/m, 'none dropped');
+  stream.close();
+  t.ok(
+    await eventually(async () => /^deskie_proxy_event_streams_open 0$/m.test((await stack.get('/metrics', { authorization: null })).text)),
+    'a closed stream is no longer counted',
+  );
+});
