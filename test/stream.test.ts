@@ -177,6 +177,38 @@ t.test('past a limit a stream gets 503 with Retry-After: per client, then for th
   t.ok(freed, 'a closed stream frees its place');
 });
 
+t.test('in service mode the share is per client token', async (t) => {
+  const wall = 'w'.repeat(32);
+  const laptop = 'l'.repeat(32);
+  const stack = await startStack(t, {
+    env: { DESKIE_EMAIL: 'demo@example.com', DESKIE_API_KEY: 'demo', PROXY_TOKENS: `wall:${wall},laptop:${laptop}`, SSE_MAX_STREAMS_PER_CLIENT: '1' },
+  });
+  const first = await openStream(stack, TODAY, { authorization: `Bearer ${wall}` });
+  t.teardown(() => first.close());
+  t.equal(first.status, 200, "the wall's stream");
+  const again = await stack.get(TODAY, { authorization: `Bearer ${wall}`, headers: { accept: 'text/event-stream' } });
+  t.equal(again.status, 503, "the wall's share is used");
+  const other = await openStream(stack, TODAY, { authorization: `Bearer ${laptop}` });
+  t.teardown(() => other.close());
+  t.equal(other.status, 200, 'the laptop has its own share, on the same Deskie credential');
+  const refused = await stack.get(TODAY, { authorization: 'Bearer nope', headers: { accept: 'text/event-stream' } });
+  t.equal(refused.status, 401, 'no token, no stream');
+});
+
+t.test('a client that goes while its first answer is awaited leaves no stream open', async (t) => {
+  const { stack } = await phased(t);
+  stack.simulator.hold();
+  const request = httpGet(`${stack.proxyUrl}${TODAY}`, { headers: { accept: 'text/event-stream', authorization: DEMO } });
+  request.on('error', () => {});
+  await eventually(() => stack.simulator.held === 1);
+  request.destroy();
+  await ioWait();
+  stack.simulator.release();
+  await settled(stack);
+  const open = (): Promise<string> => stack.get('/metrics', { authorization: null }).then((answer) => answer.text);
+  t.ok(await eventually(async () => /^deskie_proxy_event_streams_open 0$/m.test(await open())), 'none open');
+});
+
 t.test('two streams on one key cost one refresh call, and both get its event', async (t) => {
   const { stack, scheduler } = await phased(t);
   const one = await openStream(stack, TODAY);

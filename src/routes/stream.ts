@@ -154,6 +154,13 @@ class LiveAnswer {
   start(first: StatsAnswer, lastEventId: string | undefined): void {
     const { raw } = this.#reply;
     raw.on('close', () => this.end());
+    // A write after the client went is refused: the close above ends the stream.
+    raw.on('error', () => this.end(true));
+    // The client went while its first answer was awaited: nothing to stream to.
+    if (raw.socket === null || raw.socket.destroyed) {
+      this.end(true);
+      return;
+    }
     raw.writeHead(200, {
       ...(this.#reply.getHeaders() as Record<string, string>),
       'content-type': 'text/event-stream; charset=utf-8',
