@@ -1,4 +1,5 @@
 import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
 import t, { type Test } from 'tap';
 import { eventually } from './helpers/eventually.js';
 import { ManualScheduler } from './helpers/scheduler.js';
@@ -254,6 +255,33 @@ t.test("the server's close ends open streams promptly", async (t) => {
   await stack.app.close();
   t.ok(performance.now() - startedAt < 2_000, 'closed without waiting on the stream');
   await waitFor(t, () => stream.ended(), 'the stream ended');
+});
+
+t.test('a client that does not read what it is sent is dropped once its unsent bytes pass SSE_MAX_BUFFER_BYTES', async (t) => {
+  let scheduler: ManualScheduler | undefined;
+  const stack = await startStack(t, {
+    simulatorOnProxyClock: true,
+    // Answers of about half a megabyte, which a client that does not read cannot take for long.
+    simulator: { knobs: { staffStatusChanges: 5_000 } },
+    env: { SSE_MAX_BUFFER_BYTES: '1024' },
+    scheduler: (clock) => (scheduler = new ManualScheduler(clock)),
+  });
+  const { port } = new URL(stack.proxyUrl);
+  const socket = connect(Number(port), '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  socket.on('error', () => {});
+  socket.pause();
+  socket.write(`GET /api/stats_staff_statuses.json?period=today&page=all HTTP/1.1\r\nHost: proxy\r\nAccept: text/event-stream\r\nAuthorization: ${DEMO}\r\n\r\n`);
+  const scrape = async (): Promise<string> => (await stack.get('/metrics', { authorization: null })).text;
+  t.ok(await eventually(async () => /^deskie_proxy_event_streams_open 1$/m.test(await scrape())), 'the stream is open');
+  const dropped = /^deskie_proxy_event_streams_dropped_total\{reason="slow-consumer"\} 1$/m;
+  for (let refresh = 0; refresh < 10 && !dropped.test(await scrape()); refresh++) {
+    stack.simulator.changeNumbers();
+    await advance(stack, scheduler as ManualScheduler, FIVE_MINUTES + MARGIN);
+  }
+  const scraped = await scrape();
+  t.match(scraped, dropped, 'dropped, and counted');
+  t.match(scraped, /^deskie_proxy_event_streams_open 0$/m, 'no longer open');
 });
 
 t.test('metrics count open streams and events sent', async (t) => {
