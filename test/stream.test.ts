@@ -1,9 +1,13 @@
 import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 import t, { type Test } from 'tap';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config/config.js';
+import { startSimulator } from '../src/simulator/index.js';
 import { eventually } from './helpers/eventually.js';
+import { redisSkip, startRedis } from './helpers/redis.js';
 import { ManualScheduler } from './helpers/scheduler.js';
-import { DEMO, OTHER, settled, type Stack, startStack, WRONG } from './helpers/stack.js';
+import { DEMO, ManualClock, OTHER, settled, type Stack, startStack, WRONG } from './helpers/stack.js';
 
 const LEADERBOARD = '/api/stats_leaderboard.json';
 const TODAY = `${LEADERBOARD}?period=today`;
@@ -27,7 +31,7 @@ interface EventStream {
   close(): void;
 }
 
-function openStream(stack: Stack, path: string, { authorization = DEMO, headers = {} }: { authorization?: string; headers?: Record<string, string> } = {}): Promise<EventStream> {
+function openStream(stack: Pick<Stack, 'proxyUrl'>, path: string, { authorization = DEMO, headers = {} }: { authorization?: string; headers?: Record<string, string> } = {}): Promise<EventStream> {
   return new Promise((resolve, reject) => {
     const request = httpGet(`${stack.proxyUrl}${path}`, { headers: { accept: 'text/event-stream', authorization, ...headers } }, (response) => {
       const events: ServerEvent[] = [];
@@ -301,4 +305,40 @@ t.test('metrics count open streams and events sent', async (t) => {
     await eventually(async () => /^deskie_proxy_event_streams_open 0$/m.test((await stack.get('/metrics', { authorization: null })).text)),
     'a closed stream is no longer counted',
   );
+});
+
+t.test('with Redis, streams on two replicas each get a change that cost one call for the cluster', redisSkip(), async (t) => {
+  const redis = await startRedis(t);
+  const clock = new ManualClock(Date.parse('2026-11-28T12:00:00Z'));
+  const simulator = await startSimulator({ users: { 'demo@example.com': 'demo' }, clock: clock.now });
+  t.teardown(() => simulator.close());
+  const schedulers: ManualScheduler[] = [];
+  const replica = async (): Promise<{ proxyUrl: string }> => {
+    const config = loadConfig({ REDIS_URL: redis.url, CACHE_KEY_SECRET: 'one-secret-for-every-replica', DESKIE_URL: simulator.url });
+    const scheduler = new ManualScheduler(clock);
+    schedulers.push(scheduler);
+    const app = buildApp({ ...config, deskieUrl: simulator.url }, { clock: clock.now, scheduler });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    t.teardown(() => app.close());
+    const address = app.server.address();
+    const proxyUrl = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+    const up = async (): Promise<boolean> => ((await (await fetch(`${proxyUrl}/readyz`)).json()) as { store: { shared: { redis: string } } }).store.shared.redis === 'up';
+    t.ok(await eventually(up), 'the replica reaches Redis');
+    return { proxyUrl };
+  };
+  const [a, b] = [await replica(), await replica()];
+  const onA = await openStream(a, TODAY);
+  t.teardown(() => onA.close());
+  await waitFor(t, () => onA.events.length === 1, "a's stream has the answer");
+  const onB = await openStream(b, TODAY);
+  t.teardown(() => onB.close());
+  await waitFor(t, () => onB.events.length === 1, "b's stream has it from Redis");
+  t.equal(simulator.calls, 1, 'one call');
+  simulator.changeNumbers();
+  clock.advance(FIVE_MINUTES + MARGIN);
+  for (const scheduler of schedulers) scheduler.runDue();
+  await waitFor(t, () => onA.events.length === 2 && onB.events.length === 2, 'each stream has the change');
+  t.equal(onA.events[1]?.id, onB.events[1]?.id, 'the same answer');
+  await ioWait();
+  t.equal(simulator.calls, 2, 'one refresh call for the cluster');
 });
