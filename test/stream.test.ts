@@ -5,6 +5,7 @@ import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config/config.js';
 import { startSimulator } from '../src/simulator/index.js';
 import { eventually } from './helpers/eventually.js';
+import { capturedLog } from './helpers/log.js';
 import { redisSkip, startRedis } from './helpers/redis.js';
 import { ManualScheduler } from './helpers/scheduler.js';
 import { DEMO, ManualClock, OTHER, settled, type Stack, startStack, WRONG } from './helpers/stack.js';
@@ -212,6 +213,17 @@ t.test('a client that goes while its first answer is awaited leaves no stream op
   await settled(stack);
   const open = (): Promise<string> => stack.get('/metrics', { authorization: null }).then((answer) => answer.text);
   t.ok(await eventually(async () => /^deskie_proxy_event_streams_open 0$/m.test(await open())), 'none open');
+});
+
+t.test('a stream that ends writes one log line with its request id, route, period and the events it sent', async (t) => {
+  const { logger, lines } = capturedLog();
+  const stack = await startStack(t, { logger });
+  const stream = await openStream(stack, TODAY);
+  await waitFor(t, () => stream.events.length === 1, 'the answer');
+  stream.close();
+  await waitFor(t, () => lines.some((line) => line['msg'] === 'event stream ended'), 'a line when it ends');
+  const line = lines.find((logged) => logged['msg'] === 'event stream ended');
+  t.match(line, { route: 'stats_leaderboard', period: 'today', format: 'normalized', events: 1, reqId: String }, 'what it was and what it sent');
 });
 
 t.test('two streams on one key cost one refresh call, and both get its event', async (t) => {

@@ -97,7 +97,7 @@ export class EventStreams {
       throw error;
     }
     reply.hijack();
-    const live = new LiveAnswer(this.#options, asked, reply, () => {
+    const live = new LiveAnswer({ ...this.#options, log: request.log }, asked, reply, () => {
       this.#open.delete(live);
       release();
       this.#options.metrics.streamClosed();
@@ -142,6 +142,8 @@ class LiveAnswer {
   #asking = false;
   #askAgain = false;
   #ended = false;
+  #eventsSent = 0;
+  readonly #openedAtMs = performance.now();
 
   constructor(options: EventStreamsOptions, asked: StreamRequest, reply: FastifyReply, onEnd: () => void) {
     this.#options = options;
@@ -185,6 +187,9 @@ class LiveAnswer {
     this.#cancelBeat();
     if (drop) this.#reply.raw.destroy();
     else this.#reply.raw.end();
+    // A stream has no access line (its reply is not Fastify's to send): this is its line.
+    const { route, period, format } = this.#reply.request.access?.query ?? {};
+    this.#options.log.info({ route, period, format, events: this.#eventsSent, openMs: Math.round(performance.now() - this.#openedAtMs) }, 'event stream ended');
     this.#onEnd();
   }
 
@@ -197,7 +202,9 @@ class LiveAnswer {
     this.#lastEtag = representation.etag;
     const data = representation.body.toString('utf8').split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join('');
     this.#write(`id: ${representation.etag}\n${data}\n`);
-    if (!this.#ended) this.#options.metrics.streamEventSent();
+    if (this.#ended) return;
+    this.#eventsSent += 1;
+    this.#options.metrics.streamEventSent();
   }
 
   /**
