@@ -183,6 +183,19 @@ t.test('past a limit a stream gets 503 with Retry-After: per client, then for th
   t.ok(freed, 'a closed stream frees its place');
 });
 
+t.test('streams whose first answer is still awaited count against SSE_MAX_STREAMS', async (t) => {
+  const { stack } = await phased(t, { SSE_MAX_STREAMS: '1' });
+  stack.simulator.hold();
+  const waiting = openStream(stack, TODAY);
+  t.ok(await eventually(() => stack.simulator.held === 1), 'the first stream waits on Deskie');
+  const second = await stack.get(TODAY, { authorization: OTHER, headers: { accept: 'text/event-stream' } });
+  t.equal(second.status, 503, 'the limit is reached meanwhile');
+  stack.simulator.release();
+  const first = await waiting;
+  t.teardown(() => first.close());
+  t.equal(first.status, 200, 'the first stream opens');
+});
+
 t.test('in service mode the share is per client token', async (t) => {
   const wall = 'w'.repeat(32);
   const laptop = 'l'.repeat(32);

@@ -63,6 +63,8 @@ export class EventStreams {
   readonly #open = new Set<LiveAnswer>();
   /** Streams open per client (token name, or a hash of the credential). */
   readonly #perClient = new Map<string, number>();
+  /** Streams admitted whose first answer is still awaited: counted against the limit with the open ones. */
+  #starting = 0;
 
   constructor(options: EventStreamsOptions) {
     this.#options = options;
@@ -77,8 +79,9 @@ export class EventStreams {
     const { stats, clock, maxStreams, maxStreamsPerClient } = this.#options;
     const client = asked.client ?? createHash('sha256').update(asked.authorization).digest('base64url').slice(0, 22);
     const ofClient = this.#perClient.get(client) ?? 0;
-    if (this.#open.size >= maxStreams || ofClient >= maxStreamsPerClient) {
-      const which = this.#open.size >= maxStreams ? `this server's ${maxStreams}` : `the ${maxStreamsPerClient} per client`;
+    const full = this.#open.size + this.#starting >= maxStreams;
+    if (full || ofClient >= maxStreamsPerClient) {
+      const which = full ? `this server's ${maxStreams}` : `the ${maxStreamsPerClient} per client`;
       reply.code(503).header('retry-after', String(FULL_RETRY_AFTER_SECONDS)).type('application/json');
       return reply.send(errorBody(`too many event streams are open (${which}); retry in ${FULL_RETRY_AFTER_SECONDS} s, or poll`));
     }
@@ -90,11 +93,14 @@ export class EventStreams {
       else this.#perClient.delete(client);
     };
     let first: StatsAnswer;
+    this.#starting += 1;
     try {
       first = await stats.answer(asked.query, asked.authorization, clock(), asked.variant);
     } catch (error) {
       release();
       throw error;
+    } finally {
+      this.#starting -= 1;
     }
     reply.hijack();
     const live = new LiveAnswer({ ...this.#options, log: request.log }, asked, reply, () => {
