@@ -266,6 +266,22 @@ t.test('at midnight a today stream moves to the new day', async (t) => {
   t.equal(stack.simulator.calls, 2, 'one call for the new day');
 });
 
+t.test('when Deskie fails a refresh the stream stays open with its last answer, and a heartbeat past expiry asks again', async (t) => {
+  const { stack, scheduler } = await phased(t);
+  const stream = await openStream(stack, TODAY);
+  t.teardown(() => stream.close());
+  await waitFor(t, () => stream.events.length === 1, 'the answer');
+  stack.simulator.set({ fault: 'error500' });
+  stack.simulator.changeNumbers();
+  await advance(stack, scheduler, FIVE_MINUTES + MARGIN);
+  await ioWait();
+  t.equal(stream.events.length, 1, 'no event while Deskie fails');
+  t.notOk(stream.ended(), 'the stream stays open');
+  stack.simulator.set({ fault: 'none' });
+  await advance(stack, scheduler, HEARTBEAT);
+  await waitFor(t, () => stream.events.length === 2, "the next heartbeat's ask brings the new numbers");
+});
+
 t.test('a credential Deskie refuses ends its streams', async (t) => {
   const { stack, scheduler } = await phased(t);
   const stream = await openStream(stack, TODAY);
