@@ -24,7 +24,7 @@ import { DateTime } from 'luxon';
 import ts from 'typescript';
 import { request } from 'undici';
 import { startSimulator } from '../src/simulator/index.js';
-import { answers, DEMO_AUTHORIZATION, freePort, peakRss, pinned, SERVER_CORE, startChild, startCommand } from './lib.js';
+import { answers, type Child, DEMO_AUTHORIZATION, freePort, peakRss, pinned, SERVER_CORE, startChild, startCommand } from './lib.js';
 
 export const ZONE = 'Europe/Berlin';
 /** Sunday morning in Berlin (at no round minute, as dashboards start): the day crosses midnight into Monday, a new week. */
@@ -207,7 +207,7 @@ interface Health {
  * `npm start` does: under tsx, the loader's own thread would add some 35 MiB
  * to the RSS measured.
  */
-export function compileDayProxy(): string {
+function compileDayProxy(): string {
   const { outputText } = ts.transpileModule(readFileSync('bench/day-proxy.ts', 'utf8'), {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2023 },
   });
@@ -216,13 +216,12 @@ export function compileDayProxy(): string {
   return 'dist/bench/day-proxy.js';
 }
 
-/** The day, or its first `hours` (a smoke run: the exploring needs half an hour at 64 MiB). */
-export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<DayReport> {
-  let nowMs = START.toMillis();
-  // Deskie's own rate limit (1,500 a minute) on the day's clock; the proxy keeps its default budget below it.
-  const simulator = await startSimulator({ clock: () => nowMs, timezone: ZONE });
+/**
+ * day-proxy.ts as its own process, started as `npm start` starts the server
+ * (its Node flags), pinned to the servers' core and ready when this returns.
+ */
+export async function startDayProxy(deskieUrl: string, cacheMaxBytes: number, env: Record<string, string> = {}): Promise<{ proxy: Child; url: string }> {
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
   const { nodeFlags } = startCommand();
   const proxy = await startChild(
     ...pinned(SERVER_CORE, process.execPath, [...nodeFlags, compileDayProxy()]),
@@ -231,14 +230,23 @@ export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<D
       HOST: '127.0.0.1',
       NODE_ENV: 'production',
       NODE_OPTIONS: '',
-      DESKIE_URL: simulator.url,
+      DESKIE_URL: deskieUrl,
       DESKIE_TIMEZONE: ZONE,
       CACHE_KEY_SECRET: 'bench-secret-of-16-bytes',
       CACHE_MAX_BYTES: String(cacheMaxBytes),
-      BENCH_START_MS: String(nowMs),
+      ...env,
     },
-    answers(`${url}/healthz`),
+    answers(`http://127.0.0.1:${port}/healthz`),
   );
+  return { proxy, url: `http://127.0.0.1:${port}` };
+}
+
+/** The day, or its first `hours` (a smoke run: the exploring needs half an hour at 64 MiB). */
+export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<DayReport> {
+  let nowMs = START.toMillis();
+  // Deskie's own rate limit (1,500 a minute) on the day's clock; the proxy keeps its default budget below it.
+  const simulator = await startSimulator({ clock: () => nowMs, timezone: ZONE });
+  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes, { BENCH_START_MS: String(nowMs) });
   const startRss = peakRss(proxy.pid);
 
   /** A request at the day's current time. */

@@ -17,9 +17,9 @@
 import { request } from 'undici';
 import { startSimulator } from '../src/simulator/index.js';
 import {
-  compileDayProxy, DASHBOARD_CALLS_MARGIN, DASHBOARDS, EXPLORING_QUERIES_PER_MIB, exploringQuery, PANELS, POLL_INTERVAL_MS, queries, ZONE,
+  DASHBOARD_CALLS_MARGIN, DASHBOARDS, EXPLORING_QUERIES_PER_MIB, exploringQuery, PANELS, POLL_INTERVAL_MS, queries, startDayProxy, ZONE,
 } from './day.js';
-import { answers, DEMO_AUTHORIZATION, freePort, peakRss, pinned, SERVER_CORE, startChild, startCommand } from './lib.js';
+import { DEMO_AUTHORIZATION, peakRss } from './lib.js';
 
 export interface MemoryReport {
   readonly exploringQueries: number;
@@ -44,23 +44,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.
 
 export async function memoryAtBudgetPace(cacheMaxBytes: number): Promise<MemoryReport> {
   const simulator = await startSimulator({ timezone: ZONE });
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const { nodeFlags } = startCommand();
-  const proxy = await startChild(
-    ...pinned(SERVER_CORE, process.execPath, [...nodeFlags, compileDayProxy()]),
-    {
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      NODE_ENV: 'production',
-      NODE_OPTIONS: '',
-      DESKIE_URL: simulator.url,
-      DESKIE_TIMEZONE: ZONE,
-      CACHE_KEY_SECRET: 'bench-secret-of-16-bytes',
-      CACHE_MAX_BYTES: String(cacheMaxBytes),
-    },
-    answers(`${url}/healthz`),
-  );
+  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes);
   const startRss = peakRss(proxy.pid);
   // day-proxy.ts runs on the clock its requests bring: here, the real one.
   const get = (path: string) => request(`${url}${path}`, { headers: { authorization: DEMO_AUTHORIZATION, 'x-bench-now': String(Date.now()) } });
