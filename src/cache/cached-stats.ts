@@ -179,14 +179,14 @@ export class CachedStats {
   }
 
   /**
-   * A credential Deskie has not vouched for lately is asked about once for all its keys: requests for its other keys
+   * A credential Deskie has not accepted in the last CALLS_AT_ONCE_MS is asked about once for all its keys: requests for its other keys
    * wait for that call's verdict and, refused, get its 401 or 403, so a bad or revoked key costs one call however many
    * panels ask; accepted, they are answered as any request then is. Otherwise each then calls, once.
    */
   async #fetchInTurn(asked: Asked, held: CachedAnswer | undefined, nowMs: number, variant: Variant, priority: UpstreamCall['priority']): Promise<StatsAnswer> {
     const { key, partition } = asked;
     this.#throwIfRefused(asked, nowMs);
-    if (this.#credentials.standing(partition, nowMs) !== 'due') return this.#fetch(asked, held, nowMs, variant, priority);
+    if (this.#credentials.callsAtOnce(partition, nowMs)) return this.#fetch(asked, held, nowMs, variant, priority);
     const turn = this.#credentials.turn(partition, key);
     if (turn.verdict !== undefined) return this.#afterVerdict(asked, turn.verdict, variant, priority);
     try {

@@ -7,6 +7,11 @@ const REMEMBERED_PARTITIONS = 10_000;
 export const RECHECK_AHEAD = 0.2;
 /** After a recheck Deskie could not answer (down, slow, or held back by the budget), the wait before the next: one call, not one per request. */
 export const RECHECK_RETRY_MS = 30_000;
+/**
+ * A miss for a credential Deskie accepted this recently calls at once; after a quieter spell one call decides for its
+ * other keys first, so a key revoked since costs one call, not one per panel, for one round trip more on a cold load.
+ */
+export const CALLS_AT_ONCE_MS = 5_000;
 
 /**
  * What Deskie's acceptance of a credential lets the cache do: `accepted` within the recheck time; `due soon` in its last
@@ -77,6 +82,12 @@ export class CredentialStanding {
     if (sinceMs < recheckMs * (1 - RECHECK_AHEAD)) return 'accepted';
     if (sinceMs < recheckMs) return 'due soon';
     return this.#retryPending(partition, nowMs) ? 'deferred' : 'due';
+  }
+
+  /** Whether a miss may call Deskie at once rather than wait for the call deciding the partition (see CALLS_AT_ONCE_MS). */
+  callsAtOnce(partition: string, nowMs: number): boolean {
+    const acceptedAtMs = this.#acceptedAt.peek(partition);
+    return acceptedAtMs !== undefined && acceptedAtMs <= nowMs && nowMs - acceptedAtMs < CALLS_AT_ONCE_MS;
   }
 
   call(partition: string): CredentialCall {

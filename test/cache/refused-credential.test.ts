@@ -1,4 +1,5 @@
 import t from 'tap';
+import { CALLS_AT_ONCE_MS } from '../../src/cache/credential-standing.js';
 import { DEMO, OTHER, type Stack, startStack, until, WRONG } from '../helpers/stack.js';
 
 const RECHECK_SECONDS = 60;
@@ -44,7 +45,23 @@ t.test('a key revoked in Deskie: ten panels past the recheck time cost one call,
   t.equal(stack.simulator.calls - callsBefore, 1);
 });
 
-t.test('a key revoked within its recheck time: no call waiting its turn is sent once the 401 has come, and every panel gets it', async (t) => {
+t.test('a key revoked within its recheck time, ten panels after a quiet spell: one call, and every panel gets its 401', async (t) => {
+  const stack = await startStack(t, { env: { AUTH_RECHECK_SECONDS: String(RECHECK_SECONDS) } });
+  t.equal((await stack.get(PANELS[0] as string)).status, 200, 'the key worked, and is still vouched for');
+  stack.simulator.revoke('demo@example.com');
+  stack.clock.advance(CALLS_AT_ONCE_MS);
+  const callsBefore = stack.simulator.calls;
+  const { held, answers } = await panels(stack, PANELS.slice(1), DEMO);
+  t.equal(held, 1, 'while the first call was under way, no other panel called Deskie');
+  t.same(
+    answers.map((answer) => answer.status),
+    PANELS.slice(1).map(() => 401),
+    'every panel gets the 401, none a 503 after waiting for the queue',
+  );
+  t.equal(stack.simulator.calls - callsBefore, 1, 'one call reached Deskie');
+});
+
+t.test('a key revoked seconds after Deskie accepted it: no call waiting its turn is sent once the 401 has come, and every panel gets it', async (t) => {
   const stack = await startStack(t, { env: { AUTH_RECHECK_SECONDS: String(RECHECK_SECONDS) } });
   t.equal((await stack.get(PANELS[0] as string)).status, 200, 'the key worked, and is still vouched for');
   stack.simulator.revoke('demo@example.com');
