@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { IANAZone, type DurationLike } from 'luxon';
 import Type, { type Static, type TSchema } from 'typebox';
-import Value from 'typebox/value';
+import Schema from 'typebox/schema';
+import type * as TypeBoxValue from 'typebox/value';
 import { type EndpointName, ENDPOINTS } from '../deskie/endpoints.js';
 import { type Access, parseTokenList, readTokenFile, TokenListError } from '../auth/clients.js';
 import { DEFAULT_LIFETIMES, FRESHNESS_CLASSES, type FreshnessClass, type Lifetimes, type Weekday } from '../deskie/periods.js';
@@ -357,7 +359,17 @@ function pickKnown(env: Readonly<Record<string, string | undefined>>): Record<st
 /** Settings whose values are credentials. */
 const SECRET_SETTINGS: ReadonlySet<string> = new Set(['CACHE_KEY_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'DESKIE_API_KEY', 'PROXY_TOKENS', 'REDIS_URL']);
 
+/**
+ * TypeBox's Value (its conversion, defaults and errors), loaded only for input the quick path in parse() refuses: it
+ * holds about 6 MiB once loaded, and a server whose settings are right never needs it.
+ */
+const loadValue = (): typeof TypeBoxValue => createRequire(import.meta.url)('typebox/value') as typeof TypeBoxValue;
+
 function parse<S extends TSchema>(schema: S, input: unknown, where: (path: string) => string): Static<S> {
+  const quick = usualConversion(schema, input);
+  if (Schema.Check(schema, quick)) return quick as Static<S>;
+  // Anything else is converted as TypeBox converts (a file's "60" is 60), and refused in its words.
+  const Value = loadValue();
   const value = Value.Default(schema, Value.Convert(schema, Value.Clone(input)));
   if (Value.Check(schema, value)) return value as Static<S>;
   const [first] = Value.Errors(schema, value);
@@ -372,6 +384,26 @@ function parse<S extends TSchema>(schema: S, input: unknown, where: (path: strin
   // A secret is never quoted back: the message goes to stderr and logs.
   const quoted = got === undefined || SECRET_SETTINGS.has(path) ? '' : `; got ${JSON.stringify(got)}`;
   throw new ConfigError(`${where(path)} ${detail}${quoted}`);
+}
+
+/**
+ * What Value.Default(Value.Convert(input)) makes of the usual input, without TypeBox's Value: a copy of the top-level
+ * object, each missing property given its schema's default, and a number setting's digits (checked by pickKnown) read
+ * as the number. Nested values are left as they are: parse() checks the result and takes Value's way for anything else.
+ */
+function usualConversion(schema: TSchema, input: unknown): unknown {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return input;
+  const properties = (schema as { properties?: Record<string, { type?: unknown; default?: unknown }> }).properties ?? {};
+  const value: Record<string, unknown> = { ...input };
+  for (const [name, property] of Object.entries(properties)) {
+    const given = value[name];
+    if (given === undefined) {
+      if ('default' in property) value[name] = property.default;
+    } else if (typeof given === 'string' && (property.type === 'integer' || property.type === 'number')) {
+      value[name] = Number(given);
+    }
+  }
+  return value;
 }
 
 function checkUrl(value: string): string {
