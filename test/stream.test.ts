@@ -1,10 +1,11 @@
-import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
+import { get as httpGet } from 'node:http';
 import { connect } from 'node:net';
 import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config/config.js';
 import { startSimulator } from '../src/simulator/index.js';
 import { eventually } from './helpers/eventually.js';
+import { openEventStream } from './helpers/event-stream.js';
 import { capturedLog } from './helpers/log.js';
 import { redisSkip, startRedis } from './helpers/redis.js';
 import { ManualScheduler } from './helpers/scheduler.js';
@@ -15,62 +16,6 @@ const TODAY = `${LEADERBOARD}?period=today`;
 const FIVE_MINUTES = 300_000;
 const MARGIN = 1_000;
 const HEARTBEAT = 15_000;
-
-interface ServerEvent {
-  readonly id: string | undefined;
-  readonly data: string;
-}
-
-/** An event stream read over a real socket: its events and comments as they arrive, and whether the server ended it. */
-interface EventStream {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly events: ServerEvent[];
-  readonly comments: string[];
-  readonly body: () => string;
-  readonly ended: () => boolean;
-  close(): void;
-}
-
-function openStream(stack: Pick<Stack, 'proxyUrl'>, path: string, { authorization = DEMO, headers = {} }: { authorization?: string; headers?: Record<string, string> } = {}): Promise<EventStream> {
-  return new Promise((resolve, reject) => {
-    const request = httpGet(`${stack.proxyUrl}${path}`, { headers: { accept: 'text/event-stream', authorization, ...headers } }, (response) => {
-      const events: ServerEvent[] = [];
-      const comments: string[] = [];
-      let text = '';
-      let pending = '';
-      let ended = false;
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => {
-        text += chunk;
-        pending += chunk;
-        let end;
-        while ((end = pending.indexOf('\n\n')) >= 0) {
-          const frame = pending.slice(0, end).split('\n');
-          pending = pending.slice(end + 2);
-          const comment = frame.find((line) => line.startsWith(':'));
-          if (comment !== undefined) comments.push(comment);
-          const data = frame.filter((line) => line.startsWith('data: ')).map((line) => line.slice(6));
-          if (data.length > 0) events.push({ id: frame.find((line) => line.startsWith('id: '))?.slice(4), data: data.join('\n') });
-        }
-      });
-      const finish = (): void => void (ended = true);
-      response.on('end', finish);
-      response.on('close', finish);
-      response.on('error', finish);
-      resolve({
-        status: response.statusCode ?? 0,
-        headers: response.headers,
-        events,
-        comments,
-        body: () => text,
-        ended: () => ended,
-        close: () => request.destroy(),
-      });
-    });
-    request.on('error', reject);
-  });
-}
 
 /** A proxy whose refreshes and heartbeats run when the test moves the clock past them. */
 async function phased(t: Test, env: Record<string, string> = {}): Promise<{ stack: Stack; scheduler: ManualScheduler }> {
@@ -95,7 +40,7 @@ async function waitFor(t: Test, check: () => boolean, what: string): Promise<voi
 t.test('the first event is the current answer: its body as a poll gets it, its id the ETag', async (t) => {
   const { stack } = await phased(t);
   const polled = await stack.get(TODAY);
-  const stream = await openStream(stack, TODAY);
+  const stream = await openEventStream(stack, TODAY);
   t.teardown(() => stream.close());
   t.equal(stream.status, 200, 'a stream');
   t.match(String(stream.headers['content-type']), /^text\/event-stream/, 'of server-sent events');
@@ -107,7 +52,7 @@ t.test('the first event is the current answer: its body as a poll gets it, its i
 
 t.test('a refresh that brings other numbers is one event with the new body and a new id; one with the same numbers is none', async (t) => {
   const { stack, scheduler } = await phased(t);
-  const stream = await openStream(stack, TODAY);
+  const stream = await openEventStream(stack, TODAY);
   t.teardown(() => stream.close());
   await waitFor(t, () => stream.events.length === 1, 'the first answer, fetched for the stream');
   await advance(stack, scheduler, FIVE_MINUTES + MARGIN);
@@ -127,7 +72,7 @@ t.test('a refresh that brings other numbers is one event with the new body and a
 t.test('a body over several lines is sent as several data lines (format=csv)', async (t) => {
   const { stack } = await phased(t);
   const polled = await stack.get(`${TODAY}&format=csv`);
-  const stream = await openStream(stack, `${TODAY}&format=csv`);
+  const stream = await openEventStream(stack, `${TODAY}&format=csv`);
   t.teardown(() => stream.close());
   await waitFor(t, () => stream.events.length === 1, 'one event');
   t.ok(polled.text.trimEnd().includes('\n'), 'the CSV has several lines');
@@ -137,9 +82,9 @@ t.test('a body over several lines is sent as several data lines (format=csv)', a
 t.test('Last-Event-ID equal to the current ETag resumes without resending it; a malformed one is ignored', async (t) => {
   const { stack, scheduler } = await phased(t);
   const etag = String((await stack.get(TODAY)).headers['etag']);
-  const resumed = await openStream(stack, TODAY, { headers: { 'last-event-id': etag } });
+  const resumed = await openEventStream(stack, TODAY, { headers: { 'last-event-id': etag } });
   t.teardown(() => resumed.close());
-  const overLong = await openStream(stack, TODAY, { headers: { 'last-event-id': `${etag}${'x'.repeat(500)}` } });
+  const overLong = await openEventStream(stack, TODAY, { headers: { 'last-event-id': `${etag}${'x'.repeat(500)}` } });
   t.teardown(() => overLong.close());
   await waitFor(t, () => overLong.events.length === 1, 'an over-long Last-Event-ID is ignored: the answer is sent');
   scheduler.advance(HEARTBEAT);
@@ -164,19 +109,19 @@ t.test('a bad query gets the same 400 JSON, and a bad credential the same 401, b
 
 t.test('past a limit a stream gets 503 with Retry-After: per client, then for the server', async (t) => {
   const { stack } = await phased(t, { SSE_MAX_STREAMS: '2', SSE_MAX_STREAMS_PER_CLIENT: '1' });
-  const first = await openStream(stack, TODAY);
+  const first = await openEventStream(stack, TODAY);
   t.teardown(() => first.close());
   const sameClient = await stack.get(TODAY, { headers: { accept: 'text/event-stream' } });
   t.equal(sameClient.status, 503, "past the client's share");
   t.ok(Number(sameClient.headers['retry-after']) > 0, 'with Retry-After');
-  const other = await openStream(stack, TODAY, { authorization: OTHER });
+  const other = await openEventStream(stack, TODAY, { authorization: OTHER });
   t.teardown(() => other.close());
   t.equal(other.status, 200, 'another credential has its own share');
   const third = await stack.get(TODAY, { authorization: OTHER, headers: { accept: 'text/event-stream' } });
   t.equal(third.status, 503, "past the server's limit");
   first.close();
   const freed = await eventually(async () => {
-    const again = await openStream(stack, TODAY);
+    const again = await openEventStream(stack, TODAY);
     again.close();
     return again.status === 200;
   });
@@ -186,7 +131,7 @@ t.test('past a limit a stream gets 503 with Retry-After: per client, then for th
 t.test('streams whose first answer is still awaited count against SSE_MAX_STREAMS', async (t) => {
   const { stack } = await phased(t, { SSE_MAX_STREAMS: '1' });
   stack.simulator.hold();
-  const waiting = openStream(stack, TODAY);
+  const waiting = openEventStream(stack, TODAY);
   t.ok(await eventually(() => stack.simulator.held === 1), 'the first stream waits on Deskie');
   const second = await stack.get(TODAY, { authorization: OTHER, headers: { accept: 'text/event-stream' } });
   t.equal(second.status, 503, 'the limit is reached meanwhile');
@@ -202,12 +147,12 @@ t.test('in service mode the share is per client token', async (t) => {
   const stack = await startStack(t, {
     env: { DESKIE_EMAIL: 'demo@example.com', DESKIE_API_KEY: 'demo', PROXY_TOKENS: `wall:${wall},laptop:${laptop}`, SSE_MAX_STREAMS_PER_CLIENT: '1' },
   });
-  const first = await openStream(stack, TODAY, { authorization: `Bearer ${wall}` });
+  const first = await openEventStream(stack, TODAY, { authorization: `Bearer ${wall}` });
   t.teardown(() => first.close());
   t.equal(first.status, 200, "the wall's stream");
   const again = await stack.get(TODAY, { authorization: `Bearer ${wall}`, headers: { accept: 'text/event-stream' } });
   t.equal(again.status, 503, "the wall's share is used");
-  const other = await openStream(stack, TODAY, { authorization: `Bearer ${laptop}` });
+  const other = await openEventStream(stack, TODAY, { authorization: `Bearer ${laptop}` });
   t.teardown(() => other.close());
   t.equal(other.status, 200, 'the laptop has its own share, on the same Deskie credential');
   const refused = await stack.get(TODAY, { authorization: 'Bearer nope', headers: { accept: 'text/event-stream' } });
@@ -231,7 +176,7 @@ t.test('a client that goes while its first answer is awaited leaves no stream op
 t.test('a stream that ends writes one log line with its request id, route, period and the events it sent', async (t) => {
   const { logger, lines } = capturedLog();
   const stack = await startStack(t, { logger });
-  const stream = await openStream(stack, TODAY);
+  const stream = await openEventStream(stack, TODAY);
   await waitFor(t, () => stream.events.length === 1, 'the answer');
   stream.close();
   await waitFor(t, () => lines.some((line) => line['msg'] === 'event stream ended'), 'a line when it ends');
@@ -241,9 +186,9 @@ t.test('a stream that ends writes one log line with its request id, route, perio
 
 t.test('two streams on one key cost one refresh call, and both get its event', async (t) => {
   const { stack, scheduler } = await phased(t);
-  const one = await openStream(stack, TODAY);
+  const one = await openEventStream(stack, TODAY);
   t.teardown(() => one.close());
-  const two = await openStream(stack, TODAY, { authorization: DEMO });
+  const two = await openEventStream(stack, TODAY, { authorization: DEMO });
   t.teardown(() => two.close());
   await waitFor(t, () => one.events.length === 1 && two.events.length === 1, 'both have the answer');
   t.equal(stack.simulator.calls, 1, 'one call for both');
@@ -256,7 +201,7 @@ t.test('two streams on one key cost one refresh call, and both get its event', a
 t.test('at midnight a today stream moves to the new day', async (t) => {
   let scheduler: ManualScheduler | undefined;
   const stack = await startStack(t, { now: '2026-11-28T23:58:00Z', simulatorOnProxyClock: true, scheduler: (clock) => (scheduler = new ManualScheduler(clock)) });
-  const stream = await openStream(stack, TODAY);
+  const stream = await openEventStream(stack, TODAY);
   t.teardown(() => stream.close());
   await waitFor(t, () => stream.events.length === 1, "the day's answer");
   await advance(stack, scheduler as ManualScheduler, 2 * 60_000 + MARGIN);
@@ -268,7 +213,7 @@ t.test('at midnight a today stream moves to the new day', async (t) => {
 
 t.test('when Deskie fails a refresh the stream stays open with its last answer, and a heartbeat past expiry asks again', async (t) => {
   const { stack, scheduler } = await phased(t);
-  const stream = await openStream(stack, TODAY);
+  const stream = await openEventStream(stack, TODAY);
   t.teardown(() => stream.close());
   await waitFor(t, () => stream.events.length === 1, 'the answer');
   stack.simulator.set({ fault: 'error500' });
@@ -284,7 +229,7 @@ t.test('when Deskie fails a refresh the stream stays open with its last answer, 
 
 t.test('a credential Deskie refuses ends its streams', async (t) => {
   const { stack, scheduler } = await phased(t);
-  const stream = await openStream(stack, TODAY);
+  const stream = await openEventStream(stack, TODAY);
   t.teardown(() => stream.close());
   await waitFor(t, () => stream.events.length === 1, 'the answer');
   stack.simulator.revoke('demo@example.com');
@@ -294,7 +239,7 @@ t.test('a credential Deskie refuses ends its streams', async (t) => {
 
 t.test("the server's close ends open streams promptly", async (t) => {
   const { stack } = await phased(t);
-  const stream = await openStream(stack, TODAY);
+  const stream = await openEventStream(stack, TODAY);
   await waitFor(t, () => stream.events.length === 1, 'the answer');
   const startedAt = performance.now();
   await stack.app.close();
@@ -331,7 +276,7 @@ t.test('a client that does not read what it is sent is dropped once its unsent b
 
 t.test('metrics count open streams and events sent', async (t) => {
   const { stack, scheduler } = await phased(t);
-  const stream = await openStream(stack, TODAY);
+  const stream = await openEventStream(stack, TODAY);
   t.teardown(() => stream.close());
   await waitFor(t, () => stream.events.length === 1, 'the answer');
   stack.simulator.changeNumbers();
@@ -368,10 +313,10 @@ t.test('with Redis, streams on two replicas each get a change that cost one call
     return { proxyUrl };
   };
   const [a, b] = [await replica(), await replica()];
-  const onA = await openStream(a, TODAY);
+  const onA = await openEventStream(a, TODAY);
   t.teardown(() => onA.close());
   await waitFor(t, () => onA.events.length === 1, "a's stream has the answer");
-  const onB = await openStream(b, TODAY);
+  const onB = await openEventStream(b, TODAY);
   t.teardown(() => onB.close());
   await waitFor(t, () => onB.events.length === 1, "b's stream has it from Redis");
   t.equal(simulator.calls, 1, 'one call');
