@@ -25,6 +25,15 @@ const SAVING_OUTCOMES: ReadonlySet<RequestOutcome> = new Set(['hit', 'collapsed'
 /** Upstream latency buckets in seconds: Deskie answers in tens of ms to seconds; a `page=all` merge may take a minute. */
 const UPSTREAM_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+/** Counts since start (streams: open now), as the status page shows them. */
+export interface MetricTotals {
+  requests: number;
+  saved: number;
+  stale: number;
+  upstreamCalls: number;
+  streamsOpen: number;
+}
+
 /** Default process metrics, once per process: prom-client's event-loop monitor and GC observer are process-wide, and tests build many apps. */
 let processRegistry: Registry | undefined;
 function processMetrics(): Registry {
@@ -50,6 +59,8 @@ export class ProxyMetrics {
   readonly #streamsOpen: Gauge;
   readonly #streamEvents: Counter;
   readonly #streamsDropped: Counter<'reason'>;
+  /** The same counts as plain numbers, for the status page (reading prom-client's counters is async and per label set). */
+  readonly #totals: MetricTotals = { requests: 0, saved: 0, stale: 0, upstreamCalls: 0, streamsOpen: 0 };
 
   constructor({ store, budget, maxBytes, clientTokens }: { store: AnswerStore; budget: UpstreamBudget; maxBytes: number; clientTokens?: () => number }) {
     const registers = [this.#registry];
@@ -111,10 +122,17 @@ export class ProxyMetrics {
 
   streamOpened(): void {
     this.#streamsOpen.inc();
+    this.#totals.streamsOpen += 1;
   }
 
   streamClosed(): void {
     this.#streamsOpen.dec();
+    this.#totals.streamsOpen -= 1;
+  }
+
+  /** Requests, answers without a call of their own, stale answers and calls to Deskie since start, and streams open now. */
+  get totals(): Readonly<MetricTotals> {
+    return { ...this.#totals };
   }
 
   streamEventSent(): void {
@@ -129,8 +147,14 @@ export class ProxyMetrics {
   count(endpoint: EndpointName, periodClass: FreshnessClass | undefined, outcome: RequestOutcome, status: number): void {
     const route = ROUTE_LABELS[endpoint];
     this.#requests.inc({ route, period_class: periodClass ?? NO_PERIOD, outcome, status: String(status) });
-    if (SAVING_OUTCOMES.has(outcome)) this.#saved.inc({ route });
-    else if (outcome === 'stale') this.#stale.inc({ route });
+    this.#totals.requests += 1;
+    if (SAVING_OUTCOMES.has(outcome)) {
+      this.#saved.inc({ route });
+      this.#totals.saved += 1;
+    } else if (outcome === 'stale') {
+      this.#stale.inc({ route });
+      this.#totals.stale += 1;
+    }
   }
 
   /** A request that showed the client token named `client`. */
@@ -141,12 +165,14 @@ export class ProxyMetrics {
   /** A refusal of Deskie's answered from memory, without a call. */
   countRemembered(endpoint: EndpointName): void {
     this.#saved.inc({ route: ROUTE_LABELS[endpoint] });
+    this.#totals.saved += 1;
   }
 
   /** One call to Deskie: its status (undefined when it gave none) and how long it took. */
   countUpstreamCall(endpoint: EndpointName, status: number | undefined, seconds: number): void {
     const route = ROUTE_LABELS[endpoint];
     this.#upstreamCalls.inc({ route, status: status === undefined ? 'failed' : String(status) });
+    this.#totals.upstreamCalls += 1;
     this.#upstreamSeconds.observe({ route }, seconds);
   }
 

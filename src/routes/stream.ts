@@ -120,6 +120,24 @@ export class EventStreams {
   }
 }
 
+/** Sends a hijacked reply's event-stream head now: a stream may have nothing to send for a while, and its client waits for the headers. */
+export function writeEventStreamHead(reply: FastifyReply): void {
+  reply.raw.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string>),
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    // A buffering reverse proxy in front (nginx) would hold the events back.
+    'x-accel-buffering': 'no',
+  });
+  reply.raw.flushHeaders();
+}
+
+/** One server-sent event: its id, if any, then each line of `data`. */
+export function eventFrame(data: string, id?: string): string {
+  const lines = data.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join('');
+  return `${id === undefined ? '' : `id: ${id}\n`}${lines}\n`;
+}
+
 /** The Last-Event-ID a reconnecting client sent, if it can be one of ours. */
 function lastEventIdOf(request: FastifyRequest): string | undefined {
   const value = request.headers['last-event-id'];
@@ -169,15 +187,7 @@ class LiveAnswer {
       this.end(true);
       return;
     }
-    raw.writeHead(200, {
-      ...(this.#reply.getHeaders() as Record<string, string>),
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      // A buffering reverse proxy in front (nginx) would hold the events back.
-      'x-accel-buffering': 'no',
-    });
-    // Sent now: a resumed stream may have no event to send for a while, and its client waits for the headers.
-    raw.flushHeaders();
+    writeEventStreamHead(this.#reply);
     this.#lastEtag = lastEventId;
     this.#send(first);
     if (this.#ended) return;
@@ -206,8 +216,7 @@ class LiveAnswer {
     const representation = renderedVariant(answer, this.#asked.variant) ?? this.#options.stats.representation(answer, this.#asked.variant);
     if (!force && representation.etag === this.#lastEtag) return;
     this.#lastEtag = representation.etag;
-    const data = representation.body.toString('utf8').split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join('');
-    this.#write(`id: ${representation.etag}\n${data}\n`);
+    this.#write(eventFrame(representation.body.toString('utf8'), representation.etag));
     if (this.#ended) return;
     this.#eventsSent += 1;
     this.#options.metrics.streamEventSent();
