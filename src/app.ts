@@ -13,6 +13,7 @@ import type { Readiness } from './observability/readiness.js';
 import { docsRoutes, registerOpenApi } from './routes/docs.js';
 import { opsRoutes } from './routes/ops.js';
 import { statsRoutes } from './routes/stats.js';
+import { statusRoutes } from './routes/status.js';
 import { buildServices } from './services.js';
 
 declare module 'fastify' {
@@ -99,6 +100,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     clientAuth: access.mode === 'pass-through' ? 'deskie' : access.clients === 'none' ? 'none' : 'clientToken',
   });
   app.register(opsRoutes, { ...services, metricsToken: config.metricsToken });
+  app.register(statusRoutes, { ...services, metricsToken: config.metricsToken });
   const { adminToken } = config;
   if (adminToken !== undefined) {
     app.register(async (admin) => {
