@@ -43,7 +43,12 @@ function runDue(): boolean {
 const config = loadConfig(process.env);
 if (config.deskieUrl === null) throw new Error('DESKIE_URL is required');
 const logger = createLogger(config.logLevel, await stdoutDestination(config.production));
-const app = buildApp({ ...config, deskieUrl: config.deskieUrl }, { clock: () => nowMs, logger, scheduler });
+// BENCH_REFRESH_MARGIN_MS below zero (which REFRESH_MARGIN_MS refuses) replays refresh-ahead, a refresh before expiry, for contrast.
+const margin = process.env['BENCH_REFRESH_MARGIN_MS'];
+const app = buildApp(
+  { ...config, deskieUrl: config.deskieUrl, ...(margin === undefined ? {} : { refreshMarginMs: Number(margin) }) },
+  { clock: () => nowMs, logger, scheduler },
+);
 
 /** Until no call to Deskie is in flight or queued. */
 async function upstreamIdle(): Promise<void> {

@@ -68,6 +68,9 @@ interface DayQuery {
   readonly kind: Kind;
 }
 
+/** A custom range's bound as the proxy sends it to Deskie (explicit offset), so the simulator's cache, keyed by what it is sent, can be looked up by it. */
+const at = (localTime: string): string => encodeURIComponent(`${localTime} +0100`);
+
 /** The 40 queries: the three endpoints, the everyday periods and some custom ranges. */
 export function queries(): DayQuery[] {
   const periods = ['today', 'yesterday', 'this_week', 'this_month', 'last_24_hours'] as const;
@@ -75,17 +78,17 @@ export function queries(): DayQuery[] {
   for (const group of [1, 2, 3]) {
     for (const period of periods) list.push({ url: `/api/stats_leaderboard.json?period=${period}&group_id=${group}`, kind: period });
   }
-  list.push({ url: '/api/stats_leaderboard.json?from_time=2026-11-28%2009:00&to_time=2026-11-28%2018:00', kind: 'custom_short' });
-  list.push({ url: '/api/stats_leaderboard.json?from_time=2026-11-01&to_time=2026-11-15', kind: 'custom_long' });
+  list.push({ url: `/api/stats_leaderboard.json?from_time=${at('2026-11-28 09:00:00')}&to_time=${at('2026-11-28 18:00:00')}`, kind: 'custom_short' });
+  list.push({ url: `/api/stats_leaderboard.json?from_time=${at('2026-11-01 00:00:00')}&to_time=${at('2026-11-15 00:00:00')}`, kind: 'custom_long' });
   for (const filter of ['', '&rating=low']) {
     for (const period of periods) list.push({ url: `/api/stats_satisfaction.json?period=${period}${filter}`, kind: period });
   }
-  list.push({ url: '/api/stats_satisfaction.json?from_time=2026-11-01&to_time=2026-11-20', kind: 'custom_long' });
+  list.push({ url: `/api/stats_satisfaction.json?from_time=${at('2026-11-01 00:00:00')}&to_time=${at('2026-11-20 00:00:00')}`, kind: 'custom_long' });
   for (const filter of ['', '&staff_id=42047']) {
     for (const period of periods) list.push({ url: `/api/stats_staff_statuses.json?period=${period}${filter}`, kind: period });
   }
-  list.push({ url: '/api/stats_staff_statuses.json?from_time=2026-11-27%2008:00&to_time=2026-11-27%2020:00', kind: 'custom_short' });
-  list.push({ url: '/api/stats_staff_statuses.json?from_time=2026-11-10&to_time=2026-11-25', kind: 'custom_long' });
+  list.push({ url: `/api/stats_staff_statuses.json?from_time=${at('2026-11-27 08:00:00')}&to_time=${at('2026-11-27 20:00:00')}`, kind: 'custom_short' });
+  list.push({ url: `/api/stats_staff_statuses.json?from_time=${at('2026-11-10 00:00:00')}&to_time=${at('2026-11-25 00:00:00')}`, kind: 'custom_long' });
   return list;
 }
 
@@ -174,6 +177,8 @@ export interface DayReport {
   readonly refreshCalls: number;
   readonly waits: number;
   readonly firstPolls: number;
+  /** Distinct queries the dashboards show: only the very first poll of each need wait on Deskie. */
+  readonly queriesShown: number;
   readonly staleAnswers: number;
   /** Answers from an expired entry while its refresh was under way (stale-while-revalidate). */
   readonly revalidating: number;
@@ -241,12 +246,23 @@ export async function startDayProxy(deskieUrl: string, cacheMaxBytes: number, en
   return { proxy, url: `http://127.0.0.1:${port}` };
 }
 
-/** The day, or its first `hours` (a smoke run: the exploring needs half an hour at 64 MiB). */
-export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<DayReport> {
+export interface DayOptions {
+  /** The day's first hours only (a smoke run: the exploring needs half an hour at 64 MiB). */
+  readonly hours?: number;
+  /** Whether people explore distinct queries besides the dashboards (the entries-per-MiB measure); default true. */
+  readonly explore?: boolean;
+  /** The proxy's environment besides the day's (BENCH_REFRESH_MARGIN_MS replays refresh-ahead). */
+  readonly proxyEnv?: Record<string, string>;
+  /** Another client of the account warms Deskie's cache at random moments (the simulator's foreignClient knob). */
+  readonly foreignClient?: boolean;
+}
+
+/** The day at `cacheMaxBytes`. */
+export async function dashboardDay(cacheMaxBytes: number, { hours = 24, explore: exploring = true, proxyEnv = {}, foreignClient = false }: DayOptions = {}): Promise<DayReport> {
   let nowMs = START.toMillis();
   // Deskie's own rate limit (1,500 a minute) on the day's clock; the proxy keeps its default budget below it.
-  const simulator = await startSimulator({ clock: () => nowMs, timezone: ZONE });
-  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes, { BENCH_START_MS: String(nowMs) });
+  const simulator = await startSimulator({ clock: () => nowMs, timezone: ZONE, knobs: { foreignClient } });
+  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes, { BENCH_START_MS: String(nowMs), ...proxyEnv });
   const startRss = peakRss(proxy.pid);
 
   /** A request at the day's current time. */
@@ -260,7 +276,7 @@ export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<D
     }
   };
 
-  const exploringQueries = Math.round((EXPLORING_QUERIES_PER_MIB * cacheMaxBytes) / 1024 / 1024);
+  const exploringQueries = exploring ? Math.round((EXPLORING_QUERIES_PER_MIB * cacheMaxBytes) / 1024 / 1024) : 0;
   let explored = 0;
   let exploringCalls = 0;
   let exploringFailures = 0;
@@ -307,6 +323,30 @@ export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<D
   let staleAnswers = 0;
   let revalidating = 0;
   const ages = new AgeTally();
+  /**
+   * Seconds since Deskie computed the numbers of an answer the proxy got `ageS` whole seconds ago (its Age): the
+   * query's last compute at or before that call. Age alone counts from the call, which a call inside Deskie's cache
+   * period makes younger than its numbers. The simulator forgets a query beyond its 10,000 most recently asked (the
+   * exploring asks 32,000), so the computes of the dashboards' queries are kept here as each poll sees them.
+   */
+  const computedAt = new Map<string, number[]>();
+  /**
+   * A refresh is timed from when it was due, and on the day's clock it runs at the next poll (up to 0.6 s later), while
+   * Deskie computes when the call arrives: the compute may follow the time the Age counts from by that much. A query's
+   * computes are a lifetime (5 minutes or more) apart, so a few seconds' slack cannot pick a later one.
+   */
+  const CALL_TIME_SLACK_MS = 5_000;
+  const computeAgeS = (path: string, ageS: number): number => {
+    const calledBy = nowMs - ageS * 1000;
+    const known = computedAt.get(path) ?? [];
+    computedAt.set(path, known);
+    for (const { computedAtMs } of simulator.computes(path).computes) if (computedAtMs > (known.at(-1) ?? -Infinity)) known.push(computedAtMs);
+    for (let i = known.length - 1; i >= 0; i--) {
+      const computedAtMs = known[i] as number;
+      if (computedAtMs <= calledBy + CALL_TIME_SLACK_MS) return Math.floor((nowMs - computedAtMs) / 1000);
+    }
+    throw new Error(`${path} at ${new Date(nowMs).toISOString()}: no compute of Deskie's before the proxy's call ${ageS} s ago`);
+  };
   let wastedCalls: number | undefined;
   let peak: number;
 
@@ -337,7 +377,7 @@ export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<D
             const answer = await get(query.url);
             const body = await answer.body.text();
             if (answer.statusCode !== 200) throw new Error(`${query.url} at ${new Date(nowMs).toISOString()}: ${answer.statusCode} ${body}`);
-            ages.add(query.kind, Number(answer.headers['age'] ?? 0));
+            ages.add(query.kind, computeAgeS(query.url, Number(answer.headers['age'] ?? 0)));
             return { cacheStatus: String(answer.headers['cache-status']) };
           }),
         );
@@ -372,6 +412,7 @@ export async function dashboardDay(cacheMaxBytes: number, hours = 24): Promise<D
     refreshCalls: calls - fetchedByClients,
     waits,
     firstPolls: firstSeen.size,
+    queriesShown: new Set(panels.flat().map((query) => query.url)).size,
     staleAnswers,
     revalidating,
     ages: ages.summary(),

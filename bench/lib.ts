@@ -153,12 +153,18 @@ export function fromAutocannon(result: autocannon.Result): LoadResult {
 
 export const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
-/** Peak resident set size of a running process in bytes (Linux: VmHWM), or NaN. */
-export function peakRss(pid: number): number {
+/** A size /proc/<pid>/status gives in kB, in bytes (Linux), or NaN. */
+function statusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   try {
-    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match ? Number(match[1]) * 1024 : Number.NaN;
   } catch {
     return Number.NaN;
   }
 }
+
+/** Peak resident set size of a running process in bytes (VmHWM), or NaN. */
+export const peakRss = (pid: number): number => statusBytes(pid, 'VmHWM');
+
+/** Resident set size of a running process in bytes now (VmRSS), or NaN. */
+export const rss = (pid: number): number => statusBytes(pid, 'VmRSS');
