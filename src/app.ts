@@ -22,6 +22,8 @@ declare module 'fastify' {
     readiness: Readiness;
     /** Reads PROXY_TOKENS_FILE again (on SIGHUP); undefined without a file. A bad file throws TokenListError and changes nothing. */
     reloadClientTokens: (() => { readonly clients: readonly string[] }) | undefined;
+    /** Ends every wait for Deskie at once (server.ts, as SHUTDOWN_TIMEOUT_MS runs out): each request waiting is answered without. */
+    cutUpstream: () => void;
   }
 }
 
@@ -80,6 +82,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
   registerAccessLog(app);
   app.decorate('readiness', services.readiness);
   app.decorate('reloadClientTokens', services.reloadClientTokens);
+  app.decorate('cutUpstream', services.cutUpstream);
   app.addHook('onReady', async () => services.readiness.markReady());
   app.addHook('onClose', async () => {
     services.readiness.startDraining();

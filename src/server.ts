@@ -11,8 +11,8 @@ const isEntry = entry !== undefined && realpathSync(entry) === fileURLToPath(imp
 // below, as static imports would all load before this line runs.
 if (isEntry) process.on('SIGHUP', () => {});
 
-/** Extra time on shutdown, beyond the upstream timeout, for requests in flight to finish. */
-const SHUTDOWN_GRACE_MS = 5_000;
+/** How long before SHUTDOWN_TIMEOUT_MS runs out the waits for Deskie are cut: time to write those answers and the last log lines. */
+const CUT_BEFORE_EXIT_MS = 1_000;
 /** Connections the kernel queues before accept: with Node's 511, the rest of a stampede retry their SYN a second later (capped by somaxconn). */
 const LISTEN_BACKLOG = 4096;
 /** How often, while closing, connections that have gone idle are closed (keep-alive clients would hold them). */
@@ -26,7 +26,9 @@ export interface RunningServer {
   readonly logger: Logger;
   /**
    * /readyz answers 503 at once so load balancers stop sending, the rest is served for SHUTDOWN_DRAIN_SECONDS (unless
-   * `drain: false`, as for Ctrl-C); then the server waits for requests in flight and its log lines (up to LOG_DRAIN_MS).
+   * `drain: false`, as for Ctrl-C); then the server waits for requests in flight and its log lines. A second before
+   * SHUTDOWN_TIMEOUT_MS (counted from the call) runs out, every wait for Deskie is cut short: each request still waiting
+   * is answered stale where an entry is kept, else 503 with Retry-After, never cut off.
    */
   stop(options?: { readonly drain?: boolean }): Promise<void>;
 }
@@ -73,6 +75,10 @@ export async function startServer(env: Readonly<Record<string, string | undefine
   logger.info({ deskie: simulator ? 'simulated' : deskieUrl, timezone: config.timezone, port: config.port }, 'deskie-stats-proxy ready');
   const stop = async ({ drain = true } = {}): Promise<void> => {
     app.readiness.startDraining();
+    const cut = setTimeout(() => {
+      logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: requests still waiting for Deskie are answered without it (SHUTDOWN_TIMEOUT_MS)');
+      app.cutUpstream();
+    }, config.shutdownTimeoutMs - CUT_BEFORE_EXIT_MS);
     if (drain && config.shutdownDrainSeconds > 0) {
       logger.info({ seconds: config.shutdownDrainSeconds }, 'draining: /readyz answers 503, requests are still served');
       await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainSeconds * 1000));
@@ -82,6 +88,7 @@ export async function startServer(env: Readonly<Record<string, string | undefine
     try {
       await app.close();
     } finally {
+      clearTimeout(cut);
       clearInterval(sweep);
       // The process exits next: lines still buffered (and a write under way, which an exit would cut) are written out now.
       await flushed(destination, LOG_DRAIN_MS);
@@ -132,9 +139,8 @@ async function main(): Promise<void> {
     if (closing) return;
     closing = true;
     logger.info({ signal }, 'shutting down');
-    // After the drain, the longest a request in flight may wait for Deskie (config.ts, longestUpstreamWaitMs).
-    const longestWaitMs = config.shutdownDrainSeconds * 1000 + config.upstreamQueueMs + config.pageAllTimeoutMs + config.upstreamTimeoutMs;
-    setTimeout(() => process.exit(1), longestWaitMs + SHUTDOWN_GRACE_MS).unref();
+    // The waits for Deskie are cut a second before this (stop()): only something else hung would reach it.
+    setTimeout(() => process.exit(1), config.shutdownTimeoutMs).unref();
     // SIGTERM comes from an orchestrator, which needs the drain; Ctrl-C from a person, who does not.
     stop({ drain: signal === 'SIGTERM' }).then(
       () => process.exit(0),

@@ -8,6 +8,7 @@ import { type Scheduler, timerScheduler } from './cache/scheduler.js';
 import type { AnswerStore } from './cache/store.js';
 import type { Config } from './config/config.js';
 import { PeriodWindows } from './deskie/periods.js';
+import { cutAtShutdown } from './http/errors.js';
 import type { QueryContext, ResolvedWindow } from './deskie/query.js';
 import { ProxyMetrics } from './observability/metrics.js';
 import { Readiness } from './observability/readiness.js';
@@ -52,6 +53,8 @@ export interface Services {
   readonly queryContext: Omit<QueryContext, 'nowMs' | 'proxyParameters'>;
   /** Reads PROXY_TOKENS_FILE again and swaps the client tokens; undefined unless the tokens come from a file. */
   readonly reloadClientTokens: (() => { readonly clients: readonly string[] }) | undefined;
+  /** Ends every wait for Deskie at once, just before a shutdown's time runs out. */
+  cutUpstream(): void;
   close(): Promise<void>;
 }
 
@@ -118,6 +121,12 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
             tokens.replace(readTokenFile(tokenFile, { allowEmpty: true }));
             return { clients: tokens.names };
           },
+    // Just before SHUTDOWN_TIMEOUT_MS runs out: every wait for Deskie ends now, so each request still waiting is
+    // answered (stale where an entry is kept, else a 503 with Retry-After) before the process exits.
+    cutUpstream() {
+      budget.close(cutAtShutdown);
+      client.abortAll(cutAtShutdown());
+    },
     // Waiting calls are refused and no refresh starts; refreshes under way
     // finish (bounded by the upstream timeout) before the pool closes.
     async close() {

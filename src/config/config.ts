@@ -47,6 +47,10 @@ export const DEFAULT_AUTH_FAILURE_TTL_SECONDS = 30;
 export const DEFAULT_AUTH_RECHECK_SECONDS = 600;
 /** Long enough for a load balancer probing /readyz to see the 503, short enough to fit `docker stop`'s 10 s. */
 export const DEFAULT_SHUTDOWN_DRAIN_SECONDS = 5;
+/** From SIGTERM to exit, the drain included: inside `docker stop`'s default 10 s (Kubernetes gives 30), with room for the exit itself. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 8_000;
+/** The least SHUTDOWN_TIMEOUT_MS: the answers cut short need a moment to be written. */
+export const MIN_SHUTDOWN_TIMEOUT_MS = 2_000;
 /** Room for a poor link; a client trickling its headers (slow loris) holds its connection 10 s rather than Node's 60. */
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
 /** The whole request, body included; Fastify leaves it off, so a trickled body would hold its connection without end. */
@@ -99,6 +103,7 @@ const EnvSchema = Type.Object({
   PROXY_AUTH_NONE_IN_PRODUCTION: Type.Optional(Type.Enum(['yes', 'no'])),
   LOG_LEVEL: Type.Enum(LOG_LEVELS, { default: 'info' }),
   SHUTDOWN_DRAIN_SECONDS: Type.Number({ minimum: 0, maximum: 300, default: DEFAULT_SHUTDOWN_DRAIN_SECONDS }),
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: MIN_SHUTDOWN_TIMEOUT_MS, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
@@ -201,6 +206,8 @@ export interface Config {
   readonly logLevel: (typeof LOG_LEVELS)[number];
   /** After SIGTERM, how long /readyz answers 503 while requests are still served, before the server closes. */
   readonly shutdownDrainSeconds: number;
+  /** From SIGTERM to exit, the drain included: what is still waiting on Deskie just before it is answered without. */
+  readonly shutdownTimeoutMs: number;
   /** Bearer token for /admin/; without it the admin API does not exist. */
   readonly adminToken: string | undefined;
   /** Bearer token /metrics requires, if set. */
@@ -289,6 +296,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     access,
     logLevel: vars.LOG_LEVEL,
     shutdownDrainSeconds: vars.SHUTDOWN_DRAIN_SECONDS,
+    shutdownTimeoutMs: vars.SHUTDOWN_TIMEOUT_MS,
     adminToken: vars.ADMIN_TOKEN,
     metricsToken: vars.METRICS_TOKEN,
     lifetimes: lifetimesWith(file.ttlSeconds ?? {}),
@@ -318,6 +326,12 @@ function checkSettingsAgree(vars: Env): void {
       `HEADERS_TIMEOUT_MS (${vars.HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${vars.REQUEST_TIMEOUT_MS}): the headers are part of the request`,
     );
   }
+  if (vars.SHUTDOWN_DRAIN_SECONDS * 1000 >= vars.SHUTDOWN_TIMEOUT_MS) {
+    throw new ConfigError(
+      `SHUTDOWN_DRAIN_SECONDS (${vars.SHUTDOWN_DRAIN_SECONDS}) must end before SHUTDOWN_TIMEOUT_MS (${vars.SHUTDOWN_TIMEOUT_MS}) does: ` +
+        'the drain is part of the time from SIGTERM to exit; lengthen both together with the platform\'s stop timeout',
+    );
+  }
   const longestWaitMs = longestUpstreamWaitMs(vars);
   if (vars.CONNECTION_TIMEOUT_MS !== undefined && vars.CONNECTION_TIMEOUT_MS <= longestWaitMs) {
     throw new ConfigError(
@@ -333,7 +347,7 @@ function checkSettingsAgree(vars: Env): void {
   }
 }
 
-/** The longest a miss waits for Deskie: its turn, every page, the call; the same wait server.ts allows requests in flight on shutdown. */
+/** The longest a miss waits for Deskie: its turn, every page, the call. */
 function longestUpstreamWaitMs(vars: Env): number {
   return vars.UPSTREAM_QUEUE_MS + vars.PAGE_ALL_TIMEOUT_MS + vars.UPSTREAM_TIMEOUT_MS;
 }

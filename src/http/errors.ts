@@ -21,7 +21,8 @@ export type UpstreamFailure =
   | 'deskie-error'
   | 'rate-limited'
   | 'circuit-open'
-  | 'budget-exhausted';
+  | 'budget-exhausted'
+  | 'shutting-down';
 
 export class ProxyError extends Error {
   constructor(
@@ -97,6 +98,10 @@ export const storeUnreachable = (action: string): ProxyError =>
 
 export const shuttingDown = (): ProxyError =>
   new ProxyError('SHUTTING_DOWN', 'the proxy is shutting down; retry against another instance', 503, { 'retry-after': '1' });
+
+/** A wait for Deskie cut short so that the process exits within SHUTDOWN_TIMEOUT_MS: a stale entry may answer instead. */
+export const cutAtShutdown = (): ProxyError =>
+  new ProxyError('SHUTTING_DOWN', 'the proxy is shutting down and cannot wait for Deskie any longer; retry against another instance', 503, { 'retry-after': '1' }, 'shutting-down');
 
 /** Deskie's answer other than a 200: passed on as it came, never stored; a rejection, so every request coalesced onto the fetch gets it. */
 export class UpstreamAnswer extends Error {

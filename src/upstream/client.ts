@@ -34,6 +34,8 @@ export class DeskieClient {
   readonly #pool: Pool;
   readonly #pathPrefix: string;
   readonly #options: DeskieClientOptions;
+  /** The calls under way, so that a shutdown can cut them short. */
+  readonly #inFlight = new Set<AbortController>();
 
   constructor(options: DeskieClientOptions) {
     const url = new URL(options.baseUrl);
@@ -51,6 +53,7 @@ export class DeskieClient {
     // One deadline for the whole exchange, the wait for a connection included. Not
     // AbortSignal.timeout(): its timer outlives the answer, holding memory under a storm of misses.
     const deadline = new AbortController();
+    this.#inFlight.add(deadline);
     const timer = setTimeout(
       () => deadline.abort(new DOMException('Deskie did not answer in time', 'TimeoutError')),
       this.#options.timeoutMs,
@@ -83,7 +86,13 @@ export class DeskieClient {
       };
     } finally {
       clearTimeout(timer);
+      this.#inFlight.delete(deadline);
     }
+  }
+
+  /** Cuts every call under way short: each fails with `reason`. */
+  abortAll(reason: Error): void {
+    for (const call of this.#inFlight) call.abort(reason);
   }
 
   async close(): Promise<void> {

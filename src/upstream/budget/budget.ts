@@ -81,6 +81,8 @@ export class UpstreamBudget {
     release: (grant, unspent, unspentMembers) => this.#release(grant, unspent, unspentMembers),
   };
   #closed = false;
+  /** What a call asked for once closed is refused with. */
+  #closedReason: () => Error = shuttingDown;
 
   constructor(options: BudgetOptions) {
     this.#options = options;
@@ -151,11 +153,13 @@ export class UpstreamBudget {
     };
   }
 
-  /** Refuses every waiting call and any new one; calls in flight finish. */
-  close(): void {
+  /** Refuses every waiting call and any new one with `reason`; calls in flight finish. Closing again changes nothing. */
+  close(reason: () => Error = shuttingDown): void {
+    if (this.#closed) return;
     this.#closed = true;
-    this.#queue.close(shuttingDown);
-    this.#turns.close(shuttingDown);
+    this.#closedReason = reason;
+    this.#queue.close(reason);
+    this.#turns.close(reason);
     this.#shared?.close();
   }
 
@@ -206,7 +210,7 @@ export class UpstreamBudget {
    */
   #takeTurn(grant: BudgetGrant): Promise<void> {
     const { request } = grant;
-    if (this.#closed) return Promise.reject(shuttingDown());
+    if (this.#closed) return Promise.reject(this.#closedReason());
     const now = this.#options.clock();
     const full = this.#queueFull(now);
     if (full !== undefined) return Promise.reject(full);
@@ -232,7 +236,7 @@ export class UpstreamBudget {
   /** Refuses at once what cannot be granted in time, else waits in the queue. */
   #wait(ask: Ask): Promise<void> {
     const { request, grant, needsSlot } = ask;
-    if (this.#closed) return Promise.reject(shuttingDown());
+    if (this.#closed) return Promise.reject(this.#closedReason());
     const now = this.#options.clock();
     this.#updateState(now);
     const total = request.calls + grant.spent + grant.remaining;
@@ -302,12 +306,12 @@ export class UpstreamBudget {
       if (take.outcome === 'taken') {
         if (this.#closed) {
           shared.giveBack(take.members);
-          throw shuttingDown();
+          throw this.#closedReason();
         }
         grant.hold(take.members);
         return;
       }
-      if (this.#closed) throw shuttingDown();
+      if (this.#closed) throw this.#closedReason();
       this.#updateState(now);
       if (this.#account.state === 'circuit-open') throw this.#busy(now);
       if (take.outcome === 'wait') notBefore = take.until;
