@@ -22,7 +22,7 @@ healthcheck=$(sed -nE 's/^\s+CMD (\[.*\])\s*$/\1/p' "$root/Dockerfile" | head -n
 [ -n "$healthcheck" ] || fail "no exec-form HEALTHCHECK CMD in the Dockerfile"
 
 cp "$root/package.json" "$root/package-lock.json" "$app/" || fail "cannot copy the package files"
-(cd "$app" && npm ci --omit=dev --no-audit --no-fund >/dev/null 2>&1) || fail "npm ci --omit=dev"
+(cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null 2>&1) || fail "npm ci --omit=dev --ignore-scripts"
 cp -r "$root/dist" "$root/config" "$app/" || fail "no dist/: run npm run build first"
 
 # A free loopback port, and a Deskie URL nothing answers on: /healthz needs no Deskie.
