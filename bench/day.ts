@@ -100,8 +100,13 @@ export function exploringQuery(index: number): string {
 
 interface Window {
   readonly key: string;
+  /** When the window began: the change before it (never, for rolling and fixed periods). */
+  readonly startsAtMs: number;
   readonly endsAtMs: number;
 }
+
+/** The proxy's default REFRESH_MARGIN_MS: a window's first answer is fetched this long after the change, not before. */
+const REFRESH_MARGIN_MS = 1_000;
 
 /** Windows change only at a midnight, on a whole minute: each kind's is worked out once a minute rather than for every poll. */
 const windowsByMinute = new Map<string, Window>();
@@ -119,16 +124,16 @@ function periodWindow(kind: Kind, atMs: number): Window {
   const day = (offset: number) => at.plus({ days: offset }).startOf('day');
   switch (kind) {
     case 'today':
-      return { key: day(0).toISODate() ?? '', endsAtMs: day(1).toMillis() };
+      return { key: day(0).toISODate() ?? '', startsAtMs: day(0).toMillis(), endsAtMs: day(1).toMillis() };
     case 'yesterday':
-      return { key: day(-1).toISODate() ?? '', endsAtMs: day(1).toMillis() };
+      return { key: day(-1).toISODate() ?? '', startsAtMs: day(0).toMillis(), endsAtMs: day(1).toMillis() };
     case 'this_week':
-      return { key: at.startOf('week').toISODate() ?? '', endsAtMs: at.plus({ weeks: 1 }).startOf('week').toMillis() };
+      return { key: at.startOf('week').toISODate() ?? '', startsAtMs: at.startOf('week').toMillis(), endsAtMs: at.plus({ weeks: 1 }).startOf('week').toMillis() };
     case 'this_month':
-      return { key: at.startOf('month').toISODate() ?? '', endsAtMs: at.plus({ months: 1 }).startOf('month').toMillis() };
+      return { key: at.startOf('month').toISODate() ?? '', startsAtMs: at.startOf('month').toMillis(), endsAtMs: at.plus({ months: 1 }).startOf('month').toMillis() };
     default:
       // Rolling or fixed: the window never changes its meaning.
-      return { key: kind, endsAtMs: Number.POSITIVE_INFINITY };
+      return { key: kind, startsAtMs: Number.NEGATIVE_INFINITY, endsAtMs: Number.POSITIVE_INFINITY };
   }
 }
 
@@ -179,6 +184,8 @@ export interface DayReport {
   readonly firstPolls: number;
   /** Distinct queries the dashboards show: only the very first poll of each need wait on Deskie. */
   readonly queriesShown: number;
+  /** New windows whose first poll came within REFRESH_MARGIN_MS of the change, before their first answer was due. */
+  readonly firstPollsInMargin: number;
   readonly staleAnswers: number;
   /** Answers from an expired entry while its refresh was under way (stale-while-revalidate). */
   readonly revalidating: number;
@@ -313,6 +320,7 @@ export async function dashboardDay(cacheMaxBytes: number, { hours = 24, explore:
   // TTL cache keyed by URL.
   const ideal = new Map<string, { key: string; freshUntilMs: number }>();
   const firstSeen = new Set<string>();
+  const pollsInMargin = new Set<string>();
   const plain = new Map<string, { key: string; fetchedAtMs: number }>();
   let minimumCalls = 0;
   let plainCalls = 0;
@@ -362,7 +370,10 @@ export async function dashboardDay(cacheMaxBytes: number, { hours = 24, explore:
             minimumCalls += 1;
             ideal.set(query.url, { key: window.key, freshUntilMs: Math.min(nowMs + TABLE_MS[query.kind], window.endsAtMs) });
           }
-          firstSeen.add(`${query.url}@${window.key}`);
+          const seen = `${query.url}@${window.key}`;
+          // Not the query's very first poll, but within the margin after its window changed: its first answer is not yet due.
+          if (firstSeen.size > 0 && !firstSeen.has(seen) && nowMs - window.startsAtMs < REFRESH_MARGIN_MS) pollsInMargin.add(seen);
+          firstSeen.add(seen);
           const cached = plain.get(query.url);
           if (cached !== undefined && nowMs < cached.fetchedAtMs + PLAIN_TTL_MS) {
             if (cached.key !== window.key) plainWrongWindow += 1;
@@ -413,6 +424,7 @@ export async function dashboardDay(cacheMaxBytes: number, { hours = 24, explore:
     waits,
     firstPolls: firstSeen.size,
     queriesShown: new Set(panels.flat().map((query) => query.url)).size,
+    firstPollsInMargin: pollsInMargin.size,
     staleAnswers,
     revalidating,
     ages: ages.summary(),

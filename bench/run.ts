@@ -386,9 +386,13 @@ function contrast(what: string, other: DayReport, target: string): Row[] {
 
 async function day(): Promise<Row[]> {
   const hours = Number(args.hours);
-  const report = await dashboardDay(DAY_CACHE_BYTES, { hours });
-  const aheadDay = await dashboardDay(DAY_CACHE_BYTES, { hours, explore: false, proxyEnv: { BENCH_REFRESH_MARGIN_MS: String(-POLL_INTERVAL_MS) } });
-  const foreignDay = await dashboardDay(DAY_CACHE_BYTES, { hours, explore: false, foreignClient: true });
+  // Side by side: each day has its own proxy and simulator, and each mostly waits on the other's answers, so three at
+  // once take little longer than one. Only counts are compared; the RSS reported is the first day's own process.
+  const [report, aheadDay, foreignDay] = await Promise.all([
+    dashboardDay(DAY_CACHE_BYTES, { hours }),
+    dashboardDay(DAY_CACHE_BYTES, { hours, explore: false, proxyEnv: { BENCH_REFRESH_MARGIN_MS: String(-POLL_INTERVAL_MS) } }),
+    dashboardDay(DAY_CACHE_BYTES, { hours, explore: false, foreignClient: true }),
+  ]);
   const ratio = report.calls / report.minimumCalls;
   const cacheMib = DAY_CACHE_BYTES / 1024 / 1024;
   const entriesPerMib = report.entries / cacheMib;
@@ -396,7 +400,14 @@ async function day(): Promise<Row[]> {
   const full = report.entries < report.exploringQueries ? '' : ' (not full: more queries are needed)';
   return [
     row('dashboard day', `upstream calls for ${fmt(report.polls)} polls (${DASHBOARDS} dashboards, 40 queries, every 30 s, ${args.hours} h from a Sunday morning in Berlin${Number(args.hours) >= 18 ? ', across a midnight and a week end' : ''}), against the fewest Deskie's table allows`, `${fmt(report.calls)} vs ${fmt(report.minimumCalls)} (${ratio.toFixed(2)}x), of which ${fmt(report.refreshCalls)} scheduled refreshes`, '<= 1.05x the minimum', ratio <= 1.05, 'day'),
-    row('dashboard day', 'polls that waited on Deskie', `${fmt(report.waits)}; queries shown: ${fmt(report.queriesShown)}; first polls of a window: ${fmt(report.firstPolls)}`, "only a query's very first poll", report.waits <= report.queriesShown, 'day'),
+    row(
+      'dashboard day',
+      "polls that waited on Deskie, against the queries shown (their very first poll) and the new windows polled within REFRESH_MARGIN_MS after the change, before the window's first answer is due",
+      `${fmt(report.waits)}; queries: ${fmt(report.queriesShown)}; new windows polled within the margin: ${fmt(report.firstPollsInMargin)}; first polls of a window: ${fmt(report.firstPolls)}`,
+      "only a query's very first poll, or a window's within the margin",
+      report.waits <= report.queriesShown + report.firstPollsInMargin,
+      'day',
+    ),
     row('dashboard day', 'stale answers served (stale-if-error); answers while a refresh was under way (fwd=stale; revalidating)', `${fmt(report.staleAnswers)}; ${fmt(report.revalidating)}`, '0 (Deskie healthy); reference', report.staleAnswers === 0, 'day'),
     row(
       'dashboard day',
