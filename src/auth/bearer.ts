@@ -14,6 +14,22 @@ export function bearerMatcher(token: string): (authorization: string | undefined
   return (authorization) => tokens.find(authorization) !== undefined;
 }
 
+const BASIC = /^basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i;
+
+/**
+ * Whether an Authorization header carries `token` as a bearer token, or as the password of Basic credentials with any
+ * user name: what a browser's login prompt sends, for an operator's page (/status, /metrics).
+ */
+export function tokenMatcher(token: string): (authorization: string | undefined) => boolean {
+  const bearer = bearerMatcher(token);
+  return (authorization) => {
+    const basic = authorization === undefined ? undefined : BASIC.exec(authorization)?.[1];
+    if (basic === undefined) return bearer(authorization);
+    const decoded = Buffer.from(basic, 'base64').toString('utf8');
+    return bearer(`Bearer ${decoded.slice(decoded.indexOf(':') + 1)}`);
+  };
+}
+
 /** A token as the operator named it: the name goes in logs and metrics, the token nowhere. */
 export interface NamedToken {
   readonly name: string;

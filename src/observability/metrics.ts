@@ -27,11 +27,11 @@ const UPSTREAM_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /** Counts since start (streams: open now), as the status page shows them. */
 export interface MetricTotals {
-  requests: number;
-  saved: number;
-  stale: number;
-  upstreamCalls: number;
-  streamsOpen: number;
+  readonly requests: number;
+  readonly saved: number;
+  readonly stale: number;
+  readonly upstreamCalls: number;
+  readonly streamsOpen: number;
 }
 
 /** Default process metrics, once per process: prom-client's event-loop monitor and GC observer are process-wide, and tests build many apps. */
@@ -59,8 +59,6 @@ export class ProxyMetrics {
   readonly #streamsOpen: Gauge;
   readonly #streamEvents: Counter;
   readonly #streamsDropped: Counter<'reason'>;
-  /** The same counts as plain numbers, for the status page (reading prom-client's counters is async and per label set). */
-  readonly #totals: MetricTotals = { requests: 0, saved: 0, stale: 0, upstreamCalls: 0, streamsOpen: 0 };
 
   constructor({ store, budget, maxBytes, clientTokens }: { store: AnswerStore; budget: UpstreamBudget; maxBytes: number; clientTokens?: () => number }) {
     const registers = [this.#registry];
@@ -122,17 +120,19 @@ export class ProxyMetrics {
 
   streamOpened(): void {
     this.#streamsOpen.inc();
-    this.#totals.streamsOpen += 1;
   }
 
   streamClosed(): void {
     this.#streamsOpen.dec();
-    this.#totals.streamsOpen -= 1;
   }
 
-  /** Requests, answers without a call of their own, stale answers and calls to Deskie since start, and streams open now. */
-  get totals(): Readonly<MetricTotals> {
-    return { ...this.#totals };
+  /** Requests, answers without a call of their own, stale answers and calls to Deskie since start, and streams open now: each metric summed over its labels. */
+  async totals(): Promise<MetricTotals> {
+    const sum = async (metric: Counter<string> | Gauge): Promise<number> => (await metric.get()).values.reduce((total, { value }) => total + value, 0);
+    const [requests = 0, saved = 0, stale = 0, upstreamCalls = 0, streamsOpen = 0] = await Promise.all(
+      [this.#requests, this.#saved, this.#stale, this.#upstreamCalls, this.#streamsOpen].map(sum),
+    );
+    return { requests, saved, stale, upstreamCalls, streamsOpen };
   }
 
   streamEventSent(): void {
@@ -147,14 +147,8 @@ export class ProxyMetrics {
   count(endpoint: EndpointName, periodClass: FreshnessClass | undefined, outcome: RequestOutcome, status: number): void {
     const route = ROUTE_LABELS[endpoint];
     this.#requests.inc({ route, period_class: periodClass ?? NO_PERIOD, outcome, status: String(status) });
-    this.#totals.requests += 1;
-    if (SAVING_OUTCOMES.has(outcome)) {
-      this.#saved.inc({ route });
-      this.#totals.saved += 1;
-    } else if (outcome === 'stale') {
-      this.#stale.inc({ route });
-      this.#totals.stale += 1;
-    }
+    if (SAVING_OUTCOMES.has(outcome)) this.#saved.inc({ route });
+    else if (outcome === 'stale') this.#stale.inc({ route });
   }
 
   /** A request that showed the client token named `client`. */
@@ -165,14 +159,12 @@ export class ProxyMetrics {
   /** A refusal of Deskie's answered from memory, without a call. */
   countRemembered(endpoint: EndpointName): void {
     this.#saved.inc({ route: ROUTE_LABELS[endpoint] });
-    this.#totals.saved += 1;
   }
 
   /** One call to Deskie: its status (undefined when it gave none) and how long it took. */
   countUpstreamCall(endpoint: EndpointName, status: number | undefined, seconds: number): void {
     const route = ROUTE_LABELS[endpoint];
     this.#upstreamCalls.inc({ route, status: status === undefined ? 'failed' : String(status) });
-    this.#totals.upstreamCalls += 1;
     this.#upstreamSeconds.observe({ route }, seconds);
   }
 

@@ -1,6 +1,6 @@
 import Type from 'typebox';
 import type { FastifyInstance, FastifySchema } from 'fastify';
-import { bearerMatcher } from '../auth/bearer.js';
+import { tokenMatcher } from '../auth/bearer.js';
 import { authorizationOf } from '../auth/header.js';
 import type { AnswerStore } from '../cache/store.js';
 import { unauthorized } from '../http/errors.js';
@@ -87,11 +87,11 @@ export async function opsRoutes(app: FastifyInstance, options: OpsRouteOptions):
     },
   });
 
-  const allowed = options.metricsToken === undefined ? undefined : bearerMatcher(options.metricsToken);
+  const allowed = options.metricsToken === undefined ? undefined : tokenMatcher(options.metricsToken);
   const metricsSchema: FastifySchema = {
     summary: 'Prometheus metrics',
     tags: ['operations'],
-    // Open, or a bearer token when METRICS_TOKEN is set.
+    // Open, or the token when METRICS_TOKEN is set (bearer, or a Basic password).
     security: [{}, { metricsToken: [] as string[] }],
   };
   app.get('/metrics', { schema: metricsSchema }, async (request, reply) => {

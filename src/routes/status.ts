@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifySchema } from 'fastify';
-import { bearerMatcher } from '../auth/bearer.js';
+import { tokenMatcher } from '../auth/bearer.js';
 import { authorizationOf } from '../auth/header.js';
 import type { AnswerStore } from '../cache/store.js';
 import { errorBody, unauthorized } from '../http/errors.js';
@@ -27,8 +27,8 @@ const MAX_STATUS_STREAMS = 20;
 const MAX_UNSENT_BYTES = 64 * 1024;
 
 /** What the status page shows: the figures /metrics and /readyz give, in one small JSON event. */
-export function statusSnapshot({ store, storeMaxBytes, budget, metrics }: StatusRouteOptions) {
-  const totals = metrics.totals;
+export async function statusSnapshot({ store, storeMaxBytes, budget, metrics }: StatusRouteOptions) {
+  const totals = await metrics.totals();
   const { limitPerMinute, callsLeftThisMinute, state, inFlight, queued } = budget.snapshot();
   return {
     requests: totals.requests,
@@ -93,14 +93,6 @@ const sha256 = (text: string): string => `'sha256-${createHash('sha256').update(
 /** Only this page's own script and style run, and it connects only to this server. */
 const CONTENT_SECURITY_POLICY = `default-src 'none'; script-src ${sha256(SCRIPT)}; style-src ${sha256(STYLE)}; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
 
-/** A bearer token, or Basic credentials whose password is the token (what a browser's login prompt sends). */
-function presentedToken(authorization: string | undefined): string | undefined {
-  const basic = authorization === undefined ? undefined : /^basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i.exec(authorization)?.[1];
-  if (basic === undefined) return authorization;
-  const decoded = Buffer.from(basic, 'base64').toString('utf8');
-  return `Bearer ${decoded.slice(decoded.indexOf(':') + 1)}`;
-}
-
 /**
  * GET /status: one HTML page (no build step, no dependency) that shows the figures live, from GET /status/events,
  * a server-sent event stream of statusSnapshot(): one at once, then one a second while the figures change, and a
@@ -108,9 +100,9 @@ function presentedToken(authorization: string | undefined): string | undefined {
  * the token as password, which a browser asks for.
  */
 export async function statusRoutes(app: FastifyInstance, options: StatusRouteOptions): Promise<void> {
-  const allowed = options.metricsToken === undefined ? undefined : bearerMatcher(options.metricsToken);
+  const allowed = options.metricsToken === undefined ? undefined : tokenMatcher(options.metricsToken);
   app.addHook('onRequest', async (request) => {
-    if (allowed !== undefined && !allowed(presentedToken(authorizationOf(request.raw)))) {
+    if (allowed !== undefined && !allowed(authorizationOf(request.raw))) {
       throw unauthorized('METRICS_TOKEN is required: as a bearer token, or as the password of any user name', 'Basic realm="deskie-stats-proxy status", charset="UTF-8"');
     }
   });
@@ -120,8 +112,8 @@ export async function statusRoutes(app: FastifyInstance, options: StatusRouteOpt
     reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').header('content-security-policy', CONTENT_SECURITY_POLICY).send(PAGE),
   );
 
-  const open = new Set<FastifyReply>();
-  const lastSent = new WeakMap<FastifyReply, { json: string; atMs: number }>();
+  /** The open pages, each with what it was last sent and when. */
+  const open = new Map<FastifyReply, { json: string; atMs: number } | undefined>();
   let timer: NodeJS.Timeout | undefined;
   const send = (reply: FastifyReply, json: string): void => {
     const { raw } = reply;
@@ -130,38 +122,39 @@ export async function statusRoutes(app: FastifyInstance, options: StatusRouteOpt
       raw.destroy();
       return;
     }
-    const previous = lastSent.get(reply);
+    const previous = open.get(reply);
     const now = options.clock();
     if (previous?.json !== json) raw.write(eventFrame(json));
     else if (now - previous.atMs >= HEARTBEAT_MS) raw.write(': heartbeat\n\n');
     else return;
-    lastSent.set(reply, { json, atMs: now });
+    open.set(reply, { json, atMs: now });
   };
   // One timer for every open page, running only while one is open; the UI's pace, not a freshness deadline, so real time.
-  const tick = (): void => {
-    const json = JSON.stringify(statusSnapshot(options));
-    for (const reply of open) send(reply, json);
+  const tick = async (): Promise<void> => {
+    const json = JSON.stringify(await statusSnapshot(options));
+    for (const reply of open.keys()) send(reply, json);
   };
 
   app.get('/status/events', { schema: schema('The status page’s figures as server-sent events') }, async (_request, reply) => {
     if (open.size >= MAX_STATUS_STREAMS) {
       return reply.code(503).header('retry-after', '10').type('application/json').send(errorBody(`too many status pages are open (${MAX_STATUS_STREAMS}); retry in 10 s`));
     }
+    const first = JSON.stringify(await statusSnapshot(options));
     reply.hijack();
     writeEventStreamHead(reply);
-    open.add(reply);
+    open.set(reply, undefined);
     reply.raw.on('close', () => {
       open.delete(reply);
       if (open.size === 0) timer = (clearInterval(timer), undefined);
     });
-    timer ??= setInterval(tick, STATUS_INTERVAL_MS).unref();
-    send(reply, JSON.stringify(statusSnapshot(options)));
+    timer ??= setInterval(() => void tick(), STATUS_INTERVAL_MS).unref();
+    send(reply, first);
     return undefined;
   });
 
   // Open pages would hold the server's close: each is ended, and its EventSource retries elsewhere.
   app.addHook('preClose', (done) => {
-    for (const reply of open) reply.raw.end();
+    for (const reply of open.keys()) reply.raw.end();
     done();
   });
 }

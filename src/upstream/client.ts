@@ -34,8 +34,6 @@ export class DeskieClient {
   readonly #pool: Pool;
   readonly #pathPrefix: string;
   readonly #options: DeskieClientOptions;
-  /** The calls under way, so that a shutdown can cut them short. */
-  readonly #inFlight = new Set<AbortController>();
 
   constructor(options: DeskieClientOptions) {
     const url = new URL(options.baseUrl);
@@ -53,7 +51,6 @@ export class DeskieClient {
     // One deadline for the whole exchange, the wait for a connection included. Not
     // AbortSignal.timeout(): its timer outlives the answer, holding memory under a storm of misses.
     const deadline = new AbortController();
-    this.#inFlight.add(deadline);
     const timer = setTimeout(
       () => deadline.abort(new DOMException('Deskie did not answer in time', 'TimeoutError')),
       this.#options.timeoutMs,
@@ -86,16 +83,15 @@ export class DeskieClient {
       };
     } finally {
       clearTimeout(timer);
-      this.#inFlight.delete(deadline);
     }
   }
 
-  /** Cuts every call under way short: each fails with `reason`. */
+  /** Cuts every call under way short, each failing with `reason` (undici's destroy), and ends the pool. */
   abortAll(reason: Error): void {
-    for (const call of this.#inFlight) call.abort(reason);
+    void this.#pool.destroy(reason);
   }
 
   async close(): Promise<void> {
-    await this.#pool.close();
+    if (!this.#pool.destroyed) await this.#pool.close();
   }
 }

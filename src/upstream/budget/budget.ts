@@ -80,9 +80,8 @@ export class UpstreamBudget {
     trust: (grant) => this.#trust(grant),
     release: (grant, unspent, unspentMembers) => this.#release(grant, unspent, unspentMembers),
   };
-  #closed = false;
-  /** What a call asked for once closed is refused with. */
-  #closedReason: () => Error = shuttingDown;
+  /** Once closed: what a call asked for is refused with. */
+  #closedWith: (() => Error) | undefined;
 
   constructor(options: BudgetOptions) {
     this.#options = options;
@@ -155,9 +154,8 @@ export class UpstreamBudget {
 
   /** Refuses every waiting call and any new one with `reason`; calls in flight finish. Closing again changes nothing. */
   close(reason: () => Error = shuttingDown): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#closedReason = reason;
+    if (this.#closedWith !== undefined) return;
+    this.#closedWith = reason;
     this.#queue.close(reason);
     this.#turns.close(reason);
     this.#shared?.close();
@@ -210,7 +208,7 @@ export class UpstreamBudget {
    */
   #takeTurn(grant: BudgetGrant): Promise<void> {
     const { request } = grant;
-    if (this.#closed) return Promise.reject(this.#closedReason());
+    if (this.#closedWith !== undefined) return Promise.reject(this.#closedWith());
     const now = this.#options.clock();
     const full = this.#queueFull(now);
     if (full !== undefined) return Promise.reject(full);
@@ -225,7 +223,7 @@ export class UpstreamBudget {
   #passTurn(grant: BudgetGrant): void {
     if (this.#turnHolder !== grant) return;
     this.#turnHolder = undefined;
-    if (!this.#closed) this.#turns.dispatch(this.#options.clock());
+    if (this.#closedWith === undefined) this.#turns.dispatch(this.#options.clock());
   }
 
   /** The windows a grant draws on: every call's, and the new-credential share's while Deskie has never accepted its credential. */
@@ -236,7 +234,7 @@ export class UpstreamBudget {
   /** Refuses at once what cannot be granted in time, else waits in the queue. */
   #wait(ask: Ask): Promise<void> {
     const { request, grant, needsSlot } = ask;
-    if (this.#closed) return Promise.reject(this.#closedReason());
+    if (this.#closedWith !== undefined) return Promise.reject(this.#closedWith());
     const now = this.#options.clock();
     this.#updateState(now);
     const total = request.calls + grant.spent + grant.remaining;
@@ -262,7 +260,7 @@ export class UpstreamBudget {
 
   /** Grants the waiting calls that fit now. */
   #dispatch(): void {
-    if (this.#closed) return;
+    if (this.#closedWith !== undefined) return;
     const now = this.#options.clock();
     this.#updateState(now);
     this.#queue.dispatch(now);
@@ -304,14 +302,14 @@ export class UpstreamBudget {
       if (performance.now() >= deadline) throw this.#busy(now, notBefore);
       const take = await shared.take(calls, this.limitPerMinute);
       if (take.outcome === 'taken') {
-        if (this.#closed) {
+        if (this.#closedWith !== undefined) {
           shared.giveBack(take.members);
-          throw this.#closedReason();
+          throw this.#closedWith();
         }
         grant.hold(take.members);
         return;
       }
-      if (this.#closed) throw this.#closedReason();
+      if (this.#closedWith !== undefined) throw this.#closedWith();
       this.#updateState(now);
       if (this.#account.state === 'circuit-open') throw this.#busy(now);
       if (take.outcome === 'wait') notBefore = take.until;
@@ -327,7 +325,7 @@ export class UpstreamBudget {
 
   /** What another replica heard from Deskie. */
   #adopt(account: SharedAccount): void {
-    if (this.#closed) return;
+    if (this.#closedWith !== undefined) return;
     this.#account.adopt(account);
     this.#dispatch();
   }
