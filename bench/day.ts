@@ -33,8 +33,6 @@ export const POLL_INTERVAL_MS = 30_000;
 /** Dashboards, each showing three of the 40 queries: every query is on three or four of them. */
 export const DASHBOARDS = 50;
 export const PANELS = 3;
-/** Dashboards start their polls spread over the interval, as real ones do. */
-const DASHBOARD_SPACING_MS = POLL_INTERVAL_MS / DASHBOARDS;
 const PLAIN_TTL_MS = 5 * 60 * 1000;
 /** The header day-proxy.ts reads the day's clock from. */
 const CLOCK_HEADER = 'x-bench-now';
@@ -232,11 +230,11 @@ function compileDayProxy(): string {
  * day-proxy.ts as its own process, started as `npm start` starts the server
  * (its Node flags), pinned to the servers' core and ready when this returns.
  */
-export async function startDayProxy(deskieUrl: string, cacheMaxBytes: number, env: Record<string, string> = {}): Promise<{ proxy: Child; url: string }> {
+export async function startDayProxy(deskieUrl: string, cacheMaxBytes: number, env: Record<string, string> = {}, core = SERVER_CORE): Promise<{ proxy: Child; url: string }> {
   const port = await freePort();
   const { nodeFlags } = startCommand();
   const proxy = await startChild(
-    ...pinned(SERVER_CORE, process.execPath, [...nodeFlags, compileDayProxy()]),
+    ...pinned(core, process.execPath, [...nodeFlags, compileDayProxy()]),
     {
       PORT: String(port),
       HOST: '127.0.0.1',
@@ -262,14 +260,23 @@ export interface DayOptions {
   readonly proxyEnv?: Record<string, string>;
   /** Another client of the account warms Deskie's cache at random moments (the simulator's foreignClient knob). */
   readonly foreignClient?: boolean;
+  /** Dashboards of three panels each over the 40 queries (default 50: each query on three or four). */
+  readonly dashboards?: number;
+  /** The proxy's core: a day that reports only counts may run beside the load, off the measured servers' core. */
+  readonly core?: number;
 }
 
 /** The day at `cacheMaxBytes`. */
-export async function dashboardDay(cacheMaxBytes: number, { hours = 24, explore: exploring = true, proxyEnv = {}, foreignClient = false }: DayOptions = {}): Promise<DayReport> {
+export async function dashboardDay(
+  cacheMaxBytes: number,
+  { hours = 24, explore: exploring = true, proxyEnv = {}, foreignClient = false, dashboards = DASHBOARDS, core = SERVER_CORE }: DayOptions = {},
+): Promise<DayReport> {
   let nowMs = START.toMillis();
   // Deskie's own rate limit (1,500 a minute) on the day's clock; the proxy keeps its default budget below it.
   const simulator = await startSimulator({ clock: () => nowMs, timezone: ZONE, knobs: { foreignClient } });
-  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes, { BENCH_START_MS: String(nowMs), ...proxyEnv });
+  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes, { BENCH_START_MS: String(nowMs), ...proxyEnv }, core);
+  // Dashboards start their polls spread over the interval, as real ones do.
+  const spacingMs = POLL_INTERVAL_MS / dashboards;
   const startRss = peakRss(proxy.pid);
 
   /** A request at the day's current time. */
@@ -312,7 +319,7 @@ export async function dashboardDay(cacheMaxBytes: number, { hours = 24, explore:
   };
 
   const all = queries();
-  const panels = Array.from({ length: DASHBOARDS }, (_, dashboard) =>
+  const panels = Array.from({ length: dashboards }, (_, dashboard) =>
     Array.from({ length: PANELS }, (_, panel) => all[(dashboard * PANELS + panel) % all.length] as DayQuery),
   );
   // The bench's own accounts: the fewest calls (a call only when the query's
@@ -339,16 +346,25 @@ export async function dashboardDay(cacheMaxBytes: number, { hours = 24, explore:
    */
   const computedAt = new Map<string, number[]>();
   /**
-   * A refresh is timed from when it was due, and on the day's clock it runs at the next poll (up to 0.6 s later), while
+   * A refresh is timed from when it was due, and on the day's clock it runs at the next poll (0.6 s later at most with 50
+   * dashboards, 2.1 s with 14), while
    * Deskie computes when the call arrives: the compute may follow the time the Age counts from by that much. A query's
    * computes are a lifetime (5 minutes or more) apart, so a few seconds' slack cannot pick a later one.
    */
   const CALL_TIME_SLACK_MS = 5_000;
+  /**
+   * When each query's computes were last looked up: every compute up to then is known (the day is sequential, so the
+   * calls an answer came from have ended), and a lookup is needed only for an answer from a later call.
+   */
+  const lookedUpAtMs = new Map<string, number>();
   const computeAgeS = (path: string, ageS: number): number => {
     const calledBy = nowMs - ageS * 1000;
     const known = computedAt.get(path) ?? [];
     computedAt.set(path, known);
-    for (const { computedAtMs } of simulator.computes(path).computes) if (computedAtMs > (known.at(-1) ?? -Infinity)) known.push(computedAtMs);
+    if ((lookedUpAtMs.get(path) ?? -Infinity) < calledBy + CALL_TIME_SLACK_MS) {
+      lookedUpAtMs.set(path, nowMs);
+      for (const { computedAtMs } of simulator.computes(path).computes) if (computedAtMs > (known.at(-1) ?? -Infinity)) known.push(computedAtMs);
+    }
     for (let i = known.length - 1; i >= 0; i--) {
       const computedAtMs = known[i] as number;
       if (computedAtMs <= calledBy + CALL_TIME_SLACK_MS) return Math.floor((nowMs - computedAtMs) / 1000);
@@ -360,8 +376,8 @@ export async function dashboardDay(cacheMaxBytes: number, { hours = 24, explore:
 
   try {
     for (let tick = 0; tick * POLL_INTERVAL_MS < hours * HOUR; tick++) {
-      for (let dashboard = 0; dashboard < DASHBOARDS; dashboard++) {
-        nowMs = START.toMillis() + tick * POLL_INTERVAL_MS + dashboard * DASHBOARD_SPACING_MS;
+      for (let dashboard = 0; dashboard < dashboards; dashboard++) {
+        nowMs = START.toMillis() + tick * POLL_INTERVAL_MS + dashboard * spacingMs;
         const shown = panels[dashboard] ?? [];
         for (const query of shown) {
           const window = windowAt(query.kind, nowMs);
