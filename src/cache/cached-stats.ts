@@ -189,14 +189,9 @@ export class CachedStats {
     if (this.#credentials.callsAtOnce(partition, nowMs)) return this.#fetch(asked, held, nowMs, variant, priority);
     const turn = this.#credentials.turn(partition, key);
     if (turn.verdict !== undefined) return this.#afterVerdict(asked, turn.verdict, variant, priority);
-    try {
-      const answered = await this.#fetch(asked, held, nowMs, variant, priority);
-      turn.done();
-      return answered;
-    } catch (error) {
-      turn.done(error);
-      throw error;
-    }
+    const fetching = this.#fetch(asked, held, nowMs, variant, priority);
+    fetching.then(() => turn.done(), (error: unknown) => turn.done(error));
+    return fetching;
   }
 
   /** Waits for the verdict on the credential (what the deciding call failed with, if anything), then answers as it allows. */
@@ -403,9 +398,7 @@ export class CachedStats {
   }
 
   #tellWatchers(key: string): void {
-    const watchers = this.#watchers.get(key);
-    if (watchers === undefined) return;
-    for (const changed of [...watchers]) changed();
+    for (const changed of [...(this.#watchers.get(key) ?? [])]) changed();
   }
 
   /** The next window's answer for a query asked for in the window that just ended, unless already held. */
@@ -464,8 +457,7 @@ export class CachedStats {
       const { store, log } = this.#options;
       const removed = await store.dropEnding(`#${partition}`);
       if (removed > 0) {
-        const status = error.statusCode;
-        log.warn({ partition: partition.slice(0, PARTITION_ID_LENGTH), status, removed }, "Deskie refused a credential: its cached answers were dropped");
+        log.warn({ partition: partition.slice(0, PARTITION_ID_LENGTH), status: error.statusCode, removed }, "Deskie refused a credential: its cached answers were dropped");
       }
     } else if (error instanceof ProxyError && error.code === 'TOO_MANY_PAGES') {
       this.#tooManyPages.set(key, { error, untilMs: freshUntil(query, askedAtMs, this.#options.lifetimes) });
@@ -489,8 +481,7 @@ export class CachedStats {
     } else if (answer.keepUntilMs <= answer.fetchedAtMs) {
       log.info({ key }, 'the period changed window while Deskie answered: answered, not stored');
     } else {
-      const bytes = answerBytes(answer);
-      log.warn({ key, bytes }, 'an answer is too large for the cache and is not stored: every repeat costs Deskie calls; raise CACHE_MAX_BYTES');
+      log.warn({ key, bytes: answerBytes(answer) }, 'an answer is too large for the cache and is not stored: every repeat costs Deskie calls; raise CACHE_MAX_BYTES');
     }
   }
 }

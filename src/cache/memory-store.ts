@@ -12,8 +12,6 @@ export interface MemoryStoreOptions {
   readonly holdUntil?: (answer: CachedAnswer) => number;
 }
 
-const keptUntil = (answer: CachedAnswer): number => answer.keepUntilMs;
-
 /** A load under way: when it began, and the purges made since that its answer must not be kept for. */
 interface Loading {
   readonly startedAtMs: number;
@@ -48,7 +46,7 @@ export class MemoryStore implements AnswerStore {
   #evictions = 0;
   #closed = false;
 
-  constructor({ maxBytes, clock, holdUntil = keptUntil }: MemoryStoreOptions) {
+  constructor({ maxBytes, clock, holdUntil = (answer) => answer.keepUntilMs }: MemoryStoreOptions) {
     this.#clock = clock;
     this.#holdUntil = holdUntil;
     this.#lru = new LRUCache<string, CachedAnswer, AnswerLoader>({
@@ -72,10 +70,18 @@ export class MemoryStore implements AnswerStore {
       // A fetch whose placeholder is evicted or cleared still answers its callers.
       ignoreFetchAbort: true,
       fetchMethod: async (key, _previous, { context: load, options }) => {
-        const answer = await this.#load(key, load);
-        // lru-cache drops an entry once more than `ttl` ms have passed: one ms less ends it at keepUntilMs.
-        options.ttl = Math.max(1, holdUntil(answer) - clock() - 1);
-        return answer;
+        const loading: Loading = { startedAtMs: clock(), purges: [] };
+        // A load begun after its key was deleted mid-load replaces the earlier one here; lru-cache keeps nothing the earlier brings.
+        this.#loads.set(key, loading);
+        try {
+          const answer = await load();
+          if (loading.purges.some((selects) => selects(answer))) this.#purged.add(answer);
+          // lru-cache drops an entry once more than `ttl` ms have passed: one ms less ends it at keepUntilMs.
+          options.ttl = Math.max(1, holdUntil(answer) - clock() - 1);
+          return answer;
+        } finally {
+          if (this.#loads.get(key) === loading) this.#loads.delete(key);
+        }
       },
     });
   }
@@ -109,20 +115,6 @@ export class MemoryStore implements AnswerStore {
     }
   }
 
-  /** Runs a load for `key`; its answer is marked purged if a purge made meanwhile selects it. */
-  async #load(key: string, load: AnswerLoader): Promise<CachedAnswer> {
-    const loading: Loading = { startedAtMs: this.#clock(), purges: [] };
-    // A load begun after its key was deleted mid-load replaces the earlier one here; lru-cache keeps nothing the earlier brings.
-    this.#loads.set(key, loading);
-    try {
-      const answer = await load();
-      if (loading.purges.some((selects) => selects(answer))) this.#purged.add(answer);
-      return answer;
-    } finally {
-      if (this.#loads.get(key) === loading) this.#loads.delete(key);
-    }
-  }
-
   /** lru-cache sizes an entry only on set, so it is set afresh with the time it had left; after a load under way (a set would abort it). */
   resize(answer: CachedAnswer): void {
     const { key } = answer;
@@ -145,10 +137,7 @@ export class MemoryStore implements AnswerStore {
   }
 
   async list(): Promise<CachedAnswer[]> {
-    // forEach, not values(): values() skips an entry while a load for its key runs.
-    const held: CachedAnswer[] = [];
-    this.#lru.forEach((answer) => held.push(answer));
-    return held;
+    return this.#held().map(([, answer]) => answer);
   }
 
   async delete(key: string): Promise<boolean> {
@@ -175,10 +164,7 @@ export class MemoryStore implements AnswerStore {
   /** purge(), at once, for loads begun by `atMs`; answers the keys dropped. */
   purgeHeld(selects: (answer: CachedAnswer) => boolean, atMs = this.#clock()): string[] {
     for (const loading of this.#loads.values()) if (loading.startedAtMs <= atMs) loading.purges.push(selects);
-    const keys: string[] = [];
-    this.#lru.forEach((answer, key) => {
-      if (selects(answer)) keys.push(key);
-    });
+    const keys = this.#held().filter(([, answer]) => selects(answer)).map(([key]) => key);
     for (const key of keys) {
       this.#grown.delete(key);
       this.#lru.delete(key);
@@ -194,11 +180,16 @@ export class MemoryStore implements AnswerStore {
     return !this.#closed;
   }
 
-  /** The keys of the answers held, at once (those being reloaded too: see list()). */
+  /** The keys of the answers held, at once (those being reloaded too). */
   keys(): string[] {
-    const keys: string[] = [];
-    this.#lru.forEach((_answer, key) => keys.push(key));
-    return keys;
+    return this.#held().map(([key]) => key);
+  }
+
+  /** Every key and answer held: by forEach, as entries() skips an entry while a load for its key runs. */
+  #held(): Array<[string, CachedAnswer]> {
+    const held: Array<[string, CachedAnswer]> = [];
+    this.#lru.forEach((answer, key) => held.push([key, answer]));
+    return held;
   }
 
   /** Drops every answer held (loads under way still answer their callers and are not kept). */

@@ -5,7 +5,7 @@ import { type FreshnessClass, isCustomRange } from '../deskie/periods.js';
 import { periodText } from './policy.js';
 import type { RedisState } from '../redis/connection.js';
 
-/** What an entry answers, for the admin API: never the credential, never the filters' values. Made on demand by entryLabel(). */
+/** What an entry answers, for the admin API: never the credential, never the filters' values. */
 export interface EntryLabel {
   readonly endpoint: EndpointName;
   readonly freshness: FreshnessClass;
@@ -76,7 +76,6 @@ export interface EntryFilter {
   readonly partition?: string;
 }
 
-/** Whether `filter` selects an answer. */
 export function entryMatches({ endpoint, period, partition }: EntryFilter): (answer: CachedAnswer) => boolean {
   return (answer) => {
     const { source, freshness } = answer;
@@ -109,8 +108,7 @@ export function filterNamesSelecting(answer: CachedAnswer): string[] {
 }
 
 export function renderedVariant(answer: CachedAnswer, variant: Variant): Representation | undefined {
-  for (const representation of answer.variants) if (representation.variant === variant) return representation;
-  return undefined;
+  return answer.variants.find((representation) => representation.variant === variant);
 }
 
 /**

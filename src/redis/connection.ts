@@ -79,18 +79,15 @@ export class SharedRedis {
       this.#skipUntil = 0;
       this.#changeState('up');
     });
-    this.command.on('end', () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
-    this.command.on('close', () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
-    // ioredis emits every failed attempt to connect: counted, and logged once per change of state.
-    this.command.on('error', (error: Error) => {
-      this.#errors += 1;
-      this.#log.debug({ err: error }, 'Redis connection failed');
-    });
-    // The subscriber's losses show on the command connection too (same Redis); counted only.
-    this.subscriber.on('error', (error: Error) => {
-      this.#errors += 1;
-      this.#log.debug({ err: error }, 'Redis subscription failed');
-    });
+    for (const lost of ['end', 'close']) this.command.on(lost, () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
+    // ioredis emits every failed attempt to connect: counted, logged at debug; a change of state is logged once.
+    const failures = [[this.command, 'Redis connection failed'], [this.subscriber, 'Redis subscription failed']] as const;
+    for (const [connection, message] of failures) {
+      connection.on('error', (error: Error) => {
+        this.#errors += 1;
+        this.#log.debug({ err: error }, message);
+      });
+    }
     this.subscriber.on('message', (channel: string, message: string) => this.#channels.get(channel)?.(message));
   }
 
@@ -114,6 +111,15 @@ export class SharedRedis {
   failed<T>(error: unknown, fallback: T): T {
     this.#failed(error);
     return fallback;
+  }
+
+  /** `command`'s result, or `fallback` when it fails (counted as failed() does). */
+  async orElse<T, F>(fallback: F, command: () => Promise<T>): Promise<T | F> {
+    try {
+      return await command();
+    } catch (error) {
+      return this.failed(error, fallback);
+    }
   }
 
   /**
