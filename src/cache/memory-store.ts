@@ -6,7 +6,6 @@ const ENTRY_OVERHEAD_BYTES = 1024;
 
 export interface MemoryStoreOptions {
   readonly maxBytes: number;
-  /** Epoch milliseconds; injected so tests move time instead of sleeping. */
   readonly clock: () => number;
   /** Until when an answer is held (epoch ms): keepUntilMs by default; expiresAtMs in front of a shared store. */
   readonly holdUntil?: (answer: CachedAnswer) => number;

@@ -186,8 +186,7 @@ export class RedisStore implements AnswerStore {
     try {
       for await (const names of command.scanStream({ match: this.#redis.key('a:*'), count: SCAN_COUNT }) as AsyncIterable<string[]>) {
         if (names.length === 0) continue;
-        const values = await command.mgetBuffer(...names);
-        for (const value of values) {
+        for (const value of await command.mgetBuffer(...names)) {
           const answer = value === null ? undefined : this.#decode(value);
           if (answer === undefined || answer.keepUntilMs <= this.#clock()) continue;
           const copy = own.get(answer.key);
@@ -409,9 +408,8 @@ export class RedisStore implements AnswerStore {
       if (wakers === undefined) this.#waiting.set(key, (wakers = new Set()));
       const done = (): void => {
         clearTimeout(timer);
-        const set = this.#waiting.get(key);
-        set?.delete(done);
-        if (set?.size === 0) this.#waiting.delete(key);
+        wakers.delete(done);
+        if (wakers.size === 0 && this.#waiting.get(key) === wakers) this.#waiting.delete(key);
         resolve();
       };
       const timer = setTimeout(done, POLL_MS);

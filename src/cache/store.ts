@@ -149,9 +149,8 @@ export type AnswerLoader = () => Promise<CachedAnswer>;
 export type ReusePolicy = (answer: CachedAnswer) => boolean;
 
 /**
- * Where answers live. Freshness is the caller's business: a store holds each answer until keepUntilMs (or its bound
- * drops it) and loads once per key however many ask; a shared store (Redis) once across replicas, holding only fresh
- * answers in this process.
+ * Where answers live; freshness is the caller's business. A store holds each answer until keepUntilMs (or its bound drops
+ * it) and loads once per key; a shared store, once across replicas, holding only fresh answers in this process.
  */
 export interface AnswerStore {
   /** The answer this process holds for `key` (during a load, the one it will replace), without loading or waiting: a hit's only lookup. */

@@ -22,7 +22,6 @@ export interface SharedRedisOptions {
 /** Redis as this process sees it: connected and answering, or not (then nothing waits on it). */
 export type RedisState = 'connecting' | 'up' | 'down' | 'closed';
 
-/** A request's time for Redis (REDIS_TIMEOUT_MS) ran out. */
 class RedisTimeout extends Error {
   override name = 'RedisTimeout';
   constructor() {
@@ -91,7 +90,6 @@ export class SharedRedis {
     this.subscriber.on('message', (channel: string, message: string) => this.#channels.get(channel)?.(message));
   }
 
-  /** The key `name` under this proxy's prefix and format version. */
   key(name: string): string {
     return this.#prefix + name;
   }
@@ -130,9 +128,7 @@ export class SharedRedis {
     const leftMs = byMs - performance.now();
     if (leftMs <= 0) throw new RedisTimeout();
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new RedisTimeout()), leftMs);
-    });
+    const late = new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new RedisTimeout()), leftMs)));
     try {
       return await Promise.race([command(this.command), late]);
     } finally {
