@@ -447,7 +447,8 @@ export class CachedStats {
       const { store, log } = this.#options;
       const removed = await store.dropEnding(`#${partition}`);
       if (removed > 0) {
-        log.warn({ partition: partition.slice(0, PARTITION_ID_LENGTH), status: error.statusCode, removed }, "Deskie refused a credential: its cached answers were dropped");
+        const status = error.statusCode;
+        log.warn({ partition: partition.slice(0, PARTITION_ID_LENGTH), status, removed }, "Deskie refused a credential: its cached answers were dropped");
       }
     } else if (error instanceof ProxyError && error.code === 'TOO_MANY_PAGES') {
       this.#tooManyPages.set(key, { error, untilMs: freshUntil(query, askedAtMs, this.#options.lifetimes) });
@@ -471,7 +472,8 @@ export class CachedStats {
     } else if (answer.keepUntilMs <= answer.fetchedAtMs) {
       log.info({ key }, 'the period changed window while Deskie answered: answered, not stored');
     } else {
-      log.warn({ key, bytes: answerBytes(answer) }, 'an answer is too large for the cache and is not stored: every repeat costs Deskie calls; raise CACHE_MAX_BYTES');
+      const bytes = answerBytes(answer);
+      log.warn({ key, bytes }, 'an answer is too large for the cache and is not stored: every repeat costs Deskie calls; raise CACHE_MAX_BYTES');
     }
   }
 }

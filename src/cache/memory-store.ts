@@ -179,11 +179,6 @@ export class MemoryStore implements AnswerStore {
     return !this.#closed;
   }
 
-  /** The keys of the answers held, at once (those being reloaded too). */
-  keys(): string[] {
-    return this.#held().map(([key]) => key);
-  }
-
   /** Every key and answer held: by forEach, as entries() skips an entry while a load for its key runs. */
   #held(): Array<[string, CachedAnswer]> {
     const held: Array<[string, CachedAnswer]> = [];

@@ -213,11 +213,7 @@ export class RedisStore implements AnswerStore {
   /** This replica's copies and loads of keys ending with `keySuffix` go (see #dropCopy); answers the keys it held. */
   #dropCopies(keySuffix: string, atMs: number): string[] {
     for (const key of this.#loading.keys()) if (key.endsWith(keySuffix)) this.#dropCopy(key, atMs);
-    const held: string[] = [];
-    for (const key of this.#l1.keys()) {
-      if (key.endsWith(keySuffix) && this.#dropCopy(key, atMs)) held.push(key);
-    }
-    return held;
+    return this.#l1.purgeHeld((answer) => answer.key.endsWith(keySuffix), atMs);
   }
 
   /** Marks the filter purged as of now (see WRITE_ANSWER), drops what Redis and this replica hold, tells the others; a 503 without Redis. */
@@ -249,15 +245,12 @@ export class RedisStore implements AnswerStore {
   async delete(key: string): Promise<boolean> {
     const atMs = this.#clock();
     const hadCopy = this.#dropCopy(key, atMs);
-    let removed: boolean;
-    try {
-      removed = (await this.#scripts.purge(this.#answerKey(key), this.#purgedKey(key), atMs, this.#tombstoneMs())) === 1;
-    } catch (error) {
-      this.#redis.failed(error, undefined);
-      throw storeUnreachable('purged');
-    }
+    const purging = this.#scripts.purge(this.#answerKey(key), this.#purgedKey(key), atMs, this.#tombstoneMs());
+    const removed = await purging.catch((error: unknown) => {
+      throw this.#redis.failed(error, storeUnreachable('purged'));
+    });
     await this.#redis.publish(PURGED_CHANNEL, JSON.stringify([atMs, key]));
-    return removed || hadCopy;
+    return removed === 1 || hadCopy;
   }
 
   async close(): Promise<void> {
@@ -357,7 +350,9 @@ export class RedisStore implements AnswerStore {
             },
           }
         : { lease, proxy: proxyErrorFields(error as ProxyError) };
-    await this.#redis.orElse(undefined, () => this.#redis.command.set(this.#failureKey(key), JSON.stringify(shared), 'PX', FAILURE_KEPT_MS));
+    await this.#redis.orElse(undefined, () =>
+      this.#redis.command.set(this.#failureKey(key), JSON.stringify(shared), 'PX', FAILURE_KEPT_MS),
+    );
   }
 
   /** The failure the holder of `lease` shared, as the error its own callers got. */

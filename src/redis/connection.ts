@@ -78,7 +78,8 @@ export class SharedRedis {
       this.#skipUntil = 0;
       this.#changeState('up');
     });
-    for (const lost of ['end', 'close']) this.command.on(lost, () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
+    this.command.on('end', () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
+    this.command.on('close', () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
     // ioredis emits every failed attempt to connect: counted, logged at debug; a change of state is logged once.
     const failures = [[this.command, 'Redis connection failed'], [this.subscriber, 'Redis subscription failed']] as const;
     for (const [connection, message] of failures) {
@@ -107,7 +108,10 @@ export class SharedRedis {
 
   /** Counts a failed command (metrics, /readyz) and returns `fallback`: the caller goes on without Redis. */
   failed<T>(error: unknown, fallback: T): T {
-    this.#failed(error);
+    this.#errors += 1;
+    if (this.#state !== 'up') return fallback;
+    if (performance.now() >= this.#skipUntil) this.#log.warn({ err: error }, `a Redis command failed: Redis is left alone for ${SKIP_AFTER_FAILURE_MS} ms`);
+    this.#skipUntil = performance.now() + SKIP_AFTER_FAILURE_MS;
     return fallback;
   }
 
@@ -128,7 +132,9 @@ export class SharedRedis {
     const leftMs = byMs - performance.now();
     if (leftMs <= 0) throw new RedisTimeout();
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new RedisTimeout()), leftMs)));
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new RedisTimeout()), leftMs);
+    });
     try {
       return await Promise.race([command(this.command), late]);
     } finally {
@@ -169,11 +175,7 @@ export class SharedRedis {
 
   /** Publishes on `channel`; a failure is counted and otherwise ignored (listeners fall back on polling or expiry). */
   async publish(channel: string, message: string): Promise<void> {
-    try {
-      await this.command.publish(this.key(channel), message);
-    } catch (error) {
-      this.#failed(error);
-    }
+    await this.orElse(undefined, () => this.command.publish(this.key(channel), message));
   }
 
   async close(): Promise<void> {
@@ -181,13 +183,6 @@ export class SharedRedis {
     await Promise.allSettled([this.command.quit(), this.subscriber.quit()]);
     this.command.disconnect();
     this.subscriber.disconnect();
-  }
-
-  #failed(error: unknown): void {
-    this.#errors += 1;
-    if (this.#state !== 'up') return;
-    if (performance.now() >= this.#skipUntil) this.#log.warn({ err: error }, `a Redis command failed: Redis is left alone for ${SKIP_AFTER_FAILURE_MS} ms`);
-    this.#skipUntil = performance.now() + SKIP_AFTER_FAILURE_MS;
   }
 
   #changeState(state: RedisState): void {
