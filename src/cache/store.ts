@@ -98,13 +98,10 @@ export function filterNamesSelecting(answer: CachedAnswer): string[] {
   const { source, freshness } = answer;
   const periods: Array<EntryFilter['period']> = [undefined, freshness];
   if (isCustomRange(freshness)) periods.push({ fromMs: source.fromMs, toMs: source.toMs });
-  const names: string[] = [];
-  for (const endpoint of [undefined, source.endpoint]) {
-    for (const period of periods) {
-      for (const partition of [undefined, entryLabel(answer).partition]) names.push(filterName({ endpoint, period, partition }));
-    }
-  }
-  return names;
+  const partitions = [undefined, entryLabel(answer).partition];
+  return [undefined, source.endpoint].flatMap((endpoint) =>
+    periods.flatMap((period) => partitions.map((partition) => filterName({ endpoint, period, partition }))),
+  );
 }
 
 export function renderedVariant(answer: CachedAnswer, variant: Variant): Representation | undefined {
