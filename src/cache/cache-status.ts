@@ -1,4 +1,5 @@
-import type { ProxyError, UpstreamAnswer, UpstreamFailure } from '../http/errors.js';
+import type { ProxyError, UpstreamAnswer } from '../http/errors.js';
+import type { StatsAnswer } from './cached-stats.js';
 import type { CacheOutcome } from './store.js';
 
 /** This cache's name in RFC 9211 Cache-Status. */
@@ -20,15 +21,8 @@ const REVALIDATING = `${CACHE_NAME}; fwd=stale; revalidating`;
 const RECHECKED = `${CACHE_NAME}; fwd=request`;
 const COLLAPSED_ONTO_RECHECK = `${CACHE_NAME}; fwd=request; collapsed`;
 
-/** How an answer was served, as Cache-Status tells it: the fields of cached-stats.ts's StatsAnswer it reads. */
-export interface ServedAnswer {
-  readonly outcome: CacheOutcome;
-  readonly stored: boolean;
-  readonly failure?: { readonly detail: UpstreamFailure; readonly status: number | undefined };
-  readonly replacesExpired?: boolean;
-  readonly rechecked?: boolean;
-  readonly revalidating?: boolean;
-}
+/** How an answer was served, as Cache-Status tells it. */
+export type ServedAnswer = Omit<StatsAnswer, 'answer'>;
 
 /** Cache-Status of a 200: `ttl` is the remaining freshness, negative for a stale answer, which also names Deskie's failure. */
 export function answerCacheStatus({ outcome, stored, failure, replacesExpired, rechecked, revalidating }: ServedAnswer, ttlSeconds: number): string {

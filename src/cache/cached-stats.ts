@@ -79,9 +79,8 @@ interface PhaseRefresh {
 }
 
 /**
- * Answers a checked query: from the store while fresh and Deskie accepted the credential recently enough
- * (CredentialStanding), else from Deskie once per key however many ask; when Deskie fails, from an expired entry still
- * kept (stale-if-error). Refusals a retry cannot change are remembered (#rememberRefusal, #fetchInTurn).
+ * Answers a checked query: from the store while fresh and Deskie accepted the credential recently enough, else from
+ * Deskie once per key however many ask; when Deskie fails, from an expired entry still kept (stale-if-error).
  */
 export class CachedStats {
   readonly #options: CachedStatsOptions;
@@ -142,9 +141,8 @@ export class CachedStats {
   }
 
   /**
-   * Keeps `query`'s key refreshed in phase while watched, as if polled, and calls `changed` each time its scheduled
-   * refresh settles (a new answer, or a failure) or its window rolls: the watcher asks again to see what it gets.
-   * Returns the call that stops watching.
+   * Keeps `query`'s key refreshed in phase while watched, as if polled; `changed` hears each scheduled refresh settle (a
+   * new answer or a failure) or the window roll, and asks again. Answers the call that stops watching.
    */
   watch(query: StatsQuery, authorization: string, changed: () => void): () => void {
     const asked = this.#asked(query, authorization);
@@ -179,9 +177,8 @@ export class CachedStats {
   }
 
   /**
-   * A credential Deskie has not accepted in the last CALLS_AT_ONCE_MS is asked about once for all its keys: requests for its other keys
-   * wait for that call's verdict and, refused, get its 401 or 403, so a bad or revoked key costs one call however many
-   * panels ask; accepted, they are answered as any request then is. Otherwise each then calls, once.
+   * A credential not accepted in the last CALLS_AT_ONCE_MS is asked about once for all its keys: the others wait for that
+   * call's verdict (a 401 or 403 for them too), so a revoked key costs one call however many panels ask.
    */
   async #fetchInTurn(asked: Asked, held: CachedAnswer | undefined, nowMs: number, variant: Variant, priority: UpstreamCall['priority']): Promise<StatsAnswer> {
     const { key, partition } = asked;
@@ -189,14 +186,9 @@ export class CachedStats {
     if (this.#credentials.callsAtOnce(partition, nowMs)) return this.#fetch(asked, held, nowMs, variant, priority);
     const turn = this.#credentials.turn(partition, key);
     if (turn.verdict !== undefined) return this.#afterVerdict(asked, turn.verdict, variant, priority);
-    try {
-      const answered = await this.#fetch(asked, held, nowMs, variant, priority);
-      turn.done();
-      return answered;
-    } catch (error) {
-      turn.done(error);
-      throw error;
-    }
+    const fetching = this.#fetch(asked, held, nowMs, variant, priority);
+    fetching.then(() => turn.done(), (error: unknown) => turn.done(error));
+    return fetching;
   }
 
   /** Waits for the verdict on the credential (what the deciding call failed with, if anything), then answers as it allows. */
@@ -288,13 +280,10 @@ export class CachedStats {
     const { upstream, clock, lifetimes, keeping } = this.#options;
     const { key, query } = asked;
     const askedAtMs = clock();
-    let page;
-    try {
-      page = await upstream.fetch(query, call);
-    } catch (error) {
+    const page = await upstream.fetch(query, call).catch(async (error: unknown) => {
       await this.#rememberRefusal(error, asked, askedAtMs);
       throw error;
-    }
+    });
     // Refused while this call ran (its partition has been dropped): nothing of it is kept or served.
     const refusal = call.refusedSince();
     if (refusal !== undefined) throw refusal.asRemembered();
@@ -403,9 +392,7 @@ export class CachedStats {
   }
 
   #tellWatchers(key: string): void {
-    const watchers = this.#watchers.get(key);
-    if (watchers === undefined) return;
-    for (const changed of [...watchers]) changed();
+    for (const changed of [...(this.#watchers.get(key) ?? [])]) changed();
   }
 
   /** The next window's answer for a query asked for in the window that just ended, unless already held. */
@@ -429,10 +416,7 @@ export class CachedStats {
     );
   }
 
-  /**
-   * Fetches `asked` with no client waiting, at the budget's lower priority, rendering the variants in use on `held`;
-   * `settled` hears what it failed with (undefined when it did not) and how the store answered.
-   */
+  /** Fetches `asked` with no client waiting, at the budget's lower priority, rendering the variants in use on `held`. */
   #refreshInBackground(asked: Asked, held: CachedAnswer, askedAfterMs: number, settled?: (error: unknown, result?: StoreResult) => void): void {
     const { store, log } = this.#options;
     const { key, partition } = asked;
@@ -459,8 +443,7 @@ export class CachedStats {
   async #rememberRefusal(error: unknown, { key, query, partition }: Asked, askedAtMs: number): Promise<void> {
     if (error instanceof UpstreamAnswer && error.refusesCredential) {
       this.#credentials.refused(partition, error, askedAtMs);
-      // Its entries go every time, not only for a partition remembered as accepted (one forgotten may still hold some);
-      // the refusal is remembered for AUTH_FAILURE_TTL_SECONDS, so that is at most once in that time.
+      // Every time, not only for a partition remembered as accepted: at most once per AUTH_FAILURE_TTL_SECONDS.
       const { store, log } = this.#options;
       const removed = await store.dropEnding(`#${partition}`);
       if (removed > 0) {

@@ -7,16 +7,12 @@ const REMEMBERED_PARTITIONS = 10_000;
 export const RECHECK_AHEAD = 0.2;
 /** After a recheck Deskie could not answer (down, slow, or held back by the budget), the wait before the next: one call, not one per request. */
 export const RECHECK_RETRY_MS = 30_000;
-/**
- * A miss for a credential Deskie accepted this recently calls at once; after a quieter spell one call decides for its
- * other keys first, so a key revoked since costs one call, not one per panel, for one round trip more on a cold load.
- */
+/** A miss for a credential accepted this recently calls at once, else after one call decides it (a round trip more). */
 export const CALLS_AT_ONCE_MS = 5_000;
 
 /**
  * What Deskie's acceptance of a credential lets the cache do: `accepted` within the recheck time; `due soon` in its last
- * part (RECHECK_AHEAD: a recheck ahead starts); `deferred` past it, the last recheck having failed, so answered until
- * the retry; `due`: Deskie must be asked first.
+ * part (a recheck ahead starts); `deferred` past it, the last recheck having failed (answered until the retry); `due`.
  */
 export type Standing = 'accepted' | 'due soon' | 'deferred' | 'due';
 
@@ -50,9 +46,8 @@ interface Deciding {
 }
 
 /**
- * Deskie's verdicts on each credential partition (a 200 accepts, a 401 or 403 refuses) and the rechecks they call for:
- * a credential is answered from the cache only within recheckMs of its acceptance. When Deskie cannot answer a recheck,
- * no revocation can be learned, so the cache answers until the retry. No I/O: the caller makes the calls.
+ * Deskie's verdicts on each credential partition (a 200 accepts, a 401 or 403 refuses): a credential is answered from the
+ * cache only within recheckMs of its acceptance, or until the retry of a recheck Deskie could not answer. No I/O.
  */
 export class CredentialStanding {
   readonly #options: CredentialStandingOptions;

@@ -6,13 +6,10 @@ const ENTRY_OVERHEAD_BYTES = 1024;
 
 export interface MemoryStoreOptions {
   readonly maxBytes: number;
-  /** Epoch milliseconds; injected so tests move time instead of sleeping. */
   readonly clock: () => number;
   /** Until when an answer is held (epoch ms): keepUntilMs by default; expiresAtMs in front of a shared store. */
   readonly holdUntil?: (answer: CachedAnswer) => number;
 }
-
-const keptUntil = (answer: CachedAnswer): number => answer.keepUntilMs;
 
 /** A load under way: when it began, and the purges made since that its answer must not be kept for. */
 interface Loading {
@@ -48,7 +45,7 @@ export class MemoryStore implements AnswerStore {
   #evictions = 0;
   #closed = false;
 
-  constructor({ maxBytes, clock, holdUntil = keptUntil }: MemoryStoreOptions) {
+  constructor({ maxBytes, clock, holdUntil = (answer) => answer.keepUntilMs }: MemoryStoreOptions) {
     this.#clock = clock;
     this.#holdUntil = holdUntil;
     this.#lru = new LRUCache<string, CachedAnswer, AnswerLoader>({
@@ -72,10 +69,18 @@ export class MemoryStore implements AnswerStore {
       // A fetch whose placeholder is evicted or cleared still answers its callers.
       ignoreFetchAbort: true,
       fetchMethod: async (key, _previous, { context: load, options }) => {
-        const answer = await this.#load(key, load);
-        // lru-cache drops an entry once more than `ttl` ms have passed: one ms less ends it at keepUntilMs.
-        options.ttl = Math.max(1, holdUntil(answer) - clock() - 1);
-        return answer;
+        const loading: Loading = { startedAtMs: clock(), purges: [] };
+        // A load begun after its key was deleted mid-load replaces the earlier one here; lru-cache keeps nothing the earlier brings.
+        this.#loads.set(key, loading);
+        try {
+          const answer = await load();
+          if (loading.purges.some((selects) => selects(answer))) this.#purged.add(answer);
+          // lru-cache drops an entry once more than `ttl` ms have passed: one ms less ends it at keepUntilMs.
+          options.ttl = Math.max(1, holdUntil(answer) - clock() - 1);
+          return answer;
+        } finally {
+          if (this.#loads.get(key) === loading) this.#loads.delete(key);
+        }
       },
     });
   }
@@ -109,20 +114,6 @@ export class MemoryStore implements AnswerStore {
     }
   }
 
-  /** Runs a load for `key`; its answer is marked purged if a purge made meanwhile selects it. */
-  async #load(key: string, load: AnswerLoader): Promise<CachedAnswer> {
-    const loading: Loading = { startedAtMs: this.#clock(), purges: [] };
-    // A load begun after its key was deleted mid-load replaces the earlier one here; lru-cache keeps nothing the earlier brings.
-    this.#loads.set(key, loading);
-    try {
-      const answer = await load();
-      if (loading.purges.some((selects) => selects(answer))) this.#purged.add(answer);
-      return answer;
-    } finally {
-      if (this.#loads.get(key) === loading) this.#loads.delete(key);
-    }
-  }
-
   /** lru-cache sizes an entry only on set, so it is set afresh with the time it had left; after a load under way (a set would abort it). */
   resize(answer: CachedAnswer): void {
     const { key } = answer;
@@ -145,10 +136,7 @@ export class MemoryStore implements AnswerStore {
   }
 
   async list(): Promise<CachedAnswer[]> {
-    // forEach, not values(): values() skips an entry while a load for its key runs.
-    const held: CachedAnswer[] = [];
-    this.#lru.forEach((answer) => held.push(answer));
-    return held;
+    return this.#held().map(([, answer]) => answer);
   }
 
   async delete(key: string): Promise<boolean> {
@@ -175,10 +163,7 @@ export class MemoryStore implements AnswerStore {
   /** purge(), at once, for loads begun by `atMs`; answers the keys dropped. */
   purgeHeld(selects: (answer: CachedAnswer) => boolean, atMs = this.#clock()): string[] {
     for (const loading of this.#loads.values()) if (loading.startedAtMs <= atMs) loading.purges.push(selects);
-    const keys: string[] = [];
-    this.#lru.forEach((answer, key) => {
-      if (selects(answer)) keys.push(key);
-    });
+    const keys = this.#held().filter(([, answer]) => selects(answer)).map(([key]) => key);
     for (const key of keys) {
       this.#grown.delete(key);
       this.#lru.delete(key);
@@ -194,11 +179,11 @@ export class MemoryStore implements AnswerStore {
     return !this.#closed;
   }
 
-  /** The keys of the answers held, at once (those being reloaded too: see list()). */
-  keys(): string[] {
-    const keys: string[] = [];
-    this.#lru.forEach((_answer, key) => keys.push(key));
-    return keys;
+  /** Every key and answer held: by forEach, as entries() skips an entry while a load for its key runs. */
+  #held(): Array<[string, CachedAnswer]> {
+    const held: Array<[string, CachedAnswer]> = [];
+    this.#lru.forEach((answer, key) => held.push([key, answer]));
+    return held;
   }
 
   /** Drops every answer held (loads under way still answer their callers and are not kept). */

@@ -4,9 +4,8 @@ import type { StatsQuery } from '../deskie/query.js';
 import { type FreshnessClass, isCustomRange, type Lifetimes } from '../deskie/periods.js';
 
 /**
- * The cache key: endpoint, canonical query, a calendar period's absolute
- * window (so `yesterday` asked on two days is two entries) and the credential
- * partition. The rolling `last_24_hours` is keyed by its name alone.
+ * The cache key: endpoint, canonical query, a calendar period's absolute window (so `yesterday` asked on two days is two
+ * entries) and the credential partition. The rolling `last_24_hours` is keyed by its name alone.
  */
 export function cacheKey(query: StatsQuery, partition: string): string {
   const window = query.window.changesAt === null ? '' : `@${query.window.from.toMillis()}`;
@@ -14,9 +13,8 @@ export function cacheKey(query: StatsQuery, partition: string): string {
 }
 
 /**
- * The period as logs and the admin API name it: its name, or a custom range as
- * an ISO interval in the account's zone. One function for queries and entries,
- * so the admin API's filter matches the access log.
+ * The period as logs and the admin API name it: its name, or a custom range as an ISO interval in the account's zone.
+ * One function for queries and entries, so the admin API's filter matches the access log.
  */
 export function periodText(freshness: FreshnessClass, fromMs: number, toMs: number, zone: string): string {
   if (!isCustomRange(freshness)) return freshness;
@@ -78,8 +76,7 @@ export function answerTimes(query: StatsQuery, { askedAtMs, sentAtMs, receivedAt
 
 /** Minutes to weeks are lengths ("1 day" is 24 h across DST), added in UTC; months and years are calendar amounts, in the account zone. */
 function addLifetime(nowMs: number, lifetime: DurationLike, zone: Zone): DateTime {
-  const calendar = isCalendarAmount(lifetime);
-  return DateTime.fromMillis(nowMs, { zone: calendar ? zone : 'utc' }).plus(lifetime);
+  return DateTime.fromMillis(nowMs, { zone: isCalendarAmount(lifetime) ? zone : 'utc' }).plus(lifetime);
 }
 
 /** Whether a lifetime counts calendar months or years (a plain object, a luxon Duration or milliseconds alike). */

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { Redis } from 'ioredis';
 import { ProxyError, storeUnreachable, UpstreamAnswer, upstreamFailureOf } from '../http/errors.js';
-import type { EndpointName } from '../deskie/endpoints.js';
-import type { FreshnessClass } from '../deskie/periods.js';
+import type { AnswerSource } from '../formats/render.js';
 import type { SharedRedis } from '../redis/connection.js';
 import { MemoryStore } from './memory-store.js';
 import { type AnswerLoader, type AnswerStore, type CachedAnswer, type EntryFilter, entryMatches, filterName, filterNamesSelecting, type ReusePolicy, type SharedStoreState, type StoreResult } from './store.js';
@@ -52,6 +52,20 @@ redis.call('del', KEYS[1])
 return removed`;
 const RENEW_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
+type WriteArgs = [answer: string, dropped: string, index: string, purged: string, purges: string, value: Buffer | string, keepMs: number, askedAtMs: number, keepUntilMs: number, nowMs: number, ...filters: string[]];
+
+/** The scripts above, each called with its keys then its arguments. */
+function defineScripts(redis: SharedRedis) {
+  return {
+    write: redis.script<WriteArgs>(5, WRITE_ANSWER),
+    markPurged: redis.script<[purges: string, filter: string, atMs: number, markMs: number]>(1, MARK_PURGED_MATCHING),
+    purge: redis.script<[answer: string, purged: string, atMs: number, markMs: number]>(2, PURGE_ANSWER),
+    drop: redis.script<[index: string, dropped: string, atMs: number, markMs: number]>(2, DROP_PARTITION),
+    renewLease: redis.script<[lease: string, token: string, leaseMs: number]>(1, RENEW_LEASE),
+    releaseLease: redis.script<[lease: string, token: string]>(1, RELEASE_LEASE),
+  };
+}
+
 export interface RedisStoreOptions {
   readonly redis: SharedRedis;
   /** L1_MAX_BYTES: fresh answers this replica keeps in its own memory. */
@@ -72,37 +86,17 @@ interface Loading {
 
 const purgedBy = ({ purges }: Loading, answer: CachedAnswer): boolean => purges.some((selects) => selects(answer));
 
-/** A lease holder's failure as the replicas that waited on it read it: Deskie's own answer, or the proxy's error. */
-type SharedFailure =
-  | {
-      readonly lease: string;
-      readonly deskie: { readonly status: number; readonly body: string; readonly contentType: string | null; readonly retryAfterSeconds: number | null };
-      readonly proxy?: undefined;
-    }
-  | {
-      readonly lease: string;
-      readonly deskie?: undefined;
-      readonly proxy: Pick<ProxyError, 'code' | 'message' | 'statusCode' | 'headers' | 'failure'>;
-    };
+type ProxyErrorFields = Pick<ProxyError, 'code' | 'message' | 'statusCode' | 'headers' | 'failure'>;
 
-/** What Redis holds beside the body, as JSON; `refreshAtMs` null stands for never. */
-interface StoredMeta {
-  readonly key: string;
-  readonly freshness: FreshnessClass;
-  readonly contentType: string;
-  readonly endpoint: EndpointName;
-  readonly fromMs: number;
-  readonly toMs: number;
-  readonly zone: string;
-  readonly lastModified: string;
-  readonly fetchedAtMs: number;
-  readonly askedAtMs: number;
-  readonly expiresAtMs: number;
-  readonly refreshAtMs: number | null;
-  readonly keepUntilMs: number;
-  readonly upstreamMs: number;
-  readonly upstreamCalls: number;
-}
+/** A lease holder's failure as the replicas that waited on it read it: Deskie's own answer, or the proxy's error. */
+type SharedFailure = { readonly lease: string } & (
+  | { readonly deskie: Readonly<{ status: number; body: string; contentType: string | null; retryAfterSeconds: number | null }>; readonly proxy?: undefined }
+  | { readonly deskie?: undefined; readonly proxy: ProxyErrorFields }
+);
+
+/** What Redis holds beside the body, as JSON: the answer's own fields and its source's; `refreshAtMs` null stands for never. */
+type StoredMeta = Omit<CachedAnswer, 'source' | 'variants' | 'refreshAtMs' | 'lastAskedAtMs' | 'hits'> &
+  Omit<AnswerSource, 'gzipped'> & { readonly refreshAtMs: number | null };
 
 /**
  * Answers shared through Redis, with an in-process copy (L1) of the fresh ones in front, so a hit never waits on Redis.
@@ -119,16 +113,7 @@ export class RedisStore implements AnswerStore {
   readonly #log: FastifyBaseLogger;
   readonly #leaseMs: number;
   readonly #longestLoadMs: number;
-  readonly #scripts: {
-    readonly write: (
-      ...keysAndArgs: [answer: string, dropped: string, index: string, purged: string, purges: string, value: Buffer | string, keepMs: number, askedAtMs: number, keepUntilMs: number, nowMs: number, ...filters: string[]]
-    ) => Promise<unknown>;
-    readonly markPurged: (...keysAndArgs: [purges: string, filter: string, atMs: number, markMs: number]) => Promise<unknown>;
-    readonly purge: (...keysAndArgs: [answer: string, purged: string, atMs: number, markMs: number]) => Promise<unknown>;
-    readonly drop: (...keysAndArgs: [index: string, dropped: string, atMs: number, markMs: number]) => Promise<unknown>;
-    readonly renewLease: (...keysAndArgs: [lease: string, token: string, leaseMs: number]) => Promise<unknown>;
-    readonly releaseLease: (...keysAndArgs: [lease: string, token: string]) => Promise<unknown>;
-  };
+  readonly #scripts: ReturnType<typeof defineScripts>;
   /** Keys this replica is loading; those purged meanwhile are not written to Redis. */
   readonly #loading = new Map<string, Loading>();
   /** This replica's callers waiting for another's load, woken by key. */
@@ -137,14 +122,7 @@ export class RedisStore implements AnswerStore {
 
   constructor({ redis, l1MaxBytes, clock, log, leaseMs = LEASE_MS, longestLoadMs }: RedisStoreOptions) {
     this.#longestLoadMs = longestLoadMs;
-    this.#scripts = {
-      write: redis.script(5, WRITE_ANSWER),
-      markPurged: redis.script(1, MARK_PURGED_MATCHING),
-      purge: redis.script(2, PURGE_ANSWER),
-      drop: redis.script(2, DROP_PARTITION),
-      renewLease: redis.script(1, RENEW_LEASE),
-      releaseLease: redis.script(1, RELEASE_LEASE),
-    };
+    this.#scripts = defineScripts(redis);
     this.#redis = redis;
     this.#clock = clock;
     this.#log = log;
@@ -208,8 +186,7 @@ export class RedisStore implements AnswerStore {
     try {
       for await (const names of command.scanStream({ match: this.#redis.key('a:*'), count: SCAN_COUNT }) as AsyncIterable<string[]>) {
         if (names.length === 0) continue;
-        const values = await command.mgetBuffer(...names);
-        for (const value of values) {
+        for (const value of await command.mgetBuffer(...names)) {
           const answer = value === null ? undefined : this.#decode(value);
           if (answer === undefined || answer.keepUntilMs <= this.#clock()) continue;
           const copy = own.get(answer.key);
@@ -227,13 +204,8 @@ export class RedisStore implements AnswerStore {
   async dropEnding(keySuffix: string): Promise<number> {
     const atMs = this.#clock();
     const copies = this.#dropCopies(keySuffix, atMs).length;
-    let removed: number | undefined;
-    try {
-      const args = [this.#partitionKey(keySuffix), this.#droppedKey(keySuffix), atMs, this.#tombstoneMs()] as const;
-      removed = Number(await this.#scripts.drop(...args));
-    } catch (error) {
-      this.#redis.failed(error, undefined);
-    }
+    const args = [this.#partitionKey(keySuffix), this.#droppedKey(keySuffix), atMs, this.#tombstoneMs()] as const;
+    const removed = await this.#redis.orElse(undefined, async () => Number(await this.#scripts.drop(...args)));
     void this.#redis.publish(DROPPED_CHANNEL, JSON.stringify([atMs, keySuffix]));
     return removed ?? copies;
   }
@@ -241,11 +213,7 @@ export class RedisStore implements AnswerStore {
   /** This replica's copies and loads of keys ending with `keySuffix` go (see #dropCopy); answers the keys it held. */
   #dropCopies(keySuffix: string, atMs: number): string[] {
     for (const key of this.#loading.keys()) if (key.endsWith(keySuffix)) this.#dropCopy(key, atMs);
-    const held: string[] = [];
-    for (const key of this.#l1.keys()) {
-      if (key.endsWith(keySuffix) && this.#dropCopy(key, atMs)) held.push(key);
-    }
-    return held;
+    return this.#l1.purgeHeld((answer) => answer.key.endsWith(keySuffix), atMs);
   }
 
   /** Marks the filter purged as of now (see WRITE_ANSWER), drops what Redis and this replica hold, tells the others; a 503 without Redis. */
@@ -277,15 +245,12 @@ export class RedisStore implements AnswerStore {
   async delete(key: string): Promise<boolean> {
     const atMs = this.#clock();
     const hadCopy = this.#dropCopy(key, atMs);
-    let removed: boolean;
-    try {
-      removed = (await this.#scripts.purge(this.#answerKey(key), this.#purgedKey(key), atMs, this.#tombstoneMs())) === 1;
-    } catch (error) {
-      this.#redis.failed(error, undefined);
-      throw storeUnreachable('purged');
-    }
+    const purging = this.#scripts.purge(this.#answerKey(key), this.#purgedKey(key), atMs, this.#tombstoneMs());
+    const removed = await purging.catch((error: unknown) => {
+      throw this.#redis.failed(error, storeUnreachable('purged'));
+    });
     await this.#redis.publish(PURGED_CHANNEL, JSON.stringify([atMs, key]));
-    return removed || hadCopy;
+    return removed === 1 || hadCopy;
   }
 
   async close(): Promise<void> {
@@ -385,22 +350,15 @@ export class RedisStore implements AnswerStore {
             },
           }
         : { lease, proxy: proxyErrorFields(error as ProxyError) };
-    try {
-      await this.#redis.command.set(this.#failureKey(key), JSON.stringify(shared), 'PX', FAILURE_KEPT_MS);
-    } catch (failure) {
-      this.#redis.failed(failure, undefined);
-    }
+    await this.#redis.orElse(undefined, () =>
+      this.#redis.command.set(this.#failureKey(key), JSON.stringify(shared), 'PX', FAILURE_KEPT_MS),
+    );
   }
 
   /** The failure the holder of `lease` shared, as the error its own callers got. */
   async #sharedFailure(key: string, lease: string, by: number): Promise<ProxyError | UpstreamAnswer | undefined> {
-    let text: string | null;
-    try {
-      text = await this.#redis.within(by, (redis) => redis.get(this.#failureKey(key)));
-    } catch (error) {
-      return this.#redis.failed(error, undefined);
-    }
-    if (text === null) return undefined;
+    const text = await this.#within(by, (redis) => redis.get(this.#failureKey(key)));
+    if (text === undefined || text === null) return undefined;
     try {
       const shared = JSON.parse(text) as SharedFailure;
       if (shared.lease !== lease) return undefined;
@@ -418,39 +376,24 @@ export class RedisStore implements AnswerStore {
 
   /** Who holds the key's lease now: its token, or undefined (none, or Redis could not say). */
   async #leaseHolder(key: string, by: number): Promise<string | undefined> {
-    try {
-      return (await this.#redis.within(by, (redis) => redis.get(this.#leaseKey(key)))) ?? undefined;
-    } catch (error) {
-      return this.#redis.failed(error, undefined);
-    }
+    return (await this.#within(by, (redis) => redis.get(this.#leaseKey(key)))) ?? undefined;
   }
 
   /** The lease's token when this replica now holds it, false when another does, undefined when Redis could not say. */
   async #takeLease(key: string, by: number): Promise<string | false | undefined> {
     const token = `${this.#redis.replicaId}:${process.hrtime.bigint()}`;
-    try {
-      const taken = await this.#redis.within(by, (redis) => redis.set(this.#leaseKey(key), token, 'PX', this.#leaseMs, 'NX'));
-      return taken === 'OK' ? token : false;
-    } catch (error) {
-      return this.#redis.failed(error, undefined);
-    }
+    const taken = await this.#within(by, (redis) => redis.set(this.#leaseKey(key), token, 'PX', this.#leaseMs, 'NX'));
+    if (taken === undefined) return undefined;
+    return taken === 'OK' ? token : false;
   }
 
   async #renewLease(key: string, token: string): Promise<void> {
-    try {
-      await this.#scripts.renewLease(this.#leaseKey(key), token, this.#leaseMs);
-    } catch (error) {
-      this.#redis.failed(error, undefined);
-    }
+    await this.#redis.orElse(undefined, () => this.#scripts.renewLease(this.#leaseKey(key), token, this.#leaseMs));
   }
 
+  /** A lease not released (Redis failed) lapses by itself. */
   async #releaseLease(key: string, token: string): Promise<void> {
-    try {
-      await this.#scripts.releaseLease(this.#leaseKey(key), token);
-    } catch (error) {
-      // It lapses by itself within the lease.
-      this.#redis.failed(error, undefined);
-    }
+    await this.#redis.orElse(undefined, () => this.#scripts.releaseLease(this.#leaseKey(key), token));
   }
 
   /** Until a replica says the key's load ended, or POLL_MS. */
@@ -460,9 +403,8 @@ export class RedisStore implements AnswerStore {
       if (wakers === undefined) this.#waiting.set(key, (wakers = new Set()));
       const done = (): void => {
         clearTimeout(timer);
-        const set = this.#waiting.get(key);
-        set?.delete(done);
-        if (set?.size === 0) this.#waiting.delete(key);
+        wakers.delete(done);
+        if (wakers.size === 0 && this.#waiting.get(key) === wakers) this.#waiting.delete(key);
         resolve();
       };
       const timer = setTimeout(done, POLL_MS);
@@ -471,35 +413,31 @@ export class RedisStore implements AnswerStore {
   }
 
   #wake(key: string): void {
-    const wakers = this.#waiting.get(key);
-    if (wakers !== undefined) for (const wake of [...wakers]) wake();
+    for (const wake of [...(this.#waiting.get(key) ?? [])]) wake();
   }
 
   /** The answer Redis holds for `key` and still keeps; undefined when none, or when Redis cannot answer. */
   async #read(key: string, by = performance.now() + this.#redis.timeoutMs): Promise<CachedAnswer | undefined> {
     if (this.#redis.state !== 'up') return undefined;
-    try {
-      const value = await this.#redis.within(by, (redis) => redis.getBuffer(this.#answerKey(key)));
-      const answer = value === null ? undefined : this.#decode(value);
-      return answer !== undefined && answer.key === key && answer.keepUntilMs > this.#clock() ? answer : undefined;
-    } catch (error) {
-      return this.#redis.failed(error, undefined);
-    }
+    const value = await this.#within(by, (redis) => redis.getBuffer(this.#answerKey(key)));
+    const answer = value ? this.#decode(value) : undefined;
+    return answer !== undefined && answer.key === key && answer.keepUntilMs > this.#clock() ? answer : undefined;
+  }
+
+  /** SharedRedis.within(), or undefined when Redis failed or ran out of time (counted). */
+  #within<T>(by: number, command: (redis: Redis) => Promise<T>): Promise<T | undefined> {
+    return this.#redis.orElse(undefined, () => this.#redis.within(by, command));
   }
 
   /** Stores `answer` until its keepUntilMs; false when it is already past that or Redis failed. */
   async #write(answer: CachedAnswer): Promise<boolean> {
     const keepMs = answer.keepUntilMs - this.#clock();
     if (keepMs <= 0 || this.#redis.state !== 'up') return false;
-    const { key, askedAtMs } = answer;
-    try {
-      const suffix = partitionSuffix(key);
-      const keys = [this.#answerKey(key), this.#droppedKey(suffix), this.#partitionKey(suffix), this.#purgedKey(key), this.#purgesKey()] as const;
-      const nowMs = this.#clock();
-      return (await this.#scripts.write(...keys, encode(answer), keepMs, askedAtMs, answer.keepUntilMs, nowMs, ...filterNamesSelecting(answer))) === 1;
-    } catch (error) {
-      return this.#redis.failed(error, false);
-    }
+    const { key, askedAtMs, keepUntilMs } = answer;
+    const suffix = partitionSuffix(key);
+    const keys = [this.#answerKey(key), this.#droppedKey(suffix), this.#partitionKey(suffix), this.#purgedKey(key), this.#purgesKey()] as const;
+    const args = [encode(answer), keepMs, askedAtMs, keepUntilMs, this.#clock(), ...filterNamesSelecting(answer)] as const;
+    return (await this.#redis.orElse(false, () => this.#scripts.write(...keys, ...args))) === 1;
   }
 
   #decode(value: Buffer): CachedAnswer | undefined {
@@ -511,40 +449,20 @@ export class RedisStore implements AnswerStore {
     }
   }
 
-  #answerKey(key: string): string {
-    return this.#redis.key(`a:${key}`);
-  }
-
-  #leaseKey(key: string): string {
-    return this.#redis.key(`lease:${key}`);
-  }
-
   /** How long a purge or a drop refuses answers from calls made before it: as long as a load may still be under way. */
   #tombstoneMs(): number {
     return this.#longestLoadMs + this.#leaseMs;
   }
 
-  #purgedKey(key: string): string {
-    return this.#redis.key(`purged:${key}`);
-  }
-
+  readonly #answerKey = (key: string): string => this.#redis.key(`a:${key}`);
+  readonly #leaseKey = (key: string): string => this.#redis.key(`lease:${key}`);
+  readonly #failureKey = (key: string): string => this.#redis.key(`failed:${key}`);
+  readonly #purgedKey = (key: string): string => this.#redis.key(`purged:${key}`);
   /** When each filter (by filterName) was last purged: one hash, kept while purges are recent. */
-  #purgesKey(): string {
-    return this.#redis.key('purges');
-  }
-
+  readonly #purgesKey = (): string => this.#redis.key('purges');
   /** The index of a partition's answer keys. */
-  #partitionKey(keySuffix: string): string {
-    return this.#redis.key(`partition:${keySuffix}`);
-  }
-
-  #droppedKey(keySuffix: string): string {
-    return this.#redis.key(`dropped:${keySuffix}`);
-  }
-
-  #failureKey(key: string): string {
-    return this.#redis.key(`failed:${key}`);
-  }
+  readonly #partitionKey = (keySuffix: string): string => this.#redis.key(`partition:${keySuffix}`);
+  readonly #droppedKey = (keySuffix: string): string => this.#redis.key(`dropped:${keySuffix}`);
 }
 
 /** Reads a purge's message, `[when, what]` (a key or key suffix, or an EntryFilter), and hands it on; anything else (another format) is ignored. */
@@ -564,7 +482,7 @@ function partitionSuffix(key: string): string {
   return at === -1 ? '' : key.slice(at);
 }
 
-function proxyErrorFields({ code, message, statusCode, headers, failure }: ProxyError): Pick<ProxyError, 'code' | 'message' | 'statusCode' | 'headers' | 'failure'> {
+function proxyErrorFields({ code, message, statusCode, headers, failure }: ProxyError): ProxyErrorFields {
   return { code, message, statusCode, headers, failure };
 }
 
@@ -597,28 +515,14 @@ function encode(answer: CachedAnswer): Buffer {
 function decode(value: Buffer): CachedAnswer {
   const length = value.readUInt32BE(0);
   const meta = JSON.parse(value.subarray(4, 4 + length).toString()) as StoredMeta;
+  const { contentType, endpoint, fromMs, toMs, zone, refreshAtMs, ...times } = meta;
   return {
-    key: meta.key,
-    freshness: meta.freshness,
-    source: {
-      // Its own copy: the reply's buffer is not kept alive by it.
-      gzipped: Buffer.from(value.subarray(4 + length)),
-      contentType: meta.contentType,
-      endpoint: meta.endpoint,
-      fromMs: meta.fromMs,
-      toMs: meta.toMs,
-      zone: meta.zone,
-    },
+    ...times,
+    // Its own copy of the body: the reply's buffer is not kept alive by it.
+    source: { gzipped: Buffer.from(value.subarray(4 + length)), contentType, endpoint, fromMs, toMs, zone },
     variants: [],
-    lastModified: meta.lastModified,
-    fetchedAtMs: meta.fetchedAtMs,
-    askedAtMs: meta.askedAtMs,
-    expiresAtMs: meta.expiresAtMs,
-    refreshAtMs: meta.refreshAtMs ?? Number.POSITIVE_INFINITY,
-    keepUntilMs: meta.keepUntilMs,
+    refreshAtMs: refreshAtMs ?? Number.POSITIVE_INFINITY,
     lastAskedAtMs: meta.fetchedAtMs,
     hits: 0,
-    upstreamMs: meta.upstreamMs,
-    upstreamCalls: meta.upstreamCalls,
   };
 }

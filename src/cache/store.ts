@@ -5,7 +5,7 @@ import { type FreshnessClass, isCustomRange } from '../deskie/periods.js';
 import { periodText } from './policy.js';
 import type { RedisState } from '../redis/connection.js';
 
-/** What an entry answers, for the admin API: never the credential, never the filters' values. Made on demand by entryLabel(). */
+/** What an entry answers, for the admin API: never the credential, never the filters' values. */
 export interface EntryLabel {
   readonly endpoint: EndpointName;
   readonly freshness: FreshnessClass;
@@ -76,7 +76,6 @@ export interface EntryFilter {
   readonly partition?: string;
 }
 
-/** Whether `filter` selects an answer. */
 export function entryMatches({ endpoint, period, partition }: EntryFilter): (answer: CachedAnswer) => boolean {
   return (answer) => {
     const { source, freshness } = answer;
@@ -99,18 +98,14 @@ export function filterNamesSelecting(answer: CachedAnswer): string[] {
   const { source, freshness } = answer;
   const periods: Array<EntryFilter['period']> = [undefined, freshness];
   if (isCustomRange(freshness)) periods.push({ fromMs: source.fromMs, toMs: source.toMs });
-  const names: string[] = [];
-  for (const endpoint of [undefined, source.endpoint]) {
-    for (const period of periods) {
-      for (const partition of [undefined, entryLabel(answer).partition]) names.push(filterName({ endpoint, period, partition }));
-    }
-  }
-  return names;
+  const partitions = [undefined, entryLabel(answer).partition];
+  return [undefined, source.endpoint].flatMap((endpoint) =>
+    periods.flatMap((period) => partitions.map((partition) => filterName({ endpoint, period, partition }))),
+  );
 }
 
 export function renderedVariant(answer: CachedAnswer, variant: Variant): Representation | undefined {
-  for (const representation of answer.variants) if (representation.variant === variant) return representation;
-  return undefined;
+  return answer.variants.find((representation) => representation.variant === variant);
 }
 
 /**
@@ -151,9 +146,8 @@ export type AnswerLoader = () => Promise<CachedAnswer>;
 export type ReusePolicy = (answer: CachedAnswer) => boolean;
 
 /**
- * Where answers live. Freshness is the caller's business: a store holds each answer until keepUntilMs (or its bound
- * drops it) and loads once per key however many ask; a shared store (Redis) once across replicas, holding only fresh
- * answers in this process.
+ * Where answers live; freshness is the caller's business. A store holds each answer until keepUntilMs (or its bound drops
+ * it) and loads once per key; a shared store, once across replicas, holding only fresh answers in this process.
  */
 export interface AnswerStore {
   /** The answer this process holds for `key` (during a load, the one it will replace), without loading or waiting: a hit's only lookup. */

@@ -22,7 +22,6 @@ export interface SharedRedisOptions {
 /** Redis as this process sees it: connected and answering, or not (then nothing waits on it). */
 export type RedisState = 'connecting' | 'up' | 'down' | 'closed';
 
-/** A request's time for Redis (REDIS_TIMEOUT_MS) ran out. */
 class RedisTimeout extends Error {
   override name = 'RedisTimeout';
   constructor() {
@@ -81,20 +80,17 @@ export class SharedRedis {
     });
     this.command.on('end', () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
     this.command.on('close', () => this.#changeState(this.#state === 'closed' ? 'closed' : 'down'));
-    // ioredis emits every failed attempt to connect: counted, and logged once per change of state.
-    this.command.on('error', (error: Error) => {
-      this.#errors += 1;
-      this.#log.debug({ err: error }, 'Redis connection failed');
-    });
-    // The subscriber's losses show on the command connection too (same Redis); counted only.
-    this.subscriber.on('error', (error: Error) => {
-      this.#errors += 1;
-      this.#log.debug({ err: error }, 'Redis subscription failed');
-    });
+    // ioredis emits every failed attempt to connect: counted, logged at debug; a change of state is logged once.
+    const failures = [[this.command, 'Redis connection failed'], [this.subscriber, 'Redis subscription failed']] as const;
+    for (const [connection, message] of failures) {
+      connection.on('error', (error: Error) => {
+        this.#errors += 1;
+        this.#log.debug({ err: error }, message);
+      });
+    }
     this.subscriber.on('message', (channel: string, message: string) => this.#channels.get(channel)?.(message));
   }
 
-  /** The key `name` under this proxy's prefix and format version. */
   key(name: string): string {
     return this.#prefix + name;
   }
@@ -112,8 +108,20 @@ export class SharedRedis {
 
   /** Counts a failed command (metrics, /readyz) and returns `fallback`: the caller goes on without Redis. */
   failed<T>(error: unknown, fallback: T): T {
-    this.#failed(error);
+    this.#errors += 1;
+    if (this.#state !== 'up') return fallback;
+    if (performance.now() >= this.#skipUntil) this.#log.warn({ err: error }, `a Redis command failed: Redis is left alone for ${SKIP_AFTER_FAILURE_MS} ms`);
+    this.#skipUntil = performance.now() + SKIP_AFTER_FAILURE_MS;
     return fallback;
+  }
+
+  /** `command`'s result, or `fallback` when it fails (counted as failed() does). */
+  async orElse<T, F>(fallback: F, command: () => Promise<T>): Promise<T | F> {
+    try {
+      return await command();
+    } catch (error) {
+      return this.failed(error, fallback);
+    }
   }
 
   /**
@@ -167,11 +175,7 @@ export class SharedRedis {
 
   /** Publishes on `channel`; a failure is counted and otherwise ignored (listeners fall back on polling or expiry). */
   async publish(channel: string, message: string): Promise<void> {
-    try {
-      await this.command.publish(this.key(channel), message);
-    } catch (error) {
-      this.#failed(error);
-    }
+    await this.orElse(undefined, () => this.command.publish(this.key(channel), message));
   }
 
   async close(): Promise<void> {
@@ -179,13 +183,6 @@ export class SharedRedis {
     await Promise.allSettled([this.command.quit(), this.subscriber.quit()]);
     this.command.disconnect();
     this.subscriber.disconnect();
-  }
-
-  #failed(error: unknown): void {
-    this.#errors += 1;
-    if (this.#state !== 'up') return;
-    if (performance.now() >= this.#skipUntil) this.#log.warn({ err: error }, `a Redis command failed: Redis is left alone for ${SKIP_AFTER_FAILURE_MS} ms`);
-    this.#skipUntil = performance.now() + SKIP_AFTER_FAILURE_MS;
   }
 
   #changeState(state: RedisState): void {
