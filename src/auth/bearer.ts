@@ -16,10 +16,7 @@ export function bearerMatcher(token: string): (authorization: string | undefined
 
 const BASIC = /^basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i;
 
-/**
- * Whether an Authorization header carries `token` as a bearer token, or as the password of Basic credentials with any
- * user name: what a browser's login prompt sends, for an operator's page (/status, /metrics).
- */
+/** `token` as a bearer token, or the password of Basic credentials (a browser's login prompt, for /status, /metrics). */
 export function tokenMatcher(token: string): (authorization: string | undefined) => boolean {
   const bearer = bearerMatcher(token);
   return (authorization) => {
@@ -37,10 +34,8 @@ export interface NamedToken {
 }
 
 /**
- * Named bearer tokens, compared in constant time: the given token's digest is
- * compared with every token's without stopping at a match (a missing token
- * too), so neither which token matched nor how much of one shows in the time
- * taken. A map lookup would not be constant time. Each token stands for a holder made once.
+ * Named bearer tokens, each standing for a holder made once. The given token's digest is compared with every token's
+ * without stopping at a match (a missing token too): neither which token matched nor how much of one shows in the time.
  */
 export class BearerTokens<Holder = string> {
   #entries: ReadonlyArray<{ readonly digest: Buffer; readonly name: string; readonly holder: Holder }> = [];
@@ -56,7 +51,6 @@ export class BearerTokens<Holder = string> {
     this.#entries = tokens.map(({ name, token }) => ({ digest: digest(token), name, holder: this.#holder(name) }));
   }
 
-  /** The names of the tokens held. */
   get names(): string[] {
     return this.#entries.map((entry) => entry.name);
   }

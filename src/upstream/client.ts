@@ -8,7 +8,6 @@ export interface DeskieClientOptions {
   readonly timeoutMs: number;
   /** Largest body read from Deskie; past it the answer is a 502. */
   readonly maxBodyBytes: number;
-  /** Most connections open to Deskie at once. */
   readonly connections: number;
 }
 
@@ -22,7 +21,6 @@ export interface UpstreamResponse {
   readonly rateLimitPerMinute: string | undefined;
   /** Deskie's `api_calls_left`: what the account has left this minute, as sent. */
   readonly callsLeft: string | undefined;
-  /** Where a redirect points. */
   readonly location: string | undefined;
 }
 
