@@ -1,12 +1,9 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 
+/** RFC 6750 §2.1's bearer Authorization header. */
 const BEARER = /^bearer[ \t]+(\S+)[ \t]*$/i;
 
 const digest = (value: string): Buffer => hash('sha256', value, 'buffer');
-
-/** The token of a bearer Authorization header (RFC 6750 §2.1), or undefined. */
-const bearerToken = (authorization: string | undefined): string | undefined =>
-  authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];
 
 /** Whether an Authorization header carries `token` as a bearer token, compared in constant time (see BearerTokens). */
 export function bearerMatcher(token: string): (authorization: string | undefined) => boolean {
@@ -20,7 +17,7 @@ const BASIC = /^basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i;
 export function tokenMatcher(token: string): (authorization: string | undefined) => boolean {
   const bearer = bearerMatcher(token);
   return (authorization) => {
-    const basic = authorization === undefined ? undefined : BASIC.exec(authorization)?.[1];
+    const basic = BASIC.exec(authorization ?? '')?.[1];
     if (basic === undefined) return bearer(authorization);
     const decoded = Buffer.from(basic, 'base64').toString('utf8');
     return bearer(`Bearer ${decoded.slice(decoded.indexOf(':') + 1)}`);
@@ -55,9 +52,8 @@ export class BearerTokens<Holder = string> {
     return this.#entries.map((entry) => entry.name);
   }
 
-  /** The holder of the bearer token in `authorization`, or undefined. */
   find(authorization: string | undefined): Holder | undefined {
-    const given = bearerToken(authorization);
+    const given = BEARER.exec(authorization ?? '')?.[1];
     const presented = digest(given ?? '');
     let found: Holder | undefined;
     for (const entry of this.#entries) {

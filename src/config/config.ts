@@ -91,9 +91,7 @@ type Env = Static<typeof EnvSchema>;
 export const SETTING_NAMES: readonly string[] = Object.keys(EnvSchema.properties);
 
 /** `ttlSeconds` for one endpoint is keyed by the endpoint's name as Deskie's path spells it. */
-const ENDPOINT_TTL_KEYS = Object.fromEntries(
-  (Object.keys(ENDPOINTS) as EndpointName[]).map((name) => [`stats_${name}`, name]),
-) as Readonly<Record<string, EndpointName>>;
+const ENDPOINT_TTL_KEYS = Object.keys(ENDPOINTS).map((name) => `stats_${name}`);
 
 /** Seconds per period or custom-range class. */
 const ClassTtlsSchema = Type.Object(
@@ -109,7 +107,7 @@ const FileSchema = Type.Object(
       Type.Object(
         {
           ...ClassTtlsSchema.properties,
-          ...Object.fromEntries(Object.keys(ENDPOINT_TTL_KEYS).map((key) => [key, Type.Optional(ClassTtlsSchema)])),
+          ...Object.fromEntries(ENDPOINT_TTL_KEYS.map((key) => [key, Type.Optional(ClassTtlsSchema)])),
         },
         { additionalProperties: false },
       ),
@@ -120,17 +118,15 @@ const FileSchema = Type.Object(
 );
 type ConfigFile = Static<typeof FileSchema>;
 
-/** The validated settings (docs/settings.md describes each); frozen. */
 export type Config = ReturnType<typeof loadConfig>;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Turns the environment (and the config file it names) into a frozen, validated Config. */
+/** The environment (and the config file it names) as frozen, validated settings; docs/settings.md describes each. */
 export function loadConfig(env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()) {
   const vars = parse(EnvSchema, pickKnown(env), (path) => `environment variable ${path}`);
-
   if (!IANAZone.isValidZone(vars.DESKIE_TIMEZONE)) {
     throw new ConfigError(
       `DESKIE_TIMEZONE must be an IANA time zone name such as UTC or Europe/Berlin; got ${JSON.stringify(vars.DESKIE_TIMEZONE)}`,
@@ -146,7 +142,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
   checkSettingsAgree(vars);
   const file = readConfigFile(vars, cwd);
   const access = accessOf(vars, production, cwd);
-
   return Object.freeze({
     port: vars.PORT,
     host: vars.HOST,
@@ -256,7 +251,6 @@ function pickKnown(env: Readonly<Record<string, string | undefined>>): Record<st
   return known;
 }
 
-/** Settings whose values are credentials. */
 const SECRET_SETTINGS: ReadonlySet<string> = new Set(['CACHE_KEY_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'DESKIE_API_KEY', 'PROXY_TOKENS', 'REDIS_URL']);
 
 /** TypeBox's Value (about 6 MiB once loaded), loaded only for input the quick path in parse() refuses. */
@@ -276,7 +270,7 @@ function parse<S extends TSchema>(schema: S, input: unknown, where: (path: strin
   const detail = allowed
     ? `must be one of ${allowed.join(', ')}`
     : first?.keyword === 'boolean' || first?.message === 'schema is false'
-      ? `is not a known setting (ttlSeconds takes ${FRESHNESS_CLASSES.join(', ')}, or one of ${Object.keys(ENDPOINT_TTL_KEYS).join(', ')} holding those)`
+      ? `is not a known setting (ttlSeconds takes ${FRESHNESS_CLASSES.join(', ')}, or one of ${ENDPOINT_TTL_KEYS.join(', ')} holding those)`
       : (first?.message ?? 'is invalid');
   // A secret is never quoted back: the message goes to stderr and logs.
   const quoted = got === undefined || SECRET_SETTINGS.has(path) ? '' : `; got ${JSON.stringify(got)}`;
@@ -362,7 +356,6 @@ function accessOf(vars: Env, production: boolean, cwd: string): Access {
   if (apiKey === '') throw new ConfigError('DESKIE_API_KEY_FILE is empty: it must hold the Deskie API key');
   if (!DESKIE_API_KEY.test(apiKey)) throw new ConfigError('the Deskie API key (DESKIE_API_KEY or DESKIE_API_KEY_FILE) must be one word, without spaces');
   const authorization = `Basic ${Buffer.from(`${email}:${apiKey}`).toString('base64')}`;
-
   if (vars.PROXY_TOKENS !== undefined && vars.PROXY_TOKENS_FILE !== undefined) {
     throw new ConfigError('PROXY_TOKENS and PROXY_TOKENS_FILE are both set: set one (the file can be reloaded with SIGHUP)');
   }
