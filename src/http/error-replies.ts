@@ -47,30 +47,25 @@ export function registerErrorReplies(app: FastifyInstance, { log, metrics, isClo
 }
 
 /** Sends the JSON error for `error`: Deskie's own answer as it came, ours in our shape. */
-function sendError(error: FastifyError | ProxyError | UpstreamAnswer, request: FastifyRequest, reply: FastifyReply, log: FastifyBaseLogger): void {
+function sendError(error: FastifyError | ProxyError | UpstreamAnswer, request: FastifyRequest, reply: FastifyReply, log: FastifyBaseLogger): FastifyReply {
   if (error instanceof UpstreamAnswer || error instanceof ProxyError) {
     const cacheStatus = errorCacheStatus(error);
     if (cacheStatus !== undefined) reply.header('cache-status', cacheStatus);
   }
   if (error instanceof UpstreamAnswer) {
     if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-    reply.code(error.statusCode).type(error.contentType ?? JSON_TYPE).send(error.body);
-    return;
+    return reply.code(error.statusCode).type(error.contentType ?? JSON_TYPE).send(error.body);
   }
   if (error instanceof ProxyError) {
     // The budget logs its own changes of state; its refusals would be a line per request.
     const quiet = error.remembered || error.code === 'UPSTREAM_BUSY' || error.code === 'SHUTTING_DOWN';
     if (error.statusCode >= 500) log[quiet ? 'debug' : 'warn']({ reqId: request.id, code: error.code }, error.message);
-    reply.headers(error.headers).code(error.statusCode).type(JSON_TYPE).send(errorBody(error.message));
-    return;
+    return reply.headers(error.headers).code(error.statusCode).type(JSON_TYPE).send(errorBody(error.message));
   }
   const status = error.statusCode ?? 500;
-  if (status < 500) {
-    reply.code(status).type(JSON_TYPE).send(errorBody(error.message));
-    return;
-  }
+  if (status < 500) return reply.code(status).type(JSON_TYPE).send(errorBody(error.message));
   log.error({ reqId: request.id, err: error }, 'unexpected error');
-  reply.code(500).type(JSON_TYPE).send(errorBody('internal error'));
+  return reply.code(500).type(JSON_TYPE).send(errorBody('internal error'));
 }
 
 /** A URL Fastify cannot even route (bad percent-encoding): Fastify's `frameworkErrors`. */

@@ -42,10 +42,9 @@ interface Ask {
 }
 
 /**
- * One budget for every call to Deskie, as its limit is the account's: `limitPerMinute` calls in any 60 s under the
- * account's pause and 429 circuit, `concurrency` in flight, a small share for credentials Deskie has never accepted (junk
- * cannot starve known dashboards), merges in turn. Calls wait in a bounded queue until their deadlines, count when
- * sent, and with a SharedBudget also need room in the shared log.
+ * One budget for every call to Deskie, as its limit is the account's: calls a minute under the pause and 429 circuit,
+ * `concurrency` in flight, a small share for credentials never accepted (junk cannot starve known dashboards), merges
+ * in turn. Calls wait in a bounded queue until their deadlines and count when sent; a SharedBudget also has a say.
  */
 export class UpstreamBudget {
   readonly #options: BudgetOptions;
@@ -286,8 +285,7 @@ export class UpstreamBudget {
           shared.giveBack(take.members);
           throw this.#closedWith();
         }
-        grant.hold(take.members);
-        return;
+        return grant.hold(take.members);
       }
       if (this.#closedWith !== undefined) throw this.#closedWith();
       this.#updateState(now);

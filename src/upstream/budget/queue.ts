@@ -96,10 +96,7 @@ export class CallQueue<Call> {
           continue;
         }
         wakeAt = Math.min(wakeAt, block.freesAt);
-        if (!block.shareOnly) {
-          this.#wakeAt(wakeAt, now);
-          return;
-        }
+        if (!block.shareOnly) return this.#wakeAt(wakeAt, now);
         index += 1;
       }
     }

@@ -43,13 +43,10 @@ interface SentEntry {
 const sentAt = ({ at }: SentEntry): number => at;
 
 /**
- * The budget's part the replicas share in Redis, as Deskie's limit is the account's: a sliding log of the minute's calls
- * taken atomically by Lua; the account's limit, calls left, pause and circuit, announced so every replica stops at once;
- * a heartbeat per replica, so each knows how many share the account.
- * When Redis fails or is slow, the replica counts alone on `limit / replicas` a minute with the count last seen, so the
- * shares never add up past the limit (1 until a count is read: Deskie's `api_calls_left` and 429s still stop it); one
- * cut off alone overshoots by its share, which UPSTREAM_RESERVE absorbs. The first heartbeat that succeeds writes its
- * last minute of calls back into the log.
+ * The budget's part the replicas share in Redis: a sliding log of the minute's calls taken atomically by Lua, the
+ * account's state announced so every replica stops at once, and a heartbeat per replica to count them. While Redis is
+ * away a replica counts alone on `limit / replicas` with the count last seen (1 until one is read), so the shares never
+ * add up past the limit; one cut off alone overshoots by its share, which UPSTREAM_RESERVE absorbs.
  */
 export class SharedBudget {
   readonly #redis: SharedRedis;
