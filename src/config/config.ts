@@ -297,12 +297,10 @@ function usualConversion(schema: TSchema, input: unknown): unknown {
 }
 
 function checkUrl(value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
+  if (!URL.canParse(value)) {
     throw new ConfigError(`DESKIE_URL must be an http(s) URL such as https://acme.deskie.io; got ${JSON.stringify(value)}`);
   }
+  const url = new URL(value);
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new ConfigError(`DESKIE_URL must use http or https; got ${JSON.stringify(value)}`);
   }

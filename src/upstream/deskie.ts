@@ -115,16 +115,13 @@ export class DeskieUpstream {
     if (refusal !== undefined) throw refusal;
     const startedAt = performance.now();
     grant.spend();
-    let response;
-    try {
-      response = await client.get(path, upstreamQuery, call.authorization);
-    } catch (error) {
+    const response = await client.get(path, upstreamQuery, call.authorization).catch((error: unknown) => {
       const failure = mapUpstreamFailure(error);
       this.#last = { status: null, failure: upstreamFailureOf(failure) ?? 'failed', atMs: clock() };
       onCall?.(endpoint, undefined, (performance.now() - startedAt) / 1000);
       log.warn({ path, query: upstreamQuery, err: error }, 'Deskie request failed');
       throw failure;
-    }
+    });
     const { statusCode, body, contentType } = response;
     const upstreamMs = performance.now() - startedAt;
     this.#last = { status: statusCode, failure: null, atMs: clock() };
