@@ -1,12 +1,9 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 
+/** RFC 6750 §2.1's bearer Authorization header. */
 const BEARER = /^bearer[ \t]+(\S+)[ \t]*$/i;
 
 const digest = (value: string): Buffer => hash('sha256', value, 'buffer');
-
-/** The token of a bearer Authorization header (RFC 6750 §2.1), or undefined. */
-const bearerToken = (authorization: string | undefined): string | undefined =>
-  authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];
 
 /** Whether an Authorization header carries `token` as a bearer token, compared in constant time (see BearerTokens). */
 export function bearerMatcher(token: string): (authorization: string | undefined) => boolean {
@@ -16,14 +13,11 @@ export function bearerMatcher(token: string): (authorization: string | undefined
 
 const BASIC = /^basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i;
 
-/**
- * Whether an Authorization header carries `token` as a bearer token, or as the password of Basic credentials with any
- * user name: what a browser's login prompt sends, for an operator's page (/status, /metrics).
- */
+/** `token` as a bearer token, or the password of Basic credentials (a browser's login prompt, for /status, /metrics). */
 export function tokenMatcher(token: string): (authorization: string | undefined) => boolean {
   const bearer = bearerMatcher(token);
   return (authorization) => {
-    const basic = authorization === undefined ? undefined : BASIC.exec(authorization)?.[1];
+    const basic = BASIC.exec(authorization ?? '')?.[1];
     if (basic === undefined) return bearer(authorization);
     const decoded = Buffer.from(basic, 'base64').toString('utf8');
     return bearer(`Bearer ${decoded.slice(decoded.indexOf(':') + 1)}`);
@@ -37,10 +31,8 @@ export interface NamedToken {
 }
 
 /**
- * Named bearer tokens, compared in constant time: the given token's digest is
- * compared with every token's without stopping at a match (a missing token
- * too), so neither which token matched nor how much of one shows in the time
- * taken. A map lookup would not be constant time. Each token stands for a holder made once.
+ * Named bearer tokens, each standing for a holder made once. The given token's digest is compared with every token's
+ * without stopping at a match (a missing token too): neither which token matched nor how much of one shows in the time.
  */
 export class BearerTokens<Holder = string> {
   #entries: ReadonlyArray<{ readonly digest: Buffer; readonly name: string; readonly holder: Holder }> = [];
@@ -56,14 +48,12 @@ export class BearerTokens<Holder = string> {
     this.#entries = tokens.map(({ name, token }) => ({ digest: digest(token), name, holder: this.#holder(name) }));
   }
 
-  /** The names of the tokens held. */
   get names(): string[] {
     return this.#entries.map((entry) => entry.name);
   }
 
-  /** The holder of the bearer token in `authorization`, or undefined. */
   find(authorization: string | undefined): Holder | undefined {
-    const given = bearerToken(authorization);
+    const given = BEARER.exec(authorization ?? '')?.[1];
     const presented = digest(given ?? '');
     let found: Holder | undefined;
     for (const entry of this.#entries) {

@@ -12,12 +12,9 @@ export interface Caller {
 export type Authenticate = (authorization: string | undefined) => Caller;
 
 /**
- * How clients are let in:
- * - `pass-through`: each dashboard sends its own Deskie credentials (HTTP
- *   Basic), which are forwarded, and entries are kept apart per credential;
- * - `service`: the proxy calls Deskie with its own credential and every
- *   client shares one partition; clients show a bearer token of the
- *   operator's (`tokens`), or nothing at all (`none`, for trusted networks).
+ * How clients are let in: `pass-through` forwards each dashboard's own Deskie credentials, entries kept apart per
+ * credential; in `service` mode the proxy calls Deskie with its own, every client shares one partition and shows a
+ * bearer token of the operator's (`tokens`) or nothing at all (`none`, for trusted networks).
  */
 export type Access =
   | { readonly mode: 'pass-through' }
@@ -93,10 +90,7 @@ export function parseTokenList(text: string): NamedToken[] {
   );
 }
 
-/**
- * PROXY_TOKENS_FILE: one `name token` a line, `#` comments. `allowEmpty` (a
- * reload): no token lets no client in; at start-up it is refused as a mistake.
- */
+/** PROXY_TOKENS_FILE: one `name token` a line, `#` comments. Empty is refused unless `allowEmpty` (a reload). */
 export function parseTokenFile(text: string, path: string, { allowEmpty = false } = {}): NamedToken[] {
   const entries: Array<NamedToken & { where: string }> = [];
   for (const [index, line] of text.split(/\r?\n/).entries()) {

@@ -7,10 +7,8 @@ export const MAX_AUTHORIZATION_BYTES = 4096;
 const AUTHORIZATION = /^authorization$/i;
 
 /**
- * The request's one Authorization header (from `rawHeaders`), or undefined.
- * More than one is a 400: it is not a list (RFC 9110 §5.3, §11.6.2), and Node
- * keeps only the first, so a proxy in front that read the last would authorise
- * one credential and this server use another. One too long is a 400 too.
+ * The request's one Authorization header, or undefined. More than one is a 400 (not a list: RFC 9110 §5.3): Node keeps
+ * the first, so a proxy in front that read the last would authorise one credential and this server use another.
  */
 export function authorizationOf(request: Pick<IncomingMessage, 'rawHeaders'>): string | undefined {
   const raw = request.rawHeaders;

@@ -13,51 +13,10 @@ import { DEFAULT_LIFETIMES, FRESHNESS_CLASSES, type FreshnessClass, type Lifetim
 
 export const DEFAULT_PORT = 3000;
 export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
-/** With REDIS_URL: the in-process copy of fresh answers in front of Redis (L1_MAX_BYTES). */
-export const DEFAULT_L1_MAX_BYTES = 32 * 1024 * 1024;
-/** With REDIS_URL: no request waits on Redis longer (REDIS_TIMEOUT_MS). */
-export const DEFAULT_REDIS_TIMEOUT_MS = 250;
-export const DEFAULT_REDIS_PREFIX = 'deskie-stats-proxy:';
-export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000;
-export const DEFAULT_UPSTREAM_MAX_BODY_BYTES = 32 * 1024 * 1024;
-export const DEFAULT_UPSTREAM_CONNECTIONS = 8;
-export const DEFAULT_CONFIG_FILE = 'config/proxy.json';
-export const DEFAULT_PAGE_ALL_MAX_PAGES = 50;
-export const DEFAULT_PAGE_ALL_TIMEOUT_MS = 120_000;
-export const DEFAULT_STALE_IF_ERROR_SECONDS = 86_400;
-/** How long after Deskie's own cache for an answer is due to expire the refresh goes: room for clocks and Deskie's own timing. */
-export const DEFAULT_REFRESH_MARGIN_MS = 1_000;
-/** How long past expiry an entry being refreshed answers at once: longer than a refresh takes unless Deskie is in trouble. */
-export const DEFAULT_STALE_WHILE_REVALIDATE_SECONDS = 30;
-/** Event streams open at once on one process (SSE_MAX_STREAMS): each holds a socket and a few kB. */
-export const DEFAULT_SSE_MAX_STREAMS = 10_000;
-/** Event streams one credential (or client token) may hold open (SSE_MAX_STREAMS_PER_CLIENT): a wall of screens, not a leak. */
-export const DEFAULT_SSE_MAX_STREAMS_PER_CLIENT = 100;
-/** Bytes sent to a stream and not yet taken by its client before it is dropped (SSE_MAX_BUFFER_BYTES). */
-export const DEFAULT_SSE_MAX_BUFFER_BYTES = 1024 * 1024;
+const DEFAULT_CONFIG_FILE = 'config/proxy.json';
 /** Settings no longer used: still accepted so old deployments start, and named in a warning at start-up. */
-export const RETIRED_SETTINGS = ['REFRESH_AHEAD'] as const;
-export const DEFAULT_UPSTREAM_RESERVE = 0.2;
-export const DEFAULT_UPSTREAM_CONCURRENCY = 4;
-export const DEFAULT_UPSTREAM_QUEUE_MS = 10_000;
-export const DEFAULT_UPSTREAM_QUEUE_LENGTH = 1_000;
-export const DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE = 0.1;
-export const DEFAULT_AUTH_FAILURE_TTL_SECONDS = 30;
-/** How long Deskie's acceptance of a credential lets the cache answer it: the longest a revoked key keeps getting cached answers. */
-export const DEFAULT_AUTH_RECHECK_SECONDS = 600;
-/** Long enough for a load balancer probing /readyz to see the 503, short enough to fit `docker stop`'s 10 s. */
-export const DEFAULT_SHUTDOWN_DRAIN_SECONDS = 5;
-/** From SIGTERM to exit, the drain included: inside `docker stop`'s default 10 s (Kubernetes gives 30), with room for the exit itself. */
-export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 8_000;
-/** The least SHUTDOWN_TIMEOUT_MS: the answers cut short need a moment to be written. */
-export const MIN_SHUTDOWN_TIMEOUT_MS = 2_000;
-/** Room for a poor link; a client trickling its headers (slow loris) holds its connection 10 s rather than Node's 60. */
-export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
-/** The whole request, body included; Fastify leaves it off, so a trickled body would hold its connection without end. */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-/** Idle between requests: longer than load balancers' (AWS ALB's 60 s), so the balancer closes first and never sends on a closing one. */
-export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 72_000;
-/** Without CONNECTION_TIMEOUT_MS, how much longer than the longest wait for Deskie (nothing sent meanwhile) a connection may idle. */
+const RETIRED_SETTINGS = ['REFRESH_AHEAD'] as const;
+/** Without CONNECTION_TIMEOUT_MS, how much longer than the longest wait for Deskie a connection may idle. */
 export const CONNECTION_TIMEOUT_MARGIN_MS = 10_000;
 
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
@@ -73,27 +32,31 @@ const EnvSchema = Type.Object({
   DESKIE_WEEK_START: Type.Enum(WEEKDAYS, { default: 'monday' }),
   CACHE_MAX_BYTES: Type.Integer({ minimum: 1024 * 1024, default: DEFAULT_CACHE_MAX_BYTES }),
   CACHE_KEY_SECRET: Type.Optional(Type.String({ minLength: 16 })),
-  UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_UPSTREAM_TIMEOUT_MS }),
-  UPSTREAM_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, default: DEFAULT_UPSTREAM_MAX_BODY_BYTES }),
-  UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 256, default: DEFAULT_UPSTREAM_CONNECTIONS }),
-  PAGE_ALL_MAX_PAGES: Type.Integer({ minimum: 1, maximum: 1000, default: DEFAULT_PAGE_ALL_MAX_PAGES }),
-  PAGE_ALL_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_PAGE_ALL_TIMEOUT_MS }),
-  STALE_IF_ERROR_SECONDS: Type.Integer({ minimum: 0, default: DEFAULT_STALE_IF_ERROR_SECONDS }),
-  REFRESH_MARGIN_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: DEFAULT_REFRESH_MARGIN_MS }),
-  STALE_WHILE_REVALIDATE_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: DEFAULT_STALE_WHILE_REVALIDATE_SECONDS }),
-  SSE_MAX_STREAMS: Type.Integer({ minimum: 0, default: DEFAULT_SSE_MAX_STREAMS }),
-  SSE_MAX_STREAMS_PER_CLIENT: Type.Integer({ minimum: 0, default: DEFAULT_SSE_MAX_STREAMS_PER_CLIENT }),
-  SSE_MAX_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: DEFAULT_SSE_MAX_BUFFER_BYTES }),
+  UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 1, default: 30_000 }),
+  UPSTREAM_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, default: 32 * 1024 * 1024 }),
+  UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 256, default: 8 }),
+  PAGE_ALL_MAX_PAGES: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }),
+  PAGE_ALL_TIMEOUT_MS: Type.Integer({ minimum: 1, default: 120_000 }),
+  STALE_IF_ERROR_SECONDS: Type.Integer({ minimum: 0, default: 86_400 }),
+  // Room for clocks and Deskie's own timing past its cache's expiry.
+  REFRESH_MARGIN_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 1_000 }),
+  // Longer than a refresh takes unless Deskie is in trouble.
+  STALE_WHILE_REVALIDATE_SECONDS: Type.Integer({ minimum: 0, maximum: 86_400, default: 30 }),
+  // Each stream holds a socket and a few kB; per client: a wall of screens, not a leak.
+  SSE_MAX_STREAMS: Type.Integer({ minimum: 0, default: 10_000 }),
+  SSE_MAX_STREAMS_PER_CLIENT: Type.Integer({ minimum: 0, default: 100 }),
+  SSE_MAX_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 1024 * 1024 }),
   // Retired (refresh in phase replaced it): any value is accepted and ignored.
   REFRESH_AHEAD: Type.Optional(Type.String()),
   UPSTREAM_RATE_PER_MIN: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-  UPSTREAM_RESERVE: Type.Number({ minimum: 0, maximum: 0.9, default: DEFAULT_UPSTREAM_RESERVE }),
-  UPSTREAM_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: DEFAULT_UPSTREAM_CONCURRENCY }),
-  UPSTREAM_QUEUE_MS: Type.Integer({ minimum: 1, default: DEFAULT_UPSTREAM_QUEUE_MS }),
-  UPSTREAM_QUEUE_LENGTH: Type.Integer({ minimum: 1, maximum: 100_000, default: DEFAULT_UPSTREAM_QUEUE_LENGTH }),
-  UPSTREAM_NEW_CREDENTIAL_SHARE: Type.Number({ minimum: 0.01, maximum: 1, default: DEFAULT_UPSTREAM_NEW_CREDENTIAL_SHARE }),
-  AUTH_FAILURE_TTL_SECONDS: Type.Integer({ minimum: 0, default: DEFAULT_AUTH_FAILURE_TTL_SECONDS }),
-  AUTH_RECHECK_SECONDS: Type.Integer({ minimum: 1, default: DEFAULT_AUTH_RECHECK_SECONDS }),
+  UPSTREAM_RESERVE: Type.Number({ minimum: 0, maximum: 0.9, default: 0.2 }),
+  UPSTREAM_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
+  UPSTREAM_QUEUE_MS: Type.Integer({ minimum: 1, default: 10_000 }),
+  UPSTREAM_QUEUE_LENGTH: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
+  UPSTREAM_NEW_CREDENTIAL_SHARE: Type.Number({ minimum: 0.01, maximum: 1, default: 0.1 }),
+  AUTH_FAILURE_TTL_SECONDS: Type.Integer({ minimum: 0, default: 30 }),
+  // The longest a revoked key keeps getting cached answers.
+  AUTH_RECHECK_SECONDS: Type.Integer({ minimum: 1, default: 600 }),
   DESKIE_EMAIL: Type.Optional(Type.String({ minLength: 1 })),
   DESKIE_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
   DESKIE_API_KEY_FILE: Type.Optional(Type.String({ minLength: 1 })),
@@ -102,20 +65,25 @@ const EnvSchema = Type.Object({
   PROXY_AUTH: Type.Optional(Type.Enum(['none'])),
   PROXY_AUTH_NONE_IN_PRODUCTION: Type.Optional(Type.Enum(['yes', 'no'])),
   LOG_LEVEL: Type.Enum(LOG_LEVELS, { default: 'info' }),
-  SHUTDOWN_DRAIN_SECONDS: Type.Number({ minimum: 0, maximum: 300, default: DEFAULT_SHUTDOWN_DRAIN_SECONDS }),
-  SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: MIN_SHUTDOWN_TIMEOUT_MS, maximum: 3_600_000, default: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
+  // Long enough for a balancer probing /readyz to see the 503; drain and exit fit `docker stop`'s 10 s.
+  SHUTDOWN_DRAIN_SECONDS: Type.Number({ minimum: 0, maximum: 300, default: 5 }),
+  // At least 2 s: the answers cut short need a moment to be written.
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 2_000, maximum: 3_600_000, default: 8_000 }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   CONFIG_FILE: Type.String({ minLength: 1, default: DEFAULT_CONFIG_FILE }),
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
-  HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_HEADERS_TIMEOUT_MS }),
-  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_REQUEST_TIMEOUT_MS }),
-  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1, default: DEFAULT_KEEP_ALIVE_TIMEOUT_MS }),
+  // A client trickling its headers (slow loris) holds its connection 10 s rather than Node's 60.
+  HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1, default: 10_000 }),
+  // Fastify leaves it off, so a trickled body would hold its connection without end.
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1, default: 30_000 }),
+  // Longer than balancers' idle (AWS ALB's 60 s), so the balancer closes first.
+  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1, default: 72_000 }),
   CONNECTION_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 1 })),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
-  REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', default: DEFAULT_REDIS_PREFIX }),
-  REDIS_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 60_000, default: DEFAULT_REDIS_TIMEOUT_MS }),
-  L1_MAX_BYTES: Type.Integer({ minimum: 1024 * 1024, default: DEFAULT_L1_MAX_BYTES }),
+  REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', default: 'deskie-stats-proxy:' }),
+  REDIS_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 60_000, default: 250 }),
+  L1_MAX_BYTES: Type.Integer({ minimum: 1024 * 1024, default: 32 * 1024 * 1024 }),
 });
 type Env = Static<typeof EnvSchema>;
 
@@ -123,9 +91,7 @@ type Env = Static<typeof EnvSchema>;
 export const SETTING_NAMES: readonly string[] = Object.keys(EnvSchema.properties);
 
 /** `ttlSeconds` for one endpoint is keyed by the endpoint's name as Deskie's path spells it. */
-const ENDPOINT_TTL_KEYS = Object.fromEntries(
-  (Object.keys(ENDPOINTS) as EndpointName[]).map((name) => [`stats_${name}`, name]),
-) as Readonly<Record<string, EndpointName>>;
+const ENDPOINT_TTL_KEYS = Object.keys(ENDPOINTS).map((name) => `stats_${name}`);
 
 /** Seconds per period or custom-range class. */
 const ClassTtlsSchema = Type.Object(
@@ -141,7 +107,7 @@ const FileSchema = Type.Object(
       Type.Object(
         {
           ...ClassTtlsSchema.properties,
-          ...Object.fromEntries(Object.keys(ENDPOINT_TTL_KEYS).map((key) => [key, Type.Optional(ClassTtlsSchema)])),
+          ...Object.fromEntries(ENDPOINT_TTL_KEYS.map((key) => [key, Type.Optional(ClassTtlsSchema)])),
         },
         { additionalProperties: false },
       ),
@@ -152,101 +118,15 @@ const FileSchema = Type.Object(
 );
 type ConfigFile = Static<typeof FileSchema>;
 
-export interface Config {
-  readonly port: number;
-  readonly host: string;
-  readonly production: boolean;
-  /** Null means no Deskie configured: the server embeds the simulator (never in production). */
-  readonly deskieUrl: string | null;
-  readonly timezone: string;
-  readonly weekStart: Weekday;
-  readonly cacheMaxBytes: number;
-  readonly cacheKeySecret: Buffer;
-  /** No CACHE_KEY_SECRET was set: the secret is random, and a restart changes every partition and ETag. */
-  readonly cacheKeySecretIsRandom: boolean;
-  readonly upstreamTimeoutMs: number;
-  readonly upstreamMaxBodyBytes: number;
-  readonly upstreamConnections: number;
-  /** Most upstream pages one `page=all` request may fetch. */
-  readonly pageAllMaxPages: number;
-  /** Bound on one whole `page=all` merge; no page starts after it. */
-  readonly pageAllTimeoutMs: number;
-  /** How long past its freshness an entry still answers when Deskie fails; 0 turns it off. */
-  readonly staleIfErrorSeconds: number;
-  /** How long after Deskie's own cache for an answer is due to expire its refresh goes. */
-  readonly refreshMarginMs: number;
-  /** How long past its expiry an entry whose refresh is due or under way answers at once; 0 turns it off. */
-  readonly staleWhileRevalidateSeconds: number;
-  /** Event streams open at once (0: none are served). */
-  readonly sseMaxStreams: number;
-  /** Event streams open at once per credential, or per client token in service mode. */
-  readonly sseMaxStreamsPerClient: number;
-  /** Unsent bytes past which a stream's client is dropped. */
-  readonly sseMaxBufferBytes: number;
-  /** Retired settings that are set (and ignored), for a warning at start-up. */
-  readonly retiredSettings: readonly string[];
-  /** The operator's cap on calls to Deskie a minute, if set. */
-  readonly upstreamRatePerMin: number | undefined;
-  /** Fraction of the account's limit left to its other integrations. */
-  readonly upstreamReserve: number;
-  /** Most calls to Deskie in flight at once. */
-  readonly upstreamConcurrency: number;
-  /** How long a client's call may wait for its turn. */
-  readonly upstreamQueueMs: number;
-  /** Most calls waiting for their turn. */
-  readonly upstreamQueueLength: number;
-  /** Share of the budget for credentials Deskie has never accepted. */
-  readonly upstreamNewCredentialShare: number;
-  /** How long Deskie's 401/403 for a credential is answered from memory; 0 turns it off. */
-  readonly authFailureTtlSeconds: number;
-  /** How long after Deskie last accepted a credential the cache still answers it. */
-  readonly authRecheckSeconds: number;
-  /** Pass-through (each client's Deskie credentials) or service mode (the proxy's own, and client tokens). */
-  readonly access: Access;
-  readonly logLevel: (typeof LOG_LEVELS)[number];
-  /** After SIGTERM, how long /readyz answers 503 while requests are still served, before the server closes. */
-  readonly shutdownDrainSeconds: number;
-  /** From SIGTERM to exit, the drain included: what is still waiting on Deskie just before it is answered without. */
-  readonly shutdownTimeoutMs: number;
-  /** Bearer token for /admin/; without it the admin API does not exist. */
-  readonly adminToken: string | undefined;
-  /** Bearer token /metrics requires, if set. */
-  readonly metricsToken: string | undefined;
-  /** Freshness per period and custom-range class: Deskie's table with the operator's overrides. */
-  readonly lifetimes: Lifetimes;
-  /** Query names the operator allows besides the documented ones. */
-  readonly extraParameters: ReadonlySet<string>;
-  /** Whose X-Forwarded-For is believed: nobody (false), any peer (true), or peers at these addresses and ranges. */
-  readonly trustProxy: boolean | readonly string[];
-  /** How long a client may take to send a request's line and headers. */
-  readonly headersTimeoutMs: number;
-  /** How long a client may take to send a whole request, body included. */
-  readonly requestTimeoutMs: number;
-  /** How long a connection may stay open idle between requests. */
-  readonly keepAliveTimeoutMs: number;
-  /** How long a connection may go without a byte in either direction; longer than any wait for Deskie. */
-  readonly connectionTimeoutMs: number;
-  /** The Redis replicas share, when REDIS_URL is set; otherwise each process keeps its own memory store. */
-  readonly redis: RedisSettings | undefined;
-}
-
-/** REDIS_URL and what goes with it (docs/replicas.md). */
-export interface RedisSettings {
-  readonly url: string;
-  readonly prefix: string;
-  readonly timeoutMs: number;
-  /** Bytes of fresh answers each replica keeps in its own memory in front of Redis. */
-  readonly l1MaxBytes: number;
-}
+export type Config = ReturnType<typeof loadConfig>;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Turns the environment (and the config file it names) into a frozen, validated Config. */
-export function loadConfig(env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Config {
+/** The environment (and the config file it names) as frozen, validated settings; docs/settings.md describes each. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()) {
   const vars = parse(EnvSchema, pickKnown(env), (path) => `environment variable ${path}`);
-
   if (!IANAZone.isValidZone(vars.DESKIE_TIMEZONE)) {
     throw new ConfigError(
       `DESKIE_TIMEZONE must be an IANA time zone name such as UTC or Europe/Berlin; got ${JSON.stringify(vars.DESKIE_TIMEZONE)}`,
@@ -262,16 +142,17 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
   checkSettingsAgree(vars);
   const file = readConfigFile(vars, cwd);
   const access = accessOf(vars, production, cwd);
-
   return Object.freeze({
     port: vars.PORT,
     host: vars.HOST,
     production,
+    // Null: no Deskie configured, so the server embeds the simulator (never in production).
     deskieUrl,
     timezone: vars.DESKIE_TIMEZONE,
     weekStart: (WEEKDAYS.indexOf(vars.DESKIE_WEEK_START) + 1) as Weekday,
     cacheMaxBytes: vars.CACHE_MAX_BYTES,
     cacheKeySecret: vars.CACHE_KEY_SECRET ? Buffer.from(vars.CACHE_KEY_SECRET) : randomBytes(32),
+    // A random secret: a restart changes every partition and ETag.
     cacheKeySecretIsRandom: !vars.CACHE_KEY_SECRET,
     upstreamTimeoutMs: vars.UPSTREAM_TIMEOUT_MS,
     upstreamMaxBodyBytes: vars.UPSTREAM_MAX_BODY_BYTES,
@@ -300,7 +181,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     adminToken: vars.ADMIN_TOKEN,
     metricsToken: vars.METRICS_TOKEN,
     lifetimes: lifetimesWith(file.ttlSeconds ?? {}),
-    extraParameters: new Set(file.extraParameters ?? []),
+    extraParameters: new Set(file.extraParameters ?? []) as ReadonlySet<string>,
     trustProxy: vars.TRUST_PROXY === undefined ? false : trustedProxies(vars.TRUST_PROXY),
     headersTimeoutMs: vars.HEADERS_TIMEOUT_MS,
     requestTimeoutMs: vars.REQUEST_TIMEOUT_MS,
@@ -370,13 +251,9 @@ function pickKnown(env: Readonly<Record<string, string | undefined>>): Record<st
   return known;
 }
 
-/** Settings whose values are credentials. */
 const SECRET_SETTINGS: ReadonlySet<string> = new Set(['CACHE_KEY_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'DESKIE_API_KEY', 'PROXY_TOKENS', 'REDIS_URL']);
 
-/**
- * TypeBox's Value (its conversion, defaults and errors), loaded only for input the quick path in parse() refuses: it
- * holds about 6 MiB once loaded, and a server whose settings are right never needs it.
- */
+/** TypeBox's Value (about 6 MiB once loaded), loaded only for input the quick path in parse() refuses. */
 const loadValue = (): typeof TypeBoxValue => createRequire(import.meta.url)('typebox/value') as typeof TypeBoxValue;
 
 function parse<S extends TSchema>(schema: S, input: unknown, where: (path: string) => string): Static<S> {
@@ -393,7 +270,7 @@ function parse<S extends TSchema>(schema: S, input: unknown, where: (path: strin
   const detail = allowed
     ? `must be one of ${allowed.join(', ')}`
     : first?.keyword === 'boolean' || first?.message === 'schema is false'
-      ? `is not a known setting (ttlSeconds takes ${FRESHNESS_CLASSES.join(', ')}, or one of ${Object.keys(ENDPOINT_TTL_KEYS).join(', ')} holding those)`
+      ? `is not a known setting (ttlSeconds takes ${FRESHNESS_CLASSES.join(', ')}, or one of ${ENDPOINT_TTL_KEYS.join(', ')} holding those)`
       : (first?.message ?? 'is invalid');
   // A secret is never quoted back: the message goes to stderr and logs.
   const quoted = got === undefined || SECRET_SETTINGS.has(path) ? '' : `; got ${JSON.stringify(got)}`;
@@ -401,9 +278,8 @@ function parse<S extends TSchema>(schema: S, input: unknown, where: (path: strin
 }
 
 /**
- * What Value.Default(Value.Convert(input)) makes of the usual input, without TypeBox's Value: a copy of the top-level
- * object, each missing property given its schema's default, and a number setting's digits (checked by pickKnown) read
- * as the number. Nested values are left as they are: parse() checks the result and takes Value's way for anything else.
+ * Value.Default(Value.Convert(input)) for the usual input, without Value: top-level defaults filled in and number
+ * settings' digits (checked by pickKnown) read; parse() checks the result and takes Value's way for anything else.
  */
 function usualConversion(schema: TSchema, input: unknown): unknown {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) return input;
@@ -421,12 +297,10 @@ function usualConversion(schema: TSchema, input: unknown): unknown {
 }
 
 function checkUrl(value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
+  if (!URL.canParse(value)) {
     throw new ConfigError(`DESKIE_URL must be an http(s) URL such as https://acme.deskie.io; got ${JSON.stringify(value)}`);
   }
+  const url = new URL(value);
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new ConfigError(`DESKIE_URL must use http or https; got ${JSON.stringify(value)}`);
   }
@@ -480,7 +354,6 @@ function accessOf(vars: Env, production: boolean, cwd: string): Access {
   if (apiKey === '') throw new ConfigError('DESKIE_API_KEY_FILE is empty: it must hold the Deskie API key');
   if (!DESKIE_API_KEY.test(apiKey)) throw new ConfigError('the Deskie API key (DESKIE_API_KEY or DESKIE_API_KEY_FILE) must be one word, without spaces');
   const authorization = `Basic ${Buffer.from(`${email}:${apiKey}`).toString('base64')}`;
-
   if (vars.PROXY_TOKENS !== undefined && vars.PROXY_TOKENS_FILE !== undefined) {
     throw new ConfigError('PROXY_TOKENS and PROXY_TOKENS_FILE are both set: set one (the file can be reloaded with SIGHUP)');
   }

@@ -4,10 +4,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 export const HTTP_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
 
 /**
- * Whether a request's validators match the answer (RFC 9110 §13.1.2 and
- * §13.1.3): If-None-Match (weak comparison) decides when present; otherwise
- * If-Modified-Since at one-second resolution, and only as an HTTP-date
- * (Date.parse alone takes "3000" as a year).
+ * Whether a request's validators match the answer (RFC 9110 §13.1.2, §13.1.3): If-None-Match (weak comparison) when
+ * present, else If-Modified-Since to the second, and only as an HTTP-date (Date.parse alone takes "3000" as a year).
  */
 export function notModified(headers: IncomingHttpHeaders, etag: string, lastModifiedMs: number): boolean {
   const ifNoneMatch = headers['if-none-match'];

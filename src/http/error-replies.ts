@@ -7,11 +7,8 @@ import { JSON_TYPE } from '../formats/representations.js';
 import type { ProxyMetrics } from '../observability/metrics.js';
 import { errorBody, notFound, ProxyError, shuttingDown, UpstreamAnswer } from './errors.js';
 
-/**
- * Every answer's headers, set as a request arrives: request id, nosniff, and no-store, which a statistics answer
- * replaces (a 404 is cacheable by default, RFC 9110 §15.5.5, and an error is nothing for a client cache to keep).
- */
-export function ownAnswerHeaders(request: FastifyRequest, reply: FastifyReply): void {
+/** Every answer's headers; a statistics answer replaces no-store (a 404 is cacheable by default, RFC 9110 §15.5.5). */
+function ownAnswerHeaders(request: FastifyRequest, reply: FastifyReply): void {
   reply.headers({ 'x-request-id': request.id, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
 }
 
@@ -20,8 +17,8 @@ const ROUTE_LIST = Object.values(ENDPOINTS)
   .join(', ');
 
 /**
- * Every error answer in one shape (`{"status":"error","error":...}`): ours, Deskie's as it came, Fastify's, an unknown
- * route, one once closing, and what Node's HTTP parser refuses before routing (answerClientError).
+ * Every error answer in one shape (`{"status":"error","error":...}`): ours, Fastify's, an unknown route's, one once
+ * closing; Deskie's own is passed on as it came, and what Node's parser refuses is answerClientError's.
  */
 export function registerErrorReplies(app: FastifyInstance, { log, metrics, isClosing }: { log: FastifyBaseLogger; metrics: ProxyMetrics; isClosing: () => boolean }): void {
   // First of all hooks: the request id and nosniff for every answer, and no new work once closing.
@@ -50,31 +47,25 @@ export function registerErrorReplies(app: FastifyInstance, { log, metrics, isClo
 }
 
 /** Sends the JSON error for `error`: Deskie's own answer as it came, ours in our shape. */
-function sendError(error: FastifyError | ProxyError | UpstreamAnswer, request: FastifyRequest, reply: FastifyReply, log: FastifyBaseLogger): void {
+function sendError(error: FastifyError | ProxyError | UpstreamAnswer, request: FastifyRequest, reply: FastifyReply, log: FastifyBaseLogger): FastifyReply {
   if (error instanceof UpstreamAnswer || error instanceof ProxyError) {
     const cacheStatus = errorCacheStatus(error);
     if (cacheStatus !== undefined) reply.header('cache-status', cacheStatus);
   }
   if (error instanceof UpstreamAnswer) {
-    // Deskie's own answer, passed through as it came and never stored.
     if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-    reply.code(error.statusCode).type(error.contentType ?? JSON_TYPE).send(error.body);
-    return;
+    return reply.code(error.statusCode).type(error.contentType ?? JSON_TYPE).send(error.body);
   }
   if (error instanceof ProxyError) {
     // The budget logs its own changes of state; its refusals would be a line per request.
     const quiet = error.remembered || error.code === 'UPSTREAM_BUSY' || error.code === 'SHUTTING_DOWN';
     if (error.statusCode >= 500) log[quiet ? 'debug' : 'warn']({ reqId: request.id, code: error.code }, error.message);
-    reply.headers(error.headers).code(error.statusCode).type(JSON_TYPE).send(errorBody(error.message));
-    return;
+    return reply.headers(error.headers).code(error.statusCode).type(JSON_TYPE).send(errorBody(error.message));
   }
   const status = error.statusCode ?? 500;
-  if (status < 500) {
-    reply.code(status).type(JSON_TYPE).send(errorBody(error.message));
-    return;
-  }
+  if (status < 500) return reply.code(status).type(JSON_TYPE).send(errorBody(error.message));
   log.error({ reqId: request.id, err: error }, 'unexpected error');
-  reply.code(500).type(JSON_TYPE).send(errorBody('internal error'));
+  return reply.code(500).type(JSON_TYPE).send(errorBody('internal error'));
 }
 
 /** A URL Fastify cannot even route (bad percent-encoding): Fastify's `frameworkErrors`. */

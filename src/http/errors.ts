@@ -39,7 +39,6 @@ export class ProxyError extends Error {
     this.name = 'ProxyError';
   }
 
-  /** The same error, marked as answered from memory. */
   asRemembered(): ProxyError {
     return new ProxyError(this.code, this.message, this.statusCode, this.headers, this.failure, true);
   }
@@ -64,7 +63,6 @@ export const tooManyPages = (maxPages: number): ProxyError =>
     422,
   );
 
-/** `page=all` needs more calls than the upstream budget allows in a whole minute. */
 export const overBudget = (calls: number, perMinute: number): ProxyError =>
   new ProxyError(
     'OVER_BUDGET',
@@ -124,7 +122,6 @@ export class UpstreamAnswer extends Error {
     return this.statusCode >= 500 ? 'deskie-error' : undefined;
   }
 
-  /** Deskie refused the credential. */
   get refusesCredential(): boolean {
     return this.statusCode === 401 || this.statusCode === 403;
   }

@@ -1,19 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import { randomBytes } from 'node:crypto';
 
-/**
- * A client's X-Request-Id is kept when it is an id and nothing more: up to
- * 128 characters that need no escaping in a header or a JSON log line.
- */
+/** A client's X-Request-Id is kept when it is an id and nothing more: no escaping in a header or a JSON log line. */
 const CLIENT_ID = /^[\w.:@/+=-]{1,128}$/;
 
 /**
- * Fastify's genReqId: the client's X-Request-Id when well-formed, otherwise
- * this process's random prefix and a counter, unique across replicas
- * without a random number per request.
+ * Fastify's genReqId: the client's X-Request-Id when well-formed, otherwise this process's random prefix (30 bits:
+ * replicas tell their ids apart) and a counter, without a random number per request.
  */
 export function requestIds(): (request: IncomingMessage) => string {
-  // 30 random bits: replicas tell their ids apart.
   const prefix = randomBytes(4).toString('base64url').slice(0, 5);
   let counter = 0;
   return (request) => {

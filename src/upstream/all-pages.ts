@@ -18,6 +18,7 @@ const NOTHING_TO_RESERVE: PageReserver = async () => {};
 /**
  * Merges every page into one body shaped like a single page: records renumbered "0", "1", ..., then `last_page: true`
  * or `total_count`. One page after another, so `page=all` never bursts against the rate limit; past `maxPages` it throws.
+ * A record seen twice (the data moved while paging) is kept once.
  */
 export async function fetchAllPages(
   endpoint: EndpointSpec,
@@ -26,81 +27,72 @@ export async function fetchAllPages(
   fetchPage: PageFetcher,
   reservePages: PageReserver = NOTHING_TO_RESERVE,
 ): Promise<DeskiePage> {
-  const { records, envelope } =
-    endpoint.pagination === 'total_count'
-      ? await allRatings(pageBase, maxPages, fetchPage, reservePages)
-      : await allStatusChanges(pageBase, maxPages, fetchPage, reservePages);
+  const paging = endpoint.pagination === 'total_count' ? ratingPaging(pageBase) : statusChangePaging(pageBase);
+  const records: unknown[] = [];
+  const seen = new Set<unknown>();
+  let total: number | undefined;
+  for (let page = 1; ; page++) {
+    if (page > maxPages) throw tooManyPages(maxPages);
+    const body = asObject((await fetchPage(canonicalQueryString([...paging.base, ['page', String(page)]]))).parsed);
+    total = totalOf(body) ?? total;
+    if (page === 1) await checkTotal(total, paging.pageSize, maxPages, reservePages);
+    const onPage = pageRecords(body);
+    for (const record of onPage) {
+      const identity = paging.identity(record);
+      if (identity !== undefined && seen.has(identity)) continue;
+      if (identity !== undefined) seen.add(identity);
+      records.push(record);
+    }
+    if (paging.isLastPage(body, onPage.length) || (total !== undefined && records.length >= total)) break;
+  }
+  const envelope = paging.finish(records, total);
   const merged: JsonObject = {};
   records.forEach((record, index) => (merged[String(index)] = record));
   Object.assign(merged, envelope);
   return { body: Buffer.from(JSON.stringify(merged)), contentType: undefined, parsed: merged };
 }
 
-interface Merged {
-  readonly records: unknown[];
-  readonly envelope: JsonObject;
+/** How an endpoint is paged: its query, page size, a record's identity, its last page, and the merged envelope. */
+interface Paging {
+  readonly base: QueryPairs;
+  readonly pageSize: number;
+  readonly identity: (record: unknown) => unknown;
+  readonly isLastPage: (body: JsonObject, onPage: number) => boolean;
+  readonly finish: (records: unknown[], total: number | undefined) => JsonObject;
 }
 
 /**
- * Satisfaction pages are read oldest first, whatever order was asked: a rating
- * added while paging lands at the end instead of shifting later pages (which
- * would repeat one record and lose another). Read until a short page or
- * `total_count`; a rating seen twice is kept once.
+ * Satisfaction pages are read oldest first, whatever order was asked: a rating added while paging lands at the end
+ * instead of shifting later pages (which would repeat one record and lose another).
  */
-async function allRatings(pageBase: QueryPairs, maxPages: number, fetchPage: PageFetcher, reservePages: PageReserver): Promise<Merged> {
+function ratingPaging(pageBase: QueryPairs): Paging {
   const newestFirst = !pageBase.some(([name, value]) => name === 'sort' && value === 'added_at_asc');
-  const base: QueryPairs = [
-    ...pageBase.filter(([name]) => name !== 'sort'),
-    ['sort', 'added_at_asc'],
-    ['limit', String(SATISFACTION_MAX_LIMIT)],
-  ];
-  const records: unknown[] = [];
-  const seen = new Set<unknown>();
-  let total: number | undefined;
-  for (let page = 1; ; page++) {
-    if (page > maxPages) throw tooManyPages(maxPages);
-    const body = asObject((await fetchPage(canonicalQueryString([...base, ['page', String(page)]]))).parsed);
-    total = totalOf(body) ?? total;
-    if (page === 1) await checkTotal(total, SATISFACTION_MAX_LIMIT, maxPages, reservePages);
-    const onPage = pageRecords(body);
-    for (const record of onPage) {
-      const id = asObject(record)['rating_id'];
-      if (id !== undefined && seen.has(id)) continue;
-      if (id !== undefined) seen.add(id);
-      records.push(record);
-    }
-    if (onPage.length < SATISFACTION_MAX_LIMIT || (total !== undefined && records.length >= total)) break;
-  }
-  if (newestFirst) records.reverse();
-  return { records, envelope: { total_count: Math.max(total ?? 0, records.length) } };
+  return {
+    base: [
+      ...pageBase.filter(([name]) => name !== 'sort'),
+      ['sort', 'added_at_asc'],
+      ['limit', String(SATISFACTION_MAX_LIMIT)],
+    ],
+    pageSize: SATISFACTION_MAX_LIMIT,
+    identity: (record) => asObject(record)['rating_id'],
+    isLastPage: (_body, onPage) => onPage < SATISFACTION_MAX_LIMIT,
+    finish: (records, total) => {
+      if (newestFirst) records.reverse();
+      return { total_count: Math.max(total ?? 0, records.length) };
+    },
+  };
 }
 
-/**
- * Staff-status pages (oldest first) are followed until `last_page: true`, or
- * while full when `last_page` is missing, or up to `total_count` when sent. A
- * change seen twice (same staff, time and statuses) is kept once.
- */
-async function allStatusChanges(pageBase: QueryPairs, maxPages: number, fetchPage: PageFetcher, reservePages: PageReserver): Promise<Merged> {
-  const records: unknown[] = [];
-  const seen = new Set<string>();
-  let total: number | undefined;
-  for (let page = 1; ; page++) {
-    if (page > maxPages) throw tooManyPages(maxPages);
-    const body = asObject((await fetchPage(canonicalQueryString([...pageBase, ['page', String(page)]]))).parsed);
-    total = totalOf(body) ?? total;
-    if (page === 1) await checkTotal(total, STAFF_STATUS_PAGE_SIZE, maxPages, reservePages);
-    const onPage = pageRecords(body);
-    for (const record of onPage) {
-      const identity = statusChangeIdentity(record);
-      if (identity !== undefined && seen.has(identity)) continue;
-      if (identity !== undefined) seen.add(identity);
-      records.push(record);
-    }
-    const lastPage = body['last_page'];
-    if (lastPage === true || onPage.length === 0 || (total !== undefined && records.length >= total)) break;
-    if (lastPage !== false && onPage.length < STAFF_STATUS_PAGE_SIZE) break;
-  }
-  return { records, envelope: { last_page: true } };
+/** Staff-status pages (oldest first) are followed until `last_page: true`, or while full when it is missing. */
+function statusChangePaging(pageBase: QueryPairs): Paging {
+  return {
+    base: pageBase,
+    pageSize: STAFF_STATUS_PAGE_SIZE,
+    identity: statusChangeIdentity,
+    isLastPage: (body, onPage) =>
+      body['last_page'] === true || onPage === 0 || (body['last_page'] !== false && onPage < STAFF_STATUS_PAGE_SIZE),
+    finish: () => ({ last_page: true }),
+  };
 }
 
 /** What makes a status change itself: who, when, from and to. */

@@ -8,22 +8,7 @@ export interface DeskieClientOptions {
   readonly timeoutMs: number;
   /** Largest body read from Deskie; past it the answer is a 502. */
   readonly maxBodyBytes: number;
-  /** Most connections open to Deskie at once. */
   readonly connections: number;
-}
-
-export interface UpstreamResponse {
-  readonly statusCode: number;
-  readonly body: Buffer;
-  readonly contentType: string | undefined;
-  /** Deskie's `retry_after` (or a standard `Retry-After`), as sent. */
-  readonly retryAfter: string | undefined;
-  /** Deskie's `rate_limit_per_minute`: the account's limit, as sent. */
-  readonly rateLimitPerMinute: string | undefined;
-  /** Deskie's `api_calls_left`: what the account has left this minute, as sent. */
-  readonly callsLeft: string | undefined;
-  /** Where a redirect points. */
-  readonly location: string | undefined;
 }
 
 const firstHeader = (value: string | string[] | undefined): string | undefined =>
@@ -47,7 +32,8 @@ export class DeskieClient {
     });
   }
 
-  async get(path: string, query: string, authorization: string): Promise<UpstreamResponse> {
+  /** Deskie's answer, with its limit headers as sent (deskie-api-notes.md, "Rate limits"). */
+  async get(path: string, query: string, authorization: string) {
     // One deadline for the whole exchange, the wait for a connection included. Not
     // AbortSignal.timeout(): its timer outlives the answer, holding memory under a storm of misses.
     const deadline = new AbortController();

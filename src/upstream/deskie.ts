@@ -7,17 +7,16 @@ import { type DeskiePage, fetchAllPages } from './all-pages.js';
 import { type BudgetGrant, type CallPriority, parseRetryAfter, type UpstreamBudget } from './budget/budget.js';
 import type { DeskieClient } from './client.js';
 
-/** Deepest nesting accepted in a Deskie body (its records are three deep): one thousands deep would overflow the stack when rendered. */
+/** Deepest nesting accepted in a Deskie body (its records are three deep): deeper would overflow the stack when rendered. */
 export const MAX_BODY_DEPTH = 32;
 
 export interface DeskieUpstreamOptions {
   readonly client: DeskieClient;
   readonly budget: UpstreamBudget;
-  /** How long a client's call may wait for its turn in the budget (UPSTREAM_QUEUE_MS). */
+  /** How long a client's call may wait for its turn in the budget. */
   readonly queueMs: number;
-  /** Bound on the upstream pages one `page=all` request may fetch. */
   readonly maxPages: number;
-  /** Bound on one whole `page=all` merge, in real milliseconds: no page starts after it. */
+  /** Bound on one whole `page=all` merge, in real ms: no page starts after it. */
   readonly pagesTimeoutMs: number;
   readonly clock: () => number;
   readonly log: FastifyBaseLogger;
@@ -54,9 +53,8 @@ export interface DeskieAnswer extends DeskiePage {
 }
 
 /**
- * Asks Deskie for one query (every page merged for `page=all`), each call in
- * its turn in the budget. Anything but a 200 with a JSON object is thrown:
- * UpstreamAnswer for Deskie's own answers, ProxyError for failures.
+ * Asks Deskie for one query (every page merged for `page=all`), each call in its turn in the budget. Anything but a 200
+ * with a JSON object is thrown: UpstreamAnswer for Deskie's own answers, ProxyError for failures.
  */
 export class DeskieUpstream {
   readonly #options: DeskieUpstreamOptions;
@@ -77,8 +75,7 @@ export class DeskieUpstream {
     const request = { calls, priority: call.priority, isNewCredential: call.isNewCredential, deadline: turnDeadline(), merge: query.allPages };
     const grant = await budget.reserve(request);
     try {
-      const path = query.endpoint.path;
-      const { name } = query.endpoint;
+      const { name, path } = query.endpoint;
       let upstreamMs = 0;
       const get = async (pageQuery: string): Promise<DeskiePage> => {
         const startedAt = performance.now();
@@ -113,22 +110,18 @@ export class DeskieUpstream {
   /** One GET to Deskie, spending one reserved call; Deskie's limit headers go to the budget. */
   async #get(endpoint: EndpointName, path: string, upstreamQuery: string, call: UpstreamCall, grant: BudgetGrant): Promise<DeskiePage> {
     const { client, budget, clock, log, onCall } = this.#options;
-    const { authorization } = call;
     // Refused while this call waited its turn (another key's call got the 401): that refusal is its answer, at no call.
     const refusal = call.refusedSince?.();
     if (refusal !== undefined) throw refusal;
     const startedAt = performance.now();
     grant.spend();
-    let response;
-    try {
-      response = await client.get(path, upstreamQuery, authorization);
-    } catch (error) {
+    const response = await client.get(path, upstreamQuery, call.authorization).catch((error: unknown) => {
       const failure = mapUpstreamFailure(error);
       this.#last = { status: null, failure: upstreamFailureOf(failure) ?? 'failed', atMs: clock() };
       onCall?.(endpoint, undefined, (performance.now() - startedAt) / 1000);
       log.warn({ path, query: upstreamQuery, err: error }, 'Deskie request failed');
       throw failure;
-    }
+    });
     const { statusCode, body, contentType } = response;
     const upstreamMs = performance.now() - startedAt;
     this.#last = { status: statusCode, failure: null, atMs: clock() };

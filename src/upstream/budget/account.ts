@@ -3,11 +3,11 @@ import { BUDGET_WINDOW_MS } from './window.js';
 import { HTTP_DATE } from '../../http/conditional.js';
 
 /** The smallest plan's limit: what is assumed until Deskie's headers tell the account's own. */
-export const SMALLEST_PLAN_PER_MINUTE = 20;
+const SMALLEST_PLAN_PER_MINUTE = 20;
 /** How long a 429 closes the way to Deskie when it says nothing of when to come back. */
-export const DEFAULT_CIRCUIT_OPEN_SECONDS = 60;
+const DEFAULT_CIRCUIT_OPEN_SECONDS = 60;
 /** Largest `retry_after` taken from Deskie; anything longer is not a usable number. */
-export const MAX_RETRY_AFTER_SECONDS = 3_600;
+const MAX_RETRY_AFTER_SECONDS = 3_600;
 
 /** What Deskie said about the account's limit on one answer (deskie-api-notes.md, "Rate limits"). */
 export interface DeskieLimitHeaders {
@@ -53,7 +53,6 @@ export class DeskieAccount {
     this.#options = options;
   }
 
-  /** Calls allowed in any minute. */
   get limitPerMinute(): number {
     const { ratePerMinute, reserve } = this.#options;
     if (this.#limit === null) return ratePerMinute ?? SMALLEST_PLAN_PER_MINUTE;
@@ -61,7 +60,6 @@ export class DeskieAccount {
     return Math.min(ratePerMinute ?? ours, ours);
   }
 
-  /** What is known of the account, as the replicas share it. */
   get known(): SharedAccount {
     return { accountLimit: this.#limit, callsLeft: this.#callsLeft, pausedUntil: this.#pausedUntil, circuitOpenUntil: this.#circuitOpenUntil };
   }
@@ -123,7 +121,6 @@ export class DeskieAccount {
   }
 }
 
-/** A header value that is a whole number, or undefined. */
 function wholeNumber(value: string | undefined): number | undefined {
   return value !== undefined && /^\d{1,9}$/.test(value.trim()) ? Number(value.trim()) : undefined;
 }

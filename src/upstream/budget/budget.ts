@@ -1,42 +1,27 @@
 import { overBudget, shuttingDown, upstreamBusy } from '../../http/errors.js';
-import { type AccountOptions, type BudgetState, DeskieAccount, type DeskieLimitHeaders, type SharedAccount } from './account.js';
+import { type AccountOptions, DeskieAccount, type DeskieLimitHeaders, type SharedAccount } from './account.js';
 import { BudgetGrant, type GrantLedger } from './grant.js';
 import { type Block, CallQueue, MIN_WAKE_MS } from './queue.js';
 import type { SharedBudget } from './shared.js';
 import type { BudgetRequest } from './types.js';
 import { BUDGET_WINDOW_MS, CallWindow } from './window.js';
 
-export { DEFAULT_CIRCUIT_OPEN_SECONDS, type DeskieLimitHeaders, MAX_RETRY_AFTER_SECONDS, parseRetryAfter, SMALLEST_PLAN_PER_MINUTE } from './account.js';
+export { parseRetryAfter } from './account.js';
 export { BudgetGrant } from './grant.js';
 export type { BudgetRequest, CallPriority } from './types.js';
-export { BUDGET_WINDOW_MS } from './window.js';
 
 /** Longest wait (real ms) before a call the shared log refused asks again: another replica may give back unsent calls sooner. */
 const SHARED_RETRY_MS = 1_000;
 
 export interface BudgetOptions extends AccountOptions {
-  /** Most calls in flight at once (UPSTREAM_CONCURRENCY). */
   readonly concurrency: number;
   /** Share of the calls a minute and of the concurrency that credentials Deskie has never accepted may use. */
   readonly newCredentialShare: number;
-  /** Most calls waiting for their turn (UPSTREAM_QUEUE_LENGTH). */
   readonly queueLength: number;
   /** Epoch ms; the minute, pauses and the circuit are measured on it, so tests move time instead of sleeping. */
   readonly clock: () => number;
-  /** The part the replicas share in Redis (REDIS_URL); without it the budget is this process's alone. The budget closes it. */
+  /** The part the replicas share in Redis (REDIS_URL), else the budget is this process's alone. The budget closes it. */
   readonly shared?: SharedBudget | undefined;
-}
-
-/** The budget's state, for /healthz and logs. */
-export interface BudgetSnapshot {
-  readonly limitPerMinute: number;
-  readonly accountLimitPerMinute: number | null;
-  readonly callsLeftThisMinute: number;
-  readonly deskieCallsLeft: number | null;
-  readonly state: BudgetState;
-  readonly inFlight: number;
-  readonly queued: number;
-  readonly sharing: BudgetSharing;
 }
 
 /** Where the minute's calls are counted: in Redis, on this replica's share while Redis is unreachable, or locally without Redis. */
@@ -57,11 +42,9 @@ interface Ask {
 }
 
 /**
- * One budget for every call to Deskie (misses, `page=all` pages, refreshes), as Deskie's limit is the account's: at most
- * `limitPerMinute` calls in any 60 s (window.ts) under the account's pause and 429 circuit (account.ts), `concurrency`
- * in flight, a small share of it all for credentials Deskie has never accepted (junk cannot starve known dashboards),
- * and merges in turn (#takeTurn). Calls wait in a bounded queue (queue.ts), each until its deadline, and count when
- * sent. With a SharedBudget, a call granted here also needs room in the shared log (#takeShared).
+ * One budget for every call to Deskie, as its limit is the account's: calls a minute under the pause and 429 circuit,
+ * `concurrency` in flight, a small share for credentials never accepted (junk cannot starve known dashboards), merges
+ * in turn. Calls wait in a bounded queue until their deadlines and count when sent; a SharedBudget also has a say.
  */
 export class UpstreamBudget {
   readonly #options: BudgetOptions;
@@ -98,14 +81,13 @@ export class UpstreamBudget {
     this.#shared?.attach({ account: (account) => this.#adopt(account), modeChanged: () => this.#dispatch() });
   }
 
-  /** Calls allowed in any minute. */
   get limitPerMinute(): number {
     return this.#account.limitPerMinute;
   }
 
   /**
-   * Reserves `calls` calls and a slot in flight, waiting until they fit or the deadline (a merge first waits for its
-   * turn). Refused at once while the circuit is open, the queue is full, or the calls could never fit in a minute.
+   * Reserves `calls` calls and a slot, waiting until they fit or the deadline (a merge first waits for its turn); refused
+   * at once while the circuit is open, the queue is full, or the calls could never fit in a minute.
    */
   async reserve(request: BudgetRequest): Promise<BudgetGrant> {
     const grant = new BudgetGrant(this.#ledger, request);
@@ -119,7 +101,6 @@ export class UpstreamBudget {
     return grant;
   }
 
-  /** Where the minute's calls are counted (for /readyz and the metrics). */
   get sharing(): BudgetSharing {
     const shared = this.#shared;
     if (shared === undefined) return { mode: 'local' };
@@ -136,7 +117,8 @@ export class UpstreamBudget {
     this.#shared?.report(this.#account.known, urgent);
   }
 
-  snapshot(): BudgetSnapshot {
+  /** The budget's state, for /healthz and logs. */
+  snapshot() {
     const now = this.#options.clock();
     this.#updateState(now);
     const { accountLimit, callsLeft } = this.#account.known;
@@ -203,8 +185,8 @@ export class UpstreamBudget {
   }
 
   /**
-   * Merges take turns, first page to last: sharing a minute page by page, each would spend part and none finish. One not
-   * given the turn in time is refused having spent nothing. The turn is this replica's (other replicas' merges: deskie.ts).
+   * Merges take turns (this replica's): sharing a minute page by page, each would spend part and none finish. One not
+   * given the turn in time is refused having spent nothing.
    */
   #takeTurn(grant: BudgetGrant): Promise<void> {
     const { request } = grant;
@@ -219,7 +201,6 @@ export class UpstreamBudget {
     return taken;
   }
 
-  /** The merge turn goes to the next merge waiting, if `grant` held it. */
   #passTurn(grant: BudgetGrant): void {
     if (this.#turnHolder !== grant) return;
     this.#turnHolder = undefined;
@@ -258,7 +239,6 @@ export class UpstreamBudget {
     return upstreamBusy(`too many calls to Deskie are waiting (UPSTREAM_QUEUE_LENGTH ${queueLength})`, this.#retryAfterSeconds(now), 'budget-exhausted');
   }
 
-  /** Grants the waiting calls that fit now. */
   #dispatch(): void {
     if (this.#closedWith !== undefined) return;
     const now = this.#options.clock();
@@ -291,9 +271,8 @@ export class UpstreamBudget {
   }
 
   /**
-   * The granted calls, taken from the shared log too. The grant keeps its slot while it waits, so at most `concurrency`
-   * calls ask Redis again; the circuit, close and the deadline end the wait. Taken at reserve time, so a merge waits or
-   * is refused before its first call; what is not sent goes back on release.
+   * The granted calls, taken from the shared log too, at reserve time (a merge waits or is refused before its first call).
+   * The grant keeps its slot meanwhile, so at most `concurrency` calls ask Redis again; unsent calls go back on release.
    */
   async #takeShared(shared: SharedBudget, grant: BudgetGrant, calls: number, deadline: number): Promise<void> {
     let notBefore = 0;
@@ -306,8 +285,7 @@ export class UpstreamBudget {
           shared.giveBack(take.members);
           throw this.#closedWith();
         }
-        grant.hold(take.members);
-        return;
+        return grant.hold(take.members);
       }
       if (this.#closedWith !== undefined) throw this.#closedWith();
       this.#updateState(now);
@@ -318,12 +296,11 @@ export class UpstreamBudget {
         if (this.#all.used(now) <= this.#windowLimit()) return;
         notBefore = this.#all.freesAt(now) ?? now + BUDGET_WINDOW_MS;
       }
-      // Until `notBefore`, at most SHARED_RETRY_MS and no later than the deadline; the circuit and close end the sleep.
+      // The circuit and close end the sleep.
       await this.#queue.sleep(Math.min(Math.max(MIN_WAKE_MS, notBefore - now), SHARED_RETRY_MS, Math.max(0, deadline - performance.now())));
     }
   }
 
-  /** What another replica heard from Deskie. */
   #adopt(account: SharedAccount): void {
     if (this.#closedWith !== undefined) return;
     this.#account.adopt(account);
@@ -364,7 +341,6 @@ export class UpstreamBudget {
     );
   }
 
-  /** The 503 for a merge that did not get the merge turn in time. */
   #turnBusy(now: number): Error {
     const retryAfter = this.#retryAfterSeconds(now);
     return upstreamBusy(

@@ -34,7 +34,6 @@ export class BudgetGrant {
     this.#newCredential = newCredential;
   }
 
-  /** Whether the grant still draws from the new-credential share. */
   get newCredential(): boolean {
     return this.#newCredential;
   }
@@ -65,7 +64,6 @@ export class BudgetGrant {
     this.#members.push(...members);
   }
 
-  /** Reserves more calls for the same answer, first in the queue, until the deadline. */
   extend(calls: number, deadline: number): Promise<void> {
     return this.#ledger.extend(this, calls, deadline);
   }

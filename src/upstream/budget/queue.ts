@@ -13,7 +13,6 @@ export interface Block {
 
 /** What the budget decides for the queue. */
 export interface QueueRules<Call> {
-  /** Why the call cannot go now, or undefined if it can. */
   blocked(call: Call, now: number): Block | undefined;
   /** Reserves what the call asked for, as it leaves the queue. */
   grant(call: Call): void;
@@ -61,9 +60,8 @@ export class CallQueue<Call> {
         timer: setTimeout(() => {
           this.#remove(waiter);
           reject(timedOut());
-        }, waitMs),
+        }, waitMs).unref(),
       };
-      waiter.timer.unref();
       if (line === 'first') this.#lines.client.unshift(waiter);
       else this.#lines[line].push(waiter);
     });
@@ -77,9 +75,8 @@ export class CallQueue<Call> {
         timer: setTimeout(() => {
           this.#sleepers.delete(sleeper);
           resolve();
-        }, ms),
+        }, ms).unref(),
       };
-      sleeper.timer.unref();
       this.#sleepers.add(sleeper);
     });
   }
@@ -99,10 +96,7 @@ export class CallQueue<Call> {
           continue;
         }
         wakeAt = Math.min(wakeAt, block.freesAt);
-        if (!block.shareOnly) {
-          this.#wakeAt(wakeAt, now);
-          return;
-        }
+        if (!block.shareOnly) return this.#wakeAt(wakeAt, now);
         index += 1;
       }
     }
@@ -119,7 +113,6 @@ export class CallQueue<Call> {
     }
   }
 
-  /** Refuses every waiting call and stops the wake-up timer. */
   close(error: () => Error): void {
     clearTimeout(this.#wakeTimer);
     this.refuseAll(error);
@@ -141,7 +134,6 @@ export class CallQueue<Call> {
       this.#wakeTimer = undefined;
       this.#wakeTimerAt = Number.POSITIVE_INFINITY;
       this.#rules.wake();
-    }, Math.max(MIN_WAKE_MS, at - now));
-    this.#wakeTimer.unref();
+    }, Math.max(MIN_WAKE_MS, at - now)).unref();
   }
 }

@@ -4,7 +4,6 @@ import { BUDGET_WINDOW_MS } from './window.js';
 
 /** Channel on which a replica tells the others of a 429, a pause or a new account limit, and a lost log asks them to write back. */
 export const BUDGET_CHANNEL = 'budget';
-/** Published (from the script that found the log lost) to every replica: write your calls of the last minute back into the log. */
 const WRITE_BACK_MESSAGE = '{"writeBack":true}';
 
 /** The account's four fields as Redis keeps them, or a message carries them. */
@@ -25,11 +24,9 @@ const ACCOUNT_FIELDS = "'accountLimit', 'callsLeft', 'pausedUntil', 'circuitOpen
 const LOG_MARK = 'mark';
 
 /**
- * Shared by take and heartbeat; KEYS = {log, account, recovery, replicas}, ARGV[1..4] = RecoveryArgs. The log has no
- * expiry and carries its mark; without the mark (FLUSHALL, eviction, a new Redis) it was lost, and only each replica
- * knows its own calls. So the log starts anew, every replica is asked to write its last minute back (by a message, or
- * at its next heartbeat), and no call is taken until the replicas expected (those last seen, or still in Redis) have.
- * The recovery hash lapses after `recoveryMs`, so a replica that died meanwhile holds the others up no longer.
+ * Shared by take and heartbeat; KEYS = {log, account, recovery, replicas}, ARGV[1..4] = RecoveryArgs. A log without its
+ * mark was lost (FLUSHALL, eviction, a new Redis), and only each replica knows its own calls: every replica is asked to
+ * write its last minute back, and no call is taken until those expected have, or `recoveryMs` passes (one may have died).
  */
 const RECOVERY_LUA = `
 local function recoverIfLost()
@@ -55,9 +52,8 @@ end
 `;
 
 /**
- * Takes `#ARGV - 7` calls from the sliding log (KEYS[1]: members scored by clock ms taken or sent, and the mark) unless
- * the pause or circuit (KEYS[2]) holds or a recovery runs; if they do not fit, says when enough of the oldest leave.
- * Returns {0 or not-before ms, recovery state, the account's four fields}.
+ * Takes `#ARGV - 7` calls from the sliding log unless the pause or circuit holds or a recovery runs; if they do not fit,
+ * says when enough of the oldest leave. Returns {0 or not-before ms, recovery state, the account's four fields}.
  */
 const TAKE_LUA = `${RECOVERY_LUA}
 local now = tonumber(ARGV[5])
@@ -98,9 +94,8 @@ return redis.call('HMGET', KEYS[1], ${ACCOUNT_FIELDS})
 `;
 
 /**
- * Scores the replica's id by real ms in KEYS[4] (forgetting those past the live span), writes the (score, member) pairs
- * from ARGV[8] into the log, and with ARGV[7] = 1 (all its calls) counts it as written back in a recovery under way.
- * Returns {live replicas, recovery state, the account's four fields}.
+ * Scores the replica's id by real ms among the live ones, writes the (score, member) pairs from ARGV[8] into the log, and
+ * with ARGV[7] = 1 (all its calls) counts it as written back. Returns {live replicas, recovery state, account fields}.
  */
 const HEARTBEAT_LUA = `${RECOVERY_LUA}
 local now = tonumber(ARGV[5])
@@ -149,7 +144,6 @@ export class SharedKeys {
     this.#heartbeat = redis.script<HeartbeatArgs>(4, HEARTBEAT_LUA);
   }
 
-  /** TAKE_LUA: `notBefore` is 0 when `members` were added. */
   async take(now: number, limit: number, members: readonly string[], knownReplicas: number): Promise<{ notBefore: number; recovery: LogRecovery; account: SharedAccount }> {
     const reply = await this.#take(...this.#keys, ...this.#recoveryArgs(knownReplicas), now, BUDGET_WINDOW_MS, limit, ...members);
     const [notBefore, recovery, ...account] = reply as [number, number, ...AccountFields];
@@ -176,7 +170,6 @@ export class SharedKeys {
     return { replicas: Number(live), recovery: recoveryOf(recovery), account: accountOf(fields) };
   }
 
-  /** This replica leaves the count of live replicas. */
   async leave(): Promise<void> {
     await this.#redis.command.zrem(this.#keys[3], this.#redis.replicaId);
   }
@@ -186,7 +179,7 @@ export class SharedKeys {
   }
 }
 
-/** The scripts' 1, 2 or 3 as a LogRecovery (anything else reads as none). */
+/** Anything but the scripts' 1, 2 or 3 reads as none. */
 function recoveryOf(state: unknown): LogRecovery {
   return RECOVERIES[Number(state) - 1] ?? 'none';
 }

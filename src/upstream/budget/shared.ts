@@ -13,11 +13,7 @@ const ACCOUNT_TTL_MS = 86_400_000;
 /** While a lost log is written back (a few ms), a take looks again after this many real ms. */
 const RECOVERY_POLL_MS = 25;
 
-/**
- * The shared log's answer to "may `calls` calls go out now": taken (under these members, until given back or a minute
- * after sent); wait until `until` (clock ms: the minute is full, or the pause or circuit holds); unavailable (Redis did
- * not answer in time: the replica counts alone, on its share).
- */
+/** May the calls go out: taken (under these members), wait until clock ms, or unavailable (Redis did not answer). */
 export type SharedTake =
   | { readonly outcome: 'taken'; readonly members: readonly string[] }
   | { readonly outcome: 'wait'; readonly until: number }
@@ -47,17 +43,10 @@ interface SentEntry {
 const sentAt = ({ at }: SentEntry): number => at;
 
 /**
- * The budget's part the replicas share in Redis, since Deskie's limit is the account's, not a process's: a sliding log
- * of the minute's calls taken atomically by Lua (N replicas together stay under the limit); the account's limit, calls
- * left, pause and 429 circuit, merged and announced on a channel so every replica stops at once; a heartbeat per
- * replica, so each knows how many share the account.
- *
- * When Redis fails or is slower than REDIS_TIMEOUT_MS, the replica counts alone on `max(1, floor(limit / replicas))` a
- * minute, with the live count last seen and kept through the outage (a dead peer looks like one cut off too), so the
- * shares never add up past the limit; a replica cut off alone overshoots by its share, which UPSTREAM_RESERVE absorbs.
- * Until a heartbeat is read the count is 1: no setting gives a better guess, one too high starves a single replica, and
- * Deskie's account-wide `api_calls_left` and 429s still stop each replica. The first heartbeat that succeeds writes
- * this replica's last minute of calls back into the log. A log lost while Redis answers: see RECOVERY_LUA.
+ * The budget's part the replicas share in Redis: a sliding log of the minute's calls taken atomically by Lua, the
+ * account's state announced so every replica stops at once, and a heartbeat per replica to count them. While Redis is
+ * away a replica counts alone on `limit / replicas` with the count last seen (1 until one is read), so the shares never
+ * add up past the limit; one cut off alone overshoots by its share, which UPSTREAM_RESERVE absorbs.
  */
 export class SharedBudget {
   readonly #redis: SharedRedis;
@@ -73,11 +62,11 @@ export class SharedBudget {
   #minted = 0;
   /** Calls this replica sent in the last minute, oldest first: written again into the log after an outage. */
   readonly #sent: SentEntry[] = [];
-  /** Members taken, not yet sent or given back (a merge's later pages): the log forgets an entry a minute after its score, so each heartbeat rescores them. */
+  /** Members taken, not yet sent or given back: each heartbeat rescores them, else the log forgets them in a minute. */
   readonly #held = new Set<string>();
   /** Members a take that timed out may have added: given back once Redis answers again. */
   readonly #orphans: SentEntry[] = [];
-  /** Whether the next heartbeat writes #sent into the log again (after a failure, a reconnection, a lost log). */
+  /** The next heartbeat writes #sent into the log again (after a failure, a reconnection, a lost log). */
   #reassert = false;
   #beating: Promise<void> | undefined;
   #beatAgain = false;
@@ -92,8 +81,7 @@ export class SharedBudget {
     this.#keys = new SharedKeys(redis, heartbeatMs + 2 * redis.timeoutMs);
     redis.command.on('ready', this.#onReady);
     redis.listen(BUDGET_CHANNEL, (message) => this.#heard(message));
-    this.#heartbeat = setInterval(() => void this.heartbeat(), heartbeatMs);
-    this.#heartbeat.unref();
+    this.#heartbeat = setInterval(() => void this.heartbeat(), heartbeatMs).unref();
     // Not connected yet (at start): this replica counts alone until the connection is ready, which beats at once.
     if (redis.state === 'up') void this.heartbeat();
     else this.#mode = 'replica-share';
@@ -137,7 +125,7 @@ export class SharedBudget {
     return { outcome: 'taken', members };
   }
 
-  /** A call goes out now: its entry (taken, or new on the share) is scored by the send time, as Deskie counts it (a merge's later pages go out seconds after the take). */
+  /** A call goes out now: its entry (taken, or new on the share) is scored by the send time, as Deskie counts it. */
   sent(member: string | undefined): void {
     if (member !== undefined) this.#held.delete(member);
     const at = this.#clock();
@@ -160,7 +148,7 @@ export class SharedBudget {
     });
   }
 
-  /** Merges what Deskie said into the shared account; `urgent` news is also published, else others read it at their next take or heartbeat. */
+  /** Merges what Deskie said into the shared account; `urgent` news is also published to the other replicas. */
   report(account: SharedAccount, urgent: boolean): void {
     if (this.#closed) return;
     this.#keys
@@ -171,7 +159,7 @@ export class SharedBudget {
       .catch((error: unknown) => this.#fallBack(error));
   }
 
-  /** Liveness and the replica count; after a failure, a reconnection or a lost log, also writes the last minute of calls back. One at a time. */
+  /** Liveness and the replica count, and the last minute of calls written back when due. One at a time. */
   heartbeat(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     if (this.#beating !== undefined) {
@@ -188,7 +176,7 @@ export class SharedBudget {
     return this.#beating;
   }
 
-  /** Stops the heartbeat and leaves the replica count at once (the others' share grows without waiting for it to lapse). */
+  /** Stops the heartbeat and leaves the replica count at once, so the others' share grows without waiting. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -210,7 +198,7 @@ export class SharedBudget {
     }
     // Still held: counted from now, as they will be when sent.
     for (const member of this.#held) sent.push(now, member);
-    // Liveness is measured in real time, as the timer that writes it runs: the injected clock is the account's minute, which tests move by hand.
+    // Liveness is in real time, as its timer runs; the injected clock is the account's minute, which tests move.
     const beat = { wallNow: Date.now(), liveMs: LIVE_HEARTBEATS * this.#heartbeatMs, knownReplicas: this.#replicas, sent, writesBack };
     const reply = await this.#keys.heartbeat(beat).catch((error: unknown) => this.#fallBack(error));
     if (reply === undefined || this.#closed) return;
@@ -225,7 +213,6 @@ export class SharedBudget {
     this.#giveBackOrphans(now);
   }
 
-  /** The next heartbeat, at once, writes this replica's calls of the last minute back into the log. */
   #writeBack(): void {
     this.#reassert = true;
     void this.heartbeat();
@@ -243,7 +230,6 @@ export class SharedBudget {
     this.#writeBack();
   }
 
-  /** Members that may be in the log without being held: given back at the next heartbeat that succeeds. */
   #orphan(members: readonly string[], at: number): void {
     for (const member of members) this.#orphans.push({ member, at });
   }

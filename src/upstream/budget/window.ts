@@ -57,7 +57,6 @@ export class CallWindow {
     this.#reserved -= calls;
   }
 
-  /** One reserved call is sent now. */
   send(now: number): void {
     this.#reserved -= 1;
     this.#sent.push(now);
