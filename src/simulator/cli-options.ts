@@ -37,9 +37,18 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
       user: { type: 'string', multiple: true, default: [`${DEMO_EMAIL}:${DEMO_API_KEY}`] },
     },
   });
-  const port = integerFlag('port', values.port, `an integer from 0 to ${MAX_PORT}`, 0, MAX_PORT);
-  const latencyMs = integerFlag('latency-ms', values['latency-ms'], 'a whole number of milliseconds', 0);
-  const rateLimitPerMinute = integerFlag('rate-limit', values['rate-limit'], 'a positive number of calls a minute', 1);
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > MAX_PORT) {
+    throw new TypeError(`--port must be an integer from 0 to ${MAX_PORT}, got "${values.port}"`);
+  }
+  const latencyMs = Number(values['latency-ms']);
+  if (!Number.isInteger(latencyMs) || latencyMs < 0) {
+    throw new TypeError(`--latency-ms must be a whole number of milliseconds, got "${values['latency-ms']}"`);
+  }
+  const rateLimitPerMinute = Number(values['rate-limit']);
+  if (!Number.isInteger(rateLimitPerMinute) || rateLimitPerMinute < 1) {
+    throw new TypeError(`--rate-limit must be a positive number of calls a minute, got "${values['rate-limit']}"`);
+  }
   if (!(SIMULATOR_FAULTS as readonly string[]).includes(values.fault)) {
     throw new TypeError(`--fault must be one of ${SIMULATOR_FAULTS.join(', ')}, got "${values.fault}"`);
   }
@@ -50,10 +59,4 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
     users[user.slice(0, colon)] = user.slice(colon + 1);
   }
   return { host: values.host, port, users, rateLimitPerMinute, timezone: values.timezone, knobs: { latencyMs, fault: values.fault as SimulatorFault } };
-}
-
-function integerFlag(flag: string, raw: string, expected: string, min: number, max = Infinity): number {
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) throw new TypeError(`--${flag} must be ${expected}, got "${raw}"`);
-  return value;
 }
