@@ -61,10 +61,6 @@ class ControlError extends Error {
   }
 }
 
-export function isControlPath(path: string): boolean {
-  return path.startsWith(CONTROL_PATH_PREFIX);
-}
-
 /** The answer to a request under /_simulator/; never rejects. */
 export async function answerControl(req: IncomingMessage, path: string, query: string, controls: SimulatorControls): Promise<SimulatorReply> {
   try {
@@ -79,7 +75,8 @@ export async function answerControl(req: IncomingMessage, path: string, query: s
     return route.answer({ query: new URLSearchParams(query), rawQuery: query, rest, body: await readBody(req) }, controls);
   } catch (error) {
     if (error instanceof ControlError) return errorReply(error.statusCode, error.message);
-    if (error instanceof BadRequestError || error instanceof InvalidKnobError) return errorReply(400, error.message);
+    if (error instanceof BadRequestError) return errorReply(400, error.message);
+    if (error instanceof InvalidKnobError) return errorReply(400, error.message);
     return errorReply(500, 'internal server error');
   }
 }

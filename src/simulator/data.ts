@@ -1,10 +1,8 @@
-// Deterministic fake statistics shaped like Deskie's answers
-// (../shared/reference/deskie-api-stats.txt). The same query always yields
-// the same records: the random generator is seeded from the query itself.
+// Deterministic fake statistics shaped like Deskie's answers (deskie-api-stats.txt): the random
+// generator is seeded from the query itself, so the same query always yields the same records.
 import { createHash } from 'node:crypto';
 import { DateTime } from 'luxon';
-import { SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE } from './params.js';
-import type { TimeWindow } from './params.js';
+import { SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE, type TimeWindow } from './params.js';
 
 /** A source of numbers in [0, 1), like Math.random but reproducible. */
 export type Rng = () => number;
@@ -49,9 +47,8 @@ const OFFLINE = 'Offline (2)';
 const STAFF_STATUSES: readonly string[] = ['Online (1)', OFFLINE, 'Lunch (113)', 'Calls (104)', 'Meeting (115)'];
 
 /**
- * Free text as customers write it. Comments that look like numbers, percentages
- * or Deskie's no-data marker must pass through a proxy untouched. The list is
- * walked in a cycle, so any 10 consecutive ratings contain every entry.
+ * Free text as customers write it; what looks like a number, a percentage or Deskie's no-data marker
+ * must pass a proxy untouched. Walked in a cycle, so any 10 consecutive ratings hold every entry.
  */
 const RATING_COMMENTS: readonly string[] = [
   '',
@@ -225,9 +222,8 @@ function ratingDate(unixSeconds: number): string {
 }
 
 /**
- * Deskie's list shape: records keyed "0", "1", ... followed by the trailer
- * (`last_page`, `total_count`). JSON.stringify writes integer-like keys first,
- * in ascending order, then the other keys in insertion order: exactly that shape.
+ * Deskie's list shape: records keyed "0", "1", ... then the trailer (`last_page`, `total_count`),
+ * as JSON.stringify writes them: integer-like keys first, ascending, then the rest in order.
  */
 function recordsBody(records: readonly unknown[], trailer: Record<string, unknown>): string {
   const body: Record<string, unknown> = {};

@@ -59,8 +59,9 @@ export interface CacheReport extends Pick<QueryComputes, 'calls' | 'wastedCalls'
 }
 
 /** The knobs and state the cache reads at each call. */
-export interface CacheSettings
-  extends Readonly<Pick<SimulatorKnobs, 'deskieCache' | 'foreignClient' | 'foreignClientSeed' | 'foreignClientIntervalMs'>> {
+export interface CacheSettings extends Readonly<
+  Pick<SimulatorKnobs, 'deskieCache' | 'foreignClient' | 'foreignClientSeed' | 'foreignClientIntervalMs'>
+> {
   /** When the foreign client started, epoch ms: it has made no call before. */
   readonly foreignSinceMs: number;
   /** The generation in force at an instant, and the data knobs now. */
@@ -176,14 +177,14 @@ export class DeskieCache {
 
   /** Totals, and each remembered query as it was last seen. */
   report(nowMs: number, settings: CacheSettings): CacheReport {
-    return { ...this.#totals, queries: [...this.#queries.values()].map((state) => describe(state, nowMs, settings)) };
+    const queries = [...this.#queries.values()].map((state) => describe(state, nowMs, settings));
+    return { ...this.#totals, queries };
   }
 
   /** The query's state, made the most recently asked; the least recently asked goes beyond MAX_CACHED_QUERIES. */
   #state(identity: CacheIdentity): QueryState {
-    let state = this.#queries.get(identity.key);
-    if (state === undefined) state = newState(identity);
-    else this.#queries.delete(identity.key);
+    const state = this.#queries.get(identity.key) ?? newState(identity);
+    this.#queries.delete(identity.key);
     this.#queries.set(identity.key, state);
     if (this.#queries.size > MAX_CACHED_QUERIES) this.#queries.delete(this.#queries.keys().next().value as string);
     return state;
@@ -231,7 +232,8 @@ function newState(identity: CacheIdentity): QueryState {
 
 /** The compute in force at `atMs`, or null when a call would compute (a clock set back before it included). */
 function liveAt({ current }: QueryState, atMs: number): LiveCompute | null {
-  return current !== null && current.record.computedAtMs <= atMs && atMs < current.record.expiresAtMs ? current : null;
+  if (current === null) return null;
+  return current.record.computedAtMs <= atMs && atMs < current.record.expiresAtMs ? current : null;
 }
 
 /** The query as a call at `nowMs` would find it. */

@@ -58,7 +58,7 @@ const ENDPOINTS: ReadonlyArray<Endpoint> = [
 ];
 
 
-/** The simulator's one error shape: Deskie's own error body is unknown (deskie-api-notes.md, "Errors"). */
+/** The simulator's one error shape: Deskie's error body is unknown (deskie-api-notes.md, "Errors"). */
 export function errorReply(statusCode: number, message: string, headers?: Record<string, string>): SimulatorReply {
   return { statusCode, body: JSON.stringify({ status: 'error', error: message }), ...(headers && { headers }) };
 }
@@ -67,7 +67,7 @@ export function findEndpoint(path: string): Endpoint | undefined {
   return ENDPOINTS.find((endpoint) => endpoint.path === path);
 }
 
-/** The answer for an authenticated GET on one of the stats endpoints; `data.generation` picks the numbers (see seedFor). */
+/** The answer for an authenticated GET on a stats endpoint; `data.generation` picks the numbers (seedFor). */
 export function answerStats(endpoint: Endpoint, query: URLSearchParams, now: DateTime, data: DataKnobs & { generation: number }): SimulatorReply {
   try {
     const window = resolveWindow(query, endpoint.maxRangeMonths, now);

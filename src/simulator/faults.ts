@@ -7,7 +7,7 @@ import type { SimulatorFault, SimulatorKnobs } from './knobs.js';
 const MALFORMED_BODY = '{"0":{"staff":{"staff_id":42047,"staff_name":"John Sn';
 /** What the `nonObject` fault sends: valid JSON, but not the object every Deskie answer is. */
 const NON_OBJECT_BODY = '[1,2,3]';
-/** Nesting of the `deepJson` body (about 200 KB): too deep for a recursive parser or walker's stack. */
+/** Nesting of the `deepJson` body (about 200 KB): too deep for a recursive parser's stack. */
 export const DEEP_JSON_DEPTH = 100_000;
 
 /** The answer `fault` forces, or undefined to answer normally (also for `hang` and `drop`, which never answer). */
@@ -27,11 +27,15 @@ export function faultReply(fault: SimulatorFault, knobs: Pick<SimulatorKnobs, 'r
     case 'nonObject':
       return { statusCode: 200, body: NON_OBJECT_BODY };
     case 'deepJson':
-      // `{"0":[[[...]]]}`: a Deskie-like object whose first record is the nested arrays.
-      return { statusCode: 200, body: `{"0":${'['.repeat(DEEP_JSON_DEPTH)}${']'.repeat(DEEP_JSON_DEPTH)}}` };
+      return { statusCode: 200, body: deepJsonBody(DEEP_JSON_DEPTH) };
     case 'none':
     case 'hang':
     case 'drop':
       return undefined;
   }
+}
+
+/** `{"0":[[[...]]]}`: a Deskie-like object whose first record is `depth` nested arrays. */
+function deepJsonBody(depth: number): string {
+  return `{"0":${'['.repeat(depth)}${']'.repeat(depth)}}`;
 }

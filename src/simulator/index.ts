@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DateTime, IANAZone } from 'luxon';
-import { answerControl, isControlPath, type SimulatorControls } from './control.js';
+import { answerControl, CONTROL_PATH_PREFIX, type SimulatorControls } from './control.js';
 import { cacheIdentity, type CacheIdentity, type CacheReport, type CacheSettings, DeskieCache, type QueryComputes } from './deskie-cache.js';
 import { answerStats, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
 import { faultReply } from './faults.js';
@@ -87,13 +87,13 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   return simulator;
 }
 
-/** The simulator's state and its HTTP server, whole before the server can take a request. */
+/** The simulator's state and HTTP server, whole before a request; callers see its fields readonly. */
 class SimulatedDeskie implements Simulator {
-  #url = '';
-  #calls = 0;
-  #requests: RecordedRequest[] = [];
-  #knobs: SimulatorKnobs;
-  #generation = 0;
+  url = '';
+  calls = 0;
+  requests: RecordedRequest[] = [];
+  knobs: SimulatorKnobs;
+  generation = 0;
   /** Clock instants of the changeNumbers() calls, oldest first (the last MAX_GENERATION_TIMES). */
   readonly #generationTimes: number[] = [];
   readonly #deskieCache: DeskieCache;
@@ -114,7 +114,7 @@ class SimulatedDeskie implements Simulator {
 
   constructor(users: Map<string, string>, knobs: SimulatorKnobs, clock: () => number, timezone: string) {
     this.#users = users;
-    this.#knobs = knobs;
+    this.knobs = knobs;
     this.#clock = clock;
     this.#timezone = timezone;
     this.#rateLimit = new RateLimitWindow(knobs.rateLimitPerMinute);
@@ -122,37 +122,22 @@ class SimulatedDeskie implements Simulator {
     this.#foreignSinceMs = clock();
   }
 
-  get url(): string {
-    return this.#url;
-  }
-  get calls(): number {
-    return this.#calls;
-  }
-  get requests(): readonly RecordedRequest[] {
-    return this.#requests;
-  }
-  get knobs(): Readonly<SimulatorKnobs> {
-    return this.#knobs;
-  }
-  get generation(): number {
-    return this.#generation;
-  }
   get held(): number {
     return this.#heldAnswers.length;
   }
 
   set(changes: Partial<SimulatorKnobs>): void {
-    const foreignClientWasOn = this.#knobs.foreignClient;
-    this.#knobs = { ...this.#knobs, ...checkKnobs(changes) };
-    this.#rateLimit.limitPerMinute = this.#knobs.rateLimitPerMinute;
-    if (this.#knobs.foreignClient && !foreignClientWasOn) this.#foreignSinceMs = this.#clock();
+    const foreignClientWasOn = this.knobs.foreignClient;
+    this.knobs = { ...this.knobs, ...checkKnobs(changes) };
+    this.#rateLimit.limitPerMinute = this.knobs.rateLimitPerMinute;
+    if (this.knobs.foreignClient && !foreignClientWasOn) this.#foreignSinceMs = this.#clock();
   }
 
   changeNumbers(): number {
-    this.#generation += 1;
+    this.generation += 1;
     this.#generationTimes.push(this.#clock());
     if (this.#generationTimes.length > MAX_GENERATION_TIMES) this.#generationTimes.shift();
-    return this.#generation;
+    return this.generation;
   }
 
   computes(pathAndQuery: string): QueryComputes {
@@ -160,7 +145,8 @@ class SimulatedDeskie implements Simulator {
     const endpoint = findEndpoint(path);
     if (endpoint === undefined) throw new BadRequestError(`no such endpoint: ${path}`);
     const nowMs = this.#clock();
-    return this.#deskieCache.query(cacheIdentity(endpoint, new URLSearchParams(query), this.#at(nowMs)), nowMs, this.#cacheSettings());
+    const identity = cacheIdentity(endpoint, new URLSearchParams(query), this.#at(nowMs));
+    return this.#deskieCache.query(identity, nowMs, this.#cacheSettings());
   }
 
   cacheReport(): CacheReport {
@@ -206,15 +192,15 @@ class SimulatedDeskie implements Simulator {
   }
 
   resetCounters(): void {
-    this.#calls = 0;
-    this.#requests = [];
+    this.calls = 0;
+    this.requests = [];
   }
 
   async listen(port: number, host: string): Promise<void> {
     // once() rejects when 'error' comes first (a port in use, say).
     await once(this.#server.listen(port, host), 'listening');
     const { address, family, port: boundPort } = this.#server.address() as AddressInfo;
-    this.#url = `http://${family === 'IPv6' ? `[${address}]` : address}:${boundPort}`;
+    this.url = `http://${family === 'IPv6' ? `[${address}]` : address}:${boundPort}`;
   }
 
   async close(): Promise<void> {
@@ -230,18 +216,18 @@ class SimulatedDeskie implements Simulator {
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const { path, query } = splitUrl(req.url);
-    if (isControlPath(path)) {
+    if (path.startsWith(CONTROL_PATH_PREFIX)) {
       void answerControl(req, path, query, this).then((reply) => send(res, reply));
       return;
     }
     // Counted before anything can fail: the proxy's tests assert on it.
-    this.#calls += 1;
-    this.#requests.push({ method: req.method ?? '', path, query, headers: { ...req.headers } });
+    this.calls += 1;
+    this.requests.push({ method: req.method ?? '', path, query, headers: { ...req.headers } });
     const quota = this.#rateLimit.take(this.#clock());
     // Decided on arrival: a key revoked while its held answer waits still gets that answer.
     const authenticated = isAuthenticated(req.headers.authorization, this.#users);
-    const current = this.#knobs;
-    const fault = this.#calls > current.faultAfterCalls ? current.fault : 'none';
+    const current = this.knobs;
+    const fault = this.calls > current.faultAfterCalls ? current.fault : 'none';
     if (fault === 'hang') return; // never answered; close() ends the socket
     this.#respondLater(res, current.latencyMs, () => {
       if (fault === 'drop') {
@@ -316,14 +302,14 @@ class SimulatedDeskie implements Simulator {
   }
 
   #cacheSettings(): CacheSettings {
-    const { staffStatusChanges } = this.#knobs;
+    const { staffStatusChanges } = this.knobs;
     const numbersAt = (atMs: number) => ({ generation: this.#generationAt(atMs), staffStatusChanges });
-    return { ...this.#knobs, foreignSinceMs: this.#foreignSinceMs, numbersAt };
+    return { ...this.knobs, foreignSinceMs: this.#foreignSinceMs, numbersAt };
   }
 
   /** The generation in force at `atMs`: a foreign compute replayed later must not see a change made after it. */
   #generationAt(atMs: number): number {
-    let generation = this.#generation;
+    let generation = this.generation;
     if (atMs >= this.#clock()) return generation;
     for (let index = this.#generationTimes.length - 1; index >= 0 && (this.#generationTimes[index] ?? 0) > atMs; index--) generation--;
     return generation;

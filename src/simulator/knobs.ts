@@ -57,10 +57,7 @@ export class InvalidKnobError extends Error {
   override readonly name = 'InvalidKnobError';
 }
 
-interface KnobRule {
-  readonly accepts: (value: unknown) => boolean;
-  readonly expected: string;
-}
+type KnobRule = { readonly accepts: (value: unknown) => boolean; readonly expected: string };
 
 const KNOB_RULES: Readonly<Record<keyof SimulatorKnobs, KnobRule>> = {
   latencyMs: { accepts: isWholeNumber, expected: 'a whole number of milliseconds' },

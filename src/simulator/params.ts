@@ -1,7 +1,6 @@
-// Query parameters the simulator understands: the window (`period` or
-// `from_time` + `to_time`, in the account's zone; weeks start on Monday) and
-// paging. Its calendar is its own, not the proxy's, so a bug in the proxy's
-// cannot be mirrored by the double its tests compare against.
+// Query parameters the simulator understands: the window (`period`, or `from_time` + `to_time` in
+// the account's zone) and paging. Its calendar is its own, not the proxy's, so a bug in the
+// proxy's cannot be mirrored by the double its tests compare against.
 import { DateTime, type DurationLike } from 'luxon';
 
 type CalendarUnit = 'day' | 'week' | 'month' | 'year';
@@ -64,10 +63,7 @@ export interface TimeWindow {
   readonly spanSeconds: number;
 }
 
-/**
- * The window a request asks for. `period` wins over `from_time` / `to_time`
- * (Deskie: "with period, from_time and to_time are not needed").
- */
+/** The window a request asks for; `period` wins ("with period, from_time and to_time are not needed"). */
 export function resolveWindow(query: URLSearchParams, maxRangeMonths: number, now: DateTime): TimeWindow {
   const period = query.get('period');
   if (period !== null) {
@@ -87,9 +83,8 @@ const DASHED = /^(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?(?: ([
 const DOTTED = /^(\d{2})\.(\d{2})\.(\d{4})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?(?: ([+-])(\d{2})(\d{2}))?$/;
 
 /**
- * The instant a `from_time` / `to_time` value names: `YYYY-MM-DD` or
- * `DD.MM.YYYY`, each with an optional `HH:MM[:SS]` and ` +HHMM`, or unix
- * seconds. Without an offset it is read in the account zone.
+ * The instant a time value names: `YYYY-MM-DD` or `DD.MM.YYYY`, each with an optional `HH:MM[:SS]`
+ * and ` +HHMM`, or unix seconds. Without an offset it is read in the account zone.
  */
 function parseTimeParam(name: string, raw: string, zone: DateTime['zone']): DateTime {
   if (/^\d{1,11}$/.test(raw)) return DateTime.fromSeconds(Number(raw), { zone });
@@ -120,9 +115,8 @@ function customWindow(from: DateTime, to: DateTime, maxRangeMonths: number): Tim
 }
 
 /**
- * A standard period's window in the account zone (luxon's weeks start on Monday), cut at the end of
- * the current hour so no record lies far in the future. Windows start on calendar boundaries, so
- * the same query gives the same bytes for at least the rest of the hour.
+ * A standard period's window (luxon's weeks start on Monday), cut at the end of the current hour so
+ * no record lies far in the future; the same query gives the same bytes for the rest of the hour.
  */
 function standardWindow(period: Period, now: DateTime): TimeWindow {
   const endOfCurrentHour = now.startOf('hour').plus({ hours: 1 });
@@ -136,7 +130,11 @@ function standardWindow(period: Period, now: DateTime): TimeWindow {
     to = now.minus({ [`${unit}s`]: last - 1 }).startOf(unit);
   }
   const clippedTo = to < endOfCurrentHour ? to : endOfCurrentHour;
-  return { fromSeconds: from.toSeconds(), toSeconds: clippedTo.toSeconds(), spanSeconds: to.toSeconds() - from.toSeconds() };
+  return {
+    fromSeconds: from.toSeconds(),
+    toSeconds: clippedTo.toSeconds(),
+    spanSeconds: to.toSeconds() - from.toSeconds(),
+  };
 }
 
 /** A positive integer parameter such as `page` or `limit`, or its default when absent. */
