@@ -1,15 +1,13 @@
 import type { DurationLike } from 'luxon';
 
 /**
- * What Deskie's three statistics endpoints accept (deskie-api-stats.txt and
- * deskie-api-notes.md). Every value is checked here, so that a typo is a 400
- * from us rather than a request that spends the account's rate limit, and an
- * id written two ways (`01`, `1`) cannot make two cache entries.
+ * What Deskie's three statistics endpoints accept (deskie-api-stats.txt, deskie-api-notes.md). Every
+ * value is checked here, so a typo is our 400, not a call that spends the account's rate limit, and
+ * an id written two ways (`01`, `1`) cannot make two cache entries.
  */
 export type EndpointName = 'leaderboard' | 'staff_statuses' | 'satisfaction';
 
 export interface ValueRule {
-  /** Returns true when the value is acceptable. */
   readonly test: (value: string) => boolean;
   /** What is accepted, for the error message. */
   readonly accepted: string;

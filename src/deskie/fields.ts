@@ -2,10 +2,9 @@ import { DateTime } from 'luxon';
 import type { EndpointName } from './endpoints.js';
 
 /**
- * How each field of Deskie's records is cleaned up, by this schema, never by a
- * value's look (a comment reading "42" stays text): `number` and `percent`
- * ("21.9%") become numbers, "-" null; `date` (RFC 2822) becomes ISO 8601;
- * `text` and `id` are kept as sent, as are fields not listed.
+ * How each field of Deskie's records is cleaned up, by this schema, never by a value's look (a comment
+ * reading "42" stays text): `number` and `percent` ("21.9%") become numbers, "-" null; `date`
+ * (RFC 2822) becomes ISO 8601; `text`, `id` and fields not listed are kept as sent.
  */
 export type FieldKind = 'number' | 'percent' | 'date' | 'text' | 'id';
 
@@ -110,8 +109,7 @@ export function recordFields(schema: RecordSchema, record: unknown): JsonObject 
 export function normalizeBody(endpoint: EndpointName, body: unknown): unknown {
   if (!isObject(body)) return body;
   const schema = RECORD_SCHEMAS[endpoint];
-  // Object.fromEntries defines own properties, so even a field named
-  // "__proto__" passes through as data instead of becoming a prototype.
+  // Object.fromEntries defines own properties: a field named "__proto__" stays data, not a prototype.
   return Object.fromEntries(
     Object.entries(body).map(([key, record]) => {
       const fields = isRecordKey(key) ? recordFields(schema, record) : null;

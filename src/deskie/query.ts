@@ -10,10 +10,7 @@ import { ACCEPTED_TIME_FORMS, formatDeskieTime, readDeskieTime } from './time.js
 const MIN_RANGE_MS = 60 * 60 * 1000;
 /** Most values one filter takes (`user_id[]=...` repeated). */
 export const MAX_VALUES_PER_FILTER = 100;
-/**
- * Longest canonical query sent to Deskie. Deskie's own bound is unknown; a
- * query it refuses for its length would spend a call for nothing.
- */
+/** Longest canonical query sent to Deskie: its bound is unknown, and a refusal would spend a call. */
 export const MAX_UPSTREAM_QUERY_BYTES = 4096;
 /** Custom times are accepted from the first year of this span to the last. */
 export const EARLIEST_YEAR = 2000;
@@ -49,7 +46,10 @@ export interface StatsQuery {
   readonly proxy: Readonly<Record<string, string>>;
 }
 
-const TIME_PARAMETERS = new Set(['period', 'from_time', 'to_time']);
+const TIME_PARAMETERS = ['period', 'from_time', 'to_time'] as const;
+type TimeParameters = Partial<Record<(typeof TIME_PARAMETERS)[number], string>>;
+const isTimeParameter = (name: string): name is keyof TimeParameters =>
+  (TIME_PARAMETERS as readonly string[]).includes(name);
 
 /**
  * Checks a query against what the endpoint accepts and makes it canonical: anything else is a 400 naming it, so nothing
@@ -68,8 +68,8 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, cont
     if (values.size === 1) forwarded.push([filter, [...values][0] as string]);
     else for (const value of values) forwarded.push([`${filter}[]`, value]);
   }
-  const resolved = resolveWindow(endpoint, time, context);
-  forwarded.push(...resolved.parameters);
+  const { parameters, freshness, window } = resolveWindow(endpoint, time, context);
+  forwarded.push(...parameters);
 
   const allPages = forwarded.some(([name, value]) => name === 'page' && value === ALL_PAGES);
   // Page 1 is Deskie's default; every page merged is one answer whatever the page size.
@@ -80,41 +80,22 @@ export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, cont
       `the query would be ${canonicalQuery.length} bytes long upstream; at most ${MAX_UPSTREAM_QUERY_BYTES} are sent to Deskie: ask with fewer filter values`,
     );
   }
-  return {
-    endpoint,
-    canonicalQuery,
-    allPages,
-    pageBase: forwarded.filter(([name]) => name !== 'page' && name !== 'limit'),
-    freshness: resolved.freshness,
-    window: resolved.window,
-    proxy,
-  };
+  const pageBase = forwarded.filter(([name]) => name !== 'page' && name !== 'limit');
+  return { endpoint, canonicalQuery, allPages, pageBase, freshness, window, proxy };
 }
 
-/** A query's parameters by what they are to the endpoint, each value checked against its rule. */
-interface SortedParameters {
-  /** Scalars, custom fields and the operator's extra parameters, as they go upstream. */
-  readonly forwarded: Array<readonly [string, string]>;
-  /** Each filter's values, whether written `name=a` or `name[]=a`: one question either way. */
-  readonly filterValues: Map<string, Set<string>>;
-  readonly proxy: Record<string, string>;
-  readonly time: TimeParameters;
-}
-
-/** Sorts and checks every parameter; a name the endpoint does not accept is a 400 naming it. */
-function sortParameters(endpoint: EndpointSpec, query: ParsedQuery, context: QueryContext): SortedParameters {
+/** Sorts and checks every parameter by its rule; a name the endpoint does not accept is a 400. */
+function sortParameters(endpoint: EndpointSpec, query: ParsedQuery, context: QueryContext) {
+  // Scalars, custom fields and the operator's extra parameters, as they go upstream.
   const forwarded: Array<readonly [string, string]> = [];
+  // Each filter's values, whether written `name=a` or `name[]=a`: one question either way.
   const filterValues = new Map<string, Set<string>>();
   const addFilterValues = (filter: string, values: readonly string[]): void => {
-    const set = filterValues.get(filter) ?? new Set<string>();
-    for (const value of values) set.add(value);
-    filterValues.set(filter, set);
+    filterValues.set(filter, new Set([...(filterValues.get(filter) ?? []), ...values]));
   };
   const proxy: Record<string, string> = {};
   const unknown: string[] = [];
-  let period: string | undefined;
-  let fromTime: string | undefined;
-  let toTime: string | undefined;
+  const time: TimeParameters = {};
 
   for (const [name, raw] of Object.entries(query)) {
     if (raw === undefined) continue;
@@ -138,11 +119,8 @@ function sortParameters(endpoint: EndpointSpec, query: ParsedQuery, context: Que
 
     if (context.proxyParameters.has(name)) {
       proxy[name] = single();
-    } else if (TIME_PARAMETERS.has(name)) {
-      const value = single();
-      if (name === 'period') period = value;
-      else if (name === 'from_time') fromTime = value;
-      else toTime = value;
+    } else if (isTimeParameter(name)) {
+      time[name] = single();
     } else if (arrayOf !== undefined && arrayRule !== undefined) {
       addFilterValues(arrayOf, values.map((value) => checked(arrayRule, value)));
     } else if (Object.hasOwn(endpoint.filters, name)) {
@@ -164,7 +142,7 @@ function sortParameters(endpoint: EndpointSpec, query: ParsedQuery, context: Que
         `${endpoint.path} accepts ${acceptedNames(endpoint, context).join(', ')}`,
     );
   }
-  return { forwarded, filterValues, proxy, time: { period, fromTime, toTime } };
+  return { forwarded, filterValues, proxy, time };
 }
 
 /** Query parameters as name-value pairs, a name repeated for each of its values. */
@@ -173,10 +151,7 @@ export type QueryPairs = ReadonlyArray<readonly [string, string]>;
 /** Deskie's first page, the one it answers when no page is asked for. */
 const FIRST_PAGE = '1';
 
-/**
- * The one builder of query strings sent upstream and used in keys: pairs
- * sorted by name, then value, each part percent-encoded the same way.
- */
+/** The one builder of query strings sent upstream and keyed: sorted by name, then value. */
 export function canonicalQueryString(pairs: QueryPairs): string {
   return [...pairs]
     .sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0))
@@ -184,20 +159,14 @@ export function canonicalQueryString(pairs: QueryPairs): string {
     .join('&');
 }
 
-interface TimeParameters {
-  readonly period: string | undefined;
-  readonly fromTime: string | undefined;
-  readonly toTime: string | undefined;
-}
-
 export interface ResolvedWindow {
-  readonly parameters: ReadonlyArray<readonly [string, string]>;
+  readonly parameters: QueryPairs;
   readonly freshness: FreshnessClass;
   readonly window: PeriodWindow;
 }
 
 function resolveWindow(endpoint: EndpointSpec, time: TimeParameters, context: QueryContext): ResolvedWindow {
-  const { period, fromTime, toTime } = time;
+  const { period, from_time: fromTime, to_time: toTime } = time;
   if (period !== undefined) {
     if (fromTime !== undefined || toTime !== undefined) {
       throw badRequest('give either period or from_time and to_time, not both');
@@ -205,11 +174,8 @@ function resolveWindow(endpoint: EndpointSpec, time: TimeParameters, context: Qu
     if (!isPeriod(period)) {
       throw badRequest(`period must be one of ${PERIODS.join(', ')}; got ${JSON.stringify(period)}`);
     }
-    return {
-      parameters: [['period', period]],
-      freshness: period,
-      window: context.windows.at(period, context.nowMs),
-    };
+    const window = context.windows.at(period, context.nowMs);
+    return { parameters: [['period', period]], freshness: period, window };
   }
 
   if (fromTime === undefined || toTime === undefined) {
@@ -258,9 +224,7 @@ function parseTime(name: string, value: string, zone: string): DateTime {
 
 function acceptedNames(endpoint: EndpointSpec, context: QueryContext): string[] {
   return [
-    'period',
-    'from_time',
-    'to_time',
+    ...TIME_PARAMETERS,
     ...Object.keys(endpoint.filters).map((name) => `${name} (or ${name}[])`),
     ...Object.keys(endpoint.scalars),
     ...(endpoint.customFields ? ['custom_fields[cf_N]'] : []),

@@ -1,39 +1,30 @@
 import { DateTime } from 'luxon';
 
 /**
- * The forms Deskie accepts for `from_time` and `to_time` (deskie-api-notes.md).
- * A value without an offset is read in the account time zone; a date alone
- * means the start of that day.
+ * The forms Deskie accepts for `from_time` and `to_time` (deskie-api-notes.md). A value without an
+ * offset is read in the account time zone; a date alone means the start of that day.
  */
 export const ACCEPTED_TIME_FORMS =
   "'YYYY-MM-DD HH:MM:SS' (optionally followed by ' +HHMM'), 'YYYY-MM-DD HH:MM', 'YYYY-MM-DD', " +
   "'DD.MM.YYYY' (optionally with ' HH:MM' or ' HH:MM:SS'), or a unix timestamp in seconds";
 
-/** luxon formats tried in order; `ZZZ` is an offset written as +HHMM. */
-const FORMATS: readonly string[] = [
-  'yyyy-MM-dd HH:mm:ss ZZZ',
-  'yyyy-MM-dd HH:mm:ss',
-  'yyyy-MM-dd HH:mm',
-  'yyyy-MM-dd',
-  'dd.MM.yyyy HH:mm:ss ZZZ',
-  'dd.MM.yyyy HH:mm:ss',
-  'dd.MM.yyyy HH:mm',
-  'dd.MM.yyyy',
-];
+/** luxon formats tried in order, for each form of the date; `ZZZ` is an offset written as +HHMM. */
+const FORMATS: readonly string[] = ['yyyy-MM-dd', 'dd.MM.yyyy'].flatMap((date) => [
+  `${date} HH:mm:ss ZZZ`,
+  `${date} HH:mm:ss`,
+  `${date} HH:mm`,
+  date,
+]);
 
 const UNIX_SECONDS = /^\d{1,11}$/;
 /** A cheap shape check so that only plausible strings reach luxon's parser; offsets run from -14:00 to +14:00. */
 const DATE_SHAPE = /^(\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4})( \d{2}:\d{2}(:\d{2}( [+-](0\d|1[0-4])[0-5]\d)?)?)?$/;
 
-/** A time value read: the instant, or why there is none. */
-export type DeskieTimeReading = DateTime | 'not-a-time' | 'skipped-by-dst';
-
 /**
- * Reads a Deskie time value. A local time the account zone's clocks skip
- * (2026-03-29 02:30 in Berlin) names no instant; luxon would silently move it
- * an hour on, so it is reported rather than guessed.
+ * Reads a Deskie time value: the instant, or why there is none. A local time the zone's clocks skip (2026-03-29 02:30 in Berlin) names
+ * no instant; luxon would silently move it an hour on, so it is reported rather than guessed.
  */
-export function readDeskieTime(value: string, zone: string): DeskieTimeReading {
+export function readDeskieTime(value: string, zone: string): DateTime | 'not-a-time' | 'skipped-by-dst' {
   if (UNIX_SECONDS.test(value)) return DateTime.fromSeconds(Number(value), { zone });
   if (!DATE_SHAPE.test(value)) return 'not-a-time';
   for (const format of FORMATS) {

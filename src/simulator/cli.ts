@@ -1,8 +1,5 @@
-// `npm run simulator`: a Deskie stand-in to point the proxy at by hand.
-//   node dist/simulator/cli.js [--port 3001] [--host 127.0.0.1] [--latency-ms 0] [--rate-limit 1500]
-//     [--fault none|error500|rateLimited|hang|malformed|redirect|drop|nonObject|deepJson] [--user email:key ...]
-// While it runs, POST /_simulator/knobs, /change-numbers, /revoke?user=, /restore?user= steer it, and
-// GET /_simulator/computed shows its model of Deskie's cache (control.ts).
+// `npm run simulator`: a Deskie stand-in to point the proxy at by hand; flags in CLI_USAGE
+// (cli-options.ts), and the /_simulator/ routes steer it while it runs (control.ts).
 import { CLI_USAGE, type CliOptions, parseCliOptions } from './cli-options.js';
 import { CONTROL_PATH_PREFIX, DEMO_API_KEY, DEMO_EMAIL, startSimulator } from './index.js';
 

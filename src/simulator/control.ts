@@ -1,14 +1,6 @@
-// Control routes for driving the simulator by hand (`npm run simulator`):
-//   POST /_simulator/knobs            JSON body of knobs; answers the knobs now in force
-//   POST /_simulator/change-numbers   every later answer has new numbers
-//   POST /_simulator/revoke?user=E    E's calls get 401 ...
-//   POST /_simulator/restore?user=E   ... until restored
-//   GET  /_simulator/computed         Deskie's cache: totals, and the computes of every query
-//   GET  /_simulator/computed/api/stats_leaderboard.json?period=today
-//                                     the computes of that one query (as Deskie's cache keys it)
-// They are not Deskie: they are never counted in `calls`, never spend the rate
-// limit and are never delayed or faulted, so a test's count of upstream calls
-// stays the proxy's alone and a hung simulator can still be told to recover.
+// Control routes under /_simulator/ for driving the simulator by hand (docs/simulator.md lists
+// them). They are not Deskie: never counted in `calls`, charged to the rate limit, delayed or
+// faulted, so a test's count of upstream calls stays the proxy's and a hung simulator can recover.
 import type { IncomingMessage } from 'node:http';
 import { errorReply, type SimulatorReply } from './endpoints.js';
 import type { CacheReport, QueryComputes } from './deskie-cache.js';
@@ -67,10 +59,6 @@ class ControlError extends Error {
   ) {
     super(message);
   }
-}
-
-export function isControlPath(path: string): boolean {
-  return path.startsWith(CONTROL_PATH_PREFIX);
 }
 
 /** The answer to a request under /_simulator/; never rejects. */

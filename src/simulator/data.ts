@@ -1,23 +1,14 @@
-// Deterministic fake statistics shaped like Deskie's answers
-// (../shared/reference/deskie-api-stats.txt). The same query always yields
-// the same records: the random generator is seeded from the query itself.
+// Deterministic fake statistics shaped like Deskie's answers (deskie-api-stats.txt): the random
+// generator is seeded from the query itself, so the same query always yields the same records.
 import { createHash } from 'node:crypto';
 import { DateTime } from 'luxon';
-import { SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE } from './params.js';
-import type { TimeWindow } from './params.js';
+import { SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE, type TimeWindow } from './params.js';
 
 /** A source of numbers in [0, 1), like Math.random but reproducible. */
 export type Rng = () => number;
 
-interface CountRange {
-  readonly min: number;
-  readonly max: number;
-}
-
-interface StaffMember {
-  readonly id: number;
-  readonly name: string;
-}
+/** How many of something a window holds: from min to max, both included. */
+type CountRange = readonly [min: number, max: number];
 
 const SECONDS_PER_DAY = 86_400;
 /** Windows of a week or more hold several pages of staff status changes. */
@@ -28,18 +19,18 @@ const MONTH_SPAN_SECONDS = 28 * SECONDS_PER_DAY;
 export const SATISFACTION_SORTS = ['added_at_desc', 'added_at_asc'] as const;
 export type SatisfactionSort = (typeof SATISFACTION_SORTS)[number];
 
-const LEADERBOARD_AGENTS: CountRange = { min: 3, max: 6 };
-const STATUS_CHANGES_UNDER_A_WEEK: CountRange = { min: 5, max: STAFF_STATUS_PAGE_SIZE - 1 };
-const STATUS_CHANGES_WEEK_OR_MORE: CountRange = { min: 2 * STAFF_STATUS_PAGE_SIZE + 1, max: 350 };
-const STATUS_AGENTS: CountRange = { min: 2, max: 5 };
-const RATINGS_UNDER_A_WEEK: CountRange = { min: 10, max: 40 };
-const RATINGS_UNDER_A_MONTH: CountRange = { min: 40, max: SATISFACTION_MAX_LIMIT };
-const RATINGS_MONTH_OR_MORE: CountRange = { min: 150, max: 300 };
+const LEADERBOARD_AGENTS: CountRange = [3, 6];
+const STATUS_CHANGES_UNDER_A_WEEK: CountRange = [5, STAFF_STATUS_PAGE_SIZE - 1];
+const STATUS_CHANGES_WEEK_OR_MORE: CountRange = [2 * STAFF_STATUS_PAGE_SIZE + 1, 350];
+const STATUS_AGENTS: CountRange = [2, 5];
+const RATINGS_UNDER_A_WEEK: CountRange = [10, 40];
+const RATINGS_UNDER_A_MONTH: CountRange = [40, SATISFACTION_MAX_LIMIT];
+const RATINGS_MONTH_OR_MORE: CountRange = [150, 300];
 
 /** Deskie's marker for "nothing to measure", used in place of a percentage. */
 const NO_DATA = '-';
 
-const STAFF: readonly StaffMember[] = [
+const STAFF: ReadonlyArray<{ readonly id: number; readonly name: string }> = [
   { id: 42047, name: 'John Snow' },
   { id: 50482, name: 'Jack Sparrow' },
   { id: 193, name: 'Анна Смирнова' },
@@ -56,9 +47,8 @@ const OFFLINE = 'Offline (2)';
 const STAFF_STATUSES: readonly string[] = ['Online (1)', OFFLINE, 'Lunch (113)', 'Calls (104)', 'Meeting (115)'];
 
 /**
- * Free text as customers write it. Comments that look like numbers, percentages
- * or Deskie's no-data marker must pass through a proxy untouched. The list is
- * walked in a cycle, so any 10 consecutive ratings contain every entry.
+ * Free text as customers write it; what looks like a number, a percentage or Deskie's no-data marker
+ * must pass a proxy untouched. Walked in a cycle, so any 10 consecutive ratings hold every entry.
  */
 const RATING_COMMENTS: readonly string[] = [
   '',
@@ -80,31 +70,23 @@ const RATING_DATE_ZONE = 'UTC+3';
 const PRESENTATION_PARAMS: ReadonlySet<string> = new Set(['page', 'limit', 'sort']);
 
 /**
- * A 32-bit seed from the endpoint and its query, parameter order ignored. Paging
- * and sorting are left out so that every page of a query comes from one data set.
- * `generation` counts the simulator's `changeNumbers()` calls: each one gives
- * every query new numbers, as Deskie does once its own cache lifetime ends.
+ * A 32-bit seed from the endpoint and its data query, so every page of a query comes from one data
+ * set. Each `generation` (the `changeNumbers()` calls) gives every query new numbers.
  */
 export function seedFor(endpoint: string, query: URLSearchParams, generation = 0): number {
-  const hash = createHash('sha256').update(`${endpoint}?${dataQuery(query)}`);
+  const hash = createHash('sha256').update(`${endpoint}?${queryPart(query, 'data')}`);
   // Generation 0 keeps a fresh simulator's bytes; '#' cannot occur in the encoded pairs.
   if (generation > 0) hash.update(`#${generation}`);
   return hash.digest().readUInt32BE(0);
 }
 
-/** The parameters that choose the data (paging and sorting left out), encoded and sorted: what the seed and Deskie's cache key read. */
-export function dataQuery(query: URLSearchParams): string {
+/**
+ * Part of a query, encoded and sorted: the parameters that choose the data (what the seed and
+ * Deskie's cache key read), or the paging and sorting that, with them, name one exact answer.
+ */
+export function queryPart(query: URLSearchParams, part: 'data' | 'presentation'): string {
   return [...query]
-    .filter(([name]) => !PRESENTATION_PARAMS.has(name))
-    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
-    .sort()
-    .join('&');
-}
-
-/** The paging and sorting parameters, encoded and sorted: with the data query, they name one exact answer. */
-export function presentationQuery(query: URLSearchParams): string {
-  return [...query]
-    .filter(([name]) => PRESENTATION_PARAMS.has(name))
+    .filter(([name]) => PRESENTATION_PARAMS.has(name) === (part === 'presentation'))
     .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`)
     .sort()
     .join('&');
@@ -122,8 +104,6 @@ export function createRng(seed: number): Rng {
   };
 }
 
-// --- Leaderboard --------------------------------------------------------------
-
 /** The leaderboard body: `{"0":{"staff":{...}},"1":...}`, 3–6 agents. */
 export function leaderboardBody(rng: Rng): string {
   const agents = shuffled(rng, STAFF).slice(0, randomIn(rng, LEADERBOARD_AGENTS));
@@ -132,7 +112,7 @@ export function leaderboardBody(rng: Rng): string {
   return recordsBody(rows, {});
 }
 
-function leaderboardRow(rng: Rng, member: StaffMember, unrated: boolean): Record<string, number | string> {
+function leaderboardRow(rng: Rng, member: (typeof STAFF)[number], unrated: boolean): Record<string, number | string> {
   const newUserCases = randomInt(rng, 0, 80);
   const newCasesInTotal = newUserCases + randomInt(rng, 0, 3);
   const casesBeingHandled = newCasesInTotal + randomInt(rng, 0, 60);
@@ -173,17 +153,8 @@ function formatPercent(value: number): string {
   return `${Number(value.toFixed(1))}%`;
 }
 
-// --- Staff statuses -------------------------------------------------------------
-
-export interface StatusChange {
-  staff_id: number;
-  timestamp: number;
-  from: string;
-  to: string;
-}
-
 /** Every status change in the window, oldest first: `count` of them, or as many as the window's length makes likely. */
-export function staffStatusChanges(rng: Rng, window: TimeWindow, count: number | null = null): StatusChange[] {
+export function staffStatusChanges(rng: Rng, window: TimeWindow, count: number | null = null) {
   const range = window.spanSeconds >= WEEK_SPAN_SECONDS ? STATUS_CHANGES_WEEK_OR_MORE : STATUS_CHANGES_UNDER_A_WEEK;
   const agents = shuffled(rng, STAFF).slice(0, randomIn(rng, STATUS_AGENTS));
   const currentStatus = new Map<number, string>(agents.map((agent) => [agent.id, OFFLINE]));
@@ -197,37 +168,15 @@ export function staffStatusChanges(rng: Rng, window: TimeWindow, count: number |
 }
 
 /** One page of status changes; a page past the end has no records and `last_page: true`. */
-export function staffStatusesBody(changes: readonly StatusChange[], page: number): string {
+export function staffStatusesBody(changes: ReturnType<typeof staffStatusChanges>, page: number): string {
   const start = (page - 1) * STAFF_STATUS_PAGE_SIZE;
   const end = start + STAFF_STATUS_PAGE_SIZE;
   const records = changes.slice(start, end).map((change) => ({ status_change: change }));
   return recordsBody(records, { last_page: end >= changes.length });
 }
 
-// --- Satisfaction ---------------------------------------------------------------
-
-export interface Rating {
-  rating_id: number;
-  rating: string;
-  rating_comment: string;
-  rated_staff_id: number;
-  case_id: number;
-  case_number: string;
-  user_id: number;
-  staff_id: number;
-  group_id: number;
-  created_at: string;
-  updated_at: string;
-}
-
-export interface SatisfactionPage {
-  readonly page: number;
-  readonly limit: number;
-  readonly sort: SatisfactionSort;
-}
-
 /** Every rating in the window, oldest first (rating ids grow with time). */
-export function satisfactionRatings(rng: Rng, window: TimeWindow): Rating[] {
+export function satisfactionRatings(rng: Rng, window: TimeWindow) {
   const range =
     window.spanSeconds >= MONTH_SPAN_SECONDS
       ? RATINGS_MONTH_OR_MORE
@@ -258,7 +207,10 @@ export function satisfactionRatings(rng: Rng, window: TimeWindow): Rating[] {
 }
 
 /** One page of ratings in the requested order, with the total over all pages. */
-export function satisfactionBody(ratings: readonly Rating[], { page, limit, sort }: SatisfactionPage): string {
+export function satisfactionBody(
+  ratings: ReturnType<typeof satisfactionRatings>,
+  { page, limit, sort }: { page: number; limit: number; sort: SatisfactionSort },
+): string {
   const ordered = sort === 'added_at_asc' ? ratings : [...ratings].reverse();
   const start = (page - 1) * limit;
   return recordsBody(ordered.slice(start, start + limit), { total_count: ratings.length });
@@ -269,12 +221,9 @@ function ratingDate(unixSeconds: number): string {
   return DateTime.fromSeconds(unixSeconds, { zone: RATING_DATE_ZONE }).toRFC2822() ?? '';
 }
 
-// --- Shared -----------------------------------------------------------------------
-
 /**
- * Deskie's list shape: records keyed "0", "1", ... followed by the trailer
- * (`last_page`, `total_count`). JSON.stringify writes integer-like keys first,
- * in ascending order, then the other keys in insertion order: exactly that shape.
+ * Deskie's list shape: records keyed "0", "1", ... then the trailer (`last_page`, `total_count`),
+ * as JSON.stringify writes them: integer-like keys first, ascending, then the rest in order.
  */
 function recordsBody(records: readonly unknown[], trailer: Record<string, unknown>): string {
   const body: Record<string, unknown> = {};
@@ -294,8 +243,8 @@ function randomInt(rng: Rng, min: number, max: number): number {
   return min + Math.floor(rng() * (max - min + 1));
 }
 
-function randomIn(rng: Rng, range: CountRange): number {
-  return randomInt(rng, range.min, range.max);
+function randomIn(rng: Rng, [min, max]: CountRange): number {
+  return randomInt(rng, min, max);
 }
 
 function pick<T>(rng: Rng, items: readonly T[]): T {

@@ -1,36 +1,13 @@
-// Deskie's own cache (deskie-api-stats.txt, "Caching"): a statistic is
-// recomputed only when the account's cached copy for that query has expired,
-// and calls within the period's lifetime get the numbers already computed.
-// Each compute is recorded, so a test or the bench can tell when the numbers
-// of an answer were computed and how many calls got numbers already given.
+// Deskie's own cache (deskie-api-stats.txt, "Caching"): a query is recomputed only once its
+// cached numbers expire. Each compute is recorded, so a test or the bench can tell when an
+// answer's numbers were computed and how many calls got numbers already given.
 import { createHash } from 'node:crypto';
 import { DateTime, Duration, type DurationLike } from 'luxon';
-import { dataQuery, presentationQuery } from './data.js';
-import type { SimulatorReply } from './endpoints.js';
-import { resolveWindow, type Period, type TimeWindow } from './params.js';
+import { queryPart } from './data.js';
+import type { Endpoint, SimulatorReply } from './endpoints.js';
+import type { SimulatorKnobs } from './knobs.js';
+import { PERIOD_RULES, resolveWindow, type Period, type TimeWindow } from './params.js';
 
-/** Deskie's cache lifetime for each period (deskie-api-stats.txt, "Caching"); the simulator's own copy of the table. */
-const PERIOD_LIFETIMES: Readonly<Record<Period, DurationLike>> = {
-  last_24_hours: { minutes: 5 },
-  last_7_days: { hours: 1 },
-  last_14_days: { hours: 1 },
-  last_30_days: { days: 1 },
-  today: { minutes: 5 },
-  yesterday: { days: 1 },
-  this_week: { days: 1 },
-  last_week: { weeks: 1 },
-  this_month: { days: 1 },
-  last_month: { months: 1 },
-  month_2: { months: 1 },
-  month_3: { months: 1 },
-  month_4: { months: 1 },
-  month_5: { months: 1 },
-  month_6: { months: 1 },
-  '3_previous_months': { months: 1 },
-  '6_previous_months': { months: 1 },
-  this_year: { days: 1 },
-  last_year: { years: 1 },
-};
 /** The table's two custom-range rows: up to one day long (one day included), and longer. */
 const SHORT_CUSTOM_LIFETIME: DurationLike = { hours: 1 };
 const LONG_CUSTOM_LIFETIME: DurationLike = { days: 1 };
@@ -75,20 +52,16 @@ export interface QueryComputes {
   readonly computes: readonly ComputeRecord[];
 }
 
-export interface CacheReport {
+export interface CacheReport extends Pick<QueryComputes, 'calls' | 'wastedCalls'> {
   readonly computes: number;
-  readonly calls: number;
-  readonly wastedCalls: number;
   /** Least recently asked first. */
   readonly queries: readonly QueryComputes[];
 }
 
 /** The knobs and state the cache reads at each call. */
-export interface CacheSettings {
-  readonly deskieCache: boolean;
-  readonly foreignClient: boolean;
-  readonly foreignClientSeed: number;
-  readonly foreignClientIntervalMs: number;
+export interface CacheSettings extends Readonly<
+  Pick<SimulatorKnobs, 'deskieCache' | 'foreignClient' | 'foreignClientSeed' | 'foreignClientIntervalMs'>
+> {
   /** When the foreign client started, epoch ms: it has made no call before. */
   readonly foreignSinceMs: number;
   /** The generation in force at an instant, and the data knobs now. */
@@ -118,16 +91,16 @@ export interface CacheIdentity {
  * choose a slice of the same numbers, so they are not in the key; a calendar period's key holds the window it means,
  * so `today` after midnight is a new query (the rolling `last_24_hours` is keyed by its name alone).
  */
-export function cacheIdentity(path: string, maxRangeMonths: number, query: URLSearchParams, now: DateTime): CacheIdentity {
+export function cacheIdentity({ path, maxRangeMonths }: Endpoint, query: URLSearchParams, now: DateTime): CacheIdentity {
   const window = resolveWindow(query, maxRangeMonths, now);
   const period = query.get('period') as Period | null;
   const anchor = period === null || period === 'last_24_hours' ? '' : `@${window.fromSeconds}`;
-  const key = `${path}?${dataQuery(query)}${anchor}`;
-  return { key, answerKey: `${key}#${presentationQuery(query)}`, lifetime: lifetimeOf(period, window) };
+  const key = `${path}?${queryPart(query, 'data')}${anchor}`;
+  return { key, answerKey: `${key}#${queryPart(query, 'presentation')}`, lifetime: lifetimeOf(period, window) };
 }
 
 function lifetimeOf(period: Period | null, window: TimeWindow): DurationLike {
-  if (period !== null) return PERIOD_LIFETIMES[period];
+  if (period !== null) return PERIOD_RULES[period].lifetime;
   return window.spanSeconds <= SECONDS_PER_DAY ? SHORT_CUSTOM_LIFETIME : LONG_CUSTOM_LIFETIME;
 }
 
@@ -166,9 +139,7 @@ export interface Served {
 export class DeskieCache {
   readonly #queries = new Map<string, QueryState>();
   readonly #zone: string;
-  #computes = 0;
-  #calls = 0;
-  #wastedCalls = 0;
+  readonly #totals = { computes: 0, calls: 0, wastedCalls: 0 };
 
   constructor(zone: string) {
     this.#zone = zone;
@@ -188,13 +159,9 @@ export class DeskieCache {
     if (current === null) this.#keep(state, compute);
     const wasted = compute.answered.has(identity.answerKey);
     compute.answered.add(identity.answerKey);
-    compute.record.calls += 1;
-    state.calls += 1;
-    this.#calls += 1;
-    if (wasted) {
-      compute.record.wastedCalls += 1;
-      state.wastedCalls += 1;
-      this.#wastedCalls += 1;
+    for (const tally of [compute.record, state, this.#totals]) {
+      tally.calls += 1;
+      if (wasted) tally.wastedCalls += 1;
     }
     return { reply, compute: compute.record, cached: current !== null };
   }
@@ -205,20 +172,19 @@ export class DeskieCache {
     // Looking at a query nobody asked for does not make it remembered, unless the foreign client has asked.
     const state = this.#queries.get(identity.key) ?? (replaying ? this.#state(identity) : newState(identity));
     if (replaying) this.#replayForeignCalls(state, nowMs, settings);
-    return describe(state, settings.deskieCache ? liveAt(state, nowMs) : null);
+    return describe(state, nowMs, settings);
   }
 
   /** Totals, and each remembered query as it was last seen. */
   report(nowMs: number, settings: CacheSettings): CacheReport {
-    const queries = [...this.#queries.values()].map((state) => describe(state, settings.deskieCache ? liveAt(state, nowMs) : null));
-    return { computes: this.#computes, calls: this.#calls, wastedCalls: this.#wastedCalls, queries };
+    const queries = [...this.#queries.values()].map((state) => describe(state, nowMs, settings));
+    return { ...this.#totals, queries };
   }
 
   /** The query's state, made the most recently asked; the least recently asked goes beyond MAX_CACHED_QUERIES. */
   #state(identity: CacheIdentity): QueryState {
-    let state = this.#queries.get(identity.key);
-    if (state === undefined) state = newState(identity);
-    else this.#queries.delete(identity.key);
+    const state = this.#queries.get(identity.key) ?? newState(identity);
+    this.#queries.delete(identity.key);
     this.#queries.set(identity.key, state);
     if (this.#queries.size > MAX_CACHED_QUERIES) this.#queries.delete(this.#queries.keys().next().value as string);
     return state;
@@ -235,7 +201,7 @@ export class DeskieCache {
     state.current = compute;
     state.computes.push(compute.record);
     if (state.computes.length > MAX_COMPUTES_PER_QUERY) state.computes.shift();
-    this.#computes += 1;
+    this.#totals.computes += 1;
   }
 
   /**
@@ -265,13 +231,14 @@ function newState(identity: CacheIdentity): QueryState {
 }
 
 /** The compute in force at `atMs`, or null when a call would compute (a clock set back before it included). */
-function liveAt(state: QueryState, atMs: number): LiveCompute | null {
-  const current = state.current;
+function liveAt({ current }: QueryState, atMs: number): LiveCompute | null {
   if (current === null) return null;
   return current.record.computedAtMs <= atMs && atMs < current.record.expiresAtMs ? current : null;
 }
 
-function describe(state: QueryState, current: LiveCompute | null): QueryComputes {
+/** The query as a call at `nowMs` would find it. */
+function describe(state: QueryState, nowMs: number, settings: CacheSettings): QueryComputes {
+  const current = settings.deskieCache ? liveAt(state, nowMs) : null;
   return {
     query: state.key,
     lifetime: Duration.fromDurationLike(state.lifetime).toISO() ?? '',

@@ -18,7 +18,6 @@ import { BadRequestError, positiveIntegerParam, resolveWindow, SATISFACTION_MAX_
 
 /** The knobs that shape the data rather than the answer. */
 export type DataKnobs = Pick<SimulatorKnobs, 'staffStatusChanges'>;
-const DATA_AS_GENERATED: DataKnobs = { staffStatusChanges: null };
 
 /** What the simulator answers; the server adds content type and rate-limit headers. */
 export interface SimulatorReply {
@@ -34,7 +33,7 @@ export interface Endpoint {
   render(query: URLSearchParams, rng: Rng, window: TimeWindow, data: DataKnobs): string;
 }
 
-const STATS_ENDPOINTS: readonly Endpoint[] = [
+const ENDPOINTS: ReadonlyArray<Endpoint> = [
   {
     path: '/api/stats_leaderboard.json',
     maxRangeMonths: 3,
@@ -58,26 +57,21 @@ const STATS_ENDPOINTS: readonly Endpoint[] = [
   },
 ];
 
-const ENDPOINTS: ReadonlyMap<string, Endpoint> = new Map(STATS_ENDPOINTS.map((endpoint) => [endpoint.path, endpoint]));
 
-/**
- * The simulator's single error shape. Deskie's own error body is unknown
- * (deskie-api-notes.md, "Errors"), so every simulated error uses this one.
- */
+/** The simulator's one error shape: Deskie's error body is unknown (deskie-api-notes.md, "Errors"). */
 export function errorReply(statusCode: number, message: string, headers?: Record<string, string>): SimulatorReply {
   return { statusCode, body: JSON.stringify({ status: 'error', error: message }), ...(headers && { headers }) };
 }
 
-/** The endpoint served at `path`, if any. */
 export function findEndpoint(path: string): Endpoint | undefined {
-  return ENDPOINTS.get(path);
+  return ENDPOINTS.find((endpoint) => endpoint.path === path);
 }
 
-/** The answer for an authenticated GET on one of the stats endpoints; `generation` picks the numbers (see seedFor). */
-export function answerStats(endpoint: Endpoint, query: URLSearchParams, now: DateTime, generation = 0, data = DATA_AS_GENERATED): SimulatorReply {
+/** The answer for an authenticated GET on a stats endpoint; `data.generation` picks the numbers (seedFor). */
+export function answerStats(endpoint: Endpoint, query: URLSearchParams, now: DateTime, data: DataKnobs & { generation: number }): SimulatorReply {
   try {
     const window = resolveWindow(query, endpoint.maxRangeMonths, now);
-    const rng = createRng(seedFor(endpoint.path, query, generation));
+    const rng = createRng(seedFor(endpoint.path, query, data.generation));
     return { statusCode: 200, body: endpoint.render(query, rng, window, data) };
   } catch (error) {
     if (error instanceof BadRequestError) return errorReply(400, error.message);

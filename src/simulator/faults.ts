@@ -7,10 +7,7 @@ import type { SimulatorFault, SimulatorKnobs } from './knobs.js';
 const MALFORMED_BODY = '{"0":{"staff":{"staff_id":42047,"staff_name":"John Sn';
 /** What the `nonObject` fault sends: valid JSON, but not the object every Deskie answer is. */
 const NON_OBJECT_BODY = '[1,2,3]';
-/**
- * Nesting depth of the `deepJson` body (about 200 KB): valid JSON that a
- * recursive parser or walker cannot descend without overflowing its stack.
- */
+/** Nesting of the `deepJson` body (about 200 KB): too deep for a recursive parser's stack. */
 export const DEEP_JSON_DEPTH = 100_000;
 
 /** The answer `fault` forces, or undefined to answer normally (also for `hang` and `drop`, which never answer). */

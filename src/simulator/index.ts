@@ -1,13 +1,13 @@
-// A stand-in for Deskie's statistics API on plain node:http: real sockets,
-// Basic auth, rate-limit headers, deterministic data and fault knobs, so the
-// proxy can be tested end to end and a test can count the calls that reached
-// "Deskie". It shares no code with the proxy on purpose.
+// A stand-in for Deskie's statistics API on plain node:http (real sockets, Basic auth, rate-limit
+// headers, deterministic data, fault knobs), so a test can count the calls that reached "Deskie".
+// It shares no code with the proxy on purpose.
+import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DateTime, IANAZone } from 'luxon';
-import { answerControl, isControlPath, type SimulatorControls } from './control.js';
-import { cacheIdentity, type CacheIdentity, type CacheReport, type CacheSettings, type ComputeNumbers, DeskieCache, type QueryComputes } from './deskie-cache.js';
-import { answerStats, type DataKnobs, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
+import { answerControl, CONTROL_PATH_PREFIX, type SimulatorControls } from './control.js';
+import { cacheIdentity, type CacheIdentity, type CacheReport, type CacheSettings, DeskieCache, type QueryComputes } from './deskie-cache.js';
+import { answerStats, errorReply, findEndpoint, type SimulatorReply } from './endpoints.js';
 import { faultReply } from './faults.js';
 import { DEFAULT_KNOBS, checkKnobs, type SimulatorKnobs } from './knobs.js';
 import { BadRequestError } from './params.js';
@@ -61,13 +61,9 @@ export interface Simulator extends SimulatorControls {
 export const DEMO_EMAIL = 'demo@example.com';
 export const DEMO_API_KEY = 'demo';
 
-const DEFAULT_HOST = '127.0.0.1';
-/** Port 0 lets the OS pick a free port, so parallel tests never collide. */
-const DEFAULT_PORT = 0;
 /** Deskie's highest account-wide limit (deskie-api-notes.md, "Rate limits"). */
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1_500;
 
-const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 /** Headers on every statistics answer (not Deskie's): when its numbers were computed and expire, and whether this call computed them. */
 export const COMPUTED_AT_HEADER = 'x-simulator-computed-at';
 export const EXPIRES_AT_HEADER = 'x-simulator-expires-at';
@@ -87,25 +83,24 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   };
   const users = new Map(Object.entries(options.users ?? { [DEMO_EMAIL]: DEMO_API_KEY }));
   const simulator = new SimulatedDeskie(users, knobs, options.clock ?? Date.now, timezone);
-  await simulator.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
+  await simulator.listen(options.port ?? 0, options.host ?? '127.0.0.1');
   return simulator;
 }
 
-/** The simulator's state and its HTTP server, whole before the server can take a request. */
+/** The simulator's state and HTTP server, whole before a request; callers see its fields readonly. */
 class SimulatedDeskie implements Simulator {
-  #url = '';
-  #calls = 0;
-  #requests: RecordedRequest[] = [];
-  #knobs: SimulatorKnobs;
-  #generation = 0;
+  url = '';
+  calls = 0;
+  requests: RecordedRequest[] = [];
+  knobs: SimulatorKnobs;
+  generation = 0;
   /** Clock instants of the changeNumbers() calls, oldest first (the last MAX_GENERATION_TIMES). */
   readonly #generationTimes: number[] = [];
   readonly #deskieCache: DeskieCache;
   /** When the foreign client was last turned on: it has made no call before. */
   #foreignSinceMs: number;
-  /** Answers waiting for release(); null when not holding. */
-  #heldAnswers: Array<() => void> | null = null;
-  /** Whether new answers join #heldAnswers. */
+  /** Answers waiting for release(), and whether new answers join them. */
+  #heldAnswers: Array<() => void> = [];
   #holding = false;
   /** E-mail -> API key of the users whose calls are accepted. */
   readonly #users: Map<string, string>;
@@ -119,7 +114,7 @@ class SimulatedDeskie implements Simulator {
 
   constructor(users: Map<string, string>, knobs: SimulatorKnobs, clock: () => number, timezone: string) {
     this.#users = users;
-    this.#knobs = knobs;
+    this.knobs = knobs;
     this.#clock = clock;
     this.#timezone = timezone;
     this.#rateLimit = new RateLimitWindow(knobs.rateLimitPerMinute);
@@ -127,43 +122,31 @@ class SimulatedDeskie implements Simulator {
     this.#foreignSinceMs = clock();
   }
 
-  get url(): string {
-    return this.#url;
-  }
-  get calls(): number {
-    return this.#calls;
-  }
-  get requests(): readonly RecordedRequest[] {
-    return this.#requests;
-  }
-  get knobs(): Readonly<SimulatorKnobs> {
-    return this.#knobs;
-  }
-  get generation(): number {
-    return this.#generation;
-  }
   get held(): number {
-    return this.#heldAnswers?.length ?? 0;
+    return this.#heldAnswers.length;
   }
 
   set(changes: Partial<SimulatorKnobs>): void {
-    const foreignClientWasOn = this.#knobs.foreignClient;
-    this.#knobs = { ...this.#knobs, ...checkKnobs(changes) };
-    this.#rateLimit.limitPerMinute = this.#knobs.rateLimitPerMinute;
-    if (this.#knobs.foreignClient && !foreignClientWasOn) this.#foreignSinceMs = this.#clock();
+    const foreignClientWasOn = this.knobs.foreignClient;
+    this.knobs = { ...this.knobs, ...checkKnobs(changes) };
+    this.#rateLimit.limitPerMinute = this.knobs.rateLimitPerMinute;
+    if (this.knobs.foreignClient && !foreignClientWasOn) this.#foreignSinceMs = this.#clock();
   }
 
   changeNumbers(): number {
-    this.#generation += 1;
+    this.generation += 1;
     this.#generationTimes.push(this.#clock());
     if (this.#generationTimes.length > MAX_GENERATION_TIMES) this.#generationTimes.shift();
-    return this.#generation;
+    return this.generation;
   }
 
   computes(pathAndQuery: string): QueryComputes {
     const { path, query } = splitUrl(pathAndQuery);
+    const endpoint = findEndpoint(path);
+    if (endpoint === undefined) throw new BadRequestError(`no such endpoint: ${path}`);
     const nowMs = this.#clock();
-    return this.#deskieCache.query(this.#cacheIdentity(path, new URLSearchParams(query), nowMs), nowMs, this.#cacheSettings());
+    const identity = cacheIdentity(endpoint, new URLSearchParams(query), this.#at(nowMs));
+    return this.#deskieCache.query(identity, nowMs, this.#cacheSettings());
   }
 
   cacheReport(): CacheReport {
@@ -195,12 +178,11 @@ class SimulatedDeskie implements Simulator {
 
   hold(): void {
     this.#holding = true;
-    this.#heldAnswers ??= [];
   }
 
   release(): void {
-    const answers = this.#heldAnswers ?? [];
-    this.#heldAnswers = null;
+    const answers = this.#heldAnswers;
+    this.#heldAnswers = [];
     this.#holding = false;
     for (const send of answers) send();
   }
@@ -210,13 +192,15 @@ class SimulatedDeskie implements Simulator {
   }
 
   resetCounters(): void {
-    this.#calls = 0;
-    this.#requests = [];
+    this.calls = 0;
+    this.requests = [];
   }
 
   async listen(port: number, host: string): Promise<void> {
-    await listen(this.#server, port, host);
-    this.#url = serverUrl(this.#server.address() as AddressInfo);
+    // once() rejects when 'error' comes first (a port in use, say).
+    await once(this.#server.listen(port, host), 'listening');
+    const { address, family, port: boundPort } = this.#server.address() as AddressInfo;
+    this.url = `http://${family === 'IPv6' ? `[${address}]` : address}:${boundPort}`;
   }
 
   async close(): Promise<void> {
@@ -232,18 +216,18 @@ class SimulatedDeskie implements Simulator {
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const { path, query } = splitUrl(req.url);
-    if (isControlPath(path)) {
+    if (path.startsWith(CONTROL_PATH_PREFIX)) {
       void answerControl(req, path, query, this).then((reply) => send(res, reply));
       return;
     }
     // Counted before anything can fail: the proxy's tests assert on it.
-    this.#calls += 1;
-    this.#requests.push(recordRequest(req, path, query));
+    this.calls += 1;
+    this.requests.push({ method: req.method ?? '', path, query, headers: { ...req.headers } });
     const quota = this.#rateLimit.take(this.#clock());
     // Decided on arrival: a key revoked while its held answer waits still gets that answer.
     const authenticated = isAuthenticated(req.headers.authorization, this.#users);
-    const current = this.#knobs;
-    const fault = this.#calls > current.faultAfterCalls ? current.fault : 'none';
+    const current = this.knobs;
+    const fault = this.calls > current.faultAfterCalls ? current.fault : 'none';
     if (fault === 'hang') return; // never answered; close() ends the socket
     this.#respondLater(res, current.latencyMs, () => {
       if (fault === 'drop') {
@@ -264,11 +248,11 @@ class SimulatedDeskie implements Simulator {
 
   /** Runs `respond` after the latency, or once released when answers are held. */
   #respondLater(res: ServerResponse, latencyMs: number, respond: () => void): void {
-    if (this.#heldAnswers === null || !this.#holding) this.#afterLatency(res, latencyMs, respond);
-    else this.#heldAnswers.push(() => this.#afterLatency(res, latencyMs, respond));
+    if (this.#holding) this.#heldAnswers.push(() => this.#afterLatency(res, latencyMs, respond));
+    else this.#afterLatency(res, latencyMs, respond);
   }
 
-  /** Run `respond` after `latencyMs`; the timer goes when the client leaves or the simulator closes. */
+  /** The timer goes when the client leaves or the simulator closes. */
   #afterLatency(res: ServerResponse, latencyMs: number, respond: () => void): void {
     if (latencyMs <= 0) {
       respond();
@@ -295,14 +279,14 @@ class SimulatedDeskie implements Simulator {
     const nowMs = this.#clock();
     let identity: CacheIdentity;
     try {
-      identity = cacheIdentity(endpoint.path, endpoint.maxRangeMonths, params, DateTime.fromMillis(nowMs, { zone: this.#timezone }));
+      identity = cacheIdentity(endpoint, params, this.#at(nowMs));
     } catch (error) {
       if (error instanceof BadRequestError) return errorReply(400, error.message);
       throw error;
     }
     // The numbers are those of their compute: its generation and data, and the window as it was then.
     const served = this.#deskieCache.serve(identity, nowMs, this.#cacheSettings(), (compute) =>
-      answerStats(endpoint, params, DateTime.fromMillis(compute.computedAtMs, { zone: this.#timezone }), compute.generation, compute),
+      answerStats(endpoint, params, this.#at(compute.computedAtMs), compute),
     );
     if (served.reply.statusCode !== 200) return served.reply;
     const computeHeaders = {
@@ -313,31 +297,22 @@ class SimulatedDeskie implements Simulator {
     return { ...served.reply, headers: { ...served.reply.headers, ...computeHeaders } };
   }
 
-  /** Deskie's cache key for a query the simulator would answer; throws BadRequestError when it would not. */
-  #cacheIdentity(path: string, params: URLSearchParams, nowMs: number): CacheIdentity {
-    const endpoint = findEndpoint(path);
-    if (endpoint === undefined) throw new BadRequestError(`no such endpoint: ${path}`);
-    return cacheIdentity(endpoint.path, endpoint.maxRangeMonths, params, DateTime.fromMillis(nowMs, { zone: this.#timezone }));
+  #at(epochMs: number): DateTime {
+    return DateTime.fromMillis(epochMs, { zone: this.#timezone });
   }
 
   #cacheSettings(): CacheSettings {
-    const knobs = this.#knobs;
-    return {
-      deskieCache: knobs.deskieCache,
-      foreignClient: knobs.foreignClient,
-      foreignClientSeed: knobs.foreignClientSeed,
-      foreignClientIntervalMs: knobs.foreignClientIntervalMs,
-      foreignSinceMs: this.#foreignSinceMs,
-      numbersAt: (atMs) => this.#numbersAt(atMs, knobs),
-    };
+    const { staffStatusChanges } = this.knobs;
+    const numbersAt = (atMs: number) => ({ generation: this.#generationAt(atMs), staffStatusChanges });
+    return { ...this.knobs, foreignSinceMs: this.#foreignSinceMs, numbersAt };
   }
 
-  /** The generation in force at `atMs` (a foreign compute replayed later must not see a change made after it), and the data knobs now. */
-  #numbersAt(atMs: number, data: DataKnobs): ComputeNumbers {
-    let generation = this.#generation;
-    if (atMs >= this.#clock()) return { generation, staffStatusChanges: data.staffStatusChanges };
+  /** The generation in force at `atMs`: a foreign compute replayed later must not see a change made after it. */
+  #generationAt(atMs: number): number {
+    let generation = this.generation;
+    if (atMs >= this.#clock()) return generation;
     for (let index = this.#generationTimes.length - 1; index >= 0 && (this.#generationTimes[index] ?? 0) > atMs; index--) generation--;
-    return { generation, staffStatusChanges: data.staffStatusChanges };
+    return generation;
   }
 }
 
@@ -349,16 +324,12 @@ function rateLimitHeaders(quota: RateLimitQuota): Record<string, string> {
 /** Every answer is JSON; the reply's own headers win over the rate-limit ones. */
 function send(res: ServerResponse, reply: SimulatorReply, rateLimit: Record<string, string> = {}): void {
   res.writeHead(reply.statusCode, {
-    'content-type': JSON_CONTENT_TYPE,
+    'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(reply.body),
     ...rateLimit,
     ...reply.headers,
   });
   res.end(reply.body);
-}
-
-function recordRequest(req: IncomingMessage, path: string, query: string): RecordedRequest {
-  return { method: req.method ?? '', path, query, headers: { ...req.headers } };
 }
 
 function splitUrl(url = '/'): { path: string; query: string } {
@@ -375,19 +346,4 @@ function isAuthenticated(authorization: string | undefined, users: ReadonlyMap<s
   if (colon === -1) return false;
   const apiKey = users.get(credentials.slice(0, colon));
   return apiKey !== undefined && apiKey === credentials.slice(colon + 1);
-}
-
-function listen(server: ReturnType<typeof createServer>, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
-function serverUrl(address: AddressInfo): string {
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
 }

@@ -1,6 +1,5 @@
-// The knobs a test turns with `set()`, or a person with POST /_simulator/knobs,
-// to make the simulator slow, faulty or stingy. Values from HTTP are untrusted
-// JSON and values from tests are easy to mistype, so both go through one check.
+// The knobs a test turns with `set()`, or a person with POST /_simulator/knobs, to make the
+// simulator slow, faulty or stingy. Untrusted JSON and test typos go through one check.
 
 export const SIMULATOR_FAULTS = [
   'none',
@@ -38,24 +37,19 @@ export interface SimulatorKnobs {
   foreignClientIntervalMs: number;
 }
 
-/** `retry_after` of the `rateLimited` fault unless a test asks for another, in seconds. */
-const DEFAULT_FAULT_RETRY_AFTER_SECONDS = 30;
-
-/** How often the foreign client calls each query, on average: a dashboard polling every minute. */
-const DEFAULT_FOREIGN_CLIENT_INTERVAL_MS = 60_000;
-
 /** Every knob but the rate limit, whose default comes from the simulator's options. */
 export const DEFAULT_KNOBS: Readonly<Omit<SimulatorKnobs, 'rateLimitPerMinute'>> = {
   latencyMs: 0,
   fault: 'none',
   faultAfterCalls: 0,
-  retryAfterSeconds: DEFAULT_FAULT_RETRY_AFTER_SECONDS,
+  retryAfterSeconds: 30,
   retryAfter: null,
   staffStatusChanges: null,
   deskieCache: true,
   foreignClient: false,
   foreignClientSeed: 1,
-  foreignClientIntervalMs: DEFAULT_FOREIGN_CLIENT_INTERVAL_MS,
+  // A dashboard polling every minute.
+  foreignClientIntervalMs: 60_000,
 };
 
 /** A knob value the simulator cannot run with; POST /_simulator/knobs answers it with 400. */
@@ -63,10 +57,7 @@ export class InvalidKnobError extends Error {
   override readonly name = 'InvalidKnobError';
 }
 
-interface KnobRule {
-  readonly accepts: (value: unknown) => boolean;
-  readonly expected: string;
-}
+type KnobRule = { readonly accepts: (value: unknown) => boolean; readonly expected: string };
 
 const KNOB_RULES: Readonly<Record<keyof SimulatorKnobs, KnobRule>> = {
   latencyMs: { accepts: isWholeNumber, expected: 'a whole number of milliseconds' },
@@ -84,9 +75,8 @@ const KNOB_RULES: Readonly<Record<keyof SimulatorKnobs, KnobRule>> = {
 };
 
 /**
- * The knob changes in `changes`, checked one by one. An unknown name is refused
- * rather than ignored: a typo would otherwise leave a test running without its fault.
- * Undefined values mean "leave as is" and are dropped.
+ * The knob changes in `changes`, checked one by one; undefined means "leave as is". An unknown name
+ * is refused, not ignored: a typo would otherwise leave a test running without its fault.
  */
 export function checkKnobs(changes: unknown): Partial<SimulatorKnobs> {
   if (typeof changes !== 'object' || changes === null || Array.isArray(changes)) {

@@ -1,34 +1,43 @@
-// Query parameters the simulator understands: the window (`period` or
-// `from_time` + `to_time`, in the account's zone; weeks start on Monday) and
-// paging. Its calendar is its own, not the proxy's, so a bug in the proxy's
-// cannot be mirrored by the double its tests compare against.
-import { DateTime } from 'luxon';
+// Query parameters the simulator understands: the window (`period`, or `from_time` + `to_time` in
+// the account's zone) and paging. Its calendar is its own, not the proxy's, so a bug in the
+// proxy's cannot be mirrored by the double its tests compare against.
+import { DateTime, type DurationLike } from 'luxon';
 
-/** The 19 values of Deskie's `period` parameter (deskie-api-notes.md). */
-export const PERIODS = [
-  'last_24_hours',
-  'last_7_days',
-  'last_14_days',
-  'last_30_days',
-  'today',
-  'yesterday',
-  'this_week',
-  'last_week',
-  'this_month',
-  'last_month',
-  'month_2',
-  'month_3',
-  'month_4',
-  'month_5',
-  'month_6',
-  '3_previous_months',
-  '6_previous_months',
-  'this_year',
-  'last_year',
-] as const;
-export type Period = (typeof PERIODS)[number];
+type CalendarUnit = 'day' | 'week' | 'month' | 'year';
 
-const isPeriod = (value: string): value is Period => (PERIODS as readonly string[]).includes(value);
+interface PeriodRule {
+  /** From the start of the unit `first` back to the end of the unit `last` back; null: rolling. */
+  readonly span: readonly [unit: CalendarUnit, first: number, last: number] | null;
+  /** Deskie's cache lifetime (deskie-api-stats.txt, "Caching"). */
+  readonly lifetime: DurationLike;
+}
+
+/** Deskie's 19 periods (deskie-api-notes.md): the simulator's own copy of the table. */
+export const PERIOD_RULES = {
+  last_24_hours: { span: null, lifetime: { minutes: 5 } },
+  last_7_days: { span: ['day', 6, 0], lifetime: { hours: 1 } },
+  last_14_days: { span: ['day', 13, 0], lifetime: { hours: 1 } },
+  last_30_days: { span: ['day', 29, 0], lifetime: { days: 1 } },
+  today: { span: ['day', 0, 0], lifetime: { minutes: 5 } },
+  yesterday: { span: ['day', 1, 1], lifetime: { days: 1 } },
+  this_week: { span: ['week', 0, 0], lifetime: { days: 1 } },
+  last_week: { span: ['week', 1, 1], lifetime: { weeks: 1 } },
+  this_month: { span: ['month', 0, 0], lifetime: { days: 1 } },
+  last_month: { span: ['month', 1, 1], lifetime: { months: 1 } },
+  month_2: { span: ['month', 2, 2], lifetime: { months: 1 } },
+  month_3: { span: ['month', 3, 3], lifetime: { months: 1 } },
+  month_4: { span: ['month', 4, 4], lifetime: { months: 1 } },
+  month_5: { span: ['month', 5, 5], lifetime: { months: 1 } },
+  month_6: { span: ['month', 6, 6], lifetime: { months: 1 } },
+  '3_previous_months': { span: ['month', 3, 1], lifetime: { months: 1 } },
+  '6_previous_months': { span: ['month', 6, 1], lifetime: { months: 1 } },
+  this_year: { span: ['year', 0, 0], lifetime: { days: 1 } },
+  last_year: { span: ['year', 1, 1], lifetime: { years: 1 } },
+} satisfies Readonly<Record<string, PeriodRule>>;
+export type Period = keyof typeof PERIOD_RULES;
+export const PERIODS = Object.keys(PERIOD_RULES) as readonly Period[];
+
+const isPeriod = (value: string): value is Period => Object.hasOwn(PERIOD_RULES, value);
 
 /** Deskie sends 100 status changes a page (deskie-api-stats.txt, "Pagination"). */
 export const STAFF_STATUS_PAGE_SIZE = 100;
@@ -54,10 +63,7 @@ export interface TimeWindow {
   readonly spanSeconds: number;
 }
 
-/**
- * The window a request asks for. `period` wins over `from_time` / `to_time`
- * (Deskie: "with period, from_time and to_time are not needed").
- */
+/** The window a request asks for; `period` wins ("with period, from_time and to_time are not needed"). */
 export function resolveWindow(query: URLSearchParams, maxRangeMonths: number, now: DateTime): TimeWindow {
   const period = query.get('period');
   if (period !== null) {
@@ -77,9 +83,8 @@ const DASHED = /^(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?(?: ([
 const DOTTED = /^(\d{2})\.(\d{2})\.(\d{4})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?(?: ([+-])(\d{2})(\d{2}))?$/;
 
 /**
- * The instant a `from_time` / `to_time` value names: `YYYY-MM-DD` or
- * `DD.MM.YYYY`, each with an optional `HH:MM[:SS]` and ` +HHMM`, or unix
- * seconds. Without an offset it is read in the account zone.
+ * The instant a time value names: `YYYY-MM-DD` or `DD.MM.YYYY`, each with an optional `HH:MM[:SS]`
+ * and ` +HHMM`, or unix seconds. Without an offset it is read in the account zone.
  */
 function parseTimeParam(name: string, raw: string, zone: DateTime['zone']): DateTime {
   if (/^\d{1,11}$/.test(raw)) return DateTime.fromSeconds(Number(raw), { zone });
@@ -110,63 +115,26 @@ function customWindow(from: DateTime, to: DateTime, maxRangeMonths: number): Tim
 }
 
 /**
- * A standard period's window, cut at the end of the current hour so no record
- * lies far in the future. Windows start on calendar boundaries, so the same
- * query gives the same bytes for at least the rest of the hour.
+ * A standard period's window (luxon's weeks start on Monday), cut at the end of the current hour so
+ * no record lies far in the future; the same query gives the same bytes for the rest of the hour.
  */
 function standardWindow(period: Period, now: DateTime): TimeWindow {
-  const { from, to } = periodBounds(period, now);
   const endOfCurrentHour = now.startOf('hour').plus({ hours: 1 });
+  const span: PeriodRule['span'] = PERIOD_RULES[period].span;
+  // last_24_hours ends with the current hour too, so the same query gives the same bytes within it.
+  let from = endOfCurrentHour.minus({ hours: 24 });
+  let to = endOfCurrentHour;
+  if (span !== null) {
+    const [unit, first, last] = span;
+    from = now.minus({ [`${unit}s`]: first }).startOf(unit);
+    to = now.minus({ [`${unit}s`]: last - 1 }).startOf(unit);
+  }
   const clippedTo = to < endOfCurrentHour ? to : endOfCurrentHour;
   return {
     fromSeconds: from.toSeconds(),
     toSeconds: clippedTo.toSeconds(),
     spanSeconds: to.toSeconds() - from.toSeconds(),
   };
-}
-
-/** Months back from the current one for each whole-month period: [first, last]. */
-const MONTH_SPANS: Readonly<Partial<Record<Period, readonly [number, number]>>> = {
-  this_month: [0, 0],
-  last_month: [1, 1],
-  month_2: [2, 2],
-  month_3: [3, 3],
-  month_4: [4, 4],
-  month_5: [5, 5],
-  month_6: [6, 6],
-  '3_previous_months': [3, 1],
-  '6_previous_months': [6, 1],
-};
-/** Days back from today for each day period: [first, last]. */
-const DAY_SPANS: Readonly<Partial<Record<Period, readonly [number, number]>>> = {
-  today: [0, 0],
-  yesterday: [1, 1],
-  last_7_days: [6, 0],
-  last_14_days: [13, 0],
-  last_30_days: [29, 0],
-};
-
-/** A standard period's calendar bounds in the account zone (luxon's weeks start on Monday). */
-function periodBounds(period: Period, now: DateTime): { from: DateTime; to: DateTime } {
-  const days = DAY_SPANS[period];
-  if (days) return { from: now.minus({ days: days[0] }).startOf('day'), to: now.minus({ days: days[1] - 1 }).startOf('day') };
-  const months = MONTH_SPANS[period];
-  if (months) return { from: now.minus({ months: months[0] }).startOf('month'), to: now.minus({ months: months[1] - 1 }).startOf('month') };
-  switch (period) {
-    case 'this_week':
-      return { from: now.startOf('week'), to: now.plus({ weeks: 1 }).startOf('week') };
-    case 'last_week':
-      return { from: now.minus({ weeks: 1 }).startOf('week'), to: now.startOf('week') };
-    case 'this_year':
-      return { from: now.startOf('year'), to: now.plus({ years: 1 }).startOf('year') };
-    case 'last_year':
-      return { from: now.minus({ years: 1 }).startOf('year'), to: now.startOf('year') };
-    default: {
-      // last_24_hours, aligned to the hour so the same query gives the same bytes within it.
-      const end = now.startOf('hour').plus({ hours: 1 });
-      return { from: end.minus({ hours: 24 }), to: end };
-    }
-  }
 }
 
 /** A positive integer parameter such as `page` or `limit`, or its default when absent. */
