@@ -45,11 +45,8 @@ const CSV_DISPOSITION: Readonly<Record<EndpointName, string>> = Object.fromEntri
 /** About gzip's speed and a little smaller; Brotli's default (11) is far slower. */
 const BROTLI_QUALITY = 5;
 
-/**
- * Copies of `parts` in one exactly sized allocation of their own: small Buffers
- * are slices of Node's shared pool or zlib's chunks, and a cached slice would
- * keep the whole slab alive, beyond what the store counts.
- */
+// Copies of `parts` in one exactly sized allocation of their own: small Buffers are slices of Node's shared pool or
+// zlib's chunks, and a cached slice would keep the whole slab alive, beyond what the store counts.
 function ownBytes(parts: readonly Buffer[]): Buffer[] {
   const packed = Buffer.allocUnsafeSlow(parts.reduce((total, part) => total + part.length, 0));
   let offset = 0;
@@ -85,10 +82,9 @@ export function withOwnedBytes(
 }
 
 /**
- * Renders one variant of an entry (bytes not yet owned): the format, then the
- * coding unless it would not make the body smaller. ETags hash the entry's key,
- * the variant and the bytes: a tag from another URL, credential or coding never
- * matches, and a refetch of the same bytes keeps its tag (and its 304s).
+ * Renders one variant of an entry (bytes not yet owned): the format, then the coding unless it would not make the body
+ * smaller. ETags hash the entry's key, the variant and the bytes: a tag never matches across URL, credential or coding,
+ * and a refetch of the same bytes keeps its tag (and its 304s).
  */
 export function renderVariant(source: AnswerSource, entryTag: string, variant: Variant, parsed?: unknown): Representation {
   const { rendering, coding } = describeVariant(variant);

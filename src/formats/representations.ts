@@ -28,10 +28,7 @@ export function wantsBom(parameter: string | undefined): boolean {
   throw badRequest(`bom must be ${BOM_ON} or ${BOM_OFF}; got ${JSON.stringify(parameter)}`);
 }
 
-/**
- * The format asked for: `format=` when given, else `text/csv` when the client
- * accepts CSV and not JSON (a spreadsheet's import), else normalized JSON.
- */
+/** `format=` when given, else CSV when Accept prefers it to JSON (a spreadsheet's import), else normalized JSON. */
 export function chooseFormat(parameter: string | undefined, accept: string | undefined): Format {
   if (parameter !== undefined) {
     if (isFormat(parameter)) return parameter;
@@ -83,9 +80,8 @@ export function describeVariant(variant: Variant): { readonly rendering: Renderi
 }
 
 /**
- * The content coding to answer in (RFC 9110 §12.5.3): br or gzip, whichever has
- * the higher q-value (br on a tie: it is smaller), else identity, which is sent
- * rather than a 406 even to a client that refuses it: every client can read it.
+ * The content coding to answer in (RFC 9110 §12.5.3): br or gzip, whichever has the higher q-value (br on a tie: it is
+ * smaller), else identity, sent rather than a 406 even to a client that refuses it: every client can read it.
  */
 export function chooseCoding(acceptEncoding: string | undefined): Coding {
   if (acceptEncoding === undefined || acceptEncoding === '') return 'identity';
