@@ -5,12 +5,11 @@ import { ENDPOINTS, type EndpointName, routeLabel } from '../../deskie/endpoints
 import { CUSTOM_RANGE_CLASSES, FRESHNESS_CLASSES, type FreshnessClass, PERIODS } from '../../deskie/periods.js';
 import { describeVariant, type Variant } from '../../formats/representations.js';
 import { badRequest, storeUnreachable } from '../../http/errors.js';
+import type { Services } from '../../services.js';
 import { errorResponse, responseHeaders } from '../stats-schema.js';
 import { mustBe, queryRefusal } from './validation.js';
 
-export interface EntriesOptions {
-  readonly store: AnswerStore;
-  readonly clock: () => number;
+export interface EntriesOptions extends Pick<Services, 'store' | 'clock'> {
   readonly log: FastifyBaseLogger;
 }
 

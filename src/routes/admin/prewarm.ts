@@ -1,20 +1,18 @@
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifySchemaValidationError } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { MAX_AUTHORIZATION_BYTES } from '../../auth/header.js';
-import type { CachedStats } from '../../cache/cached-stats.js';
 import { type CacheOutcome, renderedVariant } from '../../cache/store.js';
 import { ENDPOINTS, type EndpointSpec } from '../../deskie/endpoints.js';
 import { parseQueryString } from '../../deskie/query-string.js';
 import { parseStatsQuery, type QueryContext } from '../../deskie/query.js';
 import { BOM_PARAMETER, chooseFormat, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../../formats/representations.js';
 import { badRequest, ProxyError, UpstreamAnswer } from '../../http/errors.js';
+import type { Services } from '../../services.js';
 import { errorResponse, responseHeaders } from '../stats-schema.js';
 import type { Refusal } from './validation.js';
 
-export interface PrewarmOptions {
-  readonly stats: CachedStats;
+export interface PrewarmOptions extends Pick<Services, 'stats' | 'clock'> {
   readonly queryContext: Omit<QueryContext, 'nowMs'>;
-  readonly clock: () => number;
   readonly log: FastifyBaseLogger;
   /** In service mode, the proxy's own credential: prewarm fetches with it and takes none in its body. */
   readonly serviceAuthorization: string | undefined;
