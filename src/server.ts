@@ -42,8 +42,7 @@ export async function startServer(env: Readonly<Record<string, string | undefine
   const destination = logDestination ?? (await stdoutDestination(config.production));
   const logger = createLogger(config.logLevel, destination);
 
-  // Without DESKIE_URL (never in production), a simulated Deskie lets `npm ci && npm start` work on a fresh machine;
-  // loaded only then, so a production process never holds the simulator.
+  // Without DESKIE_URL (never in production), a simulated Deskie, loaded only then, lets `npm start` just work.
   let deskieUrl = config.deskieUrl;
   const simulator = deskieUrl === null ? await (await import('./simulator/index.js')).startSimulator({ host: '127.0.0.1', port: 0, timezone: config.timezone }) : null;
   if (simulator) {

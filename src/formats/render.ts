@@ -82,9 +82,8 @@ export function withOwnedBytes(
 }
 
 /**
- * Renders one variant of an entry (bytes not yet owned): the format, then the coding unless it would not make the body
- * smaller. ETags hash the entry's key, the variant and the bytes: a tag never matches across URL, credential or coding,
- * and a refetch of the same bytes keeps its tag (and its 304s).
+ * Renders one variant of an entry (bytes not yet owned): the format, then the coding if it makes the body smaller.
+ * The ETag hashes entry key, variant and bytes: distinct per URL, credential and coding; same bytes, same tag.
  */
 export function renderVariant(source: AnswerSource, entryTag: string, variant: Variant, parsed?: unknown): Representation {
   const { rendering, coding } = describeVariant(variant);

@@ -21,7 +21,6 @@ const BOM_ON = '1';
 /** The values `bom=` takes (for the API description): without the mark, with it. */
 export const BOM_VALUES = [BOM_OFF, BOM_ON] as const;
 
-/** `bom=1` asks for the mark, `bom=0` (or none) not. */
 export function wantsBom(parameter: string | undefined): boolean {
   if (parameter === undefined || parameter === BOM_OFF) return false;
   if (parameter === BOM_ON) return true;

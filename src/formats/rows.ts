@@ -1,11 +1,7 @@
 import type { EndpointName } from '../deskie/endpoints.js';
 import { isRecordKey, type JsonObject, RECORD_SCHEMAS, recordFields } from '../deskie/fields.js';
 
-export interface RowsWindow {
-  readonly from: string;
-  readonly to: string;
-  readonly timezone: string;
-}
+export type RowsWindow = Readonly<Record<'from' | 'to' | 'timezone', string>>;
 
 export interface RowsDocument {
   readonly rows: JsonObject[];

@@ -32,10 +32,7 @@ declare module 'fastify' {
   }
 }
 
-/**
- * One info line per request, through the request's logger (its id, pino's redaction). Never the URL's query (its
- * filters can name a person) nor a header; the client's address only on a refusal or failure.
- */
+/** One info line per request: never the URL's query (its filters can name a person) nor a header. */
 export function registerAccessLog(app: FastifyInstance): void {
   app.decorateRequest('access', undefined);
   app.decorateRequest('client', undefined);

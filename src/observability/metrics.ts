@@ -133,7 +133,6 @@ export class ProxyMetrics {
     else if (outcome === 'stale') this.#stale.inc({ route });
   }
 
-  /** A request that showed the client token named `client`. */
   countClient(client: string): void {
     this.#clients.inc({ client });
   }

@@ -22,7 +22,6 @@ export class Readiness {
     return this.#state;
   }
 
-  /** The state /readyz reports, and whether it is ready. */
   check(store: AnswerStore): { readonly ready: boolean; readonly status: string } {
     if (this.#state !== 'ready') return { ready: false, status: this.#state };
     if (!store.usable) return { ready: false, status: 'store-unusable' };

@@ -45,8 +45,6 @@ export function statsRouteSchema(endpoint: EndpointSpec, { extraParameters, clie
   };
 }
 
-// Parameters, from the validator's tables
-
 /** The values a rule accepts as a JSON Schema, from its listed values, pattern or bounds; a rule with none throws. */
 export function valueSchema(rule: ValueRule): Schema {
   const examples = rule.examples === undefined ? {} : { examples: [...rule.examples] };
@@ -171,8 +169,6 @@ const REQUEST_HEADERS: Readonly<Record<string, Schema>> = {
   'X-Request-Id': { type: 'string', description: 'Kept and sent back when it is 1 to 128 characters of letters, digits and `_.:@/+=-`; otherwise one is made.' },
 };
 
-// Answers
-
 const header = (description: string, example?: string): Schema => ({ type: 'string', description, ...(example === undefined ? {} : { examples: [example] }) });
 
 /** The headers answers carry, described once (docs.ts writes them once in the document, in components/headers). */
@@ -261,8 +257,6 @@ function statsResponses(endpoint: EndpointSpec): Record<string, Schema> {
   }
   return responses;
 }
-
-// Shared schemas: the error body, the window, and each endpoint's JSON answers
 
 const ref = (id: string): Schema => ({ $ref: `${id}#` });
 const camel = (snake: string): string => snake.replace(/_([a-z])/g, (_match, letter: string) => letter.toUpperCase());

@@ -109,7 +109,6 @@ function queryFields(query: StatsQuery, variant: Variant): QueryFields {
   return { route: routeLabel(query.endpoint.path), period: periodLabel(query), format: rendering, coding };
 }
 
-/** The format and coding a request asks for: its query's `format` and `bom`, else its Accept; and its Accept-Encoding. */
 function variantFor(query: StatsQuery, headers: IncomingHttpHeaders): Variant {
   const format = chooseFormat(query.proxy[FORMAT_PARAMETER], headers.accept);
   const bom = format === 'csv' && wantsBom(query.proxy[BOM_PARAMETER]);
@@ -140,8 +139,7 @@ function sendAnswer(
     age: String(age),
     etag: representation.etag,
     'last-modified': answer.lastModified,
-    // Accept can pick CSV and Accept-Encoding a coding; Authorization picks the partition,
-    // so a client cache must not reuse one credential's answer (or validator) for another.
+    // Authorization picks the partition: a client cache must not reuse one credential's answer for another.
     vary: 'Accept, Accept-Encoding, Authorization',
   });
   // Set by the handler before the answer was asked for.
