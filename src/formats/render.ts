@@ -10,11 +10,9 @@ import { toRows } from './rows.js';
 
 /** One answer as it is sent: bytes, their type and coding, and a strong validator. */
 export interface Representation {
-  /** Which format and coding it is (formats/representations.ts). */
   readonly variant: Variant;
   readonly body: Buffer;
   readonly contentType: string;
-  /** Content-Encoding to send, or undefined for identity. */
   readonly contentEncoding: 'gzip' | 'br' | undefined;
   /** Content-Disposition to send (CSV is a file to save), or undefined. */
   readonly contentDisposition: string | undefined;

@@ -8,9 +8,7 @@ export const DEFAULT_FORMAT: Format = 'normalized';
 const FORMAT_SET: ReadonlySet<string> = new Set(FORMATS);
 export const isFormat = (value: string): value is Format => FORMAT_SET.has(value);
 
-/** The proxy-only query parameter that picks a format. */
 export const FORMAT_PARAMETER = 'format';
-/** The proxy-only query parameter that asks for a UTF-8 byte order mark before CSV. */
 export const BOM_PARAMETER = 'bom';
 
 /** Parameters that steer this proxy only: never sent upstream, never part of the key. */

@@ -6,7 +6,6 @@ import type { UpstreamBudget } from '../upstream/budget/budget.js';
 
 export const METRIC_PREFIX = 'deskie_proxy_';
 
-/** The route label of each endpoint: Deskie's name for its path. */
 const ROUTE_LABELS = Object.fromEntries(Object.values(ENDPOINTS).map((endpoint) => [endpoint.name, routeLabel(endpoint.path)])) as Readonly<Record<EndpointName, string>>;
 /** The period_class label: Deskie's cache table's rows, and `none` for a request refused before its period was known. */
 const NO_PERIOD = 'none';

@@ -7,7 +7,6 @@ import type { Services } from '../services.js';
 
 export interface OpsRouteOptions
   extends Pick<Services, 'store' | 'storeMaxBytes' | 'budget' | 'upstream' | 'readiness' | 'metrics'> {
-  /** The bearer token /metrics requires, if any. */
   readonly metricsToken: string | undefined;
 }
 

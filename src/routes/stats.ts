@@ -23,7 +23,6 @@ export interface StatsRouteOptions
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** Set on the statistics routes: the endpoint they answer. */
     endpoint?: EndpointName;
   }
 }
