@@ -1,8 +1,6 @@
 import { pino } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { authorizationOf } from './auth/header.js';
-import type { Scheduler } from './cache/scheduler.js';
-import type { AnswerStore } from './cache/store.js';
 import type { Config } from './config/config.js';
 import { parseQueryString } from './deskie/query-string.js';
 import { PROXY_PARAMETERS } from './formats/representations.js';
@@ -14,7 +12,7 @@ import { docsRoutes, registerOpenApi } from './routes/docs.js';
 import { opsRoutes } from './routes/ops.js';
 import { statsRoutes } from './routes/stats.js';
 import { statusRoutes } from './routes/status.js';
-import { buildServices } from './services.js';
+import { buildServices, type ServiceOptions } from './services.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -27,14 +25,8 @@ declare module 'fastify' {
   }
 }
 
-export interface AppOptions {
-  /** Epoch milliseconds; tests inject a clock they move by hand. */
-  readonly clock?: () => number;
+export interface AppOptions extends Partial<Omit<ServiceOptions, 'log'>> {
   readonly logger?: FastifyBaseLogger;
-  /** Defaults to an in-memory store bounded by config.cacheMaxBytes. */
-  readonly store?: AnswerStore;
-  /** Runs background refreshes when due on `clock`; defaults to timers. */
-  readonly scheduler?: Scheduler;
 }
 
 /** How often Node looks for connections past their header or request timeout (its default, 30 s, lets a slow loris linger). */

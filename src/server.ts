@@ -6,9 +6,8 @@ import type { Config } from './config/config.js';
 
 const entry = process.argv[1];
 const isEntry = entry !== undefined && realpathSync(entry) === fileURLToPath(import.meta.url);
-// SIGHUP's default action ends a process, and a supervisor may send it at any time, start-up included: the entry
-// ignores it from this first statement (later it reloads the token file). Everything else is imported dynamically
-// below, as static imports would all load before this line runs.
+// SIGHUP's default action ends a process, and a supervisor may send it during start-up: ignored from this first
+// statement (later it reloads the token file), so everything else is imported dynamically below.
 if (isEntry) process.on('SIGHUP', () => {});
 
 /** How long before SHUTDOWN_TIMEOUT_MS runs out the waits for Deskie are cut: time to write those answers and the last log lines. */
@@ -25,18 +24,14 @@ export interface RunningServer {
   readonly config: Config;
   readonly logger: Logger;
   /**
-   * /readyz answers 503 at once so load balancers stop sending, the rest is served for SHUTDOWN_DRAIN_SECONDS (unless
-   * `drain: false`, as for Ctrl-C); then the server waits for requests in flight and its log lines. A second before
-   * SHUTDOWN_TIMEOUT_MS (counted from the call) runs out, every wait for Deskie is cut short: each request still waiting
-   * is answered stale where an entry is kept, else 503 with Retry-After, never cut off.
+   * /readyz answers 503 at once, the rest is served for SHUTDOWN_DRAIN_SECONDS (unless `drain: false`, as for Ctrl-C),
+   * then requests in flight and log lines are waited for. A second before SHUTDOWN_TIMEOUT_MS, waits for Deskie are cut:
+   * each request still waiting is answered stale where an entry is kept, else 503 with Retry-After.
    */
   stop(options?: { readonly drain?: boolean }): Promise<void>;
 }
 
-/**
- * Reads the configuration, starts the embedded simulator when no Deskie is
- * configured, and listens. Throws ConfigError for a bad environment.
- */
+/** Reads the configuration, starts the simulator when no Deskie is configured, and listens; ConfigError for a bad env. */
 export async function startServer(env: Readonly<Record<string, string | undefined>>, logDestination?: DestinationStream): Promise<RunningServer> {
   const [{ buildApp }, { loadConfig }, { createLogger, flushed, stdoutDestination }] = await Promise.all([
     import('./app.js'),
@@ -47,8 +42,7 @@ export async function startServer(env: Readonly<Record<string, string | undefine
   const destination = logDestination ?? (await stdoutDestination(config.production));
   const logger = createLogger(config.logLevel, destination);
 
-  // Without DESKIE_URL (never in production), a simulated Deskie lets `npm ci && npm start` work on a fresh machine;
-  // loaded only then, so a production process never holds the simulator.
+  // Without DESKIE_URL (never in production), a simulated Deskie, loaded only then, lets `npm start` just work.
   let deskieUrl = config.deskieUrl;
   const simulator = deskieUrl === null ? await (await import('./simulator/index.js')).startSimulator({ host: '127.0.0.1', port: 0, timezone: config.timezone }) : null;
   if (simulator) {
@@ -98,9 +92,8 @@ export async function startServer(env: Readonly<Record<string, string | undefine
 }
 
 /**
- * SIGHUP reads PROXY_TOKENS_FILE again, effective from the next request; a file without tokens lets no client in, one
- * that cannot be read or holds a mistake changes nothing (the error is logged, never a token). Without a file, SIGHUP
- * is logged and ignored: a reload signal must never end the server. Returns what undoes it.
+ * SIGHUP reads PROXY_TOKENS_FILE again; a file that cannot be read or holds a mistake changes nothing (the error is
+ * logged, never a token). Without a file it is logged and ignored: a reload must never end the server. Returns the undo.
  */
 function reloadTokensOnHangup(app: FastifyInstance, logger: Logger): () => void {
   const reload = app.reloadClientTokens;

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { FastifyBaseLogger } from 'fastify';
-import { type Authenticate, clientAccess, readTokenFile } from './auth/clients.js';
-import { CachedStats } from './cache/cached-stats.js';
+import { clientAccess, readTokenFile } from './auth/clients.js';
+import { CachedStats, type CachedStatsOptions } from './cache/cached-stats.js';
 import { MemoryStore } from './cache/memory-store.js';
 import { RedisStore } from './cache/redis-store.js';
 import { type Scheduler, timerScheduler } from './cache/scheduler.js';
@@ -9,7 +9,7 @@ import type { AnswerStore } from './cache/store.js';
 import type { Config } from './config/config.js';
 import { PeriodWindows } from './deskie/periods.js';
 import { cutAtShutdown } from './http/errors.js';
-import type { QueryContext, ResolvedWindow } from './deskie/query.js';
+import type { ResolvedWindow } from './deskie/query.js';
 import { ProxyMetrics } from './observability/metrics.js';
 import { Readiness } from './observability/readiness.js';
 import { type EventStreamLimits, EventStreams } from './routes/stream.js';
@@ -19,10 +19,7 @@ import { SharedBudget } from './upstream/budget/shared.js';
 import { DeskieClient } from './upstream/client.js';
 import { DeskieUpstream } from './upstream/deskie.js';
 
-/**
- * Distinct custom ranges whose parsing is remembered. Each holds luxon
- * DateTimes, about 2 kB with what they keep alive; dashboards use a few.
- */
+/** Custom ranges whose parsing is remembered: about 2 kB of luxon DateTimes each; dashboards use a few. */
 const REMEMBERED_RANGES = 256;
 
 export interface ServiceOptions {
@@ -36,29 +33,9 @@ export interface ServiceOptions {
 }
 
 /** The long-lived objects of one proxy, built from its config; close() ends them in order. */
-export interface Services {
-  readonly clock: () => number;
-  readonly store: AnswerStore;
-  /** Bytes the store may hold in this process. */
-  readonly storeMaxBytes: number;
-  readonly budget: UpstreamBudget;
-  readonly upstream: DeskieUpstream;
-  readonly stats: CachedStats;
-  /** The statistics routes' open event streams. */
-  readonly streams: EventStreams;
-  readonly metrics: ProxyMetrics;
-  readonly readiness: Readiness;
-  readonly authenticate: Authenticate;
-  /** What checks a statistics query: the account's period windows, remembered ranges, the operator's extra parameters. */
-  readonly queryContext: Omit<QueryContext, 'nowMs' | 'proxyParameters'>;
-  /** Reads PROXY_TOKENS_FILE again and swaps the client tokens; undefined unless the tokens come from a file. */
-  readonly reloadClientTokens: (() => { readonly clients: readonly string[] }) | undefined;
-  /** Ends every wait for Deskie at once, just before a shutdown's time runs out. */
-  cutUpstream(): void;
-  close(): Promise<void>;
-}
+export type Services = ReturnType<typeof buildServices>;
 
-export function buildServices(config: Config & { readonly deskieUrl: string }, { clock, log, store: givenStore, scheduler }: ServiceOptions): Services {
+export function buildServices(config: Config & { readonly deskieUrl: string }, { clock, log, store: givenStore, scheduler }: ServiceOptions) {
   const client = new DeskieClient({
     baseUrl: config.deskieUrl,
     timeoutMs: config.upstreamTimeoutMs,
@@ -101,6 +78,7 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
   return {
     clock,
     store,
+    /** Bytes the store may hold in this process. */
     storeMaxBytes,
     budget,
     upstream,
@@ -109,11 +87,13 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
     metrics,
     readiness: new Readiness(),
     authenticate,
+    /** What checks a statistics query: the account's period windows, remembered ranges, the operator's extra parameters. */
     queryContext: {
       windows,
       ranges: new LRUCache<string, ResolvedWindow>({ max: REMEMBERED_RANGES }),
       extraParameters: config.extraParameters,
     },
+    /** Reads PROXY_TOKENS_FILE again and swaps the client tokens; undefined unless the tokens come from a file. */
     reloadClientTokens:
       tokens === undefined || tokenFile === undefined
         ? undefined
@@ -121,8 +101,7 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
             tokens.replace(readTokenFile(tokenFile, { allowEmpty: true }));
             return { clients: tokens.names };
           },
-    // Just before SHUTDOWN_TIMEOUT_MS runs out: every wait for Deskie ends now, so each request still waiting is
-    // answered (stale where an entry is kept, else a 503 with Retry-After) before the process exits.
+    /** Ends every wait for Deskie, just before SHUTDOWN_TIMEOUT_MS runs out: each request still waiting is answered. */
     cutUpstream() {
       budget.close(cutAtShutdown);
       client.abortAll(cutAtShutdown());
@@ -142,22 +121,17 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
 /** The cached answers, refreshed in phase with Deskie's cache on `scheduler`. */
 function cachedStatsFor(
   config: Config,
-  { store, upstream, clock, scheduler, windows, log }: { store: AnswerStore; upstream: DeskieUpstream; clock: () => number; scheduler: Scheduler; windows: PeriodWindows; log: FastifyBaseLogger },
+  parts: Pick<CachedStatsOptions, 'store' | 'upstream' | 'clock' | 'scheduler' | 'windows' | 'log'>,
 ): CachedStats {
   return new CachedStats({
-    store,
-    upstream,
-    clock,
+    ...parts,
     lifetimes: config.lifetimes,
     keeping: { staleIfErrorMs: config.staleIfErrorSeconds * 1000, refreshMarginMs: config.refreshMarginMs },
     staleWhileRevalidateMs: config.staleWhileRevalidateSeconds * 1000,
-    scheduler,
-    windows,
     authFailureTtlMs: config.authFailureTtlSeconds * 1000,
     authRecheckMs: config.authRecheckSeconds * 1000,
     turnWaitMs: config.upstreamQueueMs,
     cacheKeySecret: config.cacheKeySecret,
-    log,
   });
 }
 

@@ -7,22 +7,11 @@ const SAFE_DASH = /^-$|^-\d+(\.\d+)?$/;
 const NEEDS_QUOTES = /[",\r\n]|^\s|\s$/;
 
 /**
- * RFC 4180 CSV with a header row: the union of the rows' fields in the order
- * they first appear, CRLF line ends, null as an empty cell. A text cell that a
- * spreadsheet could read as a formula (starting with =, +, -, @, tab or CR) is
- * prefixed with a single quote, except a lone "-" and plain negative numbers.
+ * RFC 4180 CSV with a header row: the union of the rows' fields in the order they first appear, CRLF line ends, null
+ * as an empty cell. A text cell a spreadsheet could run as a formula is prefixed with a single quote.
  */
 export function toCsv(rows: readonly JsonObject[]): string {
-  const columns: string[] = [];
-  const seen = new Set<string>();
-  for (const row of rows) {
-    for (const name of Object.keys(row)) {
-      if (!seen.has(name)) {
-        seen.add(name);
-        columns.push(name);
-      }
-    }
-  }
+  const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
   const lines = [columns.map(cell).join(',')];
   for (const row of rows) lines.push(columns.map((name) => cell(row[name])).join(','));
   return `${lines.join('\r\n')}\r\n`;

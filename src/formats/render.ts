@@ -10,11 +10,9 @@ import { toRows } from './rows.js';
 
 /** One answer as it is sent: bytes, their type and coding, and a strong validator. */
 export interface Representation {
-  /** Which format and coding it is (formats/representations.ts). */
   readonly variant: Variant;
   readonly body: Buffer;
   readonly contentType: string;
-  /** Content-Encoding to send, or undefined for identity. */
   readonly contentEncoding: 'gzip' | 'br' | undefined;
   /** Content-Disposition to send (CSV is a file to save), or undefined. */
   readonly contentDisposition: string | undefined;
@@ -45,11 +43,8 @@ const CSV_DISPOSITION: Readonly<Record<EndpointName, string>> = Object.fromEntri
 /** About gzip's speed and a little smaller; Brotli's default (11) is far slower. */
 const BROTLI_QUALITY = 5;
 
-/**
- * Copies of `parts` in one exactly sized allocation of their own: small Buffers
- * are slices of Node's shared pool or zlib's chunks, and a cached slice would
- * keep the whole slab alive, beyond what the store counts.
- */
+// Copies of `parts` in one exactly sized allocation of their own: small Buffers are slices of Node's shared pool or
+// zlib's chunks, and a cached slice would keep the whole slab alive, beyond what the store counts.
 function ownBytes(parts: readonly Buffer[]): Buffer[] {
   const packed = Buffer.allocUnsafeSlow(parts.reduce((total, part) => total + part.length, 0));
   let offset = 0;
@@ -85,10 +80,8 @@ export function withOwnedBytes(
 }
 
 /**
- * Renders one variant of an entry (bytes not yet owned): the format, then the
- * coding unless it would not make the body smaller. ETags hash the entry's key,
- * the variant and the bytes: a tag from another URL, credential or coding never
- * matches, and a refetch of the same bytes keeps its tag (and its 304s).
+ * Renders one variant of an entry (bytes not yet owned): the format, then the coding if it makes the body smaller.
+ * The ETag hashes entry key, variant and bytes: distinct per URL, credential and coding; same bytes, same tag.
  */
 export function renderVariant(source: AnswerSource, entryTag: string, variant: Variant, parsed?: unknown): Representation {
   const { rendering, coding } = describeVariant(variant);

@@ -8,9 +8,7 @@ export const DEFAULT_FORMAT: Format = 'normalized';
 const FORMAT_SET: ReadonlySet<string> = new Set(FORMATS);
 export const isFormat = (value: string): value is Format => FORMAT_SET.has(value);
 
-/** The proxy-only query parameter that picks a format. */
 export const FORMAT_PARAMETER = 'format';
-/** The proxy-only query parameter that asks for a UTF-8 byte order mark before CSV. */
 export const BOM_PARAMETER = 'bom';
 
 /** Parameters that steer this proxy only: never sent upstream, never part of the key. */
@@ -21,17 +19,13 @@ const BOM_ON = '1';
 /** The values `bom=` takes (for the API description): without the mark, with it. */
 export const BOM_VALUES = [BOM_OFF, BOM_ON] as const;
 
-/** `bom=1` asks for the mark, `bom=0` (or none) not. */
 export function wantsBom(parameter: string | undefined): boolean {
   if (parameter === undefined || parameter === BOM_OFF) return false;
   if (parameter === BOM_ON) return true;
   throw badRequest(`bom must be ${BOM_ON} or ${BOM_OFF}; got ${JSON.stringify(parameter)}`);
 }
 
-/**
- * The format asked for: `format=` when given, else `text/csv` when the client
- * accepts CSV and not JSON (a spreadsheet's import), else normalized JSON.
- */
+/** `format=` when given, else CSV when Accept prefers it to JSON (a spreadsheet's import), else normalized JSON. */
 export function chooseFormat(parameter: string | undefined, accept: string | undefined): Format {
   if (parameter !== undefined) {
     if (isFormat(parameter)) return parameter;
@@ -83,9 +77,8 @@ export function describeVariant(variant: Variant): { readonly rendering: Renderi
 }
 
 /**
- * The content coding to answer in (RFC 9110 §12.5.3): br or gzip, whichever has
- * the higher q-value (br on a tie: it is smaller), else identity, which is sent
- * rather than a 406 even to a client that refuses it: every client can read it.
+ * The content coding to answer in (RFC 9110 §12.5.3): br or gzip, whichever has the higher q-value (br on a tie: it is
+ * smaller), else identity, sent rather than a 406 even to a client that refuses it: every client can read it.
  */
 export function chooseCoding(acceptEncoding: string | undefined): Coding {
   if (acceptEncoding === undefined || acceptEncoding === '') return 'identity';

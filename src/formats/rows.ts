@@ -1,11 +1,7 @@
 import type { EndpointName } from '../deskie/endpoints.js';
 import { isRecordKey, type JsonObject, RECORD_SCHEMAS, recordFields } from '../deskie/fields.js';
 
-export interface RowsWindow {
-  readonly from: string;
-  readonly to: string;
-  readonly timezone: string;
-}
+export type RowsWindow = Readonly<Record<'from' | 'to' | 'timezone', string>>;
 
 export interface RowsDocument {
   readonly rows: JsonObject[];
@@ -18,10 +14,8 @@ export interface RowsDocument {
 const STATUS = /^(.*) \((\d+)\)$/;
 
 /**
- * One flat object per record, in Deskie's order: the `staff` object of a
- * leaderboard record, a status change with each status also split into its
- * name and id, a satisfaction rating as it is. `last_page` and `total_count`
- * are Deskie's when it sent them, null otherwise.
+ * One flat object per record, in Deskie's order: a leaderboard record's `staff` object, a status change with each
+ * status also split into name and id, a rating as it is. `last_page` and `total_count` are Deskie's, or null.
  */
 export function toRows(endpoint: EndpointName, normalized: JsonObject, window: RowsWindow): RowsDocument {
   const schema = RECORD_SCHEMAS[endpoint];

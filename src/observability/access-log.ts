@@ -32,11 +32,7 @@ declare module 'fastify' {
   }
 }
 
-/**
- * One info line per request, from onResponse through the request's logger (its id, pino's redaction): who, what route
- * (and period, format, coding), how the cache answered, status, bytes, time here and at Deskie. Never the URL's query
- * (its filters can name a person) nor a header; the client's address only on a refusal or failure (`request.ip`).
- */
+/** One info line per request: never the URL's query (its filters can name a person) nor a header. */
 export function registerAccessLog(app: FastifyInstance): void {
   app.decorateRequest('access', undefined);
   app.decorateRequest('client', undefined);

@@ -45,14 +45,10 @@ const MAX_ERROR_DEPTH = 5;
  * pino's error serializer, less ioredis's `command: { name, args }`, whose args hold keys (with filter values) or AUTH's
  * password: `redact` cannot reach into arrays, so each `command`, in nested errors too, is cut down to its name.
  */
-export function serializeError(value: unknown): unknown {
-  return withoutCommandArguments(value, 0);
-}
-
-function withoutCommandArguments(value: unknown, depth: number): unknown {
+export function serializeError(value: unknown, depth = 0): unknown {
   if (typeof value !== 'object' || value === null) return value;
   if (depth > MAX_ERROR_DEPTH) return '[too deep]';
-  if (Array.isArray(value)) return value.map((item: unknown) => withoutCommandArguments(item, depth + 1));
+  if (Array.isArray(value)) return value.map((item: unknown) => serializeError(item, depth + 1));
   if (value instanceof Error) value = { ...pino.stdSerializers.err(value) };
   const prototype: unknown = Object.getPrototypeOf(value);
   // Plain objects and errors pino already serialized are walked; others (a Buffer, a Date) are left as they are.
@@ -60,12 +56,11 @@ function withoutCommandArguments(value: unknown, depth: number): unknown {
   if (!walked) return value;
   const copy: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(value as Record<string, unknown>)) {
-    copy[key] = key === 'command' ? commandName(field) : withoutCommandArguments(field, depth + 1);
+    copy[key] = key === 'command' ? commandName(field) : serializeError(field, depth + 1);
   }
   return copy;
 }
 
-/** A failed command as logged: its name alone. */
 function commandName(command: unknown): unknown {
   if (typeof command !== 'object' || command === null) return command;
   const { name } = command as { name?: unknown };
@@ -85,9 +80,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 }
 
 /**
- * pino-pretty on a terminal outside production; otherwise JSON lines through pino's asynchronous destination
- * (sonic-boom), written off the request's path and flushed at exit. A reader that stops reading holds lines up to
- * LOG_BUFFER_MAX_BYTES, then they are dropped; a reader gone (EPIPE) ends logging, not the server.
+ * pino-pretty on a terminal outside production; otherwise JSON lines written asynchronously (sonic-boom), flushed at
+ * exit. A slow reader holds lines up to LOG_BUFFER_MAX_BYTES, then they are dropped; EPIPE ends logging, not the server.
  */
 export async function stdoutDestination(
   production: boolean,

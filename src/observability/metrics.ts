@@ -4,17 +4,14 @@ import { ENDPOINTS, type EndpointName, routeLabel } from '../deskie/endpoints.js
 import type { FreshnessClass } from '../deskie/periods.js';
 import type { UpstreamBudget } from '../upstream/budget/budget.js';
 
-/** Metric names start with this. */
 export const METRIC_PREFIX = 'deskie_proxy_';
 
-/** The route label of each endpoint: Deskie's name for its path. */
 const ROUTE_LABELS = Object.fromEntries(Object.values(ENDPOINTS).map((endpoint) => [endpoint.name, routeLabel(endpoint.path)])) as Readonly<Record<EndpointName, string>>;
 /** The period_class label: Deskie's cache table's rows, and `none` for a request refused before its period was known. */
 const NO_PERIOD = 'none';
 
 /** How a request was answered, as the metrics and the access log name it. */
 export const REQUEST_OUTCOMES = ['hit', 'miss', 'stale', 'revalidating', 'collapsed', 'refreshed', 'error'] as const;
-/** Why the proxy ended an event stream. */
 export const STREAM_DROP_REASONS = ['slow-consumer', 'credential-refused'] as const;
 export type StreamDropReason = (typeof STREAM_DROP_REASONS)[number];
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
@@ -24,15 +21,6 @@ const SAVING_OUTCOMES: ReadonlySet<RequestOutcome> = new Set(['hit', 'collapsed'
 
 /** Upstream latency buckets in seconds: Deskie answers in tens of ms to seconds; a `page=all` merge may take a minute. */
 const UPSTREAM_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
-
-/** Counts since start (streams: open now), as the status page shows them. */
-export interface MetricTotals {
-  readonly requests: number;
-  readonly saved: number;
-  readonly stale: number;
-  readonly upstreamCalls: number;
-  readonly streamsOpen: number;
-}
 
 /** Default process metrics, once per process: prom-client's event-loop monitor and GC observer are process-wide, and tests build many apps. */
 let processRegistry: Registry | undefined;
@@ -44,10 +32,7 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
-/**
- * The proxy's Prometheus metrics. Every label value is from a fixed list, an HTTP status or a client token's name (the
- * operator's), never from a client's query; the budget's and the store's state are read at scrape time.
- */
+/** The proxy's Prometheus metrics: no label value comes from a client's query. */
 export class ProxyMetrics {
   readonly #registry = new Registry();
   readonly #requests: Counter<'route' | 'period_class' | 'outcome' | 'status'>;
@@ -60,26 +45,25 @@ export class ProxyMetrics {
   readonly #streamEvents: Counter;
   readonly #streamsDropped: Counter<'reason'>;
 
-  constructor({ store, budget, maxBytes, clientTokens }: { store: AnswerStore; budget: UpstreamBudget; maxBytes: number; clientTokens?: () => number }) {
+  constructor(sources: { store: AnswerStore; budget: UpstreamBudget; maxBytes: number; clientTokens?: () => number }) {
     const registers = [this.#registry];
-    this.#requests = new Counter({
-      name: `${METRIC_PREFIX}requests_total`,
-      help: 'Requests to the statistics routes, by route, period class, how the cache answered, and status',
-      labelNames: ['route', 'period_class', 'outcome', 'status'],
-      registers,
-    });
-    this.#clients = new Counter({
-      name: `${METRIC_PREFIX}client_requests_total`,
-      help: "Requests to the statistics routes that showed a valid client token (service mode), by the token's name",
-      labelNames: ['client'],
-      registers,
-    });
-    this.#upstreamCalls = new Counter({
-      name: `${METRIC_PREFIX}upstream_calls_total`,
-      help: 'Calls to Deskie, by route and Deskie status (`failed`: no answer: timeout, refused connection, bad body)',
-      labelNames: ['route', 'status'],
-      registers,
-    });
+    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> =>
+      new Counter({ name: `${METRIC_PREFIX}${name}`, help, labelNames, registers });
+    this.#requests = counter(
+      'requests_total',
+      'Requests to the statistics routes, by route, period class, how the cache answered, and status',
+      ['route', 'period_class', 'outcome', 'status'],
+    );
+    this.#clients = counter(
+      'client_requests_total',
+      "Requests to the statistics routes that showed a valid client token (service mode), by the token's name",
+      ['client'],
+    );
+    this.#upstreamCalls = counter(
+      'upstream_calls_total',
+      'Calls to Deskie, by route and Deskie status (`failed`: no answer: timeout, refused connection, bad body)',
+      ['route', 'status'],
+    );
     this.#upstreamSeconds = new Histogram({
       name: `${METRIC_PREFIX}upstream_duration_seconds`,
       help: "Time Deskie took to answer one call, by route",
@@ -87,18 +71,16 @@ export class ProxyMetrics {
       buckets: UPSTREAM_BUCKETS,
       registers,
     });
-    this.#saved = new Counter({
-      name: `${METRIC_PREFIX}upstream_calls_saved_total`,
-      help: 'Answers given without a call of their own to Deskie: cache hits, requests that waited for another call, refusals answered from memory',
-      labelNames: ['route'],
-      registers,
-    });
-    this.#stale = new Counter({
-      name: `${METRIC_PREFIX}stale_answers_total`,
-      help: 'Expired answers served because Deskie failed (stale-if-error), by route',
-      labelNames: ['route'],
-      registers,
-    });
+    this.#saved = counter(
+      'upstream_calls_saved_total',
+      'Answers given without a call of their own to Deskie: cache hits, requests that waited for another call, refusals answered from memory',
+      ['route'],
+    );
+    this.#stale = counter(
+      'stale_answers_total',
+      'Expired answers served because Deskie failed (stale-if-error), by route',
+      ['route'],
+    );
     for (const endpoint of Object.values(ENDPOINTS)) {
       // Zero from the start, so a rate over them is defined before the first answer.
       this.#saved.inc({ route: routeLabel(endpoint.path) }, 0);
@@ -107,15 +89,14 @@ export class ProxyMetrics {
 
     this.#streamsOpen = new Gauge({ name: `${METRIC_PREFIX}event_streams_open`, help: 'Event streams (Accept: text/event-stream) open now', registers });
     this.#streamEvents = new Counter({ name: `${METRIC_PREFIX}stream_events_total`, help: 'Answers sent as events on event streams (heartbeats not counted)', registers });
-    this.#streamsDropped = new Counter({
-      name: `${METRIC_PREFIX}event_streams_dropped_total`,
-      help: "Event streams the proxy ended: its client did not read what it was sent (slow-consumer), or Deskie refused its credential (credential-refused)",
-      labelNames: ['reason'],
-      registers,
-    });
+    this.#streamsDropped = counter(
+      'event_streams_dropped_total',
+      "Event streams the proxy ended: its client did not read what it was sent (slow-consumer), or Deskie refused its credential (credential-refused)",
+      ['reason'],
+    );
     for (const reason of STREAM_DROP_REASONS) this.#streamsDropped.inc({ reason }, 0);
 
-    registerStateMetrics(registers, { store, budget, maxBytes, clientTokens });
+    registerStateMetrics(registers, sources);
   }
 
   streamOpened(): void {
@@ -127,7 +108,7 @@ export class ProxyMetrics {
   }
 
   /** Requests, answers without a call of their own, stale answers and calls to Deskie since start, and streams open now: each metric summed over its labels. */
-  async totals(): Promise<MetricTotals> {
+  async totals() {
     const sum = async (metric: Counter<string> | Gauge): Promise<number> => (await metric.get()).values.reduce((total, { value }) => total + value, 0);
     const [requests = 0, saved = 0, stale = 0, upstreamCalls = 0, streamsOpen = 0] = await Promise.all(
       [this.#requests, this.#saved, this.#stale, this.#upstreamCalls, this.#streamsOpen].map(sum),
@@ -151,7 +132,6 @@ export class ProxyMetrics {
     else if (outcome === 'stale') this.#stale.inc({ route });
   }
 
-  /** A request that showed the client token named `client`. */
   countClient(client: string): void {
     this.#clients.inc({ client });
   }
@@ -182,7 +162,7 @@ export class ProxyMetrics {
 /** The state of the budget and the store, read when Prometheus scrapes. */
 function registerStateMetrics(
   registers: Registry[],
-  { store, budget, maxBytes, clientTokens }: { store: AnswerStore; budget: UpstreamBudget; maxBytes: number; clientTokens: (() => number) | undefined },
+  { store, budget, maxBytes, clientTokens }: ConstructorParameters<typeof ProxyMetrics>[0],
 ): void {
   const gauge = (name: string, help: string, read: () => number): void => {
     new Gauge({

@@ -4,13 +4,9 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { RESPONSE_HEADERS, SHARED_SCHEMAS } from './stats-schema.js';
 
-/**
- * OpenAPI 3.1 at /docs/json (and /docs/yaml), Swagger UI at /docs. @fastify/swagger sees a route as it is declared, so
- * registerOpenApi goes before the routes. Here is what no route says: info, security schemes, tags, shared schemas, and
- * how HEAD and an object in a query string are written.
- */
+// OpenAPI 3.1 at /docs/json (and /docs/yaml), Swagger UI at /docs: what no route says (info, security schemes, tags,
+// shared schemas), and how HEAD and an object in a query string are written.
 
-/** Where the page, its assets and the document (`/docs/json`, `/docs/yaml`) are served. */
 export const DOCS_PREFIX = '/docs';
 
 const SECURITY_SCHEMES = {
@@ -105,7 +101,6 @@ function info(): { title: string; version: string; description: string } {
   };
 }
 
-/** This package's version, read when the app is built. */
 function packageVersion(): string {
   try {
     const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };

@@ -2,22 +2,11 @@ import Type from 'typebox';
 import type { FastifyInstance, FastifySchema } from 'fastify';
 import { tokenMatcher } from '../auth/bearer.js';
 import { authorizationOf } from '../auth/header.js';
-import type { AnswerStore } from '../cache/store.js';
 import { unauthorized } from '../http/errors.js';
-import type { ProxyMetrics } from '../observability/metrics.js';
-import type { Readiness } from '../observability/readiness.js';
-import type { UpstreamBudget } from '../upstream/budget/budget.js';
-import type { DeskieUpstream } from '../upstream/deskie.js';
+import type { Services } from '../services.js';
 
-export interface OpsRouteOptions {
-  readonly store: AnswerStore;
-  /** Bytes the store may hold in this process (CACHE_MAX_BYTES, or L1_MAX_BYTES with Redis). */
-  readonly storeMaxBytes: number;
-  readonly budget: UpstreamBudget;
-  readonly upstream: DeskieUpstream;
-  readonly readiness: Readiness;
-  readonly metrics: ProxyMetrics;
-  /** The bearer token /metrics requires, if any. */
+export interface OpsRouteOptions
+  extends Pick<Services, 'store' | 'storeMaxBytes' | 'budget' | 'upstream' | 'readiness' | 'metrics'> {
   readonly metricsToken: string | undefined;
 }
 
@@ -51,26 +40,21 @@ const Readyz = Type.Object({
   ]),
 });
 
-const HEAD_AND_GET = ['GET', 'HEAD'] as const;
-
 /**
- * Health, readiness and metrics: never cached, never forwarded. /healthz is
- * for a container's HEALTHCHECK (restart only if the process is not alive);
- * /readyz for a load balancer (503 while starting, draining or without a
- * usable store; Deskie's state is shown, never failed on: cached answers
- * still serve while it is down, and every replica sees the same Deskie).
+ * Health, readiness and metrics: never cached, never forwarded. /healthz is for a container's HEALTHCHECK (is the
+ * process alive); /readyz for a load balancer (503 while starting, draining or without a usable store).
  */
 export async function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): Promise<void> {
   const { store, storeMaxBytes, budget, upstream, readiness, metrics } = options;
   app.route({
-    method: [...HEAD_AND_GET],
+    method: ['GET', 'HEAD'],
     url: '/healthz',
     schema: { summary: 'The process is alive', tags: ['operations'], response: { 200: Health } },
     handler: async () => ({ status: 'ok' as const, entries: store.entries, bytes: store.bytes, upstream: budget.snapshot() }),
   });
 
   app.route({
-    method: [...HEAD_AND_GET],
+    method: ['GET', 'HEAD'],
     url: '/readyz',
     schema: { summary: 'Send this replica requests', tags: ['operations'], response: { 200: Readyz, 503: Readyz } },
     handler: async (_request, reply) => {

@@ -7,11 +7,8 @@ import { EARLIEST_YEAR, LATEST_YEAR, MAX_VALUES_PER_FILTER } from '../deskie/que
 import { ACCEPTED_TIME_FORMS } from '../deskie/time.js';
 import { BOM_PARAMETER, BOM_VALUES, CODINGS, CSV_TYPE, DEFAULT_FORMAT, FORMAT_PARAMETER, FORMATS, PROXY_PARAMETERS } from '../formats/representations.js';
 
-/**
- * The statistics routes' contract, for the API description only (deskie/query.ts checks queries, answers are Buffers).
- * Built from the tables the validator reads, so a value added there is documented with no edit here, and a rule that
- * cannot be described throws. Also the pieces other routes share: response headers, the error answer, shared schemas.
- */
+// The statistics routes' contract, for the API description only, built from the validator's tables (a rule that
+// cannot be described throws); also the response headers, error answer and schemas other routes share.
 
 /** A JSON Schema (2020-12, the dialect of OpenAPI 3.1). */
 type Schema = { readonly [keyword: string]: unknown };
@@ -47,9 +44,6 @@ export function statsRouteSchema(endpoint: EndpointSpec, { extraParameters, clie
     response: statsResponses(endpoint),
   };
 }
-
-// ---------------------------------------------------------------------------
-// Parameters, from the validator's tables
 
 /** The values a rule accepts as a JSON Schema, from its listed values, pattern or bounds; a rule with none throws. */
 export function valueSchema(rule: ValueRule): Schema {
@@ -175,9 +169,6 @@ const REQUEST_HEADERS: Readonly<Record<string, Schema>> = {
   'X-Request-Id': { type: 'string', description: 'Kept and sent back when it is 1 to 128 characters of letters, digits and `_.:@/+=-`; otherwise one is made.' },
 };
 
-// ---------------------------------------------------------------------------
-// Answers
-
 const header = (description: string, example?: string): Schema => ({ type: 'string', description, ...(example === undefined ? {} : { examples: [example] }) });
 
 /** The headers answers carry, described once (docs.ts writes them once in the document, in components/headers). */
@@ -266,9 +257,6 @@ function statsResponses(endpoint: EndpointSpec): Record<string, Schema> {
   }
   return responses;
 }
-
-// ---------------------------------------------------------------------------
-// Shared schemas: the error body, the window, and each endpoint's JSON answers
 
 const ref = (id: string): Schema => ({ $ref: `${id}#` });
 const camel = (snake: string): string => snake.replace(/_([a-z])/g, (_match, letter: string) => letter.toUpperCase());

@@ -1,37 +1,28 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { authorizationOf } from '../auth/header.js';
-import type { Authenticate } from '../auth/clients.js';
 import { answerCacheStatus } from '../cache/cache-status.js';
-import type { CachedStats, StatsAnswer } from '../cache/cached-stats.js';
+import type { StatsAnswer } from '../cache/cached-stats.js';
 import { renderedVariant } from '../cache/store.js';
 import { periodLabel } from '../cache/policy.js';
 import { ENDPOINTS, routeLabel, type EndpointName, type EndpointSpec } from '../deskie/endpoints.js';
 import { isCustomRange } from '../deskie/periods.js';
-import { parseStatsQuery, type QueryContext, type RawQuery, type StatsQuery } from '../deskie/query.js';
+import { parseStatsQuery, type RawQuery, type StatsQuery } from '../deskie/query.js';
 import { BOM_PARAMETER, chooseCoding, chooseFormat, describeVariant, FORMAT_PARAMETER, PROXY_PARAMETERS, type Variant, variantOf, wantsBom } from '../formats/representations.js';
 import { notModified } from '../http/conditional.js';
 import type { QueryFields, StatsAccess } from '../observability/access-log.js';
-import type { ProxyMetrics } from '../observability/metrics.js';
+import type { Services } from '../services.js';
 import { statsRouteSchema, type StatsSchemaOptions } from './stats-schema.js';
-import { acceptsEventStream, type EventStreams, streamVariant } from './stream.js';
+import { acceptsEventStream, streamVariant } from './stream.js';
 
-export interface StatsRouteOptions {
-  readonly stats: CachedStats;
-  /** Where a GET that accepts text/event-stream is answered. */
-  readonly streams: EventStreams;
-  readonly clock: () => number;
-  readonly queryContext: Omit<QueryContext, 'nowMs' | 'proxyParameters'>;
-  readonly metrics: ProxyMetrics;
-  /** Who a request is: its Deskie credentials, or in service mode its client token (auth/clients.ts). */
-  readonly authenticate: Authenticate;
+export interface StatsRouteOptions
+  extends Pick<Services, 'stats' | 'streams' | 'clock' | 'queryContext' | 'metrics' | 'authenticate'> {
   /** How clients prove who they are, as the API description says it (routes/stats-schema.ts). */
   readonly clientAuth: StatsSchemaOptions['clientAuth'];
 }
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** Set on the statistics routes: the endpoint they answer. */
     endpoint?: EndpointName;
   }
 }
@@ -49,11 +40,7 @@ interface CheckedQuery {
   readonly fields: QueryFields[];
 }
 
-/**
- * GET and HEAD for Deskie's three statistics endpoints. A hit is answered in
- * the handler's own turn, from the entry's rendered bytes, with no promise;
- * anything else waits for CachedStats, which asks Deskie once per key.
- */
+/** GET and HEAD for Deskie's statistics endpoints: a hit is answered in the handler's own turn, with no promise. */
 export async function statsRoutes(app: FastifyInstance, options: StatsRouteOptions): Promise<void> {
   const { stats, streams, clock, queryContext, metrics, authenticate } = options;
   for (const endpoint of Object.values(ENDPOINTS)) {
@@ -94,10 +81,8 @@ export async function statsRoutes(app: FastifyInstance, options: StatsRouteOptio
   }
 }
 
-/**
- * An endpoint's query check, remembered by the parsed query string (the parser hands the same object for the same
- * string: deskie/query-string.ts), so a repeated poll is checked once per window, not on every hit.
- */
+// An endpoint's query check, remembered by the parsed query string (the same string parses to the same object:
+// deskie/query-string.ts), so a repeated poll is checked once per window, not on every hit.
 function checkedQueries(endpoint: EndpointSpec, context: StatsRouteOptions['queryContext']): (raw: RawQuery, nowMs: number) => CheckedQuery {
   const checked = new WeakMap<object, CheckedQuery>();
   return (raw, nowMs) => {
@@ -123,7 +108,6 @@ function queryFields(query: StatsQuery, variant: Variant): QueryFields {
   return { route: routeLabel(query.endpoint.path), period: periodLabel(query), format: rendering, coding };
 }
 
-/** The format and coding a request asks for: its query's `format` and `bom`, else its Accept; and its Accept-Encoding. */
 function variantFor(query: StatsQuery, headers: IncomingHttpHeaders): Variant {
   const format = chooseFormat(query.proxy[FORMAT_PARAMETER], headers.accept);
   const bom = format === 'csv' && wantsBom(query.proxy[BOM_PARAMETER]);
@@ -131,9 +115,8 @@ function variantFor(query: StatsQuery, headers: IncomingHttpHeaders): Variant {
 }
 
 /**
- * A 200, or a 304 when the validators match. Cache-Status `ttl` is the remaining freshness (negative when stale);
- * max-age is the whole lifetime and Age the time since the fetch, so a client cache computes the same (RFC 9111
- * §4.2.3). An answer this cache could not store is no-store.
+ * A 200, or a 304 when the validators match. Cache-Status `ttl` is the freshness left (negative when stale); max-age
+ * is the whole lifetime and Age the time since the fetch, so a client cache computes the same (RFC 9111 §4.2.3).
  */
 function sendAnswer(
   request: FastifyRequest,
@@ -155,8 +138,7 @@ function sendAnswer(
     age: String(age),
     etag: representation.etag,
     'last-modified': answer.lastModified,
-    // Accept can pick CSV and Accept-Encoding a coding; Authorization picks the partition,
-    // so a client cache must not reuse one credential's answer (or validator) for another.
+    // Authorization picks the partition: a client cache must not reuse one credential's answer for another.
     vary: 'Accept, Accept-Encoding, Authorization',
   });
   // Set by the handler before the answer was asked for.

@@ -2,21 +2,15 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifySchema } from 'fastify';
 import { tokenMatcher } from '../auth/bearer.js';
 import { authorizationOf } from '../auth/header.js';
-import type { AnswerStore } from '../cache/store.js';
 import { errorBody, unauthorized } from '../http/errors.js';
-import type { ProxyMetrics } from '../observability/metrics.js';
-import type { UpstreamBudget } from '../upstream/budget/budget.js';
+import type { Services } from '../services.js';
 import { eventFrame, HEARTBEAT_MS, writeEventStreamHead } from './stream.js';
 
-export interface StatusRouteOptions {
-  readonly store: AnswerStore;
-  readonly storeMaxBytes: number;
-  readonly budget: UpstreamBudget;
-  readonly metrics: ProxyMetrics;
+/** `clock` times the heartbeat (tests move a manual clock); figures are sampled each second of real time. */
+export interface StatusRouteOptions
+  extends Pick<Services, 'store' | 'storeMaxBytes' | 'budget' | 'metrics' | 'clock'> {
   /** The token /metrics requires, if any: the status page requires it too. */
   readonly metricsToken: string | undefined;
-  /** Times the heartbeat (tests move a manual clock); the figures are sampled each second of real time. */
-  readonly clock: () => number;
 }
 
 /** How often an open status page is sent the figures, when they have changed. */
@@ -94,10 +88,8 @@ const sha256 = (text: string): string => `'sha256-${createHash('sha256').update(
 const CONTENT_SECURITY_POLICY = `default-src 'none'; script-src ${sha256(SCRIPT)}; style-src ${sha256(STYLE)}; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
 
 /**
- * GET /status: one HTML page (no build step, no dependency) that shows the figures live, from GET /status/events,
- * a server-sent event stream of statusSnapshot(): one at once, then one a second while the figures change, and a
- * heartbeat comment every 15 s. Protected like /metrics: with METRICS_TOKEN, a bearer token, or any user name with
- * the token as password, which a browser asks for.
+ * GET /status: one HTML page (no build step) showing the figures live from GET /status/events, a server-sent stream of
+ * statusSnapshot(). Behind METRICS_TOKEN like /metrics: a bearer token, or as the password a browser asks for.
  */
 export async function statusRoutes(app: FastifyInstance, options: StatusRouteOptions): Promise<void> {
   const allowed = options.metricsToken === undefined ? undefined : tokenMatcher(options.metricsToken);

@@ -43,7 +43,6 @@ export interface StreamRequest {
   readonly variant: Variant;
 }
 
-/** Whether a GET asks for server-sent events rather than one answer. */
 export function acceptsEventStream(accept: string | undefined): boolean {
   return accept !== undefined && accept.includes('text/event-stream');
 }
@@ -54,9 +53,8 @@ export function streamVariant(query: StatsQuery): Variant {
 }
 
 /**
- * The open event streams of the statistics routes (server-sent events): each sends its query's answer, then the
- * answer again each time a refresh brings other bytes. Being watched keeps a key refreshed in phase with Deskie's
- * cache (CachedStats.watch), so any number of screens on one query cost one call per Deskie lifetime.
+ * The statistics routes' open event streams: each sends its query's answer, then again whenever a refresh brings other
+ * bytes. A watched key is refreshed in phase with Deskie's cache, so any number of screens cost one call per lifetime.
  */
 export class EventStreams {
   readonly #options: EventStreamsOptions;
@@ -68,10 +66,6 @@ export class EventStreams {
 
   constructor(options: EventStreamsOptions) {
     this.#options = options;
-  }
-
-  get open(): number {
-    return this.#open.size;
   }
 
   /** Answers `request` with a stream, or a 503 when a limit is reached; the first answer's errors are thrown before any stream starts. */
@@ -132,7 +126,6 @@ export function writeEventStreamHead(reply: FastifyReply): void {
   reply.raw.flushHeaders();
 }
 
-/** One server-sent event: its id, if any, then each line of `data`. */
 export function eventFrame(data: string, id?: string): string {
   const lines = data.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join('');
   return `${id === undefined ? '' : `id: ${id}\n`}${lines}\n`;
@@ -147,11 +140,9 @@ function sharedFrame(body: Buffer, etag: string): Buffer {
   return frame;
 }
 
-/** The Last-Event-ID a reconnecting client sent, if it can be one of ours. */
 function lastEventIdOf(request: FastifyRequest): string | undefined {
   const value = request.headers['last-event-id'];
-  if (typeof value !== 'string' || value.length > MAX_LAST_EVENT_ID_LENGTH) return undefined;
-  return value;
+  return typeof value === 'string' && value.length <= MAX_LAST_EVENT_ID_LENGTH ? value : undefined;
 }
 
 /** A refusal of the credential: its streams end, as its polls would get the 401 or 403. */
@@ -231,10 +222,8 @@ class LiveAnswer {
     this.#options.metrics.streamEventSent();
   }
 
-  /**
-   * Writes a frame, unless its client has not yet taken more than the bound of what it was sent: such a consumer is
-   * dropped (checked before the write, so one answer larger than the bound still goes to a client that reads).
-   */
+  // Writes a frame, or drops a client with more than the bound unsent: checked before the write, so one answer
+  // larger than the bound still goes to a client that reads.
   #write(frame: string | Buffer): void {
     const { raw } = this.#reply;
     const { maxBufferBytes, log, metrics } = this.#options;

@@ -5,12 +5,11 @@ import { ENDPOINTS, type EndpointName, routeLabel } from '../../deskie/endpoints
 import { CUSTOM_RANGE_CLASSES, FRESHNESS_CLASSES, type FreshnessClass, PERIODS } from '../../deskie/periods.js';
 import { describeVariant, type Variant } from '../../formats/representations.js';
 import { badRequest, storeUnreachable } from '../../http/errors.js';
+import type { Services } from '../../services.js';
 import { errorResponse, responseHeaders } from '../stats-schema.js';
 import { mustBe, queryRefusal } from './validation.js';
 
-export interface EntriesOptions {
-  readonly store: AnswerStore;
-  readonly clock: () => number;
+export interface EntriesOptions extends Pick<Services, 'store' | 'clock'> {
   readonly log: FastifyBaseLogger;
 }
 
@@ -144,7 +143,6 @@ export function entriesRoutes(admin: FastifyInstance, { store, clock, log }: Ent
   );
 }
 
-/** What a route's parameters take, in its order. */
 const accepts = (names: ReadonlyArray<keyof typeof ACCEPTS>): Record<string, string> => Object.fromEntries(names.map((name) => [name, ACCEPTS[name]]));
 
 /** Without Redis, a list would show this replica's copies only and a purge miss the others: both are refused instead. */
@@ -153,7 +151,6 @@ function needsSharedStore(store: AnswerStore, action: string): void {
   if (shared !== undefined && shared.redis !== 'up') throw storeUnreachable(action);
 }
 
-/** A custom window `<from>/<to>` as instants, or undefined when an instant does not parse. */
 function readWindow(text: string): { fromMs: number; toMs: number } | undefined {
   const [fromMs, toMs] = text.split('/').map((instant) => Date.parse(instant)) as [number, number];
   return Number.isNaN(fromMs) || Number.isNaN(toMs) ? undefined : { fromMs, toMs };

@@ -22,17 +22,13 @@ const BEHIND_THE_TOKEN = {
 };
 
 /**
- * The admin API under /admin/ (registered only when ADMIN_TOKEN is set): list,
- * purge and prewarm cache entries. Never cached (the server's own answers are
- * `no-store`), never forwarded, and every request must carry the token,
- * whatever else is wrong with it. Each route declares its query or body and
- * its answers; TypeBox checks them (admin/validation.ts).
+ * The admin API under /admin/ (only with ADMIN_TOKEN): list, purge and prewarm cache entries. Never cached, never
+ * forwarded; every request must carry the token, whatever else is wrong with it. TypeBox checks each route's schema.
  */
 export function adminRoutes(app: FastifyInstance, options: AdminRouteOptions): void {
   const allowed = bearerMatcher(options.token);
   app.register(async (admin) => {
-    // onRequest: before any body is read. One message whatever was wrong (none,
-    // another scheme, a wrong token), so a caller learns nothing from it.
+    // Before any body is read; one message whatever was wrong, so a caller learns nothing from it.
     admin.addHook('onRequest', async (request) => {
       if (!allowed(request.headers.authorization)) {
         throw new ProxyError('UNAUTHORIZED', 'a valid admin token is required: Authorization: Bearer <ADMIN_TOKEN>', 401, { 'www-authenticate': CHALLENGE });

@@ -1,21 +1,18 @@
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifySchemaValidationError } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { MAX_AUTHORIZATION_BYTES } from '../../auth/header.js';
-import type { CachedStats } from '../../cache/cached-stats.js';
 import { type CacheOutcome, renderedVariant } from '../../cache/store.js';
 import { ENDPOINTS, type EndpointSpec } from '../../deskie/endpoints.js';
 import { parseQueryString } from '../../deskie/query-string.js';
 import { parseStatsQuery, type QueryContext } from '../../deskie/query.js';
 import { BOM_PARAMETER, chooseFormat, FORMAT_PARAMETER, type Variant, variantOf, wantsBom } from '../../formats/representations.js';
 import { badRequest, ProxyError, UpstreamAnswer } from '../../http/errors.js';
+import type { Services } from '../../services.js';
 import { errorResponse, responseHeaders } from '../stats-schema.js';
 import type { Refusal } from './validation.js';
 
-export interface PrewarmOptions {
-  readonly stats: CachedStats;
-  /** What the stats routes check queries with, for prewarm's queries. */
+export interface PrewarmOptions extends Pick<Services, 'stats' | 'clock'> {
   readonly queryContext: Omit<QueryContext, 'nowMs'>;
-  readonly clock: () => number;
   readonly log: FastifyBaseLogger;
   /** In service mode, the proxy's own credential: prewarm fetches with it and takes none in its body. */
   readonly serviceAuthorization: string | undefined;
@@ -62,7 +59,6 @@ const PrewarmResult = Type.Object({
 });
 type PrewarmResult = Static<typeof PrewarmResult>;
 
-/** One prewarm query, checked. */
 interface PrewarmQuery {
   /** As the request gave it, for the answer. */
   readonly query: string;
@@ -72,7 +68,6 @@ interface PrewarmQuery {
   readonly variant: Variant;
 }
 
-/** An error the app's error handler answers with its status and message (4xx). */
 function clientError(statusCode: number, message: string): Error & { statusCode: number } {
   return Object.assign(new Error(message), { statusCode });
 }
@@ -131,35 +126,27 @@ const OWN_HEADERS = responseHeaders('X-Request-Id', 'Cache-Control');
 
 /** The 400 for a body the schema refuses: the first thing wrong, in the body's order; the credential is never quoted back. */
 function bodyRefusal(shape: string, serviceMode: boolean): (errors: FastifySchemaValidationError[]) => ProxyError {
-  const fieldOf = ({ keyword, instancePath, params }: Refusal): string | undefined =>
-    keyword === 'required' ? (params['requiredProperties'] as string[])[0] : instancePath.split('/')[1];
-  const rank = (refusal: Refusal): number => {
-    if (refusal.keyword === 'additionalProperties') return 1;
-    const field = fieldOf(refusal);
-    return field === undefined ? 0 : field === 'authorization' ? 2 : refusal.instancePath.startsWith('/queries/') ? 4 : 3;
-  };
-  const message = (refusal: Refusal): string => {
-    const { keyword, instancePath, params, data } = refusal;
+  /** A refusal's rank (the lowest is said: the body's order) and its message. */
+  const judge = ({ keyword, instancePath, params, data }: Refusal): [number, string] => {
     if (keyword === 'additionalProperties') {
       const [field] = params['additionalProperties'] as string[];
-      if (serviceMode && field === 'authorization') return `in service mode prewarm fetches with the proxy's own Deskie credential: leave authorization out: ${shape}`;
-      return `unknown field ${JSON.stringify(field)}; the body takes ${serviceMode ? 'queries' : 'authorization and queries'}: ${shape}`;
+      if (serviceMode && field === 'authorization') return [1, `in service mode prewarm fetches with the proxy's own Deskie credential: leave authorization out: ${shape}`];
+      return [1, `unknown field ${JSON.stringify(field)}; the body takes ${serviceMode ? 'queries' : 'authorization and queries'}: ${shape}`];
     }
-    const field = fieldOf(refusal);
-    if (field === undefined) return `POST ${PREWARM} takes a JSON object: ${shape}`;
-    if (field === 'authorization') return AUTHORIZATION_ACCEPTED;
-    if (instancePath.startsWith('/queries/')) return `${instancePath.slice(1).replace('/', '[')}]: each query must be a string such as "${EXAMPLE_QUERY}"; nothing was fetched`;
-    if (keyword === 'minItems') return `queries is empty; give 1 to ${MAX_PREWARM_QUERIES}`;
+    const field = keyword === 'required' ? (params['requiredProperties'] as string[])[0] : instancePath.split('/')[1];
+    if (field === undefined) return [0, `POST ${PREWARM} takes a JSON object: ${shape}`];
+    if (field === 'authorization') return [2, AUTHORIZATION_ACCEPTED];
+    if (instancePath.startsWith('/queries/')) return [4, `${instancePath.slice(1).replace('/', '[')}]: each query must be a string such as "${EXAMPLE_QUERY}"; nothing was fetched`];
+    if (keyword === 'minItems') return [3, `queries is empty; give 1 to ${MAX_PREWARM_QUERIES}`];
     if (keyword === 'maxItems') {
       const count = (data as unknown[]).length;
-      return `queries has ${count} items; at most ${MAX_PREWARM_QUERIES} are accepted in one prewarm (queries[${MAX_PREWARM_QUERIES}] is the first past it)`;
+      return [3, `queries has ${count} items; at most ${MAX_PREWARM_QUERIES} are accepted in one prewarm (queries[${MAX_PREWARM_QUERIES}] is the first past it)`];
     }
-    return `queries must be an array of paths with their query strings: ${shape}`;
+    return [3, `queries must be an array of paths with their query strings: ${shape}`];
   };
   return (errors) => {
-    const refusals = (errors as Refusal[]).filter((refusal) => refusal.keyword !== 'boolean');
-    const first = refusals.reduce((best, refusal) => (rank(refusal) < rank(best) ? refusal : best));
-    return badRequest(message(first));
+    const judged = (errors as Refusal[]).filter((refusal) => refusal.keyword !== 'boolean').map(judge);
+    return badRequest(judged.reduce((best, next) => (next[0] < best[0] ? next : best))[1]);
   };
 }
 

@@ -9,11 +9,8 @@ export interface Refusal extends FastifySchemaValidationError {
 }
 
 /**
- * The admin routes' validator: TypeBox's compiled check of each route's
- * schema. Fastify's default Ajv would drop a parameter that
- * `additionalProperties: false` does not list rather than refuse it, and
- * would read "01" as 1; here an unknown name is refused and a value is taken
- * as written. Each refusal carries its value, for the message.
+ * The admin routes' validator, TypeBox's: Fastify's Ajv would drop a parameter `additionalProperties: false` does not
+ * list rather than refuse it, and read "01" as 1. Each refusal carries its value, for the message.
  */
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema }) => {
   const validator = Compile(schema);
@@ -35,10 +32,8 @@ function valueAt(data: unknown, pointer: string): unknown {
 export const mustBe = (name: string, accepted: string, value: unknown): ProxyError => badRequest(`${name} must be ${accepted}; got ${JSON.stringify(value)}`);
 
 /**
- * The 400 for a query string a route's schema refuses, in the words of the
- * rest of the API: `accepts` lists the route's parameters in order, each with
- * what it takes. An unknown name is said first, then a name given twice (the
- * query string parser makes it an array), then a value that is not accepted.
+ * The 400 for a query string a route's schema refuses; `accepts` lists the route's parameters, each with what it
+ * takes. An unknown name is said first, then a name given twice (parsed as an array), then a value not accepted.
  */
 export function queryRefusal(route: string, accepts: Readonly<Record<string, string>>): (errors: FastifySchemaValidationError[]) => ProxyError {
   return (errors) => {
