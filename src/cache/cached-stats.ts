@@ -78,10 +78,7 @@ interface PhaseRefresh {
   askedWhileRunning: boolean;
 }
 
-/**
- * Answers a checked query: from the store while fresh and Deskie accepted the credential recently enough, else from
- * Deskie once per key however many ask; when Deskie fails, from an expired entry still kept (stale-if-error).
- */
+/** Answers from the store while fresh and the credential lately accepted, else Deskie once per key; stale-if-error. */
 export class CachedStats {
   readonly #options: CachedStatsOptions;
   readonly #credentials: CredentialStanding;
@@ -140,10 +137,7 @@ export class CachedStats {
     return rendered;
   }
 
-  /**
-   * Keeps `query`'s key refreshed in phase while watched, as if polled; `changed` hears each scheduled refresh settle (a
-   * new answer or a failure) or the window roll, and asks again. Answers the call that stops watching.
-   */
+  /** Refreshes as if polled; `changed` hears each refresh settle or the window roll, and re-asks. Returns unwatch. */
   watch(query: StatsQuery, authorization: string, changed: () => void): () => void {
     const asked = this.#asked(query, authorization);
     let watchers = this.#watchers.get(asked.key);
@@ -176,10 +170,8 @@ export class CachedStats {
     return asked;
   }
 
-  /**
-   * A credential not accepted in the last CALLS_AT_ONCE_MS is asked about once for all its keys: the others wait for that
-   * call's verdict (a 401 or 403 for them too), so a revoked key costs one call however many panels ask.
-   */
+  // A credential not accepted in the last CALLS_AT_ONCE_MS is asked about once for all its keys; the others await that
+  // call's verdict (a 401 or 403 too), so a revoked key costs one call however many panels ask.
   async #fetchInTurn(asked: Asked, held: CachedAnswer | undefined, nowMs: number, variant: Variant, priority: UpstreamCall['priority']): Promise<StatsAnswer> {
     const { key, partition } = asked;
     this.#throwIfRefused(asked, nowMs);
@@ -330,10 +322,7 @@ export class CachedStats {
     phase.cancel = this.#options.scheduler.at(answer.refreshAtMs, () => this.#refreshInPhase(phase));
   }
 
-  /**
-   * The refresh due or under way whose expired answer may answer at once, for STALE_WHILE_REVALIDATE_SECONDS past its
-   * expiry; not for a refused credential, or one due its recheck: those ask Deskie first as on any expired entry.
-   */
+  /** Refresh whose expired answer may serve STALE_WHILE_REVALIDATE_SECONDS more; not for refused or due credentials. */
   #revalidating({ key, partition }: Asked, held: CachedAnswer | undefined, nowMs: number): PhaseRefresh | undefined {
     const phase = this.#phases.get(key);
     if (phase === undefined || (held !== undefined && held !== phase.answer)) return undefined;

@@ -10,10 +10,7 @@ export const RECHECK_RETRY_MS = 30_000;
 /** A miss for a credential accepted this recently calls at once, else after one call decides it (a round trip more). */
 export const CALLS_AT_ONCE_MS = 5_000;
 
-/**
- * What Deskie's acceptance of a credential lets the cache do: `accepted` within the recheck time; `due soon` in its last
- * part (a recheck ahead starts); `deferred` past it, the last recheck having failed (answered until the retry); `due`.
- */
+/** accepted: in recheck time; due soon: its last part, recheck starts; deferred: recheck failed, served till retry. */
 export type Standing = 'accepted' | 'due soon' | 'deferred' | 'due';
 
 export interface CredentialStandingOptions {
@@ -45,10 +42,7 @@ interface Deciding {
   readonly verdict: Promise<unknown>;
 }
 
-/**
- * Deskie's verdicts on each credential partition (a 200 accepts, a 401 or 403 refuses): a credential is answered from the
- * cache only within recheckMs of its acceptance, or until the retry of a recheck Deskie could not answer. No I/O.
- */
+/** 200 accepts a partition, 401/403 refuse; cache answers within recheckMs or till a failed recheck's retry. No I/O. */
 export class CredentialStanding {
   readonly #options: CredentialStandingOptions;
   readonly #acceptedAt = new LRUCache<string, number>({ max: REMEMBERED_PARTITIONS });

@@ -24,10 +24,7 @@ const OUTCOME_BY_FETCH_STATUS: Readonly<Record<string, StoreResult['outcome']>> 
   inflight: 'collapsed',
 };
 
-/**
- * An in-process store bounded in bytes. lru-cache's `fetch()` shares one load among callers, rejects every waiter while
- * keeping the previous entry, and gives each entry its own TTL: how long it is kept, not how long it is fresh.
- */
+/** Byte-bounded. lru-cache's fetch() shares a load (a failure rejects all, old entry stays); TTL: kept, not fresh. */
 export class MemoryStore implements AnswerStore {
   readonly #lru: LRUCache<string, CachedAnswer, AnswerLoader>;
   /** Answers lru-cache took in (sized within the bound): a load's answer is `stored` only if it is one. */

@@ -3,19 +3,13 @@ import { DateTime, Duration, type DurationLike, type Zone } from 'luxon';
 import type { StatsQuery } from '../deskie/query.js';
 import { type FreshnessClass, isCustomRange, type Lifetimes } from '../deskie/periods.js';
 
-/**
- * The cache key: endpoint, canonical query, a calendar period's absolute window (so `yesterday` asked on two days is two
- * entries) and the credential partition. The rolling `last_24_hours` is keyed by its name alone.
- */
+/** Endpoint, query, partition and a calendar period's start (`yesterday` on two days: two keys; rolling: name only). */
 export function cacheKey(query: StatsQuery, partition: string): string {
   const window = query.window.changesAt === null ? '' : `@${query.window.from.toMillis()}`;
   return `${query.endpoint.name}?${query.canonicalQuery}${window}#${partition}`;
 }
 
-/**
- * The period as logs and the admin API name it: its name, or a custom range as an ISO interval in the account's zone.
- * One function for queries and entries, so the admin API's filter matches the access log.
- */
+/** A period's name, or a custom range as an ISO interval in the account zone; shared so admin filters match the log. */
 export function periodText(freshness: FreshnessClass, fromMs: number, toMs: number, zone: string): string {
   if (!isCustomRange(freshness)) return freshness;
   const instant = (ms: number) => DateTime.fromMillis(ms, { zone }).toISO() as string;
@@ -59,10 +53,8 @@ export interface AnswerTimes {
 }
 
 /**
- * Freshness counts from when the answer was asked for, so it never outlasts Deskie's. The refresh goes just after
- * Deskie's cache, begun by our call at the latest, has expired (sooner would bring back the same numbers for a whole
- * new lifetime); where the window changes first, just after the change, for the next window. An answer received after
- * its window changed may hold the new window's numbers: neither fresh nor kept.
+ * Fresh from asking, so never past Deskie's. Refresh just after Deskie's cache (our call's at latest) expires (sooner
+ * gets the same numbers anew) or the window changes. Got after a change: maybe the new window's; not fresh nor kept.
  */
 export function answerTimes(query: StatsQuery, { askedAtMs, sentAtMs, receivedAtMs }: CallTimes, lifetimes: Lifetimes, { staleIfErrorMs, refreshMarginMs }: KeepingRules): AnswerTimes {
   const expiresAtMs = freshUntil(query, askedAtMs, lifetimes);

@@ -25,11 +25,7 @@ const SCAN_COUNT = 500;
 
 /** Deletes a lease only if it is still the holder's (a lease that expired may be another replica's now). */
 const RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
-/**
- * Sets an answer (KEYS[1]) unless its partition was dropped (KEYS[2]), the key purged (KEYS[4]) or a filter selecting
- * it purged (KEYS[5], fields ARGV[6]…) since its call was made (ARGV[3]). The key joins its partition's index (KEYS[3],
- * scored by keepUntilMs ARGV[4]; those gone by ARGV[5] leave), so a drop needs no SCAN.
- */
+/** Sets the answer unless its partition, key or a filter on it was purged since askedAtMs; indexed: drops skip SCAN. */
 const WRITE_ANSWER = `
 local dropped = math.max(tonumber(redis.call('get', KEYS[2]) or '-1'), tonumber(redis.call('get', KEYS[4]) or '-1'))
 for _, at in ipairs(redis.call('hmget', KEYS[5], unpack(ARGV, 6))) do if at then dropped = math.max(dropped, tonumber(at)) end end
@@ -99,12 +95,10 @@ type StoredMeta = Omit<CachedAnswer, 'source' | 'variants' | 'refreshAtMs' | 'la
   Omit<AnswerSource, 'gzipped'> & { readonly refreshAtMs: number | null };
 
 /**
- * Answers shared through Redis, with an in-process copy (L1) of the fresh ones in front, so a hit never waits on Redis.
- * Redis holds the gzipped body and times under `…v1:a:<key>` until keepUntilMs; each replica renders variants itself. One
- * load per key across the cluster: the holder of `…lease:<key>` (SET NX PX, renewed) loads, the others wait (woken by
- * a message or polling), take over if the lease lapses, and share the holder's Deskie failure. A purge or drop deletes,
- * tells every replica, and leaves a marker refusing answers from calls made before it. Redis down or slower than
- * REDIS_TIMEOUT_MS: commands fail fast, and the replica answers from L1 and loads by itself.
+ * Answers in Redis behind an in-process L1 of fresh ones (a hit never waits on Redis): gzipped body and times under
+ * `…v1:a:<key>` till keepUntilMs; replicas render variants. One load per key cluster-wide, by the `…lease:<key>` holder
+ * (SET NX PX, renewed); others wait (message or poll), take a lapsed lease, share its failure. Purge and drop delete,
+ * tell all, and refuse older calls' writes. Redis down or past REDIS_TIMEOUT_MS: fail fast; L1 answers; loads go alone.
  */
 export class RedisStore implements AnswerStore {
   readonly #redis: SharedRedis;

@@ -10,10 +10,7 @@ export interface Scheduler {
 /** setTimeout's longest delay (about 24.8 days): a month-long lifetime's task is re-armed on the way. */
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
-/**
- * Timers on the clock: each fires when its delay is over and runs the task only if the clock agrees (a wall clock set
- * back re-arms it). Timers are unref'ed: a task due never keeps the process alive.
- */
+/** Runs the task when its delay ends if the clock agrees (set back: re-armed); unref'ed, it never holds the process. */
 export function timerScheduler(clock: () => number): Scheduler {
   return {
     at(atMs, task) {

@@ -108,10 +108,7 @@ export function renderedVariant(answer: CachedAnswer, variant: Variant): Represe
   return answer.variants.find((representation) => representation.variant === variant);
 }
 
-/**
- * How a request was answered; headers and logs read this value. `refreshed`: expired and fetched again (RFC 9211
- * `fwd=stale`); `collapsed`: joined a fetch under way; `stale`: Deskie failed and an expired entry answered.
- */
+/** For headers, logs. refreshed: RFC 9211 fwd=stale; collapsed: joined a load; stale: expired, as Deskie failed. */
 export type CacheOutcome = 'hit' | 'miss' | 'refreshed' | 'collapsed' | 'stale';
 
 export interface StoreResult {
@@ -145,19 +142,13 @@ export type AnswerLoader = () => Promise<CachedAnswer>;
 /** Whether an answer another replica stored may answer a fetch instead of a load (the caller's freshness rules). */
 export type ReusePolicy = (answer: CachedAnswer) => boolean;
 
-/**
- * Where answers live; freshness is the caller's business. A store holds each answer until keepUntilMs (or its bound drops
- * it) and loads once per key; a shared store, once across replicas, holding only fresh answers in this process.
- */
+/** Holds answers to keepUntilMs or its bound, one load per key (per cluster if shared); freshness is the caller's. */
 export interface AnswerStore {
   /** The answer this process holds for `key` (during a load, the one it will replace), without loading or waiting: a hit's only lookup. */
   get(key: string): CachedAnswer | undefined;
   /** The answer held for `key` anywhere, fresh or not (for stale-if-error); a shared store's may take a round trip. */
   peek(key: string): Promise<CachedAnswer | undefined>;
-  /**
-   * Loads and holds the answer in place of the previous one, or joins the load running for `key`; a failure reaches
-   * every waiter and the previous answer stays. A shared store first tries what another replica stored (`reuse`).
-   */
+  /** Loads over the held answer or joins `key`'s load; a failure fails all waiters, old kept. Shared: `reuse` first. */
   fetch(key: string, load: AnswerLoader, reuse?: ReusePolicy): Promise<StoreResult>;
   /** Number of entries held in this process. */
   readonly entries: number;
