@@ -16,9 +16,8 @@ export type PageReserver = (morePages: number) => Promise<void>;
 const NOTHING_TO_RESERVE: PageReserver = async () => {};
 
 /**
- * Merges every page into one body shaped like a single page: records renumbered "0", "1", ..., then `last_page: true`
- * or `total_count`. One page after another, so `page=all` never bursts against the rate limit; past `maxPages` it throws.
- * A record seen twice (the data moved while paging) is kept once.
+ * One body shaped like one page: records renumbered "0", "1", ..., then `last_page: true` or `total_count`; a record
+ * seen twice (data moved) kept once. Pages in turn, so page=all never bursts the rate limit; past `maxPages` it throws.
  */
 export async function fetchAllPages(
   endpoint: EndpointSpec,
@@ -61,10 +60,7 @@ interface Paging {
   readonly finish: (records: unknown[], total: number | undefined) => JsonObject;
 }
 
-/**
- * Satisfaction pages are read oldest first, whatever order was asked: a rating added while paging lands at the end
- * instead of shifting later pages (which would repeat one record and lose another).
- */
+/** Read oldest first: a rating added mid-paging lands last instead of shifting pages (which repeats one, loses one). */
 function ratingPaging(pageBase: QueryPairs): Paging {
   const newestFirst = !pageBase.some(([name, value]) => name === 'sort' && value === 'added_at_asc');
   return {

@@ -52,10 +52,7 @@ export interface DeskieAnswer extends DeskiePage {
   readonly upstreamMs: number;
 }
 
-/**
- * Asks Deskie for one query (every page merged for `page=all`), each call in its turn in the budget. Anything but a 200
- * with a JSON object is thrown: UpstreamAnswer for Deskie's own answers, ProxyError for failures.
- */
+/** A query (page=all merged), calls in budget turns; Deskie's non-200 throws UpstreamAnswer, a failure ProxyError. */
 export class DeskieUpstream {
   readonly #options: DeskieUpstreamOptions;
   #last: LastUpstreamAnswer | null = null;

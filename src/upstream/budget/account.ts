@@ -37,9 +37,8 @@ export interface AccountOptions {
 }
 
 /**
- * The account as Deskie describes it (here or to another replica): its limit less the reserve bounds the calls a minute,
- * under the operator's cap (20 until `rate_limit_per_minute` says more); `api_calls_left` at or below the reserve pauses
- * calls for a minute; a 429 opens a circuit for its `retry_after` (60 s without one).
+ * As Deskie tells it (here or to another replica): its limit less the reserve, under the operator's cap, bounds calls
+ * a minute; `api_calls_left` at or below the reserve pauses a minute; a 429 opens a circuit for its `retry_after`.
  */
 export class DeskieAccount {
   readonly #options: AccountOptions;

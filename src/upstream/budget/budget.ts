@@ -184,10 +184,7 @@ export class UpstreamBudget {
     this.#dispatch();
   }
 
-  /**
-   * Merges take turns (this replica's): sharing a minute page by page, each would spend part and none finish. One not
-   * given the turn in time is refused having spent nothing.
-   */
+  /** This replica's merges take turns: sharing a minute page by page, none would finish. Late: refused, unspent. */
   #takeTurn(grant: BudgetGrant): Promise<void> {
     const { request } = grant;
     if (this.#closedWith !== undefined) return Promise.reject(this.#closedWith());
@@ -270,10 +267,8 @@ export class UpstreamBudget {
     return shared !== undefined && shared.mode === 'replica-share' ? shared.share(limit) : limit;
   }
 
-  /**
-   * The granted calls, taken from the shared log too, at reserve time (a merge waits or is refused before its first call).
-   * The grant keeps its slot meanwhile, so at most `concurrency` calls ask Redis again; unsent calls go back on release.
-   */
+  // Takes the granted calls from the shared log at reserve time: a merge waits or is refused before its first call.
+  // Keeping the slot meanwhile, at most `concurrency` calls ask Redis again; unsent calls go back on release.
   async #takeShared(shared: SharedBudget, grant: BudgetGrant, calls: number, deadline: number): Promise<void> {
     let notBefore = 0;
     for (;;) {

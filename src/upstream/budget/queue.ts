@@ -31,10 +31,7 @@ interface Waiter<Call> extends Sleeper {
   readonly resolve: () => void;
 }
 
-/**
- * Calls waiting their turn until their deadlines: a merge's further calls first (it has spent calls), then client
- * misses, then refreshes. Granted calls sleeping before asking the shared log again are refused with them.
- */
+/** Calls wait to deadlines: a merge's later calls (it has spent), client misses, refreshes; sleepers refused too. */
 export class CallQueue<Call> {
   readonly #rules: QueueRules<Call>;
   readonly #lines: Record<CallPriority, Array<Waiter<Call>>> = { client: [], refresh: [] };

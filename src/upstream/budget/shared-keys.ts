@@ -23,11 +23,8 @@ const ACCOUNT_FIELDS = "'accountLimit', 'callsLeft', 'pausedUntil', 'circuitOpen
 /** A member of the log no replica mints, scored +inf so the minute never drops it: a log without it was lost. */
 const LOG_MARK = 'mark';
 
-/**
- * Shared by take and heartbeat; KEYS = {log, account, recovery, replicas}, ARGV[1..4] = RecoveryArgs. A log without its
- * mark was lost (FLUSHALL, eviction, a new Redis), and only each replica knows its own calls: every replica is asked to
- * write its last minute back, and no call is taken until those expected have, or `recoveryMs` passes (one may have died).
- */
+// For take and heartbeat (KEYS, ARGV[1..4]: TakeArgs). A log without its mark was lost (FLUSHALL, eviction, new Redis):
+// each replica writes its last minute back; no call goes till those expected have, or recoveryMs passes (if one died).
 const RECOVERY_LUA = `
 local function recoverIfLost()
   if redis.call('ZSCORE', KEYS[1], '${LOG_MARK}') then return end
@@ -51,10 +48,7 @@ local function recoveryState()
 end
 `;
 
-/**
- * Takes `#ARGV - 7` calls from the sliding log unless the pause or circuit holds or a recovery runs; if they do not fit,
- * says when enough of the oldest leave. Returns {0 or not-before ms, recovery state, the account's four fields}.
- */
+/** Takes `#ARGV - 7` calls from the log unless paused, circuit open or recovering; if they don't fit, says when. */
 const TAKE_LUA = `${RECOVERY_LUA}
 local now = tonumber(ARGV[5])
 local window = tonumber(ARGV[6])
@@ -93,10 +87,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return redis.call('HMGET', KEYS[1], ${ACCOUNT_FIELDS})
 `;
 
-/**
- * Scores the replica's id by real ms among the live ones, writes the (score, member) pairs from ARGV[8] into the log, and
- * with ARGV[7] = 1 (all its calls) counts it as written back. Returns {live replicas, recovery state, account fields}.
- */
+/** Marks the replica live (real ms), logs `sent` (score, member); writesBack = 1 (all its calls) counts it as back. */
 const HEARTBEAT_LUA = `${RECOVERY_LUA}
 local now = tonumber(ARGV[5])
 local live = tonumber(ARGV[6])

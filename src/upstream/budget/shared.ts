@@ -43,10 +43,9 @@ interface SentEntry {
 const sentAt = ({ at }: SentEntry): number => at;
 
 /**
- * The budget's part the replicas share in Redis: a sliding log of the minute's calls taken atomically by Lua, the
- * account's state announced so every replica stops at once, and a heartbeat per replica to count them. While Redis is
- * away a replica counts alone on `limit / replicas` with the count last seen (1 until one is read), so the shares never
- * add up past the limit; one cut off alone overshoots by its share, which UPSTREAM_RESERVE absorbs.
+ * Replicas share the budget in Redis: a sliding log of the minute's calls taken atomically in Lua, the account state
+ * announced so all stop at once, a heartbeat each to count them. Without Redis each counts alone on `limit / replicas`
+ * (last count, 1 till read): the shares never exceed it; one cut off alone overshoots by its share (UPSTREAM_RESERVE).
  */
 export class SharedBudget {
   readonly #redis: SharedRedis;

@@ -8,10 +8,7 @@ export function forgetExpired<Entry>(log: Entry[], now: number, sentAt: (entry: 
   if (expired > 0) log.splice(0, expired);
 }
 
-/**
- * One draw on the budget (every call, or new credentials'): slots in flight, calls reserved, calls sent in the last
- * minute. The minute slides, so no boundary lets twice the limit through; a reserved call counts from when it is sent.
- */
+/** Slots, reservations, a sliding minute of sends (no boundary passes 2× the limit); a reservation counts once sent. */
 export class CallWindow {
   readonly #slots: number;
   /** Clock times of the calls sent in the last minute, oldest first. */
