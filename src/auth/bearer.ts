@@ -30,10 +30,7 @@ export interface NamedToken {
   readonly token: string;
 }
 
-/**
- * Named bearer tokens, each standing for a holder made once. The given token's digest is compared with every token's
- * without stopping at a match (a missing token too): neither which token matched nor how much of one shows in the time.
- */
+/** Named tokens, holders made once; matching never stops early: timing shows neither which token nor how much. */
 export class BearerTokens<Holder = string> {
   #entries: ReadonlyArray<{ readonly digest: Buffer; readonly name: string; readonly holder: Holder }> = [];
   readonly #holder: (name: string) => Holder;

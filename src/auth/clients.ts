@@ -11,11 +11,7 @@ export interface Caller {
 /** How a statistics request proves who it is: its Caller, or a 401 thrown. */
 export type Authenticate = (authorization: string | undefined) => Caller;
 
-/**
- * How clients are let in: `pass-through` forwards each dashboard's own Deskie credentials, entries kept apart per
- * credential; in `service` mode the proxy calls Deskie with its own, every client shares one partition and shows a
- * bearer token of the operator's (`tokens`) or nothing at all (`none`, for trusted networks).
- */
+/** pass-through: each dashboard's Deskie login, own cache; service: ours, one cache, tokens or none (trusted nets). */
 export type Access =
   | { readonly mode: 'pass-through' }
   | {

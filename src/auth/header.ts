@@ -6,10 +6,7 @@ export const MAX_AUTHORIZATION_BYTES = 4096;
 
 const AUTHORIZATION = /^authorization$/i;
 
-/**
- * The request's one Authorization header, or undefined. More than one is a 400 (not a list: RFC 9110 §5.3): Node keeps
- * the first, so a proxy in front that read the last would authorise one credential and this server use another.
- */
+/** Several Authorization headers are a 400 (RFC 9110 §5.3): Node keeps the first, a proxy in front may use the last. */
 export function authorizationOf(request: Pick<IncomingMessage, 'rawHeaders'>): string | undefined {
   const raw = request.rawHeaders;
   let found: string | undefined;

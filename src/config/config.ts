@@ -277,10 +277,7 @@ function parse<S extends TSchema>(schema: S, input: unknown, where: (path: strin
   throw new ConfigError(`${where(path)} ${detail}${quoted}`);
 }
 
-/**
- * Value.Default(Value.Convert(input)) for the usual input, without Value: top-level defaults filled in and number
- * settings' digits (checked by pickKnown) read; parse() checks the result and takes Value's way for anything else.
- */
+/** Value.Default(Value.Convert()) for usual input without Value: top-level defaults, pickKnown's digits as numbers. */
 function usualConversion(schema: TSchema, input: unknown): unknown {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) return input;
   const properties = (schema as { properties?: Record<string, { type?: unknown; default?: unknown }> }).properties ?? {};

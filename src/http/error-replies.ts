@@ -16,10 +16,7 @@ const ROUTE_LIST = Object.values(ENDPOINTS)
   .map((endpoint) => endpoint.path)
   .join(', ');
 
-/**
- * Every error answer in one shape (`{"status":"error","error":...}`): ours, Fastify's, an unknown route's, one once
- * closing; Deskie's own is passed on as it came, and what Node's parser refuses is answerClientError's.
- */
+/** {"status":"error",...} for ours, Fastify's, 404s, closing; Deskie's pass as sent; parser's: answerClientError. */
 export function registerErrorReplies(app: FastifyInstance, { log, metrics, isClosing }: { log: FastifyBaseLogger; metrics: ProxyMetrics; isClosing: () => boolean }): void {
   // First of all hooks: the request id and nosniff for every answer, and no new work once closing.
   app.addHook('onRequest', (request, reply, done) => {

@@ -4,10 +4,7 @@ import { randomBytes } from 'node:crypto';
 /** A client's X-Request-Id is kept when it is an id and nothing more: no escaping in a header or a JSON log line. */
 const CLIENT_ID = /^[\w.:@/+=-]{1,128}$/;
 
-/**
- * Fastify's genReqId: the client's X-Request-Id when well-formed, otherwise this process's random prefix (30 bits:
- * replicas tell their ids apart) and a counter, without a random number per request.
- */
+/** genReqId: a well-formed X-Request-Id, else a 30-bit per-process random prefix (replicas differ) and a counter. */
 export function requestIds(): (request: IncomingMessage) => string {
   const prefix = randomBytes(4).toString('base64url').slice(0, 5);
   let counter = 0;

@@ -35,10 +35,7 @@ const loadIoredis = (): typeof Ioredis => createRequire(import.meta.url)('ioredi
 /** Version of what is written to Redis: a rolling upgrade that changes it cannot read the other's entries. */
 const REDIS_FORMAT_VERSION = 'v1';
 
-/**
- * Two connections to Redis: commands, and subscriptions (a subscribed connection can do nothing else). A command fails
- * after `timeoutMs`, and at once while down (no offline queue), so a request goes on without Redis; ioredis reconnects.
- */
+/** A command and a subscriber connection (it can do nothing else); commands fail after timeoutMs, at once if down. */
 export class SharedRedis {
   readonly command: Redis;
   readonly subscriber: Redis;
@@ -124,10 +121,7 @@ export class SharedRedis {
     }
   }
 
-  /**
-   * Sends `command` if there is time left before `byMs` (performance.now()) and waits no longer:
-   * a request's commands share one timeout. A command given up on still runs; its answer is ignored.
-   */
+  /** A request's commands share the deadline `byMs` (performance.now()); one given up on still runs, answer ignored. */
   async within<T>(byMs: number, command: (redis: Redis) => Promise<T>): Promise<T> {
     const leftMs = byMs - performance.now();
     if (leftMs <= 0) throw new RedisTimeout();
