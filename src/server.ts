@@ -6,8 +6,7 @@ import type { Config } from './config/config.js';
 
 const entry = process.argv[1];
 const isEntry = entry !== undefined && realpathSync(entry) === fileURLToPath(import.meta.url);
-// SIGHUP's default action ends a process, and a supervisor may send it during start-up: ignored from this first
-// statement (later it reloads the token file), so everything else is imported dynamically below.
+// A supervisor's SIGHUP mid-start would end the process: ignored from here, so all else is imported dynamically below.
 if (isEntry) process.on('SIGHUP', () => {});
 
 /** How long before SHUTDOWN_TIMEOUT_MS runs out the waits for Deskie are cut: time to write those answers and the last log lines. */
@@ -24,9 +23,8 @@ export interface RunningServer {
   readonly config: Config;
   readonly logger: Logger;
   /**
-   * /readyz answers 503 at once, the rest is served for SHUTDOWN_DRAIN_SECONDS (unless `drain: false`, as for Ctrl-C),
-   * then requests in flight and log lines are waited for. A second before SHUTDOWN_TIMEOUT_MS, waits for Deskie are cut:
-   * each request still waiting is answered stale where an entry is kept, else 503 with Retry-After.
+   * /readyz turns 503, the rest is served SHUTDOWN_DRAIN_SECONDS (unless `drain: false`, as for Ctrl-C), then requests
+   * and log lines are awaited; near SHUTDOWN_TIMEOUT_MS Deskie waits are cut: stale if kept, else 503, Retry-After.
    */
   stop(options?: { readonly drain?: boolean }): Promise<void>;
 }
@@ -91,10 +89,7 @@ export async function startServer(env: Readonly<Record<string, string | undefine
   return { app, config, logger, stop };
 }
 
-/**
- * SIGHUP reads PROXY_TOKENS_FILE again; a file that cannot be read or holds a mistake changes nothing (the error is
- * logged, never a token). Without a file it is logged and ignored: a reload must never end the server. Returns the undo.
- */
+// SIGHUP rereads PROXY_TOKENS_FILE; a bad file changes nothing (logged, never a token); a reload never ends the server.
 function reloadTokensOnHangup(app: FastifyInstance, logger: Logger): () => void {
   const reload = app.reloadClientTokens;
   const onHangup = (): void => {

@@ -106,8 +106,7 @@ export function buildServices(config: Config & { readonly deskieUrl: string }, {
       budget.close(cutAtShutdown);
       client.abortAll(cutAtShutdown());
     },
-    // Waiting calls are refused and no refresh starts; refreshes under way
-    // finish (bounded by the upstream timeout) before the pool closes.
+    // Waits refused, no refresh starts; refreshes under way end (within the upstream timeout) before the pool closes.
     async close() {
       streams.closeAll();
       budget.close();

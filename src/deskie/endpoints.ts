@@ -1,10 +1,6 @@
 import type { DurationLike } from 'luxon';
 
-/**
- * What Deskie's three statistics endpoints accept (deskie-api-stats.txt, deskie-api-notes.md). Every
- * value is checked here, so a typo is our 400, not a call that spends the account's rate limit, and
- * an id written two ways (`01`, `1`) cannot make two cache entries.
- */
+/** What Deskie's endpoints accept (deskie-api-stats.txt, -notes.md): a typo is our 400, not a rate-limited call. */
 export type EndpointName = 'leaderboard' | 'staff_statuses' | 'satisfaction';
 
 export interface ValueRule {
@@ -74,6 +70,7 @@ const oneOf = (...values: string[]): ValueRule => ({
   values,
 });
 
+/** No leading zeros: an id written two ways (`01`, `1`) would make two cache entries. */
 const ID = /^(0|[1-9]\d{0,17})$/;
 const id: ValueRule = {
   test: (value) => ID.test(value),

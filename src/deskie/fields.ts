@@ -2,9 +2,8 @@ import { DateTime } from 'luxon';
 import type { EndpointName } from './endpoints.js';
 
 /**
- * How each field of Deskie's records is cleaned up, by this schema, never by a value's look (a comment
- * reading "42" stays text): `number` and `percent` ("21.9%") become numbers, "-" null; `date`
- * (RFC 2822) becomes ISO 8601; `text`, `id` and fields not listed are kept as sent.
+ * How each field of Deskie's records is cleaned up, by this schema, never by a value's look ("42" as a comment stays
+ * text): `number`, `percent` ("21.9%") become numbers, "-" null; `date` (RFC 2822) ISO 8601; others as sent.
  */
 export type FieldKind = 'number' | 'percent' | 'date' | 'text' | 'id';
 

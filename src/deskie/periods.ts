@@ -4,11 +4,8 @@ import type { EndpointName } from './endpoints.js';
 type CalendarUnit = 'day' | 'week' | 'month' | 'year';
 
 interface PeriodRule {
-  /**
-   * From the start of the unit `first` back to the end of the unit `last` back, or null for the
-   * rolling `last_24_hours`. Deskie does not say whether `last_N_days` includes today; it is read
-   * as the N days ending with today. Either reading changes window at midnight, all the cache needs.
-   */
+  // From the start of the unit `first` back to the end of unit `last` back; null: rolling. Deskie leaves open whether
+  // `last_N_days` includes today; read as the N days ending today (either changes at midnight, all the cache needs).
   readonly span: readonly [unit: CalendarUnit, first: number, last: number] | null;
   /** Deskie's own cache lifetime (deskie-api-stats.txt, "Caching"). */
   readonly lifetime: DurationLike;
@@ -84,8 +81,7 @@ export function periodWindow(period: Period, nowMs: number, zone: string, weekSt
   const now = DateTime.fromMillis(nowMs, { zone });
   const span: PeriodRule['span'] = PERIOD_RULES[period].span;
   if (span === null) return { from: now.minus({ hours: 24 }), to: now, changesAt: null };
-  // Move the date first and take its start last: a day whose midnight DST skips
-  // (America/Santiago, 2026-09-06) starts at 01:00, and a day added to that would too.
+  // Add days, then startOf('day'): a day DST starts at 01:00 (America/Santiago, 2026-09-06) must not pass it on.
   const day = (offset: number) => now.plus({ days: offset }).startOf('day');
   const weekOffset = (now.weekday - weekStart + 7) % 7;
   const unitsOn = {

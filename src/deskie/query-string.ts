@@ -21,10 +21,9 @@ export type RawQuery = Readonly<Record<string, string | readonly string[] | unde
 export type ParsedQuery = RawQuery & { readonly [QUERY_STRING_REFUSAL]?: ProxyError };
 
 /**
- * Fastify's query string parser, bounded. A query string too long, with too many parameters or
- * undecodable (`%zz`, `%FF%FE`) parses to a refusal the stats routes answer with a 414 or 400: a
- * parser that throws would fail inside the router, and fast-querystring alone would forward `%zz`
- * encoded twice. The same string gives the same frozen object, which the routes remember checks by.
+ * Fastify's query string parser, bounded: one too long, with too many parameters or undecodable (`%zz`, `%FF%FE`)
+ * parses to a refusal the stats routes answer 414 or 400 (a throw would fail inside the router; fast-querystring alone
+ * forwards `%zz` encoded twice). The same string gives the same frozen object: the routes remember checks by it.
  */
 export function parseQueryString(raw: string): ParsedQuery {
   return raw.length <= LONGEST_REMEMBERED_QUERY_STRING ? parsed.memo(raw) : Object.freeze(parseOnce(raw));

@@ -51,10 +51,7 @@ type TimeParameters = Partial<Record<(typeof TIME_PARAMETERS)[number], string>>;
 const isTimeParameter = (name: string): name is keyof TimeParameters =>
   (TIME_PARAMETERS as readonly string[]).includes(name);
 
-/**
- * Checks a query against what the endpoint accepts and makes it canonical: anything else is a 400 naming it, so nothing
- * unknown reaches Deskie and `?_=123` makes no entry. The rules cross fields, so they live here, not in a JSON schema.
- */
+/** Canonical or a 400 saying why: nothing unknown reaches Deskie or a cache key. Rules cross fields: no JSON Schema. */
 export function parseStatsQuery(endpoint: EndpointSpec, query: ParsedQuery, context: QueryContext): StatsQuery {
   const refused = query[QUERY_STRING_REFUSAL];
   if (refused !== undefined) throw refused;

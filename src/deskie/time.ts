@@ -1,9 +1,6 @@
 import { DateTime } from 'luxon';
 
-/**
- * The forms Deskie accepts for `from_time` and `to_time` (deskie-api-notes.md). A value without an
- * offset is read in the account time zone; a date alone means the start of that day.
- */
+/** `from_time`/`to_time` forms (deskie-api-notes.md): no offset means the account zone; a date alone, its start. */
 export const ACCEPTED_TIME_FORMS =
   "'YYYY-MM-DD HH:MM:SS' (optionally followed by ' +HHMM'), 'YYYY-MM-DD HH:MM', 'YYYY-MM-DD', " +
   "'DD.MM.YYYY' (optionally with ' HH:MM' or ' HH:MM:SS'), or a unix timestamp in seconds";
@@ -20,10 +17,7 @@ const UNIX_SECONDS = /^\d{1,11}$/;
 /** A cheap shape check so that only plausible strings reach luxon's parser; offsets run from -14:00 to +14:00. */
 const DATE_SHAPE = /^(\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4})( \d{2}:\d{2}(:\d{2}( [+-](0\d|1[0-4])[0-5]\d)?)?)?$/;
 
-/**
- * Reads a Deskie time value: the instant, or why there is none. A local time the zone's clocks skip (2026-03-29 02:30 in Berlin) names
- * no instant; luxon would silently move it an hour on, so it is reported rather than guessed.
- */
+/** A local time DST skips (2026-03-29 02:30, Berlin) is reported: luxon would silently move it an hour on. */
 export function readDeskieTime(value: string, zone: string): DateTime | 'not-a-time' | 'skipped-by-dst' {
   if (UNIX_SECONDS.test(value)) return DateTime.fromSeconds(Number(value), { zone });
   if (!DATE_SHAPE.test(value)) return 'not-a-time';

@@ -6,10 +6,7 @@ const FORMULA_START = /^[=+@\t\r-]/;
 const SAFE_DASH = /^-$|^-\d+(\.\d+)?$/;
 const NEEDS_QUOTES = /[",\r\n]|^\s|\s$/;
 
-/**
- * RFC 4180 CSV with a header row: the union of the rows' fields in the order they first appear, CRLF line ends, null
- * as an empty cell. A text cell a spreadsheet could run as a formula is prefixed with a single quote.
- */
+/** RFC 4180, CRLF, a header of fields in first-seen order, null as empty; a formula-like text cell gets a leading '. */
 export function toCsv(rows: readonly JsonObject[]): string {
   const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
   const lines = [columns.map(cell).join(',')];

@@ -43,8 +43,7 @@ const CSV_DISPOSITION: Readonly<Record<EndpointName, string>> = Object.fromEntri
 /** About gzip's speed and a little smaller; Brotli's default (11) is far slower. */
 const BROTLI_QUALITY = 5;
 
-// Copies of `parts` in one exactly sized allocation of their own: small Buffers are slices of Node's shared pool or
-// zlib's chunks, and a cached slice would keep the whole slab alive, beyond what the store counts.
+// A small Buffer slices Node's pool or a zlib chunk: a cached slice would pin the slab, beyond what the store counts.
 function ownBytes(parts: readonly Buffer[]): Buffer[] {
   const packed = Buffer.allocUnsafeSlow(parts.reduce((total, part) => total + part.length, 0));
   let offset = 0;
@@ -79,10 +78,7 @@ export function withOwnedBytes(
   };
 }
 
-/**
- * Renders one variant of an entry (bytes not yet owned): the format, then the coding if it makes the body smaller.
- * The ETag hashes entry key, variant and bytes: distinct per URL, credential and coding; same bytes, same tag.
- */
+/** Coded only if smaller; bytes not owned yet. ETag hashes entry key, variant, bytes: per URL, credential, coding. */
 export function renderVariant(source: AnswerSource, entryTag: string, variant: Variant, parsed?: unknown): Representation {
   const { rendering, coding } = describeVariant(variant);
   if (rendering === 'raw' && coding === 'gzip') return represent(source.gzipped, source.contentType, 'gzip', undefined, entryTag, variant);

@@ -76,10 +76,7 @@ export function describeVariant(variant: Variant): { readonly rendering: Renderi
   return { rendering, coding };
 }
 
-/**
- * The content coding to answer in (RFC 9110 §12.5.3): br or gzip, whichever has the higher q-value (br on a tie: it is
- * smaller), else identity, sent rather than a 406 even to a client that refuses it: every client can read it.
- */
+/** RFC 9110 §12.5.3: br or gzip by q (br on a tie: smaller), else identity even if refused (all read it; no 406). */
 export function chooseCoding(acceptEncoding: string | undefined): Coding {
   if (acceptEncoding === undefined || acceptEncoding === '') return 'identity';
   const q: Partial<Record<string, number>> = {};

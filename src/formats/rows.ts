@@ -13,10 +13,7 @@ export interface RowsDocument {
 /** A staff status as Deskie writes it: a name and its numeric id, "Online (1)". */
 const STATUS = /^(.*) \((\d+)\)$/;
 
-/**
- * One flat object per record, in Deskie's order: a leaderboard record's `staff` object, a status change with each
- * status also split into name and id, a rating as it is. `last_page` and `total_count` are Deskie's, or null.
- */
+/** Rows, in Deskie's order: a leaderboard's `staff`, a status change plus each status's name and id, a rating as is. */
 export function toRows(endpoint: EndpointName, normalized: JsonObject, window: RowsWindow): RowsDocument {
   const schema = RECORD_SCHEMAS[endpoint];
   const rows: JsonObject[] = [];

@@ -11,9 +11,8 @@ export const LOG_WRITE_MIN_BYTES = 4096;
 export const LOG_FLUSH_MS = 100;
 
 /**
- * What never reaches a log line: credentials (Authorization wherever a request or its headers are logged, and Node's
- * `rawPacket`, the bytes of a request its parser refused), the proxy's own tokens, and ioredis's command arguments
- * (serializeError). Each path is spelled out: one starting with `*` makes pino clone every field of every line.
+ * Never logged: Authorization wherever a request or its headers are, Node's `rawPacket` (a refused request's bytes),
+ * our tokens, ioredis's arguments (serializeError). Paths spelled out: `*` first makes pino clone every line's fields.
  */
 export const REDACTED_PATHS: readonly string[] = [
   'authorization',
@@ -41,10 +40,7 @@ export function redactQuery(value: unknown): unknown {
 /** How deep a logged error's nested errors and objects are looked into; deeper ones are left out. */
 const MAX_ERROR_DEPTH = 5;
 
-/**
- * pino's error serializer, less ioredis's `command: { name, args }`, whose args hold keys (with filter values) or AUTH's
- * password: `redact` cannot reach into arrays, so each `command`, in nested errors too, is cut down to its name.
- */
+/** ioredis's `command`, nested too, is cut to its name: args hold keys or AUTH's password, and redact skips arrays. */
 export function serializeError(value: unknown, depth = 0): unknown {
   if (typeof value !== 'object' || value === null) return value;
   if (depth > MAX_ERROR_DEPTH) return '[too deep]';
@@ -79,10 +75,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return pino({ ...LOGGER_OPTIONS, level }, destination);
 }
 
-/**
- * pino-pretty on a terminal outside production; otherwise JSON lines written asynchronously (sonic-boom), flushed at
- * exit. A slow reader holds lines up to LOG_BUFFER_MAX_BYTES, then they are dropped; EPIPE ends logging, not the server.
- */
+/** pino-pretty on a terminal outside production; else JSON lines written async (sonic-boom), flushed at exit. */
 export async function stdoutDestination(
   production: boolean,
   // isatty rather than process.stdout.isTTY: making process.stdout would switch a pipe to non-blocking writes.

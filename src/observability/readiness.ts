@@ -2,10 +2,7 @@ import type { AnswerStore } from '../cache/store.js';
 
 export type ReadinessState = 'starting' | 'ready' | 'draining';
 
-/**
- * Whether a load balancer should send this process requests: not while starting, draining or without a usable store.
- * Not Deskie's state: cached answers serve while it is down, and failing on it would take every replica out at once.
- */
+/** Unready if starting, draining or storeless, not for Deskie: cached answers serve; all replicas would go at once. */
 export class Readiness {
   #state: ReadinessState = 'starting';
 

@@ -4,8 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { RESPONSE_HEADERS, SHARED_SCHEMAS } from './stats-schema.js';
 
-// OpenAPI 3.1 at /docs/json (and /docs/yaml), Swagger UI at /docs: what no route says (info, security schemes, tags,
-// shared schemas), and how HEAD and an object in a query string are written.
+// OpenAPI 3.1 (/docs/json, /docs/yaml), Swagger UI (/docs): what no route says; how HEAD and query objects are written.
 
 export const DOCS_PREFIX = '/docs';
 
@@ -122,8 +121,7 @@ function finishPath(item: PathItem): PathItem {
   const operations = Object.fromEntries((Object.entries(item) as Array<[string, Operation]>).map(([method, operation]) => [method, finishOperation(operation)]));
   const { get, head } = operations;
   if (get === undefined || head === undefined) return operations;
-  // Declared with GET, HEAD shares its operation: the parameters are said once, for the
-  // path, and HEAD has an id and summary of its own, and no bodies (RFC 9110 §9.3.2).
+  // HEAD, declared with GET: parameters once, for the path; its own id and summary, and no bodies (RFC 9110 §9.3.2).
   return {
     ...operations,
     ...(get.parameters && { parameters: get.parameters }),

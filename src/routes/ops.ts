@@ -40,10 +40,7 @@ const Readyz = Type.Object({
   ]),
 });
 
-/**
- * Health, readiness and metrics: never cached, never forwarded. /healthz is for a container's HEALTHCHECK (is the
- * process alive); /readyz for a load balancer (503 while starting, draining or without a usable store).
- */
+/** Never cached or forwarded: /healthz for a container's HEALTHCHECK, /readyz for a load balancer (Readiness). */
 export async function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): Promise<void> {
   const { store, storeMaxBytes, budget, upstream, readiness, metrics } = options;
   app.route({

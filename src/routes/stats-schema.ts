@@ -7,8 +7,7 @@ import { EARLIEST_YEAR, LATEST_YEAR, MAX_VALUES_PER_FILTER } from '../deskie/que
 import { ACCEPTED_TIME_FORMS } from '../deskie/time.js';
 import { BOM_PARAMETER, BOM_VALUES, CODINGS, CSV_TYPE, DEFAULT_FORMAT, FORMAT_PARAMETER, FORMATS, PROXY_PARAMETERS } from '../formats/representations.js';
 
-// The statistics routes' contract, for the API description only, built from the validator's tables (a rule that
-// cannot be described throws); also the response headers, error answer and schemas other routes share.
+// Stats routes' contract for /docs only, from the validator's tables (an undescribable rule throws); shared schemas.
 
 /** A JSON Schema (2020-12, the dialect of OpenAPI 3.1). */
 type Schema = { readonly [keyword: string]: unknown };

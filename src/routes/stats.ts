@@ -81,8 +81,7 @@ export async function statsRoutes(app: FastifyInstance, options: StatsRouteOptio
   }
 }
 
-// An endpoint's query check, remembered by the parsed query string (the same string parses to the same object:
-// deskie/query-string.ts), so a repeated poll is checked once per window, not on every hit.
+// Checks kept per parsed query object (one per string: deskie/query-string.ts), so a poll is checked once per window.
 function checkedQueries(endpoint: EndpointSpec, context: StatsRouteOptions['queryContext']): (raw: RawQuery, nowMs: number) => CheckedQuery {
   const checked = new WeakMap<object, CheckedQuery>();
   return (raw, nowMs) => {
@@ -114,10 +113,7 @@ function variantFor(query: StatsQuery, headers: IncomingHttpHeaders): Variant {
   return variantOf(format, bom, chooseCoding(headers['accept-encoding']));
 }
 
-/**
- * A 200, or a 304 when the validators match. Cache-Status `ttl` is the freshness left (negative when stale); max-age
- * is the whole lifetime and Age the time since the fetch, so a client cache computes the same (RFC 9111 §4.2.3).
- */
+/** A 200, or a 304 when validators match; max-age: the whole lifetime; Age: time since the fetch (RFC 9111 §4.2.3). */
 function sendAnswer(
   request: FastifyRequest,
   reply: FastifyReply,

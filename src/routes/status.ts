@@ -87,10 +87,7 @@ const sha256 = (text: string): string => `'sha256-${createHash('sha256').update(
 /** Only this page's own script and style run, and it connects only to this server. */
 const CONTENT_SECURITY_POLICY = `default-src 'none'; script-src ${sha256(SCRIPT)}; style-src ${sha256(STYLE)}; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
 
-/**
- * GET /status: one HTML page (no build step) showing the figures live from GET /status/events, a server-sent stream of
- * statusSnapshot(). Behind METRICS_TOKEN like /metrics: a bearer token, or as the password a browser asks for.
- */
+/** A page (no build step) fed by /status/events, an SSE of statusSnapshot(); behind METRICS_TOKEN like /metrics. */
 export async function statusRoutes(app: FastifyInstance, options: StatusRouteOptions): Promise<void> {
   const allowed = options.metricsToken === undefined ? undefined : tokenMatcher(options.metricsToken);
   app.addHook('onRequest', async (request) => {

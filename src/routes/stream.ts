@@ -52,10 +52,7 @@ export function streamVariant(query: StatsQuery): Variant {
   return variantOf(chooseFormat(query.proxy[FORMAT_PARAMETER], undefined), false, 'identity');
 }
 
-/**
- * The statistics routes' open event streams: each sends its query's answer, then again whenever a refresh brings other
- * bytes. A watched key is refreshed in phase with Deskie's cache, so any number of screens cost one call per lifetime.
- */
+/** Each sends its answer, then new bytes; watched keys refresh in phase with Deskie: one call a lifetime for all. */
 export class EventStreams {
   readonly #options: EventStreamsOptions;
   readonly #open = new Set<LiveAnswer>();
@@ -222,8 +219,7 @@ class LiveAnswer {
     this.#options.metrics.streamEventSent();
   }
 
-  // Writes a frame, or drops a client with more than the bound unsent: checked before the write, so one answer
-  // larger than the bound still goes to a client that reads.
+  // Bound checked before the write: an answer larger than the bound still reaches a client that reads.
   #write(frame: string | Buffer): void {
     const { raw } = this.#reply;
     const { maxBufferBytes, log, metrics } = this.#options;

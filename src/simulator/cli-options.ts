@@ -1,5 +1,4 @@
-// The simulator's command line, parsed apart from the process that runs it
-// (cli.ts) so tests can check every flag without starting a process.
+// The simulator's flags, parsed apart from cli.ts so tests check every flag without starting a process.
 import { parseArgs } from 'node:util';
 import {
   DEFAULT_RATE_LIMIT_PER_MINUTE,

@@ -1,5 +1,4 @@
-// `npm run simulator`: a Deskie stand-in to point the proxy at by hand; flags in CLI_USAGE
-// (cli-options.ts), and the /_simulator/ routes steer it while it runs (control.ts).
+// `npm run simulator`: a Deskie to point the proxy at by hand; flags: CLI_USAGE; /_simulator/ (control.ts) steers it.
 import { CLI_USAGE, type CliOptions, parseCliOptions } from './cli-options.js';
 import { CONTROL_PATH_PREFIX, DEMO_API_KEY, DEMO_EMAIL, startSimulator } from './index.js';
 

@@ -1,5 +1,4 @@
-// Control routes under /_simulator/ for driving the simulator by hand (docs/simulator.md lists
-// them). They are not Deskie: never counted in `calls`, charged to the rate limit, delayed or
+// Control routes under /_simulator/ (docs/simulator.md). Not Deskie: never counted in `calls`, rate-limited, delayed or
 // faulted, so a test's count of upstream calls stays the proxy's and a hung simulator can recover.
 import type { IncomingMessage } from 'node:http';
 import { errorReply, type SimulatorReply } from './endpoints.js';

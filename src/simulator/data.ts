@@ -1,5 +1,4 @@
-// Deterministic fake statistics shaped like Deskie's answers (deskie-api-stats.txt): the random
-// generator is seeded from the query itself, so the same query always yields the same records.
+// Fake statistics shaped like Deskie's (deskie-api-stats.txt), seeded by the query: the same query, the same records.
 import { createHash } from 'node:crypto';
 import { DateTime } from 'luxon';
 import { SATISFACTION_MAX_LIMIT, STAFF_STATUS_PAGE_SIZE, type TimeWindow } from './params.js';
@@ -46,10 +45,7 @@ const OFFLINE = 'Offline (2)';
 /** Status names as Deskie writes them: the custom name, then the status id. */
 const STAFF_STATUSES: readonly string[] = ['Online (1)', OFFLINE, 'Lunch (113)', 'Calls (104)', 'Meeting (115)'];
 
-/**
- * Free text as customers write it; what looks like a number, a percentage or Deskie's no-data marker
- * must pass a proxy untouched. Walked in a cycle, so any 10 consecutive ratings hold every entry.
- */
+/** Free text a proxy must pass as is, even "42", "100%" or "-"; cycled, so any 10 ratings in a row hold every one. */
 const RATING_COMMENTS: readonly string[] = [
   '',
   'Thank you, solved in five minutes!',
@@ -69,10 +65,7 @@ const RATING_DATE_ZONE = 'UTC+3';
 /** Query parameters that choose a slice or an order of the data, not the data itself. */
 const PRESENTATION_PARAMS: ReadonlySet<string> = new Set(['page', 'limit', 'sort']);
 
-/**
- * A 32-bit seed from the endpoint and its data query, so every page of a query comes from one data
- * set. Each `generation` (the `changeNumbers()` calls) gives every query new numbers.
- */
+/** From endpoint and data query: all pages, one data set; each `generation` (changeNumbers()) gives new numbers. */
 export function seedFor(endpoint: string, query: URLSearchParams, generation = 0): number {
   const hash = createHash('sha256').update(`${endpoint}?${queryPart(query, 'data')}`);
   // Generation 0 keeps a fresh simulator's bytes; '#' cannot occur in the encoded pairs.
@@ -80,10 +73,7 @@ export function seedFor(endpoint: string, query: URLSearchParams, generation = 0
   return hash.digest().readUInt32BE(0);
 }
 
-/**
- * Part of a query, encoded and sorted: the parameters that choose the data (what the seed and
- * Deskie's cache key read), or the paging and sorting that, with them, name one exact answer.
- */
+/** Encoded, sorted: the data parameters (seed, Deskie's cache key) or the paging and sorting that pick one answer. */
 export function queryPart(query: URLSearchParams, part: 'data' | 'presentation'): string {
   return [...query]
     .filter(([name]) => PRESENTATION_PARAMS.has(name) === (part === 'presentation'))
@@ -221,10 +211,7 @@ function ratingDate(unixSeconds: number): string {
   return DateTime.fromSeconds(unixSeconds, { zone: RATING_DATE_ZONE }).toRFC2822() ?? '';
 }
 
-/**
- * Deskie's list shape: records keyed "0", "1", ... then the trailer (`last_page`, `total_count`),
- * as JSON.stringify writes them: integer-like keys first, ascending, then the rest in order.
- */
+/** Records keyed "0", "1", ... then the trailer, as Deskie: JSON.stringify puts integer-like keys first, ascending. */
 function recordsBody(records: readonly unknown[], trailer: Record<string, unknown>): string {
   const body: Record<string, unknown> = {};
   records.forEach((record, index) => (body[String(index)] = record));

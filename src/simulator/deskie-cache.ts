@@ -1,6 +1,5 @@
-// Deskie's own cache (deskie-api-stats.txt, "Caching"): a query is recomputed only once its
-// cached numbers expire. Each compute is recorded, so a test or the bench can tell when an
-// answer's numbers were computed and how many calls got numbers already given.
+// Deskie's own cache (deskie-api-stats.txt, "Caching"): a query is recomputed only once its numbers expire. Computes
+// are recorded, so a test or the bench can tell when an answer's numbers were computed and how many calls reused them.
 import { createHash } from 'node:crypto';
 import { DateTime, Duration, type DurationLike } from 'luxon';
 import { queryPart } from './data.js';
@@ -87,9 +86,8 @@ export interface CacheIdentity {
 }
 
 /**
- * The cache identity of a request at `now`; throws BadRequestError for a window Deskie refuses. Paging and sorting
- * choose a slice of the same numbers, so they are not in the key; a calendar period's key holds the window it means,
- * so `today` after midnight is a new query (the rolling `last_24_hours` is keyed by its name alone).
+ * A request's cache identity at `now` (BadRequestError for a window Deskie refuses). Paging and sorting slice the same
+ * numbers, so are not in it; a calendar period's holds its window (`today` is new at midnight), a rolling one its name.
  */
 export function cacheIdentity({ path, maxRangeMonths }: Endpoint, query: URLSearchParams, now: DateTime): CacheIdentity {
   const window = resolveWindow(query, maxRangeMonths, now);
@@ -145,10 +143,7 @@ export class DeskieCache {
     this.#zone = zone;
   }
 
-  /**
-   * Answers a call at `nowMs` from the numbers in force, or from numbers computed now. `render` makes the answer from a
-   * compute; a compute whose answer is not a 200 (a bad page, say) is not kept.
-   */
+  /** From the numbers in force or computed now (`render` makes the answer); a compute not answered 200 is not kept. */
   serve(identity: CacheIdentity, nowMs: number, settings: CacheSettings, render: (compute: Compute) => SimulatorReply): Served {
     const state = this.#state(identity);
     if (settings.deskieCache && settings.foreignClient) this.#replayForeignCalls(state, nowMs, settings);
@@ -204,10 +199,8 @@ export class DeskieCache {
     this.#totals.computes += 1;
   }
 
-  /**
-   * The other client calls each query once in every interval of foreignClientIntervalMs, at a moment drawn from the
-   * seed, the query and the interval; a call that finds the cache expired recomputes. Replayed up to `nowMs`, lazily.
-   */
+  // The other client calls each query once per foreignClientIntervalMs, at a moment drawn from the seed, the query and
+  // the interval; a call that finds the cache expired recomputes. Replayed lazily, up to `nowMs`.
   #replayForeignCalls(state: QueryState, nowMs: number, settings: CacheSettings): void {
     let afterMs = Math.max(state.foreignReplayedUntilMs, settings.foreignSinceMs);
     for (let replayed = 0; replayed < MAX_FOREIGN_CALLS_PER_STEP; replayed++) {

@@ -1,5 +1,4 @@
-// The three statistics endpoints: which window each accepts and how each
-// turns a validated query into a body.
+// The three statistics endpoints: the window each accepts and how each turns a validated query into a body.
 import type { DateTime } from 'luxon';
 import {
   SATISFACTION_SORTS,

@@ -1,5 +1,4 @@
-// What each fault knob makes the simulator answer in place of Deskie's data.
-// `hang` and `drop` send nothing at all; the server handles them on the socket.
+// What each fault knob sends instead of Deskie's data; `hang` and `drop` send nothing (the server acts on the socket).
 import { errorReply, type SimulatorReply } from './endpoints.js';
 import type { SimulatorFault, SimulatorKnobs } from './knobs.js';
 

@@ -1,6 +1,5 @@
-// A stand-in for Deskie's statistics API on plain node:http (real sockets, Basic auth, rate-limit
-// headers, deterministic data, fault knobs), so a test can count the calls that reached "Deskie".
-// It shares no code with the proxy on purpose.
+// A stand-in for Deskie's stats API on node:http (real sockets, Basic auth, rate-limit headers, deterministic data,
+// fault knobs), so a test can count the calls that reached "Deskie"; it shares no code with the proxy on purpose.
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

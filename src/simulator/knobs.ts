@@ -1,5 +1,4 @@
-// The knobs a test turns with `set()`, or a person with POST /_simulator/knobs, to make the
-// simulator slow, faulty or stingy. Untrusted JSON and test typos go through one check.
+// Knobs a test's `set()` or POST /_simulator/knobs turn to make the simulator slow, faulty or stingy; both: checkKnobs.
 
 export const SIMULATOR_FAULTS = [
   'none',
@@ -74,10 +73,7 @@ const KNOB_RULES: Readonly<Record<keyof SimulatorKnobs, KnobRule>> = {
   foreignClientIntervalMs: { accepts: (value) => isWholeNumber(value) && value > 0, expected: 'a positive whole number of milliseconds' },
 };
 
-/**
- * The knob changes in `changes`, checked one by one; undefined means "leave as is". An unknown name
- * is refused, not ignored: a typo would otherwise leave a test running without its fault.
- */
+/** Checks each change (undefined: as is); an unknown name is refused: a typo would leave a test without its fault. */
 export function checkKnobs(changes: unknown): Partial<SimulatorKnobs> {
   if (typeof changes !== 'object' || changes === null || Array.isArray(changes)) {
     throw new InvalidKnobError('knobs must be an object');

@@ -1,6 +1,5 @@
-// Query parameters the simulator understands: the window (`period`, or `from_time` + `to_time` in
-// the account's zone) and paging. Its calendar is its own, not the proxy's, so a bug in the
-// proxy's cannot be mirrored by the double its tests compare against.
+// Query parameters the simulator reads: the window (`period`, or `from_time` + `to_time`, account zone) and paging.
+// Its calendar is its own, not the proxy's, so a proxy bug cannot be mirrored by the double its tests compare against.
 import { DateTime, type DurationLike } from 'luxon';
 
 type CalendarUnit = 'day' | 'week' | 'month' | 'year';
@@ -82,10 +81,7 @@ export function resolveWindow(query: URLSearchParams, maxRangeMonths: number, no
 const DASHED = /^(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?(?: ([+-])(\d{2})(\d{2}))?$/;
 const DOTTED = /^(\d{2})\.(\d{2})\.(\d{4})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?(?: ([+-])(\d{2})(\d{2}))?$/;
 
-/**
- * The instant a time value names: `YYYY-MM-DD` or `DD.MM.YYYY`, each with an optional `HH:MM[:SS]`
- * and ` +HHMM`, or unix seconds. Without an offset it is read in the account zone.
- */
+/** `YYYY-MM-DD` or `DD.MM.YYYY` with optional `HH:MM[:SS]` and ` +HHMM` (else the account zone), or unix seconds. */
 function parseTimeParam(name: string, raw: string, zone: DateTime['zone']): DateTime {
   if (/^\d{1,11}$/.test(raw)) return DateTime.fromSeconds(Number(raw), { zone });
   const dashed = DASHED.exec(raw);
@@ -114,10 +110,7 @@ function customWindow(from: DateTime, to: DateTime, maxRangeMonths: number): Tim
   return { fromSeconds: from.toSeconds(), toSeconds: to.toSeconds(), spanSeconds };
 }
 
-/**
- * A standard period's window (luxon's weeks start on Monday), cut at the end of the current hour so
- * no record lies far in the future; the same query gives the same bytes for the rest of the hour.
- */
+/** luxon weeks start Monday; cut at the end of this hour: no record lies far ahead, and the bytes hold for the hour. */
 function standardWindow(period: Period, now: DateTime): TimeWindow {
   const endOfCurrentHour = now.startOf('hour').plus({ hours: 1 });
   const span: PeriodRule['span'] = PERIOD_RULES[period].span;

@@ -1,5 +1,4 @@
-// The account-wide request budget Deskie enforces: so many calls a minute,
-// HTTP 429 with `retry_after` beyond it (deskie-api-notes.md, "Rate limits").
+// Deskie's account-wide budget: so many calls a minute, then 429 with `retry_after` (deskie-api-notes.md, Rate limits).
 
 /** Deskie counts calls per minute; a sliding minute keeps tests free of clock-edge flakes. */
 const RATE_LIMIT_WINDOW_MS = 60_000;

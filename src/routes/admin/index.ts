@@ -21,10 +21,7 @@ const BEHIND_THE_TOKEN = {
   unauthorized: errorResponse('The bearer token is missing or wrong (no hint which).', responseHeaders('X-Request-Id', 'Cache-Control', 'WWW-Authenticate')),
 };
 
-/**
- * The admin API under /admin/ (only with ADMIN_TOKEN): list, purge and prewarm cache entries. Never cached, never
- * forwarded; every request must carry the token, whatever else is wrong with it. TypeBox checks each route's schema.
- */
+/** /admin/ (only with ADMIN_TOKEN): list, purge and prewarm cache entries; never cached, never forwarded. */
 export function adminRoutes(app: FastifyInstance, options: AdminRouteOptions): void {
   const allowed = bearerMatcher(options.token);
   app.register(async (admin) => {

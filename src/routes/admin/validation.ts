@@ -8,10 +8,7 @@ export interface Refusal extends FastifySchemaValidationError {
   readonly data: unknown;
 }
 
-/**
- * The admin routes' validator, TypeBox's: Fastify's Ajv would drop a parameter `additionalProperties: false` does not
- * list rather than refuse it, and read "01" as 1. Each refusal carries its value, for the message.
- */
+/** TypeBox: Fastify's Ajv drops, not refuses, a parameter `additionalProperties: false` omits, and reads "01" as 1. */
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema }) => {
   const validator = Compile(schema);
   return (data: unknown) => {
@@ -31,10 +28,7 @@ function valueAt(data: unknown, pointer: string): unknown {
 
 export const mustBe = (name: string, accepted: string, value: unknown): ProxyError => badRequest(`${name} must be ${accepted}; got ${JSON.stringify(value)}`);
 
-/**
- * The 400 for a query string a route's schema refuses; `accepts` lists the route's parameters, each with what it
- * takes. An unknown name is said first, then a name given twice (parsed as an array), then a value not accepted.
- */
+/** The 400 for a query its route's schema refuses: an unknown name first, then one given twice, then a bad value. */
 export function queryRefusal(route: string, accepts: Readonly<Record<string, string>>): (errors: FastifySchemaValidationError[]) => ProxyError {
   return (errors) => {
     const refusals = errors as Refusal[];
