@@ -19,6 +19,8 @@ import { loadConfig } from '../src/config/config.js';
 import { createLogger, stdoutDestination } from '../src/observability/logging.js';
 
 const CLOCK_HEADER = 'x-bench-now';
+/** On every answer, the earliest task scheduled, epoch ms (Infinity for none): day.ts sends polls before it together. */
+const NEXT_DUE_HEADER = 'x-bench-next-due';
 
 let nowMs = Number(process.env['BENCH_START_MS'] ?? Date.now());
 const tasks = new Set<{ readonly atMs: number; readonly task: () => void }>();
@@ -70,9 +72,18 @@ await app.ready();
 const fastify = app.server.listeners('request') as ((request: IncomingMessage, response: ServerResponse) => void)[];
 app.server.removeAllListeners('request');
 app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+  // Written with the answer's headers, when the tasks the request scheduled are in.
+  const writeHead = response.writeHead;
+  response.writeHead = function (this: ServerResponse, ...args: Parameters<ServerResponse['writeHead']>) {
+    this.setHeader(NEXT_DUE_HEADER, String(Math.min(...[...tasks].map(({ atMs }) => atMs))));
+    return writeHead.apply(this, args);
+  } as ServerResponse['writeHead'];
   const now = request.headers[CLOCK_HEADER];
-  if (typeof now === 'string') nowMs = Number(now);
+  const atMs = typeof now === 'string' ? Number(now) : nowMs;
+  nowMs = atMs;
   const handle = (): void => {
+    // Polls sent together (day.ts) are each answered at their own time: a hit is answered in this turn.
+    nowMs = atMs;
     for (const listener of fastify) listener.call(app.server, request, response);
   };
   // A dashboard's panels come at once: those after the one that ran the due refreshes wait for them too.

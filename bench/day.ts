@@ -36,6 +36,10 @@ export const PANELS = 3;
 const PLAIN_TTL_MS = 5 * 60 * 1000;
 /** The header day-proxy.ts reads the day's clock from. */
 const CLOCK_HEADER = 'x-bench-now';
+/** day-proxy.ts's header: the earliest refresh it has scheduled, in epoch ms, when it answered. */
+const NEXT_DUE_HEADER = 'x-bench-next-due';
+/** Dashboards whose quiet polls go at once: a span of at most 32 × 0.6 s, far less than the shortest lifetime. */
+const QUIET_BATCH = 32;
 
 /** Distinct exploring queries per MiB of cache: about twice what a MiB holds, so the store fills and evicts as many again. */
 export const EXPLORING_QUERIES_PER_MIB = 500;
@@ -279,8 +283,8 @@ export async function dashboardDay(
   const spacingMs = POLL_INTERVAL_MS / dashboards;
   const startRss = peakRss(proxy.pid);
 
-  /** A request at the day's current time. */
-  const get = (path: string) => request(`${url}${path}`, { headers: { authorization: DEMO_AUTHORIZATION, [CLOCK_HEADER]: String(nowMs) } });
+  /** A request at the day's current time, or at `atMs`. */
+  const get = (path: string, atMs = nowMs) => request(`${url}${path}`, { headers: { authorization: DEMO_AUTHORIZATION, [CLOCK_HEADER]: String(atMs) } });
   const health = async (): Promise<Health> => (await (await get('/healthz')).body.json()) as Health;
   /** Waits, request by request (never by the clock), until no call to Deskie is in flight or queued. */
   const settle = async (): Promise<void> => {
@@ -357,19 +361,68 @@ export async function dashboardDay(
    * calls an answer came from have ended), and a lookup is needed only for an answer from a later call.
    */
   const lookedUpAtMs = new Map<string, number>();
-  const computeAgeS = (path: string, ageS: number): number => {
-    const calledBy = nowMs - ageS * 1000;
+  const computeAgeS = (path: string, atMs: number, calledBy: number): number => {
     const known = computedAt.get(path) ?? [];
     computedAt.set(path, known);
     if ((lookedUpAtMs.get(path) ?? -Infinity) < calledBy + CALL_TIME_SLACK_MS) {
-      lookedUpAtMs.set(path, nowMs);
+      lookedUpAtMs.set(path, Math.max(atMs, lookedUpAtMs.get(path) ?? -Infinity));
       for (const { computedAtMs } of simulator.computes(path).computes) if (computedAtMs > (known.at(-1) ?? -Infinity)) known.push(computedAtMs);
     }
     for (let i = known.length - 1; i >= 0; i--) {
       const computedAtMs = known[i] as number;
-      if (computedAtMs <= calledBy + CALL_TIME_SLACK_MS) return Math.floor((nowMs - computedAtMs) / 1000);
+      if (computedAtMs <= calledBy + CALL_TIME_SLACK_MS) return Math.floor((atMs - computedAtMs) / 1000);
     }
-    throw new Error(`${path} at ${new Date(nowMs).toISOString()}: no compute of Deskie's before the proxy's call ${ageS} s ago`);
+    throw new Error(`${path} at ${new Date(atMs).toISOString()}: no compute of Deskie's before the proxy's call at ${new Date(calledBy).toISOString()}`);
+  };
+  /**
+   * The earliest refresh the proxy had scheduled when it answered (+Infinity for none). A group of polls only adds
+   * refreshes, a lifetime ahead, so the least of its answers' is the proxy's after it.
+   */
+  let nextDueMs = Number.POSITIVE_INFINITY;
+  /** A dashboard's polls at `atMs`: it asks for its panels at once, as a browser does. */
+  const poll = (shown: readonly DayQuery[], atMs: number) =>
+    Promise.all(
+      shown.map(async (query) => {
+        const answer = await get(query.url, atMs);
+        const body = await answer.body.text();
+        if (answer.statusCode !== 200) throw new Error(`${query.url} at ${new Date(atMs).toISOString()}: ${answer.statusCode} ${body}`);
+        // Last-Modified is when the proxy got the answer, whatever the clock when this request was handled.
+        ages.add(query.kind, computeAgeS(query.url, atMs, Date.parse(String(answer.headers['last-modified']))));
+        nextDueMs = Math.min(nextDueMs, Number(answer.headers[NEXT_DUE_HEADER]));
+        return String(answer.headers['cache-status']);
+      }),
+    );
+  /** Counts a group of polls by how they were answered; whether any waited on Deskie. */
+  const count = (cacheStatuses: readonly string[]): boolean => {
+    polls += cacheStatuses.length;
+    let waited = false;
+    for (const cacheStatus of cacheStatuses) {
+      if (/detail=/.test(cacheStatus)) staleAnswers += 1;
+      else if (/; revalidating/.test(cacheStatus)) revalidating += 1;
+      else if (!/; hit;/.test(cacheStatus)) {
+        waits += 1;
+        waited = true;
+        if (/; stored/.test(cacheStatus) || !/collapsed/.test(cacheStatus)) fetchedByClients += 1;
+      }
+    }
+    return waited;
+  };
+  /**
+   * Quiet polls (none of their panels due a call by Deskie's table, none at or past the proxy's next scheduled refresh
+   * less REFRESH_MARGIN_MS) can only be hits, at any instant of their span: they are sent together, each with its own
+   * time, up to QUIET_BATCH dashboards at once. Any other poll goes alone, once those before it are answered.
+   */
+  let quiet: Array<{ shown: readonly DayQuery[]; atMs: number }> = [];
+  let quietUntilMs = Number.NEGATIVE_INFINITY;
+  const flush = async (): Promise<void> => {
+    if (quiet.length === 0) return;
+    const batch = quiet;
+    quiet = [];
+    // Deskie's clock at the batch's first poll: a call none expects would be recorded no later than the proxy made it.
+    nowMs = (batch[0] as { atMs: number }).atMs;
+    nextDueMs = Number.POSITIVE_INFINITY;
+    if (count((await Promise.all(batch.map(({ shown, atMs }) => poll(shown, atMs)))).flat())) await settle();
+    quietUntilMs = nextDueMs - REFRESH_MARGIN_MS;
   };
   let wastedCalls: number | undefined;
   let peak: number;
@@ -377,54 +430,50 @@ export async function dashboardDay(
   try {
     for (let tick = 0; tick * POLL_INTERVAL_MS < hours * HOUR; tick++) {
       for (let dashboard = 0; dashboard < dashboards; dashboard++) {
-        nowMs = START.toMillis() + tick * POLL_INTERVAL_MS + dashboard * spacingMs;
+        const atMs = START.toMillis() + tick * POLL_INTERVAL_MS + dashboard * spacingMs;
         const shown = panels[dashboard] ?? [];
+        let due = atMs >= quietUntilMs;
         for (const query of shown) {
-          const window = windowAt(query.kind, nowMs);
+          const window = windowAt(query.kind, atMs);
           const held = ideal.get(query.url);
-          if (held === undefined || held.key !== window.key || nowMs >= held.freshUntilMs) {
+          if (held === undefined || held.key !== window.key || atMs >= held.freshUntilMs) {
+            due = true;
             minimumCalls += 1;
-            ideal.set(query.url, { key: window.key, freshUntilMs: Math.min(nowMs + TABLE_MS[query.kind], window.endsAtMs) });
+            ideal.set(query.url, { key: window.key, freshUntilMs: Math.min(atMs + TABLE_MS[query.kind], window.endsAtMs) });
           }
           const seen = `${query.url}@${window.key}`;
           // Not the query's very first poll, but within the margin after its window changed: its first answer is not yet due.
-          if (firstSeen.size > 0 && !firstSeen.has(seen) && nowMs - window.startsAtMs < REFRESH_MARGIN_MS) pollsInMargin.add(seen);
+          if (firstSeen.size > 0 && !firstSeen.has(seen) && atMs - window.startsAtMs < REFRESH_MARGIN_MS) pollsInMargin.add(seen);
           firstSeen.add(seen);
           const cached = plain.get(query.url);
-          if (cached !== undefined && nowMs < cached.fetchedAtMs + PLAIN_TTL_MS) {
+          if (cached !== undefined && atMs < cached.fetchedAtMs + PLAIN_TTL_MS) {
             if (cached.key !== window.key) plainWrongWindow += 1;
           } else {
             plainCalls += 1;
-            plain.set(query.url, { key: window.key, fetchedAtMs: nowMs });
+            plain.set(query.url, { key: window.key, fetchedAtMs: atMs });
           }
         }
-        // A dashboard asks for its panels at once, as a browser does.
-        const answers = await Promise.all(
-          shown.map(async (query) => {
-            const answer = await get(query.url);
-            const body = await answer.body.text();
-            if (answer.statusCode !== 200) throw new Error(`${query.url} at ${new Date(nowMs).toISOString()}: ${answer.statusCode} ${body}`);
-            ages.add(query.kind, computeAgeS(query.url, Number(answer.headers['age'] ?? 0)));
-            return { cacheStatus: String(answer.headers['cache-status']) };
-          }),
-        );
-        polls += answers.length;
-        let waited = false;
-        for (const { cacheStatus } of answers) {
-          if (/detail=/.test(cacheStatus)) staleAnswers += 1;
-          else if (/; revalidating/.test(cacheStatus)) revalidating += 1;
-          else if (!/; hit;/.test(cacheStatus)) {
-            waits += 1;
-            waited = true;
-            if (/; stored/.test(cacheStatus) || !/collapsed/.test(cacheStatus)) fetchedByClients += 1;
-          }
+        if (!due) {
+          quiet.push({ shown, atMs });
+          if (quiet.length >= QUIET_BATCH) await flush();
+          continue;
         }
-        // Deskie answers in well under the time between two polls: a fetch
-        // or refresh a poll started lands before the clock moves on.
-        if (waited) await settle();
+        await flush();
+        nowMs = atMs;
+        // Deskie answers in well under the time between two polls: a fetch or refresh a poll started lands before the
+        // clock moves on.
+        nextDueMs = Number.POSITIVE_INFINITY;
+        if (count(await poll(shown, atMs))) await settle();
+        quietUntilMs = nextDueMs - REFRESH_MARGIN_MS;
       }
-      if (explored < exploringQueries) await explore();
+      if (explored < exploringQueries) {
+        await flush();
+        // At the tick's last poll, as the dashboards left it.
+        nowMs = START.toMillis() + tick * POLL_INTERVAL_MS + (dashboards - 1) * spacingMs;
+        await explore();
+      }
     }
+    await flush();
     wastedCalls = simulator.cacheReport().wastedCalls;
   } finally {
     peak = peakRss(proxy.pid);

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import { ProxyError, storeUnreachable, UpstreamAnswer, upstreamFailureOf } from '../http/errors.js';
 import type { AnswerSource } from '../formats/render.js';
-import type { SharedRedis } from '../redis/connection.js';
+import { parseMessage, type SharedRedis } from '../redis/connection.js';
 import { MemoryStore } from './memory-store.js';
 import { type AnswerLoader, type AnswerStore, type CachedAnswer, type EntryFilter, entryMatches, filterName, filterNamesSelecting, type ReusePolicy, type SharedStoreState, type StoreResult } from './store.js';
 
@@ -461,12 +461,7 @@ export class RedisStore implements AnswerStore {
 
 /** Reads a purge's message, `[when, what]` (a key or key suffix, or an EntryFilter), and hands it on; anything else (another format) is ignored. */
 function whenAndWhat<What>(message: string, kind: 'string' | 'object', handle: (atMs: number, what: What) => void): void {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(message);
-  } catch {
-    return;
-  }
+  const parsed = parseMessage(message);
   if (Array.isArray(parsed) && typeof parsed[0] === 'number' && typeof parsed[1] === kind && parsed[1] !== null) handle(parsed[0], parsed[1] as What);
 }
 

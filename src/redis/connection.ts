@@ -32,6 +32,15 @@ class RedisTimeout extends Error {
 /** ioredis, loaded by the first SharedRedis, so a proxy without REDIS_URL never holds it in memory. */
 const loadIoredis = (): typeof Ioredis => createRequire(import.meta.url)('ioredis') as typeof Ioredis;
 
+/** A message's JSON, or undefined when it is not JSON (another format: a rolling upgrade). */
+export function parseMessage(message: string): unknown {
+  try {
+    return JSON.parse(message);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Version of what is written to Redis: a rolling upgrade that changes it cannot read the other's entries. */
 const REDIS_FORMAT_VERSION = 'v1';
 

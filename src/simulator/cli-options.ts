@@ -36,18 +36,9 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
       user: { type: 'string', multiple: true, default: [`${DEMO_EMAIL}:${DEMO_API_KEY}`] },
     },
   });
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > MAX_PORT) {
-    throw new TypeError(`--port must be an integer from 0 to ${MAX_PORT}, got "${values.port}"`);
-  }
-  const latencyMs = Number(values['latency-ms']);
-  if (!Number.isInteger(latencyMs) || latencyMs < 0) {
-    throw new TypeError(`--latency-ms must be a whole number of milliseconds, got "${values['latency-ms']}"`);
-  }
-  const rateLimitPerMinute = Number(values['rate-limit']);
-  if (!Number.isInteger(rateLimitPerMinute) || rateLimitPerMinute < 1) {
-    throw new TypeError(`--rate-limit must be a positive number of calls a minute, got "${values['rate-limit']}"`);
-  }
+  const port = wholeNumber(values.port, 'port', 0, MAX_PORT, `an integer from 0 to ${MAX_PORT}`);
+  const latencyMs = wholeNumber(values['latency-ms'], 'latency-ms', 0, Infinity, 'a whole number of milliseconds');
+  const rateLimitPerMinute = wholeNumber(values['rate-limit'], 'rate-limit', 1, Infinity, 'a positive number of calls a minute');
   if (!(SIMULATOR_FAULTS as readonly string[]).includes(values.fault)) {
     throw new TypeError(`--fault must be one of ${SIMULATOR_FAULTS.join(', ')}, got "${values.fault}"`);
   }
@@ -58,4 +49,11 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
     users[user.slice(0, colon)] = user.slice(colon + 1);
   }
   return { host: values.host, port, users, rateLimitPerMinute, timezone: values.timezone, knobs: { latencyMs, fault: values.fault as SimulatorFault } };
+}
+
+/** A flag's whole number from `min` to `max`; the TypeError names the flag and what it takes. */
+function wholeNumber(text: string, flag: string, min: number, max: number, what: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new TypeError(`--${flag} must be ${what}, got "${text}"`);
+  return value;
 }

@@ -26,15 +26,11 @@ export function faultReply(fault: SimulatorFault, knobs: Pick<SimulatorKnobs, 'r
     case 'nonObject':
       return { statusCode: 200, body: NON_OBJECT_BODY };
     case 'deepJson':
-      return { statusCode: 200, body: deepJsonBody(DEEP_JSON_DEPTH) };
+      // A Deskie-like object whose first record is nested arrays: {"0":[[[...]]]}.
+      return { statusCode: 200, body: `{"0":${'['.repeat(DEEP_JSON_DEPTH)}${']'.repeat(DEEP_JSON_DEPTH)}}` };
     case 'none':
     case 'hang':
     case 'drop':
       return undefined;
   }
-}
-
-/** `{"0":[[[...]]]}`: a Deskie-like object whose first record is `depth` nested arrays. */
-function deepJsonBody(depth: number): string {
-  return `{"0":${'['.repeat(depth)}${']'.repeat(depth)}}`;
 }

@@ -241,7 +241,8 @@ class SimulatedDeskie implements Simulator {
         // It may run inside the proxy's process (no DESKIE_URL): a bug here answers 500, not ends the process.
         reply = errorReply(500, 'internal server error');
       }
-      send(res, reply, rateLimitHeaders(quota));
+      // Deskie's rate-limit headers, on every answer but those of the control routes.
+      send(res, reply, { rate_limit_per_minute: String(quota.limitPerMinute), api_calls_left: String(quota.callsLeft) });
     });
   }
 
@@ -313,11 +314,6 @@ class SimulatedDeskie implements Simulator {
     for (let index = this.#generationTimes.length - 1; index >= 0 && (this.#generationTimes[index] ?? 0) > atMs; index--) generation--;
     return generation;
   }
-}
-
-/** Deskie's rate-limit headers, on every answer but those of the control routes. */
-function rateLimitHeaders(quota: RateLimitQuota): Record<string, string> {
-  return { rate_limit_per_minute: String(quota.limitPerMinute), api_calls_left: String(quota.callsLeft) };
 }
 
 /** Every answer is JSON; the reply's own headers win over the rate-limit ones. */

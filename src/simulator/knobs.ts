@@ -60,7 +60,7 @@ type KnobRule = { readonly accepts: (value: unknown) => boolean; readonly expect
 
 const KNOB_RULES: Readonly<Record<keyof SimulatorKnobs, KnobRule>> = {
   latencyMs: { accepts: isWholeNumber, expected: 'a whole number of milliseconds' },
-  fault: { accepts: isFault, expected: `one of ${SIMULATOR_FAULTS.join(', ')}` },
+  fault: { accepts: (value) => (SIMULATOR_FAULTS as readonly unknown[]).includes(value), expected: `one of ${SIMULATOR_FAULTS.join(', ')}` },
   faultAfterCalls: { accepts: isWholeNumber, expected: 'a whole number of calls' },
   retryAfterSeconds: { accepts: isWholeNumber, expected: 'a whole number of seconds' },
   retryAfter: { accepts: (value) => value === null || typeof value === 'string', expected: 'a string or null' },
@@ -99,8 +99,4 @@ function isWholeNumber(value: unknown): value is number {
 
 function isBoolean(value: unknown): value is boolean {
   return typeof value === 'boolean';
-}
-
-function isFault(value: unknown): value is SimulatorFault {
-  return (SIMULATOR_FAULTS as readonly unknown[]).includes(value);
 }

@@ -84,8 +84,9 @@ export class DeskieAccount {
       pausedUntil: 0,
       circuitOpenUntil: is429 ? now + (headers.retryAfterSeconds ?? DEFAULT_CIRCUIT_OPEN_SECONDS) * 1000 : 0,
     });
-    // With a 429, its retry_after says when the minute ends: the circuit covers it.
-    if (!is429 && callsLeft !== null && callsLeft <= this.#reserveCalls()) this.#pausedUntil = Math.max(this.#pausedUntil, now + BUDGET_WINDOW_MS);
+    // Calls the account keeps for its other integrations; with a 429, its retry_after ends the minute: the circuit covers it.
+    const reserve = this.#limit === null ? 0 : Math.ceil(this.#limit * this.#options.reserve);
+    if (!is429 && callsLeft !== null && callsLeft <= reserve) this.#pausedUntil = Math.max(this.#pausedUntil, now + BUDGET_WINDOW_MS);
     return this.#limit !== before.accountLimit || this.#pausedUntil !== before.pausedUntil || this.#circuitOpenUntil !== before.circuitOpenUntil;
   }
 
@@ -112,11 +113,6 @@ export class DeskieAccount {
       log.info({ budget: state, was }, 'calls to Deskie resumed');
     }
     return state;
-  }
-
-  /** Calls the account keeps for its other integrations, once Deskie has told its limit. */
-  #reserveCalls(): number {
-    return this.#limit === null ? 0 : Math.ceil(this.#limit * this.#options.reserve);
   }
 }
 

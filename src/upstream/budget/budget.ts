@@ -58,7 +58,7 @@ export class UpstreamBudget {
   #turnHolder: BudgetGrant | undefined;
   readonly #shared: SharedBudget | undefined;
   readonly #ledger: GrantLedger = {
-    extend: (grant, calls, deadline) => this.#extend(grant, calls, deadline),
+    extend: (grant, calls, deadline) => this.#take({ request: { ...grant.request, calls, deadline }, grant, needsSlot: false }),
     spend: (newCredential, member) => this.#spend(newCredential, member),
     trust: (grant) => this.#trust(grant),
     release: (grant, unspent, unspentMembers) => this.#release(grant, unspent, unspentMembers),
@@ -141,10 +141,6 @@ export class UpstreamBudget {
     this.#queue.close(reason);
     this.#turns.close(reason);
     this.#shared?.close();
-  }
-
-  #extend(grant: BudgetGrant, calls: number, deadline: number): Promise<void> {
-    return this.#take({ request: { ...grant.request, calls, deadline }, grant, needsSlot: false });
   }
 
   /** The calls granted here, then taken from the shared log too; if that fails, what was granted here goes back. */

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { SharedRedis } from '../../redis/connection.js';
+import { parseMessage, type SharedRedis } from '../../redis/connection.js';
 import type { SharedAccount } from './account.js';
 import { accountOf, BUDGET_CHANNEL, SharedKeys } from './shared-keys.js';
 import { forgetExpired } from './window.js';
@@ -254,13 +254,8 @@ export class SharedBudget {
   /** Another replica announced a 429, a pause or a new limit. */
   #heard(message: string): void {
     if (this.#closed) return;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(message);
-    } catch {
-      return;
-    }
-    // Fields of another format (a rolling upgrade) read as unknown: null or 0, which change nothing.
+    const parsed = parseMessage(message);
+    // Not JSON, or fields of another format (a rolling upgrade) read as unknown: null or 0, which change nothing.
     if (typeof parsed !== 'object' || parsed === null) return;
     if ((parsed as { writeBack?: unknown }).writeBack === true) return this.#logLost();
     const account = parsed as Partial<Record<keyof SharedAccount, unknown>>;
