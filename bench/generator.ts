@@ -31,8 +31,10 @@ export const GENERATOR = WRK ? 'wrk' : "autocannon's CLI";
 /** Loads `url` over `connections` for `seconds`, from the generator on its own core, and reads its report. */
 export async function generate(url: string, connections: number, seconds: number): Promise<LoadResult> {
   if (WRK) {
-    const [command, args] = pinned(GENERATOR_CORE, 'wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `authorization: ${DEMO_AUTHORIZATION}`, url]);
-    return parseWrk((await run(command, args)).stdout);
+    const [command, args] = pinned(GENERATOR_CORE, 'wrk', [
+      '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', 'bench/wrk-latency.lua', '-H', `authorization: ${DEMO_AUTHORIZATION}`, url,
+    ]);
+    return parseWrk((await run(command, args, { maxBuffer: 64 * 1024 * 1024 })).stdout);
   }
   const [command, args] = pinned(GENERATOR_CORE, process.execPath, [
     AUTOCANNON_CLI, '--json', '-c', String(connections), '-d', String(seconds), '-H', `authorization=${DEMO_AUTHORIZATION}`, url,
@@ -61,6 +63,8 @@ function parseWrk(stdout: string): LoadResult {
     return Number(match[1]) * (WRK_UNITS_MS[match[2] ?? ''] ?? Number.NaN);
   };
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+  const latencyCounts = new Map<number, number>();
+  for (const [, micros, count] of stdout.matchAll(/^latency-bucket (\d+) (\d+)$/gm)) latencyCounts.set(Number(micros), Number(count));
   return {
     requests: number(/(\d+) requests in /),
     rps: number(/Requests\/sec:\s+([\d.]+)/),
@@ -68,5 +72,6 @@ function parseWrk(stdout: string): LoadResult {
     p99: percentile(99),
     errors: socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
     non2xx: number(/Non-2xx or 3xx responses: (\d+)/),
+    latencyCounts,
   };
 }

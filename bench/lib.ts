@@ -124,6 +124,22 @@ export interface LoadResult {
   readonly p99: number;
   readonly errors: number;
   readonly non2xx: number;
+  /** Requests by latency in µs (wrk only): rounds pooled give a percentile of all their requests. */
+  readonly latencyCounts?: ReadonlyMap<number, number>;
+}
+
+/** The p-th percentile, in ms, of the requests of several rounds pooled (NaN without wrk's histograms). */
+export function pooledPercentile(rounds: readonly LoadResult[], p: number): number {
+  const counts = new Map<number, number>();
+  for (const { latencyCounts } of rounds) for (const [micros, n] of latencyCounts ?? []) counts.set(micros, (counts.get(micros) ?? 0) + n);
+  const sorted = [...counts].sort(([a], [b]) => a - b);
+  const total = sorted.reduce((sum, [, n]) => sum + n, 0);
+  let seen = 0;
+  for (const [micros, n] of sorted) {
+    seen += n;
+    if (seen >= (total * p) / 100) return micros / 1000;
+  }
+  return Number.NaN;
 }
 
 /** Loads from this process: `amount` requests over 50 connections, the i-th to the path `pathOf(i)`. */

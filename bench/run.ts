@@ -30,7 +30,7 @@ import { memoryAtBudgetPace } from './memory.js';
 import { COLD_STREAMS, PUSH_QUERY, PUSH_STREAMS, pushToStreams } from './push.js';
 import { generate, GENERATOR, stampedeLoad } from './generator.js';
 import {
-  answers, cpuSeconds, DEMO_AUTHORIZATION, freePort, GENERATOR_CORE, loadPaths, type LoadResult, mib, pin, pinned, PINNING,
+  answers, cpuSeconds, DEMO_AUTHORIZATION, freePort, GENERATOR_CORE, loadPaths, type LoadResult, mib, pin, pinned, PINNING, pooledPercentile,
   SERVER_CORE, startChild, startCommand, type Child,
 } from './lib.js';
 import { formatSelfTimes, monotonicMicros, profiling, selfTimes } from './profile.js';
@@ -208,15 +208,25 @@ function hitRows(format: HitFormat, base: Round[], proxied: Round[]): Row[] {
   };
   const rps = ratio((r) => r.rps);
   const cpu = ratio((r) => r.cpuMicros);
-  const p99 = ratio((r) => r.p99);
-  const rounds = `median of ${HIT_ROUNDS} interleaved rounds, ${HIT_CONNECTIONS} connections`;
   const perRound = 'median of per-round ratios';
+  // Each side's rounds pooled (wrk's histograms): a 2-s round's p99 is the slowest 1 % of some 20,000 requests, which
+  // one pause of the machine decides; the pooled p99 reads every request of the interleaved rounds.
+  const pooled = { proxy: pooledPercentile(proxied, 99), base: pooledPercentile(base, 99) };
+  const perRoundP99 = ratio((r) => r.p99);
+  const p99 = Number.isNaN(pooled.proxy / pooled.base)
+    ? { ...perRoundP99, label: perRound }
+    : {
+        median: pooled.proxy / pooled.base,
+        text: `${(pooled.proxy / pooled.base).toFixed(2)}x (${ms(pooled.proxy)} / ${ms(pooled.base)}; per round: ${perRoundP99.text})`,
+        label: 'p99 of all the rounds pooled, each side',
+      };
+  const rounds = `median of ${HIT_ROUNDS} interleaved rounds, ${HIT_CONNECTIONS} connections`;
   return [
     row(scenario, `baseline: a Fastify route logging as the proxy does, same bytes and headers (${rounds})`, summary(base), 'baseline', null, 'hit'),
     row(scenario, `proxy, cached leaderboard (${rounds})`, summary(proxied), '', null, 'hit'),
     row(scenario, `req/s, proxy / baseline (${perRound})`, rps.text, `>= ${TARGET_HIT_RPS_RATIO}x`, rps.median >= TARGET_HIT_RPS_RATIO, 'hit'),
     row(scenario, `server CPU per request, proxy / baseline (${perRound})`, cpu.text, `<= ${TARGET_HIT_CPU_RATIO}x`, cpu.median <= TARGET_HIT_CPU_RATIO, 'hit'),
-    row(scenario, `p99 latency, proxy / baseline (${perRound})`, p99.text, `<= ${TARGET_HIT_P99_RATIO}x`, p99.median <= TARGET_HIT_P99_RATIO, 'hit'),
+    row(scenario, `p99 latency, proxy / baseline (${p99.label})`, p99.text, `<= ${TARGET_HIT_P99_RATIO}x`, p99.median <= TARGET_HIT_P99_RATIO, 'hit'),
   ];
 }
 
