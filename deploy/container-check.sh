@@ -90,7 +90,8 @@ wait_http() {
 
 install_tools() {
   local missing=()
-  command -v podman >/dev/null || missing+=(podman)
+  # type -P: the podman function above would satisfy command -v on a machine without podman.
+  type -P podman >/dev/null || missing+=(podman)
   # podman depends on crun | runc and takes crun alone; crun cannot run on this cgroup layout.
   command -v runc >/dev/null || missing+=(runc)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
