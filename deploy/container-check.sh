@@ -98,6 +98,8 @@ install_tools() {
   # netavark and aardvark-dns: compose's services find each other by name (CNI would need a dnsname plugin).
   [ -x /usr/lib/podman/netavark ] || missing+=(netavark)
   [ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+  # netavark sets up its bridge with iptables, which a minimal machine lacks.
+  type -P iptables >/dev/null || missing+=(iptables)
   if [ "$COMPOSE_CHECK" = 1 ]; then
     command -v podman-compose >/dev/null || missing+=(podman-compose)
     command -v redis-server >/dev/null || missing+=(redis-server)
