@@ -24,7 +24,7 @@ import { DateTime } from 'luxon';
 import ts from 'typescript';
 import { request } from 'undici';
 import { startSimulator } from '../src/simulator/index.js';
-import { answers, type Child, DEMO_AUTHORIZATION, freePort, peakRss, pinned, SERVER_CORE, startChild, startCommand } from './lib.js';
+import { answers, type Child, DEMO_AUTHORIZATION, freePort, peakRss, percentileOf, pinned, SERVER_CORE, startChild, startCommand } from './lib.js';
 
 export const ZONE = 'Europe/Berlin';
 /** Sunday morning in Berlin (at no round minute, as dashboards start): the day crosses midnight into Monday, a new week. */
@@ -159,19 +159,13 @@ class AgeTally {
 
   summary(): AgeSummary[] {
     return [...this.#counts].map(([kind, counts]) => {
-      const sorted = [...counts].sort(([a], [b]) => a - b);
-      const total = sorted.reduce((sum, [, n]) => sum + n, 0);
-      let seen = 0;
-      let p99S = 0;
-      for (const [age, n] of sorted) {
-        seen += n;
-        if (seen >= total * 0.99) {
-          p99S = age;
-          break;
-        }
+      let total = 0;
+      let sum = 0;
+      for (const [age, n] of counts) {
+        total += n;
+        sum += age * n;
       }
-      const meanS = sorted.reduce((sum, [age, n]) => sum + age * n, 0) / total;
-      return { kind, lifetimeS: TABLE_MS[kind] / 1000, maxS: sorted.at(-1)?.[0] ?? 0, p99S, meanS };
+      return { kind, lifetimeS: TABLE_MS[kind] / 1000, maxS: Math.max(...counts.keys()), p99S: percentileOf(counts, 99), meanS: sum / total };
     });
   }
 }

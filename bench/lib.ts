@@ -128,18 +128,23 @@ export interface LoadResult {
   readonly latencyCounts?: ReadonlyMap<number, number>;
 }
 
+/** The p-th percentile of values counted in a histogram (value -> how many); NaN for none. */
+export function percentileOf(counts: ReadonlyMap<number, number>, p: number): number {
+  const sorted = [...counts].sort(([a], [b]) => a - b);
+  const total = sorted.reduce((sum, [, n]) => sum + n, 0);
+  let seen = 0;
+  for (const [value, n] of sorted) {
+    seen += n;
+    if (seen >= total * (p / 100)) return value;
+  }
+  return Number.NaN;
+}
+
 /** The p-th percentile, in ms, of the requests of several rounds pooled (NaN without wrk's histograms). */
 export function pooledPercentile(rounds: readonly LoadResult[], p: number): number {
   const counts = new Map<number, number>();
   for (const { latencyCounts } of rounds) for (const [micros, n] of latencyCounts ?? []) counts.set(micros, (counts.get(micros) ?? 0) + n);
-  const sorted = [...counts].sort(([a], [b]) => a - b);
-  const total = sorted.reduce((sum, [, n]) => sum + n, 0);
-  let seen = 0;
-  for (const [micros, n] of sorted) {
-    seen += n;
-    if (seen >= (total * p) / 100) return micros / 1000;
-  }
-  return Number.NaN;
+  return percentileOf(counts, p) / 1000;
 }
 
 /** Loads from this process: `amount` requests over 50 connections, the i-th to the path `pathOf(i)`. */
