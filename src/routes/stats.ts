@@ -63,9 +63,9 @@ export async function statsRoutes(app: FastifyInstance, options: StatsRouteOptio
         return streams.serve(request, reply, { query, recheck, authorization: caller.authorization, client: caller.client, variant });
       }
       const result = stats.answer(known.query, caller.authorization, nowMs, variant);
-      if (!(result instanceof Promise)) return sendAnswer(request, reply, result, variant, nowMs, options);
+      if (!(result instanceof Promise)) return sendAnswer(request, reply, result, variant, nowMs, endpoint.name, options);
       // Freshness is told as of now: a miss may have waited seconds for Deskie.
-      return result.then((fetched) => sendAnswer(request, reply, fetched, variant, clock(), options));
+      return result.then((fetched) => sendAnswer(request, reply, fetched, variant, clock(), endpoint.name, options));
     };
     // HEAD declared with GET: Fastify's automatic HEAD would label a 304 "Content-Length: 0" (RFC 9110 §8.6).
     app.route({
@@ -120,6 +120,7 @@ function sendAnswer(
   result: StatsAnswer,
   variant: Variant,
   nowMs: number,
+  endpoint: EndpointName,
   { stats, metrics }: StatsRouteOptions,
 ): FastifyReply {
   const { answer, outcome, stored } = result;
@@ -142,7 +143,7 @@ function sendAnswer(
   access.outcome = result.revalidating === true ? 'revalidating' : outcome;
   if (outcome !== 'hit' && outcome !== 'stale') access.upstreamMs = answer.upstreamMs;
   const status = notModified(request.headers, representation.etag, answer.fetchedAtMs) ? 304 : 200;
-  metrics.count(request.routeOptions.config.endpoint as EndpointName, access.periodClass, access.outcome, status);
+  metrics.count(endpoint, access.periodClass, access.outcome, status);
   if (status === 304) return reply.code(304).send();
   if (representation.contentEncoding !== undefined) reply.header('content-encoding', representation.contentEncoding);
   if (representation.contentDisposition !== undefined) reply.header('content-disposition', representation.contentDisposition);
