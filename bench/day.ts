@@ -41,8 +41,8 @@ const NEXT_DUE_HEADER = 'x-bench-next-due';
 /** Dashboards whose quiet polls go at once: a span of at most 32 × 0.6 s, far less than the shortest lifetime. */
 const QUIET_BATCH = 32;
 
-/** Distinct exploring queries per MiB of cache: about twice what a MiB holds, so the store fills and evicts as many again. */
-export const EXPLORING_QUERIES_PER_MIB = 500;
+/** Distinct exploring queries per MiB of cache: some 1.25 times what a MiB holds, so the store fills and evicts. */
+export const EXPLORING_QUERIES_PER_MIB = 300;
 /** Calls a minute the exploring leaves to the dashboards: at most 40 windows change at once (midnight). */
 export const DASHBOARD_CALLS_MARGIN = 50;
 /** Exploring requests in flight at once. */
@@ -340,7 +340,7 @@ export async function dashboardDay(
    * Seconds since Deskie computed the numbers of an answer the proxy got `ageS` whole seconds ago (its Age): the
    * query's last compute at or before that call. Age alone counts from the call, which a call inside Deskie's cache
    * period makes younger than its numbers. The simulator forgets a query beyond its 10,000 most recently asked (the
-   * exploring asks 32,000), so the computes of the dashboards' queries are kept here as each poll sees them.
+   * exploring asks 19,200), so the computes of the dashboards' queries are kept here as each poll sees them.
    */
   const computedAt = new Map<string, number[]>();
   /**
