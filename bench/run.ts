@@ -388,8 +388,8 @@ const agesText = (ages: readonly AgeSummary[]): string => ages.map((a) => `${a.k
 
 /** Dashboards of the contrast days: 42 panels, so each of the 40 queries is shown. */
 const CONTRAST_DASHBOARDS = 14;
-/** Hours of the contrast days: from Sunday 06:03, before any window changes. */
-const CONTRAST_HOURS = 6;
+/** Hours of the contrast days: from Sunday 06:03, before any window changes; 36 lifetimes of `today`. */
+const CONTRAST_HOURS = 3;
 
 /** Rows for another run of the day's dashboards (no exploring), beside the day's own. */
 function contrast(what: string, other: DayReport, target: string): Row[] {
