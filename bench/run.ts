@@ -38,7 +38,7 @@ import { formatSelfTimes, monotonicMicros, profiling, selfTimes } from './profil
 const SCENARIOS = ['hit', 'stampede', 'mix', 'peer', 'day', 'memory', 'push'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
-// Enough to keep one core busy; at 100, wrk's p99 here jumped between 20 ms and 1 s from one round of the same server to the next.
+/** Enough to keep the server's core busy (docs/benchmarks.md says why not 100). */
 const HIT_CONNECTIONS = 50;
 const HIT_QUERY = '/api/stats_leaderboard.json?period=this_month';
 /** The default format and Deskie's own body, each against a baseline that serves what the proxy served for it. */

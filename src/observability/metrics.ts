@@ -38,9 +38,6 @@ export class ProxyMetrics {
   readonly #requests: Counter<'route' | 'period_class' | 'outcome' | 'status'>;
   readonly #clients: Counter<'client'>;
   readonly #saved: Counter<'route'>;
-  /** Label values, space-separated (none holds a space), and counts since the last read. */
-  readonly #requestCounts = new Map<string, number>();
-  readonly #savedCounts = new Map<string, number>();
   readonly #stale: Counter<'route'>;
   readonly #upstreamCalls: Counter<'route' | 'status'>;
   readonly #upstreamSeconds: Histogram<'route'>;
@@ -50,24 +47,40 @@ export class ProxyMetrics {
 
   constructor(sources: { store: AnswerStore; budget: UpstreamBudget; maxBytes: number; clientTokens?: () => number }) {
     const registers = [this.#registry];
-    // `counts`: kept as plain numbers by label values, and added when prom-client reads the counter (a labelled inc() cost a hit ~4 µs).
-    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], counts?: Map<string, number>): Counter<L> =>
-      new Counter({ name: `${METRIC_PREFIX}${name}`, help, labelNames, registers, collect() {
-        for (const [key, n] of counts ?? []) this.inc(Object.fromEntries(key.split(' ').map((value, i) => [labelNames[i], value])), n);
-        counts?.clear();
-      } });
-    this.#requests = counter('requests_total', 'Requests to the statistics routes, by route, period class, how the cache answered, and status',
-      ['route', 'period_class', 'outcome', 'status'], this.#requestCounts);
-    this.#clients = counter('client_requests_total', "Requests to the statistics routes that showed a valid client token (service mode), by the token's name",
-      ['client']);
-    this.#upstreamCalls = counter('upstream_calls_total', 'Calls to Deskie, by route and Deskie status (`failed`: no answer: timeout, refused connection, bad body)',
-      ['route', 'status']);
+    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> =>
+      new Counter({ name: `${METRIC_PREFIX}${name}`, help, labelNames, registers });
+    this.#requests = counter(
+      'requests_total',
+      'Requests to the statistics routes, by route, period class, how the cache answered, and status',
+      ['route', 'period_class', 'outcome', 'status'],
+    );
+    this.#clients = counter(
+      'client_requests_total',
+      "Requests to the statistics routes that showed a valid client token (service mode), by the token's name",
+      ['client'],
+    );
+    this.#upstreamCalls = counter(
+      'upstream_calls_total',
+      'Calls to Deskie, by route and Deskie status (`failed`: no answer: timeout, refused connection, bad body)',
+      ['route', 'status'],
+    );
     this.#upstreamSeconds = new Histogram({
-      name: `${METRIC_PREFIX}upstream_duration_seconds`, help: 'Time Deskie took to answer one call, by route', labelNames: ['route'], buckets: UPSTREAM_BUCKETS, registers,
+      name: `${METRIC_PREFIX}upstream_duration_seconds`,
+      help: "Time Deskie took to answer one call, by route",
+      labelNames: ['route'],
+      buckets: UPSTREAM_BUCKETS,
+      registers,
     });
-    this.#saved = counter('upstream_calls_saved_total',
-      'Answers given without a call of their own to Deskie: cache hits, requests that waited for another call, refusals answered from memory', ['route'], this.#savedCounts);
-    this.#stale = counter('stale_answers_total', 'Expired answers served because Deskie failed (stale-if-error), by route', ['route']);
+    this.#saved = counter(
+      'upstream_calls_saved_total',
+      'Answers given without a call of their own to Deskie: cache hits, requests that waited for another call, refusals answered from memory',
+      ['route'],
+    );
+    this.#stale = counter(
+      'stale_answers_total',
+      'Expired answers served because Deskie failed (stale-if-error), by route',
+      ['route'],
+    );
     for (const endpoint of Object.values(ENDPOINTS)) {
       // Zero from the start, so a rate over them is defined before the first answer.
       this.#saved.inc({ route: routeLabel(endpoint.path) }, 0);
@@ -114,9 +127,8 @@ export class ProxyMetrics {
   /** One answered request; `periodClass` undefined: refused before the period was known. */
   count(endpoint: EndpointName, periodClass: FreshnessClass | undefined, outcome: RequestOutcome, status: number): void {
     const route = ROUTE_LABELS[endpoint];
-    const key = `${route} ${periodClass ?? NO_PERIOD} ${outcome} ${status}`;
-    this.#requestCounts.set(key, (this.#requestCounts.get(key) ?? 0) + 1);
-    if (SAVING_OUTCOMES.has(outcome)) this.#savedCounts.set(route, (this.#savedCounts.get(route) ?? 0) + 1);
+    this.#requests.inc({ route, period_class: periodClass ?? NO_PERIOD, outcome, status: String(status) });
+    if (SAVING_OUTCOMES.has(outcome)) this.#saved.inc({ route });
     else if (outcome === 'stale') this.#stale.inc({ route });
   }
 
