@@ -3,12 +3,16 @@
  * the proxy sent for the same request, and logs as the proxy does, with the
  * proxy's own parts: its logger on its stdout destination (pino at info),
  * Fastify's request logging off, and its onResponse access line, told what
- * a hit of the proxy tells it. What the proxy costs beyond this is its own
- * work for a hit: the credentials, the query, the cache look-up.
+ * a hit of the proxy tells it; and its HTTP server's limits, whose timers
+ * Node re-arms at every read and write (docs/benchmarks.md says what they
+ * cost). What the proxy costs beyond this is its own work for a hit: the
+ * credentials, the query, the cache look-up.
  * Run as its own process: `node --import tsx bench/baseline-server.ts <port> <answer.json> <format>`.
  */
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
+import { serverLimits } from '../src/app.js';
+import { loadConfig } from '../src/config/config.js';
 import { registerAccessLog, type StatsAccess } from '../src/observability/access-log.js';
 import { createLogger, stdoutDestination } from '../src/observability/logging.js';
 
@@ -22,6 +26,8 @@ const logger: FastifyBaseLogger = createLogger('info', await stdoutDestination(t
 const app = Fastify({
   loggerInstance: logger,
   logController: new LogController({ disableRequestLogging: true }),
+  // As the proxy's, from the same environment (the bench's, with its defaults).
+  ...serverLimits(loadConfig({ ...process.env, DESKIE_URL: 'http://127.0.0.1:9' })),
 });
 registerAccessLog(app);
 app.get('/api/stats_leaderboard.json', (request, reply) => {

@@ -29,8 +29,14 @@ export interface AppOptions extends Partial<Omit<ServiceOptions, 'log'>> {
   readonly logger?: FastifyBaseLogger;
 }
 
-/** How often Node looks for connections past their header or request timeout (its default, 30 s, lets a slow loris linger). */
-const connectionsCheckMs = (headersTimeoutMs: number): number => Math.min(1_000, Math.max(10, Math.ceil(headersTimeoutMs / 10)));
+/** A slow client cannot hold a connection (config/config.ts says why each bound is what it is); the bench's baseline runs with these too. */
+export const serverLimits = (config: Pick<Config, 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs' | 'connectionTimeoutMs'>) => ({
+  // How often Node looks for connections past their header or request timeout (its default, 30 s, lets a slow loris linger).
+  http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1_000, Math.max(10, Math.ceil(config.headersTimeoutMs / 10))) },
+  requestTimeout: config.requestTimeoutMs,
+  keepAliveTimeout: config.keepAliveTimeoutMs,
+  connectionTimeout: config.connectionTimeoutMs,
+});
 
 /** Builds the proxy without listening; server.ts owns the process. */
 export function buildApp(config: Config & { readonly deskieUrl: string }, options: AppOptions = {}): FastifyInstance {
@@ -51,11 +57,7 @@ export function buildApp(config: Config & { readonly deskieUrl: string }, option
     return503OnClosing: false,
     // X-Forwarded-For is a client's to write: believed only from the proxies TRUST_PROXY names.
     trustProxy: typeof config.trustProxy === 'boolean' ? config.trustProxy : [...config.trustProxy],
-    // A slow client cannot hold a connection (config/config.ts says why each bound is what it is).
-    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: connectionsCheckMs(config.headersTimeoutMs) },
-    requestTimeout: config.requestTimeoutMs,
-    keepAliveTimeout: config.keepAliveTimeoutMs,
-    connectionTimeout: config.connectionTimeoutMs,
+    ...serverLimits(config),
     clientErrorHandler: (error, socket) => answerClientError(log, error, socket),
     frameworkErrors: answerFrameworkError,
   });

@@ -58,9 +58,8 @@ export async function statsRoutes(app: FastifyInstance, options: StatsRouteOptio
       // Until answered, an error: what the error handler and the access line read.
       request.access = { query: (known.fields[variant] ??= queryFields(known.query, variant)), periodClass: known.query.freshness, outcome: 'error' };
       if (streamed) {
-        const { query } = known;
         const recheck = (atMs: number): StatsQuery => check(request.query as RawQuery, atMs).query;
-        return streams.serve(request, reply, { query, recheck, authorization: caller.authorization, client: caller.client, variant });
+        return streams.serve(request, reply, { query: known.query, recheck, authorization: caller.authorization, client: caller.client, variant });
       }
       const result = stats.answer(known.query, caller.authorization, nowMs, variant);
       if (!(result instanceof Promise)) return sendAnswer(request, reply, result, variant, nowMs, endpoint.name, options);
