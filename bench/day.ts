@@ -226,13 +226,15 @@ function compileDayProxy(): string {
 
 /**
  * day-proxy.ts as its own process, started as `npm start` starts the server
- * (its Node flags), pinned to the servers' core and ready when this returns.
+ * (its Node flags, and `extraFlags`), pinned to the servers' core and ready when this returns.
  */
-export async function startDayProxy(deskieUrl: string, cacheMaxBytes: number, env: Record<string, string> = {}, core = SERVER_CORE): Promise<{ proxy: Child; url: string }> {
+export async function startDayProxy(
+  deskieUrl: string, cacheMaxBytes: number, env: Record<string, string> = {}, core = SERVER_CORE, extraFlags: readonly string[] = [],
+): Promise<{ proxy: Child; url: string }> {
   const port = await freePort();
   const { nodeFlags } = startCommand();
   const proxy = await startChild(
-    ...pinned(core, process.execPath, [...nodeFlags, compileDayProxy()]),
+    ...pinned(core, process.execPath, [...nodeFlags, ...extraFlags, compileDayProxy()]),
     {
       PORT: String(port),
       HOST: '127.0.0.1',

@@ -42,9 +42,10 @@ interface Health {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
-export async function memoryAtBudgetPace(cacheMaxBytes: number): Promise<MemoryReport> {
+/** `extraFlags`: Node flags beyond `npm start`'s, for an opt-in measured beside the default. */
+export async function memoryAtBudgetPace(cacheMaxBytes: number, extraFlags: readonly string[] = []): Promise<MemoryReport> {
   const simulator = await startSimulator({ timezone: ZONE });
-  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes);
+  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes, {}, undefined, extraFlags);
   const startRss = peakRss(proxy.pid);
   // day-proxy.ts runs on the clock its requests bring: here, the real one.
   const get = (path: string) => request(`${url}${path}`, { headers: { authorization: DEMO_AUTHORIZATION, 'x-bench-now': String(Date.now()) } });
