@@ -48,7 +48,8 @@ const HIT_FORMATS = [
 ] as const;
 type HitFormat = (typeof HIT_FORMATS)[number];
 const HIT_ROUNDS = 10;
-const WARM_UP_SECONDS = 2;
+/** Load before a side's first round: a fresh proxy's CPU per request settled after about 3 s of it (docs/benchmarks.md). */
+const WARM_UP_SECONDS = 5;
 const STAMPEDE_REQUESTS = 1_000;
 const STAMPEDE_UPSTREAM_LATENCY_MS = 200;
 const STAMPEDE_TARGET_P99_MS = STAMPEDE_UPSTREAM_LATENCY_MS + 100;
