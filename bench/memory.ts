@@ -19,7 +19,7 @@ import { startSimulator } from '../src/simulator/index.js';
 import {
   DASHBOARD_CALLS_MARGIN, DASHBOARDS, EXPLORING_QUERIES_PER_MIB, exploringQuery, PANELS, POLL_INTERVAL_MS, queries, startDayProxy, ZONE,
 } from './day.js';
-import { DEMO_AUTHORIZATION, peakRss } from './lib.js';
+import { DEMO_AUTHORIZATION, peakRss, SERVER_CORE } from './lib.js';
 
 export interface MemoryReport {
   readonly exploringQueries: number;
@@ -45,7 +45,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.
 /** `extraFlags`: Node flags beyond `npm start`'s, for an opt-in measured beside the default. */
 export async function memoryAtBudgetPace(cacheMaxBytes: number, extraFlags: readonly string[] = []): Promise<MemoryReport> {
   const simulator = await startSimulator({ timezone: ZONE });
-  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes, {}, undefined, extraFlags);
+  const { proxy, url } = await startDayProxy(simulator.url, cacheMaxBytes, {}, SERVER_CORE, extraFlags);
   const startRss = peakRss(proxy.pid);
   // day-proxy.ts runs on the clock its requests bring: here, the real one.
   const get = (path: string) => request(`${url}${path}`, { headers: { authorization: DEMO_AUTHORIZATION, 'x-bench-now': String(Date.now()) } });

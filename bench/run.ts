@@ -445,10 +445,7 @@ async function day(): Promise<Row[]> {
   ];
 }
 
-/**
- * The opt-in of docs/deploying.md: V8 compiles WebAssembly (undici's HTTP parser) with its baseline compiler only. Its
- * optimizing compiler, at the first calls to Deskie, took 35 to 45 MiB for half a second: most of the default's peak.
- */
+/** The opt-in of docs/deploying.md: V8 compiles WebAssembly (undici's HTTP parser) with its baseline compiler only. */
 const MEMORY_OPT_IN_FLAGS = ['--liftoff-only'];
 
 async function memory(): Promise<Row[]> {
