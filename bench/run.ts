@@ -48,7 +48,7 @@ const HIT_FORMATS = [
 ] as const;
 type HitFormat = (typeof HIT_FORMATS)[number];
 const HIT_ROUNDS = 10;
-/** Load before a side's first round: a fresh proxy's CPU per request settled after about 3 s of it (docs/benchmarks.md). */
+/** Load before a side's first round, so the rounds measure a warmed-up server rather than V8 still compiling it (docs/benchmarks.md). */
 const WARM_UP_SECONDS = 5;
 const STAMPEDE_REQUESTS = 1_000;
 const STAMPEDE_UPSTREAM_LATENCY_MS = 200;
