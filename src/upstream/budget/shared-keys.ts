@@ -22,18 +22,40 @@ type HeartbeatArgs = [log: string, account: string, recovery: string, replicas: 
 const ACCOUNT_FIELDS = "'accountLimit', 'callsLeft', 'pausedUntil', 'circuitOpenUntil'";
 /** A member of the log no replica mints, scored +inf so the minute never drops it: a log without it was lost. */
 const LOG_MARK = 'mark';
+/** Beside the mark while a lost log is written back, with the end of the wait in Redis's ms: `recovering:<ms>`. */
+const RECOVERING = 'recovering:';
 
 // For take and heartbeat (KEYS, ARGV[1..4]: TakeArgs). A log without its mark was lost (FLUSHALL, eviction, new Redis):
 // each replica writes its last minute back; no call goes till those expected have, or recoveryMs passes (if one died).
+// Who has written back is a hash of its own, which an allkeys-lru Redis may evict alone: the log's recovering member
+// then starts the count again for the time left, so a lost hash never reads as a whole log.
 const RECOVERY_LUA = `
-local function recoverIfLost()
-  if redis.call('ZSCORE', KEYS[1], '${LOG_MARK}') then return end
-  redis.call('ZADD', KEYS[1], '+inf', '${LOG_MARK}')
-  redis.call('PERSIST', KEYS[1])
+local function redisMs()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+local function expectRecovery(ms)
   redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[3], 'expected', math.max(tonumber(ARGV[2]), redis.call('ZCARD', KEYS[4])))
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  redis.call('PEXPIRE', KEYS[3], ms)
   redis.call('PUBLISH', ARGV[4], '${WRITE_BACK_MESSAGE}')
+end
+local function recoveringMember()
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '+inf', '+inf')) do
+    if string.sub(member, 1, ${RECOVERING.length}) == '${RECOVERING}' then return member end
+  end
+end
+local function recoverIfLost()
+  if not redis.call('ZSCORE', KEYS[1], '${LOG_MARK}') then
+    redis.call('ZADD', KEYS[1], '+inf', '${LOG_MARK}', '+inf', '${RECOVERING}' .. (redisMs() + tonumber(ARGV[3])))
+    redis.call('PERSIST', KEYS[1])
+    expectRecovery(ARGV[3])
+    return
+  end
+  local recovering = recoveringMember()
+  if recovering == nil or redis.call('EXISTS', KEYS[3]) == 1 then return end
+  local left = tonumber(string.sub(recovering, ${RECOVERING.length + 1})) - redisMs()
+  if left > 0 then expectRecovery(left) else redis.call('ZREM', KEYS[1], recovering) end
 end
 -- 1: none (and the hash goes once every replica expected wrote back), 2: awaiting others, 3: write back.
 local function recoveryState()
@@ -41,6 +63,8 @@ local function recoveryState()
   if expected == nil then return 1 end
   if redis.call('HLEN', KEYS[3]) - 1 >= expected then
     redis.call('DEL', KEYS[3])
+    local recovering = recoveringMember()
+    if recovering then redis.call('ZREM', KEYS[1], recovering) end
     return 1
   end
   if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 2 end
@@ -59,7 +83,7 @@ local closedUntil = math.max(tonumber(account[3]) or 0, tonumber(account[4]) or 
 recoverIfLost()
 local recovery = recoveryState()
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1]) - 1
+local used = redis.call('ZCOUNT', KEYS[1], '-inf', '(+inf')
 local notBefore = 0
 if closedUntil > now then
   notBefore = closedUntil
